@@ -1,0 +1,241 @@
+"""The ``nanobatch`` command: the only place that reads argv and the environment, sets up
+logging, calls ``anyio.run`` and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import httpx
+import structlog
+import typer
+
+from pipeline.client import GeminiClient, new_http_client
+from pipeline.config import GEMINI_BASE_URL, ApiKey, RetryConfig, RunConfig
+from pipeline.errors import NanobatchError, RunStopped, UsageError
+from pipeline.ledger import Ledger
+from pipeline.models import DEFAULT_MODEL
+from pipeline.scheduler import Pipeline, RunResult
+from pipeline.summary import format_summary
+from pipeline.types import Status
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Generate images in bulk with Gemini's image models, resumably.",
+)
+
+EMULATED_BASE_URL = "http://emulator.invalid"
+DEMO_FAULTS = "429=0.05,500=0.02,503=0.03,reset=0.01,truncate=0.01,unsafe=0.02,retry_delay=1"
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _api_key(flag: str | None) -> ApiKey | None:
+    if flag:
+        return ApiKey(flag, "--api-key")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        if value := os.environ.get(name, "").strip():
+            return ApiKey(value, name)
+    return None
+
+
+def _fail(error: NanobatchError) -> typer.Exit:
+    typer.echo(f"nanobatch: {error}", err=True)
+    return typer.Exit(error.exit_code)
+
+
+def _stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
+    stopped = result.stopped
+    assert stopped is not None
+    source = f"the key from {key.source}" if key else "no API key"
+    detail = f": {stopped.message}" if stopped.message else ""
+    what = {
+        "API_KEY_INVALID": f"the API rejected {source}",
+        "UNAUTHENTICATED": f"the API did not accept {source}",
+        "PERMISSION_DENIED": f"{source} has no permission for this model at {base_url}",
+        "MODEL_NOT_FOUND": "the model does not exist at this endpoint (check --model)",
+        "QUOTA_EXHAUSTED": "the daily quota is used up; rerun after it resets",
+        "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
+    }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
+    return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
+
+
+async def _execute(config: RunConfig, transport: httpx.AsyncBaseTransport | None) -> RunResult:
+    ledger = Ledger(config.out_dir)
+    ledger.open()
+    try:
+        async with new_http_client(transport, config.concurrency) as http:
+            client = GeminiClient(http, config.base_url, config.api_key)
+            return await Pipeline(config, client, ledger).run()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(ledger.close)
+
+
+def run_and_report(config: RunConfig, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Run, print the summary, and return the exit code."""
+    try:
+        result = anyio.run(_execute, config, transport)
+    except NanobatchError as e:
+        typer.echo(f"nanobatch: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        typer.echo("nanobatch: interrupted; finished rows are saved, rerun to continue", err=True)
+        return 130
+    typer.echo(format_summary(result, config.out_dir))
+    if result.stopped is not None:
+        typer.echo(f"nanobatch: {_stop_message(result, config.api_key, config.base_url)}", err=True)
+        return RunStopped.exit_code
+    return 1 if result.by_status.get(Status.FAILED.value) else 0
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="CSV or Parquet manifest, one row per image")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (images + ledger)")],
+    model: Annotated[str, typer.Option(help="Default model for rows without one")] = DEFAULT_MODEL,
+    image_size: Annotated[str | None, typer.Option(help="512, 1K, 2K or 4K")] = None,
+    aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 1:1, 16:9")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute ceiling")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows")] = None,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
+    retry_refused: Annotated[bool, typer.Option(help="Resend refused rows (billed)")] = False,
+    emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
+    emulate_faults: Annotated[str, typer.Option(help="Fault spec for --emulate")] = "",
+    emulate_latency: Annotated[str, typer.Option(help="Latency spec for --emulate")] = "0",
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+) -> None:
+    """Generate an image for every pending row of MANIFEST into --out; reruns resume."""
+    _setup_logging(verbose)
+    transport: httpx.AsyncBaseTransport | None = None
+    key = _api_key(api_key)
+    url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
+    if emulate:
+        from pipeline.emulator import (
+            EmulatorConfig,
+            EmulatorTransport,
+            create_app,
+            parse_faults,
+            parse_latency,
+        )
+
+        try:
+            emulator = EmulatorConfig(
+                faults=parse_faults(emulate_faults), latency=parse_latency(emulate_latency)
+            )
+        except ValueError as e:
+            raise _fail(UsageError(str(e))) from None
+        transport = EmulatorTransport(create_app(emulator))
+        url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
+    elif key is None:
+        raise _fail(
+            UsageError(
+                "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), pass --api-key, "
+                "or rehearse with --emulate"
+            )
+        )
+    config = RunConfig(
+        manifest=manifest,
+        out_dir=out,
+        model=model,
+        image_size=image_size,
+        aspect_ratio=aspect_ratio,
+        concurrency=concurrency,
+        rpm=rpm,
+        base_url=url,
+        api_key=key,
+        limit=limit,
+        retry=RetryConfig(max_attempts=max_attempts, retry_refused=retry_refused),
+    )
+    raise typer.Exit(run_and_report(config, transport))
+
+
+@app.command()
+def emulator(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    latency: Annotated[str, typer.Option(help="Seconds, uniform:A-B or lognormal:mean=M")] = "0",
+    faults: Annotated[str, typer.Option(help='e.g. "429=0.2,500=0.05,unsafe=0.02"')] = "",
+    rpm: Annotated[int | None, typer.Option(help="Per-minute limit (sliding window)")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Accept only this key")] = None,
+    seed: int = 0,
+) -> None:
+    """Serve the local Gemini API emulator (no key, no network, no cost)."""
+    from pipeline.emulator import EmulatorConfig, parse_faults, parse_latency, serve
+
+    try:
+        config = EmulatorConfig(
+            api_key=api_key,
+            seed=seed,
+            latency=parse_latency(latency),
+            faults=parse_faults(faults),
+            rpm=rpm,
+        )
+    except ValueError as e:
+        raise _fail(UsageError(str(e))) from None
+    serve(
+        config,
+        host,
+        port,
+        on_ready=lambda url: print(f"nanobatch emulator listening on {url}", flush=True),
+    )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory")] = Path("out/demo"),
+    manifest: Annotated[Path, typer.Option(help="Demo manifest")] = Path("manifests/demo.csv"),
+    concurrency: int = 16,
+    faults: Annotated[str, typer.Option(help="Emulator fault mix")] = DEMO_FAULTS,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+) -> None:
+    """Run the demo manifest against a local emulator process; run it again to see a resume."""
+    from pipeline.emulator import EmulatorProcess
+
+    _setup_logging(verbose)
+    with EmulatorProcess(
+        ["--faults", faults, "--latency", "uniform:0.2-0.8", "--seed", "7"]
+    ) as emu:
+        typer.echo(f"emulator: {emu.base_url} (faults: {faults})")
+        config = RunConfig(
+            manifest=manifest,
+            out_dir=out,
+            concurrency=concurrency,
+            base_url=emu.base_url,
+            api_key=ApiKey("demo-key", "demo"),
+            retry=RetryConfig(backoff_base_s=0.5, backoff_cap_s=5.0, jitter_s=0.3),
+        )
+        code = run_and_report(config)
+        stats = emu.stats()
+        typer.echo(
+            f"emulator saw {stats['requests']} requests this run "
+            f"(billed {stats['billed']}, refused {stats['refused']}, "
+            f"early retries {stats['early_retries']}, "
+            f"billed duplicates {stats['billed_duplicates']})"
+        )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

@@ -1,0 +1,79 @@
+"""A thin wrapper over an injected ``httpx.AsyncClient``: send one request, get one answer.
+
+This is the one place where httpx exceptions are translated (into ``TransportFailure``), and
+where the API key is attached. The transport is injected, so the in-process emulator, a real
+socket and a test double are all just transports.
+"""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+
+from pipeline.config import ApiKey
+from pipeline.types import RawResponse, TransportFailure
+
+
+class GeminiClient:
+    """Sends generateContent requests. Never raises for network trouble: it returns it."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: ApiKey | None) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"content-type": "application/json"}
+        if api_key is not None:
+            self._headers["x-goog-api-key"] = api_key.reveal()
+
+    async def generate(
+        self, model: str, body: bytes, timeout_s: float
+    ) -> RawResponse | tuple[TransportFailure, str]:
+        """POST the body; an answer of any status, or why there was none."""
+        url = f"{self._base}/v1beta/models/{model}:generateContent"
+        return await self._send("POST", url, body, timeout_s)
+
+    async def download(
+        self, url: str, timeout_s: float
+    ) -> RawResponse | tuple[TransportFailure, str]:
+        """GET an image a gateway returned as a link (no API key is sent to third parties)."""
+        return await self._send("GET", url, None, timeout_s, authenticated=False)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        timeout_s: float,
+        *,
+        authenticated: bool = True,
+    ) -> RawResponse | tuple[TransportFailure, str]:
+        headers = self._headers if authenticated else {}
+        try:
+            # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
+            # which is what matters when a server trickles a slow body.
+            with anyio.fail_after(timeout_s):
+                response = await self._http.request(method, url, content=body, headers=headers)
+        except TimeoutError:
+            return TransportFailure.TIMEOUT, f"no answer within {timeout_s:.0f} s"
+        except httpx.TimeoutException:
+            return TransportFailure.TIMEOUT, "the connection timed out"
+        except (httpx.TransportError, httpx.DecodingError) as e:
+            # Only the exception's class: its text can hold the URL, which can hold a key.
+            return TransportFailure.CONNECTION, type(e).__name__
+        return RawResponse(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.content,
+        )
+
+
+def new_http_client(
+    transport: httpx.AsyncBaseTransport | None, concurrency: int
+) -> httpx.AsyncClient:
+    """An httpx client sized for the pool: one connection per worker, no global timeout."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=limits,
+        timeout=httpx.Timeout(None, connect=30.0),
+        follow_redirects=True,
+    )

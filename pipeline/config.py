@@ -1,0 +1,67 @@
+"""The frozen run configuration, built once by the CLI and passed down explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.models import DEFAULT_MODEL
+
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+
+# A request the client abandons is still billed when the server finishes it, so the timeout
+# must outlast the slowest honest generation at each resolution (4K on Pro takes up to 150 s).
+DEFAULT_TIMEOUTS_S: dict[str, float] = {"512": 120.0, "1K": 120.0, "2K": 180.0, "4K": 360.0}
+
+
+class ApiKey:
+    """An API key that cannot leak through repr, str, logging or exceptions."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source  # "--api-key", "GEMINI_API_KEY", ...: safe to print
+
+    def reveal(self) -> str:
+        """The key itself: only for the request header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"ApiKey(<redacted>, source={self.source!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How hard to try before a row is recorded as failed."""
+
+    max_attempts: int = 5  # attempts that end in a transient error (5xx, timeout, connection)
+    backoff_base_s: float = 3.0  # first backoff; doubles per attempt
+    backoff_cap_s: float = 60.0
+    jitter_s: float = 1.0  # uniform extra wait, so workers do not return in lockstep
+    # A per-minute 429 is the server pacing us, not a fault of the row: it does not use the
+    # attempt budget, but a row gives up after waiting this long in total.
+    max_rate_limit_wait_s: float = 1800.0
+    retry_refused: bool = False
+    text_only_retries: int = 1  # extra attempts for NO_IMAGE / TEXT_ONLY answers
+    timeouts_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything a run needs, resolved from flags and environment by the CLI."""
+
+    manifest: Path
+    out_dir: Path
+    model: str = DEFAULT_MODEL
+    image_size: str | None = None
+    aspect_ratio: str | None = None
+    concurrency: int = 16
+    rpm: float | None = None
+    base_url: str = GEMINI_BASE_URL
+    api_key: ApiKey | None = None
+    limit: int | None = None
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    batch_rows: int = 4096  # manifest rows read per batch

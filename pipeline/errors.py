@@ -1,0 +1,37 @@
+"""Run-level exceptions. Per-row problems are values (``Outcome``, invalid rows), never these.
+
+NanobatchError                 anything that stops a run with a message for the user
+├── UsageError                 bad flags, unreadable or malformed manifest (exit 2)
+├── OutDirLocked               another run holds the output directory (exit 2)
+└── RunStopped                 the API refused the run: key, permission, model, quota (exit 3)
+"""
+
+from __future__ import annotations
+
+
+class NanobatchError(Exception):
+    """Base of every error that ends a run with a one-line message instead of a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(NanobatchError):
+    """The command or its input is wrong; nothing was sent."""
+
+    exit_code = 2
+
+
+class OutDirLocked(NanobatchError):
+    """Another live process is writing to the same output directory."""
+
+    exit_code = 2
+
+
+class RunStopped(NanobatchError):
+    """The API refused the run as a whole; the remaining rows stay pending for a rerun."""
+
+    exit_code = 3
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,228 @@
+"""Read a CSV or Parquet manifest in streaming batches and turn its rows into jobs.
+
+Memory does not grow with the manifest: rows are read a batch at a time, rows already done
+are dropped with one vectorised ``is_in`` per batch, and only pending rows become Python
+objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.errors import UsageError
+from pipeline.models import check_aspect_ratio, check_image_size, resolve_model
+from pipeline.sources import check_source
+from pipeline.types import InvalidRow, Job
+
+KNOWN_COLUMNS = ("id", "prompt", "images", "model", "aspect_ratio", "image_size")
+_UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{1,2}$|^$|^\s|\s$")
+MAX_ID_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Settings a row gets when its own column is empty."""
+
+    model: str
+    image_size: str | None
+    aspect_ratio: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """A slice of the manifest: ids for every row, and the rows themselves as a table."""
+
+    first_line: int  # 1-based data row number of the batch's first row
+    ids: pa.Array  # string ids, explicit or derived
+    table: pa.RecordBatch
+
+
+def _open_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Raw record batches, every column as read; raises UsageError for an unusable file."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give the manifest file (.csv or .parquet)")
+    if not path.exists():
+        raise UsageError(f"manifest {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            yield from _csv_batches(path, delimiter="\t" if suffix == ".tsv" else ",")
+        else:
+            raise UsageError(f"{path}: unknown manifest type {suffix!r}; use .csv or .parquet")
+    except (pa.ArrowInvalid, pa.ArrowIOError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = " (save the CSV as UTF-8)" if "utf" in first.lower() else ""
+        raise UsageError(f"{path} cannot be read as a manifest: {first}{hint}") from None
+
+
+def _csv_batches(path: Path, delimiter: str) -> Iterator[pa.RecordBatch]:
+    # Read the header ourselves so every column can be typed as text: an id like 007 or a
+    # prompt like "1:1" must not be guessed into a number.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f, delimiter=delimiter), None)
+    if not header:
+        raise UsageError(f"{path} is empty; a manifest needs a header row with a prompt column")
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    yield from reader
+
+
+def read_batches(path: Path, batch_rows: int, limit: int | None = None) -> Iterator[RowBatch]:
+    """The manifest as batches with ids; checks the columns once, before any row is used."""
+    line = 1
+    checked = False
+    for raw in _open_batches(path, batch_rows):
+        if not checked:
+            _check_columns(path, raw.schema)
+            checked = True
+        if limit is not None and line > limit:
+            return
+        batch = raw if limit is None else raw.slice(0, limit - line + 1)
+        if batch.num_rows:
+            yield RowBatch(line, _batch_ids(batch), batch)
+        line += batch.num_rows
+    if not checked:
+        raise UsageError(f"{path} has no rows")
+
+
+def _check_columns(path: Path, schema: pa.Schema) -> None:
+    if "prompt" not in schema.names:
+        raise UsageError(
+            f"{path} has no 'prompt' column (columns: {', '.join(schema.names) or 'none'}); "
+            "add one with the text of each image's prompt"
+        )
+    for name in ("id", "prompt", "model", "aspect_ratio", "image_size"):
+        if name in schema.names and not _is_text(schema.field(name).type):
+            raise UsageError(
+                f"{path}: column {name!r} is {schema.field(name).type}, expected text (string)"
+            )
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
+
+
+def _batch_ids(batch: pa.RecordBatch) -> pa.Array:
+    if "id" in batch.schema.names:
+        return pc.utf8_trim_whitespace(batch.column("id").cast(pa.string()).fill_null(""))
+    return pa.array([derive_id(row) for row in batch.to_pylist()], type=pa.string())
+
+
+def derive_id(row: dict[str, Any]) -> str:
+    """A stable id from a row's content, for manifests without an id column."""
+    content = [row.get(name) for name in KNOWN_COLUMNS[1:]]
+    digest = hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()
+    return f"row-{digest[:16]}"
+
+
+def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str]:
+    """Problems with the manifest's ids as a whole (duplicates, unsafe names); empty if none.
+
+    Runs before any request: a duplicate id would make two rows share one output file.
+    """
+    chunks: list[pa.Array] = []
+    problems: list[str] = []
+    for batch in read_batches(path, batch_rows, limit):
+        chunks.append(batch.ids)
+        bad = pc.match_substring_regex(batch.ids, _UNSAFE_ID.pattern)
+        too_long = pc.greater(pc.utf8_length(batch.ids), MAX_ID_LENGTH)
+        for i in pc.indices_nonzero(pc.or_(bad, too_long)).to_pylist()[: 5 - len(problems)]:
+            problems.append(
+                f"row {batch.first_line + i}: id {batch.ids[i].as_py()!r} cannot be a file name "
+                f"(no /, \\, control characters, '..', empty or over {MAX_ID_LENGTH} characters)"
+            )
+    if chunks:
+        counts = pc.value_counts(pa.chunked_array(chunks, type=pa.string()))
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))
+        if len(dup):
+            shown = ", ".join(f"{v['values']!r} ({v['counts']}x)" for v in dup.to_pylist()[:5])
+            more = f" and {len(dup) - 5} more" if len(dup) > 5 else ""
+            problems.append(
+                f"{len(dup)} duplicate ids: {shown}{more}; every row needs its own id "
+                "(rows without an id column get one from their content, so identical rows clash)"
+            )
+    return problems
+
+
+class RowResolver:
+    """Validates rows and resolves them against the run defaults.
+
+    Source files are checked once per path (a reference photo shared by thousands of rows
+    is stat'ed and sniffed once per run).
+    """
+
+    def __init__(self, base_dir: Path, defaults: Defaults) -> None:
+        self._base_dir = base_dir
+        self._defaults = defaults
+        self._check = functools.lru_cache(maxsize=65536)(check_source)
+
+    def resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job | InvalidRow:
+        """The row as a job, or why it cannot be sent."""
+
+        def invalid(field: str, reason: str) -> InvalidRow:
+            return InvalidRow(row_id, line, field, reason)
+
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return invalid("prompt", "the prompt is empty; write what the image should show")
+        defaults = self._defaults
+        model, spec = resolve_model(_text(row.get("model")) or defaults.model)
+        size = _text(row.get("image_size")) or defaults.image_size
+        ratio = _text(row.get("aspect_ratio")) or defaults.aspect_ratio
+        if spec is not None:
+            if size is not None and (why := check_image_size(spec, size)):
+                return invalid("image_size", why)
+            if ratio is not None and (why := check_aspect_ratio(spec, ratio)):
+                return invalid("aspect_ratio", why)
+        images = _image_list(row.get("images"))
+        if images is None:
+            return invalid("images", "expected paths separated by ';' or a list of paths")
+        limit = spec.max_input_images if spec else 14
+        if len(images) > limit:
+            return invalid("images", f"{len(images)} source images; {model} takes at most {limit}")
+        paths = tuple(os.path.normpath(self._base_dir / p) for p in images)
+        for p in paths:
+            if why := self._check(p):
+                return invalid("images", why)
+        return Job(row_id, line, prompt, paths, model, size, ratio)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _image_list(value: object) -> list[str] | None:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(";") if p.strip()]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return [p.strip() for p in value if p.strip()]
+    return None

@@ -1,0 +1,306 @@
+"""The worker pool: one task group with a producer, N workers and one ledger writer.
+
+    producer --(bounded stream of jobs)--> N workers --(bounded stream of records)--> writer
+
+The producer reads the manifest plan in a thread, a batch at a time; workers send requests
+(bounded by an adjustable capacity limiter and, with --rpm, a smooth rate limiter), classify
+each answer and act on the retry policy's decision; the writer makes records durable in
+groups. Nothing is created per row up front, so memory does not depend on the manifest size.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import anyio
+import structlog
+from aiolimiter import AsyncLimiter
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from pipeline.classify import classify, classify_failure
+from pipeline.client import GeminiClient
+from pipeline.config import RunConfig
+from pipeline.ledger import Ledger, LedgerRecord
+from pipeline.plan import PlannedBatch, check_manifest, done_ids, plan
+from pipeline.request import PreparedRequest, prepare
+from pipeline.retry import Action, Budget, decide
+from pipeline.sources import SourceCache, SourceImageError
+from pipeline.storage import store_images
+from pipeline.types import (
+    ImagePart,
+    InvalidRow,
+    Job,
+    Outcome,
+    OutcomeKind,
+    RawResponse,
+    Status,
+)
+
+log = structlog.get_logger("nanobatch")
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did, for the summary and the exit code."""
+
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    skipped: int = 0  # rows already done before this run
+    requests: int = 0  # HTTP attempts sent
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    stopped: Outcome | None = None  # the answer that stopped the run, if one did
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+
+class RateGate:
+    """A pause shared by every worker: when the server says "wait", nobody sends until then."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def pause_until(self, deadline: float) -> None:
+        self._until = max(self._until, deadline)
+
+    async def wait(self) -> None:
+        # Sleep to the known deadline; loop only because another worker may have extended it.
+        while (delay := self._until - time.monotonic()) > 0:  # noqa: ASYNC110 (a deadline, not a poll)
+            await anyio.sleep(delay)
+
+
+class Pipeline:
+    """Runs one manifest against one server into one output directory."""
+
+    def __init__(self, config: RunConfig, client: GeminiClient, ledger: Ledger) -> None:
+        self.config = config
+        self.client = client
+        self.ledger = ledger
+        self.result = RunResult()
+        self.sources = SourceCache()
+        self.capacity = anyio.CapacityLimiter(config.concurrency)
+        self.gate = RateGate()
+        self.limiter = _smooth_limiter(config.rpm)
+        self.rng = random.Random()
+        self.stopping = False
+
+    async def run(self) -> RunResult:
+        """Process every pending row; returns when all are recorded or the run was stopped."""
+        await anyio.to_thread.run_sync(check_manifest, self.config)
+        done = await anyio.to_thread.run_sync(done_ids, self.ledger)
+        batches = plan(self.config, done)
+        jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
+        rec_send, rec_recv = anyio.create_memory_object_stream[LedgerRecord](
+            self.config.concurrency * 4
+        )
+        log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._writer, rec_recv)
+            for _ in range(self.config.concurrency):
+                tg.start_soon(self._worker, jobs_recv.clone(), rec_send.clone())
+            jobs_recv.close()
+            await self._produce(batches, jobs_send, rec_send)
+        self.result.finished = time.monotonic()
+        log.info("run.finished", **dict(self.result.by_status), duration_s=self.result.duration_s)
+        return self.result
+
+    async def _produce(
+        self,
+        batches: Iterator[PlannedBatch],
+        jobs: ObjectSendStream[Job],
+        records: ObjectSendStream[LedgerRecord],
+    ) -> None:
+        async with jobs, records:
+            while not self.stopping:
+                batch = await anyio.to_thread.run_sync(next, batches, None)
+                if batch is None:
+                    return
+                self.result.skipped += batch.skipped
+                for item in batch.items:
+                    if self.stopping:
+                        return
+                    if isinstance(item, InvalidRow):
+                        await records.send(_invalid_record(item))
+                    else:
+                        await jobs.send(item)
+
+    async def _worker(
+        self, jobs: ObjectReceiveStream[Job], records: ObjectSendStream[LedgerRecord]
+    ) -> None:
+        async with jobs, records:
+            async for job in jobs:
+                if self.stopping:
+                    continue  # drain: rows left here stay pending for the next run
+                record = await self._process(job)
+                if record is not None:
+                    await records.send(record)
+
+    async def _writer(self, records: ObjectReceiveStream[LedgerRecord]) -> None:
+        async with records:
+            async for first in records:
+                group = [first]
+                # Whatever else is already waiting shares this fsync (group commit).
+                while True:
+                    try:
+                        group.append(records.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await anyio.to_thread.run_sync(self.ledger.append, group)
+                for record in group:
+                    self.result.by_status[record.status] += 1
+                    self.result.by_reason[(record.status, record.reason)] += 1
+
+    async def _process(self, job: Job) -> LedgerRecord | None:
+        """Send one row until it reaches an outcome; None if the run stopped first."""
+        try:
+            request = await anyio.to_thread.run_sync(prepare, job, self.sources, self.config.retry)
+        except SourceImageError as e:
+            return _invalid_record(InvalidRow(job.row_id, job.line, "images", str(e)))
+        budget = Budget()
+        attempt = 0
+        while True:
+            if self.stopping:
+                return None
+            await self.gate.wait()
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            attempt += 1
+            started = time.monotonic()
+            async with self.capacity:
+                self.result.requests += 1
+                outcome = await self._attempt(request)
+            latency_ms = (time.monotonic() - started) * 1000
+            decision = decide(outcome, budget, self.config.retry, self.rng)
+            log.debug(
+                "row.attempt",
+                row_id=job.row_id,
+                attempt=attempt,
+                kind=outcome.kind.value,
+                reason=outcome.reason,
+                http_status=outcome.http_status,
+                latency_ms=round(latency_ms, 1),
+                action=decision.action.value,
+                wait_s=round(decision.wait_s, 3),
+            )
+            if decision.action is Action.STOP_RUN:
+                self._stop(outcome)
+                return None
+            if decision.action is Action.RETRY:
+                if decision.pause_pool:
+                    self.gate.pause_until(time.monotonic() + decision.wait_s)
+                await anyio.sleep(decision.wait_s)
+                continue
+            assert decision.status is not None
+            return await self._record(
+                job,
+                request=request,
+                outcome=outcome,
+                status=decision.status,
+                attempts=attempt,
+                latency_ms=latency_ms,
+            )
+
+    async def _attempt(self, request: PreparedRequest) -> Outcome:
+        answer = await self.client.generate(request.model, request.body, request.timeout_s)
+        if not isinstance(answer, RawResponse):
+            return classify_failure(*answer)
+        outcome = classify(answer)
+        if outcome.kind is OutcomeKind.SUCCESS and not outcome.images and outcome.image_urls:
+            outcome = await self._download(outcome, request.timeout_s)
+        return outcome
+
+    async def _download(self, outcome: Outcome, timeout_s: float) -> Outcome:
+        """Fetch images a gateway returned as links. The generation is paid: never resend it."""
+        images = []
+        for url in outcome.image_urls:
+            for _ in range(3):
+                answer = await self.client.download(url, timeout_s)
+                if isinstance(answer, RawResponse) and answer.status == 200 and answer.body:
+                    mime = answer.headers.get("content-type", "image/png").split(";")[0]
+                    images.append(ImagePart(answer.body, mime))
+                    break
+        if len(images) == len(outcome.image_urls):
+            return replace(outcome, images=tuple(images))
+        return Outcome(
+            kind=OutcomeKind.ROW_ERROR,
+            reason="DOWNLOAD_FAILED",
+            http_status=outcome.http_status,
+            text=outcome.text,
+            message="the image links in the answer could not be downloaded: "
+            + " ".join(outcome.image_urls),
+            usage=outcome.usage,
+        )
+
+    async def _record(
+        self,
+        job: Job,
+        *,
+        request: PreparedRequest,
+        outcome: Outcome,
+        status: Status,
+        attempts: int,
+        latency_ms: float,
+    ) -> LedgerRecord:
+        stored = []
+        if status is Status.SUCCEEDED:
+            stored = await anyio.to_thread.run_sync(
+                store_images, self.config.out_dir, job.row_id, outcome.images
+            )
+        first = stored[0] if stored else None
+        return LedgerRecord(
+            row_id=job.row_id,
+            line=job.line,
+            status=status.value,
+            reason=outcome.reason,
+            model=job.model,
+            prompt=job.prompt,
+            attempts=attempts,
+            http_status=outcome.http_status,
+            image_size=job.image_size,
+            aspect_ratio=job.aspect_ratio,
+            output_paths=[s.rel_path for s in stored],
+            sha256=[s.sha256 for s in stored],
+            width=first.width if first else None,
+            height=first.height if first else None,
+            mime_type=first.mime_type if first else None,
+            text=outcome.text,
+            prompt_tokens=outcome.usage.prompt_tokens,
+            output_tokens=outcome.usage.output_tokens,
+            thoughts_tokens=outcome.usage.thoughts_tokens,
+            latency_ms=round(latency_ms, 1),
+            error=outcome.message if status is not Status.SUCCEEDED else None,
+            fingerprint=request.fingerprint,
+        )
+
+    def _stop(self, outcome: Outcome) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.result.stopped = outcome
+            log.error("run.stopping", reason=outcome.reason, http_status=outcome.http_status)
+
+
+def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
+    """A leaky bucket that paces requests evenly instead of spending a minute's budget at once."""
+    if not rpm:
+        return None
+    burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
+    return AsyncLimiter(burst, 60.0 * burst / rpm)
+
+
+def _invalid_record(item: InvalidRow) -> LedgerRecord:
+    return LedgerRecord(
+        row_id=item.row_id,
+        line=item.line,
+        status=Status.INVALID.value,
+        reason=f"INVALID_{item.field.upper()}",
+        model="",
+        prompt="",
+        error=item.reason,
+    )

@@ -1,0 +1,117 @@
+"""Frozen value types shared by every layer: jobs going in, outcomes coming out.
+
+Nothing here does I/O. Per-row results are values (``Outcome``), never exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Terminal status of a manifest row, as written to the ledger's ``status`` column."""
+
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused"
+    FAILED = "failed"
+    INVALID = "invalid"
+
+
+class OutcomeKind(StrEnum):
+    """What one HTTP attempt means; the retry policy maps each kind to exactly one action."""
+
+    SUCCESS = "success"  # at least one non-thought image
+    REFUSAL = "refusal"  # the model or its filters declined: final unless opted in
+    RATE_LIMIT = "rate_limit"  # 429: wait what the server asked
+    TRANSIENT = "transient"  # 408/5xx/timeout/connection/malformed: backoff and retry
+    ROW_ERROR = "row_error"  # 400 about this row: retrying cannot help
+    RUN_ERROR = "run_error"  # key, permission, unknown model, billing: stop the whole run
+
+
+class QuotaScope(StrEnum):
+    """Which quota a 429 is about; a per-day quota will not clear in minutes."""
+
+    MINUTE = "minute"
+    DAY = "day"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """One output image, already decoded from base64."""
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts from ``usageMetadata`` (None where the server did not say)."""
+
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    thoughts_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified result of one attempt.
+
+    ``reason`` is the ledger's reason vocabulary: ``STOP`` for a success, a finishReason or
+    ``PROMPT_BLOCKED:<blockReason>`` for a refusal, ``RATE_LIMITED``, ``QUOTA_EXHAUSTED``,
+    ``SERVER_ERROR_<code>``, ``TIMEOUT``, ``CONNECTION``, ``MALFORMED_RESPONSE``,
+    ``INVALID_REQUEST`` or a run-level reason (``API_KEY_INVALID``, ``PERMISSION_DENIED``...).
+    """
+
+    kind: OutcomeKind
+    reason: str
+    http_status: int | None = None
+    images: tuple[ImagePart, ...] = ()
+    image_urls: tuple[str, ...] = ()  # images a gateway returned as links: to be downloaded
+    text: str | None = None  # model text (kept for refusals and text-only answers)
+    message: str | None = None  # server or transport error message
+    retry_after_s: float | None = None  # delay the server asked for, if any
+    quota: QuotaScope | None = None
+    usage: Usage = field(default_factory=Usage)
+    model_version: str | None = None
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP answer as received, before any interpretation. Header names are lower-case."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class TransportFailure(StrEnum):
+    """A request that got no usable HTTP answer."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One manifest row, resolved and validated: everything needed to build its request."""
+
+    row_id: str
+    line: int  # 1-based data row number in the manifest, for messages
+    prompt: str
+    images: tuple[str, ...]  # absolute source image paths
+    model: str  # the model id to send
+    image_size: str | None  # None: do not send imageSize
+    aspect_ratio: str | None  # None: do not send aspectRatio
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRow:
+    """A manifest row that cannot be sent: it costs nothing and never stops the valid ones."""
+
+    row_id: str
+    line: int
+    field: str
+    reason: str
