@@ -14,12 +14,10 @@ import httpx
 import structlog
 import typer
 
-from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import GEMINI_BASE_URL, ApiKey, RetryConfig, RunConfig
 from pipeline.errors import NanobatchError, RunStopped, UsageError
-from pipeline.ledger import Ledger
 from pipeline.models import DEFAULT_MODEL
-from pipeline.scheduler import Pipeline, RunResult
+from pipeline.scheduler import RunResult, run_manifest
 from pipeline.summary import format_summary
 from pipeline.types import Status
 
@@ -77,22 +75,10 @@ def _stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
 
 
-async def _execute(config: RunConfig, transport: httpx.AsyncBaseTransport | None) -> RunResult:
-    ledger = Ledger(config.out_dir)
-    ledger.open()
-    try:
-        async with new_http_client(transport, config.concurrency) as http:
-            client = GeminiClient(http, config.base_url, config.api_key)
-            return await Pipeline(config, client, ledger).run()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(ledger.close)
-
-
 def run_and_report(config: RunConfig, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Run, print the summary, and return the exit code."""
     try:
-        result = anyio.run(_execute, config, transport)
+        result = anyio.run(run_manifest, config, transport)
     except NanobatchError as e:
         typer.echo(f"nanobatch: {e}", err=True)
         return e.exit_code

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import anyio
+import httpx
 import structlog
 from aiolimiter import AsyncLimiter
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.classify import classify, classify_failure
-from pipeline.client import GeminiClient
+from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, check_manifest, done_ids, plan
@@ -114,8 +115,8 @@ class Pipeline:
     async def _produce(
         self,
         batches: Iterator[PlannedBatch],
-        jobs: ObjectSendStream[Job],
-        records: ObjectSendStream[LedgerRecord],
+        jobs: MemoryObjectSendStream[Job],
+        records: MemoryObjectSendStream[LedgerRecord],
     ) -> None:
         async with jobs, records:
             while not self.stopping:
@@ -132,7 +133,7 @@ class Pipeline:
                         await jobs.send(item)
 
     async def _worker(
-        self, jobs: ObjectReceiveStream[Job], records: ObjectSendStream[LedgerRecord]
+        self, jobs: MemoryObjectReceiveStream[Job], records: MemoryObjectSendStream[LedgerRecord]
     ) -> None:
         async with jobs, records:
             async for job in jobs:
@@ -142,7 +143,7 @@ class Pipeline:
                 if record is not None:
                     await records.send(record)
 
-    async def _writer(self, records: ObjectReceiveStream[LedgerRecord]) -> None:
+    async def _writer(self, records: MemoryObjectReceiveStream[LedgerRecord]) -> None:
         async with records:
             async for first in records:
                 group = [first]
@@ -284,6 +285,24 @@ class Pipeline:
             self.stopping = True
             self.result.stopped = outcome
             log.error("run.stopping", reason=outcome.reason, http_status=outcome.http_status)
+
+
+async def run_manifest(
+    config: RunConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> RunResult:
+    """Open the output directory, run the manifest through the pool, and fold the ledger.
+
+    ``transport`` is httpx's: None for the network, or the in-process emulator's.
+    """
+    ledger = Ledger(config.out_dir)
+    await anyio.to_thread.run_sync(ledger.open)
+    try:
+        async with new_http_client(transport, config.concurrency) as http:
+            client = GeminiClient(http, config.base_url, config.api_key)
+            return await Pipeline(config, client, ledger).run()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(ledger.close)
 
 
 def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:

@@ -1,0 +1,58 @@
+"""Test helpers: manifests under a temp dir, fast retry settings, run configs."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipeline.config import ApiKey, RetryConfig, RunConfig
+
+# Backoff in milliseconds instead of seconds: tests exercise the policy, not the clock.
+FAST_RETRY = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005)
+TEST_KEY = "test-key-0123456789"
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """A CSV manifest with the union of the rows' keys as columns."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()}
+            )
+    return path
+
+
+def write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """A Parquet manifest; ``images`` as list<string>."""
+    pq.write_table(pa.Table.from_pylist(list(rows)), path)
+    return path
+
+
+def make_image(path: Path, size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> Path:
+    Image.new("RGB", size, (200, 30, 30)).save(path, fmt)
+    return path
+
+
+def run_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
+    """A RunConfig pointed at the in-process emulator's base URL."""
+    values: dict[str, Any] = {
+        "manifest": manifest,
+        "out_dir": out,
+        "base_url": "http://emulator.invalid",
+        "api_key": ApiKey(TEST_KEY, "test"),
+        "concurrency": 8,
+        "retry": FAST_RETRY,
+    }
+    values.update(overrides)
+    return RunConfig(**values)

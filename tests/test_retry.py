@@ -1,0 +1,95 @@
+"""The retry policy: one action per outcome kind, budgets, and the server's own delays."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipeline.config import RetryConfig
+from pipeline.retry import Action, Budget, backoff, decide
+from pipeline.types import Outcome, OutcomeKind, QuotaScope, Status
+
+CONFIG = RetryConfig(max_attempts=5, backoff_base_s=3.0, backoff_cap_s=60.0, jitter_s=1.0)
+
+
+def outcome(kind: OutcomeKind, reason: str = "X", **kw: object) -> Outcome:
+    return Outcome(kind=kind, reason=reason, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "action", "status"),
+    [
+        (OutcomeKind.SUCCESS, "STOP", Action.FINISH, Status.SUCCEEDED),
+        (OutcomeKind.REFUSAL, "IMAGE_SAFETY", Action.FINISH, Status.REFUSED),
+        (OutcomeKind.REFUSAL, "PROMPT_BLOCKED:SAFETY", Action.FINISH, Status.REFUSED),
+        (OutcomeKind.ROW_ERROR, "INVALID_REQUEST", Action.FINISH, Status.FAILED),
+        (OutcomeKind.RUN_ERROR, "API_KEY_INVALID", Action.STOP_RUN, None),
+        (OutcomeKind.TRANSIENT, "SERVER_ERROR_503", Action.RETRY, None),
+    ],
+)
+def test_each_kind_has_one_action(
+    kind: OutcomeKind, reason: str, action: Action, status: Status | None
+) -> None:
+    decision = decide(outcome(kind, reason), Budget(), CONFIG, random.Random(0))
+    assert decision.action is action
+    assert decision.status is status
+
+
+def test_refusals_are_retried_only_when_opted_in() -> None:
+    refusal = outcome(OutcomeKind.REFUSAL, "IMAGE_SAFETY")
+    opted = RetryConfig(retry_refused=True, max_attempts=3, jitter_s=0)
+    budget = Budget()
+    actions = [decide(refusal, budget, opted, random.Random(0)).action for _ in range(3)]
+    assert actions == [Action.RETRY, Action.RETRY, Action.FINISH]
+
+
+def test_text_only_answers_get_their_own_small_budget() -> None:
+    text_only = outcome(OutcomeKind.REFUSAL, "TEXT_ONLY")
+    budget = Budget()
+    first = decide(text_only, budget, CONFIG, random.Random(0))
+    second = decide(text_only, budget, CONFIG, random.Random(0))
+    assert (first.action, second.action) == (Action.RETRY, Action.FINISH)
+    assert second.status is Status.REFUSED
+
+
+def test_transient_errors_back_off_exponentially_until_the_budget_is_spent() -> None:
+    budget = Budget()
+    rng = random.Random(1)
+    waits = []
+    for _ in range(4):
+        d = decide(outcome(OutcomeKind.TRANSIENT, "SERVER_ERROR_500"), budget, CONFIG, rng)
+        assert d.action is Action.RETRY
+        waits.append(d.wait_s)
+    last = decide(outcome(OutcomeKind.TRANSIENT, "SERVER_ERROR_500"), budget, CONFIG, rng)
+    assert last.action is Action.FINISH
+    assert last.status is Status.FAILED
+    for n, wait in enumerate(waits):
+        assert 3.0 * 2**n <= wait <= 3.0 * 2**n + 1.0
+
+
+def test_backoff_is_capped() -> None:
+    assert 60.0 <= backoff(20, CONFIG, random.Random(0)) <= 61.0
+
+
+def test_rate_limit_waits_the_servers_delay_and_pauses_the_pool() -> None:
+    limited = outcome(OutcomeKind.RATE_LIMIT, "RATE_LIMITED", retry_after_s=31.0,
+                      quota=QuotaScope.MINUTE)  # fmt: skip
+    budget = Budget()
+    decisions = [decide(limited, budget, CONFIG, random.Random(0)) for _ in range(10)]
+    # Per-minute 429s do not burn the attempt budget: ten in a row are still retried.
+    assert all(d.action is Action.RETRY and d.pause_pool for d in decisions)
+    assert all(31.0 <= d.wait_s <= 31.5 for d in decisions)
+
+
+def test_rate_limit_gives_up_after_the_total_wait_allowance() -> None:
+    limited = outcome(OutcomeKind.RATE_LIMIT, "RATE_LIMITED", retry_after_s=400.0)
+    budget = Budget()
+    actions = [decide(limited, budget, CONFIG, random.Random(0)).action for _ in range(6)]
+    assert actions[:4] == [Action.RETRY] * 4
+    assert actions[-1] is Action.FINISH
+
+
+def test_a_daily_quota_stops_the_run() -> None:
+    daily = outcome(OutcomeKind.RATE_LIMIT, "QUOTA_EXHAUSTED", quota=QuotaScope.DAY)
+    assert decide(daily, Budget(), CONFIG, random.Random(0)).action is Action.STOP_RUN

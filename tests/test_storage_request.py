@@ -1,0 +1,110 @@
+"""Output files and request bodies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.config import RetryConfig
+from pipeline.request import fingerprint, prepare
+from pipeline.sources import SourceCache, sniff_mime
+from pipeline.storage import extension, output_names, store_images
+from pipeline.types import ImagePart, Job
+from tests.helpers import make_image
+
+
+def png_bytes(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def job(**kw: object) -> Job:
+    values: dict[str, object] = {
+        "row_id": "r", "line": 1, "prompt": "a mug", "images": (),
+        "model": "gemini-3.1-flash-image-preview", "image_size": None, "aspect_ratio": None,
+    }  # fmt: skip
+    values.update(kw)
+    return Job(**values)  # type: ignore[arg-type]
+
+
+def test_one_image_is_named_by_id_and_several_are_numbered() -> None:
+    png = ImagePart(b"", "image/png")
+    jpg = ImagePart(b"", "image/jpeg")
+    assert output_names("sku-1", (png,)) == ["images/sku-1.png"]
+    assert output_names("sku-1", (png, jpg)) == ["images/sku-1_1.png", "images/sku-1_2.jpg"]
+
+
+def test_a_hostile_mime_type_cannot_become_a_path() -> None:
+    assert extension("image/../../etc") == "etc"
+    assert extension("image/") == "bin"
+    assert "/" not in extension("../../x/y")
+
+
+def test_stored_images_are_complete_with_checksums_and_sizes(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    data = png_bytes((30, 20))
+    (stored,) = store_images(tmp_path, "r1", (ImagePart(data, "image/png"),))
+    assert (tmp_path / stored.rel_path).read_bytes() == data
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert (stored.width, stored.height) == (30, 20)
+    assert [p.name for p in (tmp_path / "images").iterdir()] == ["r1.png"]
+
+
+def test_undecodable_image_bytes_are_kept_not_lost(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (stored,) = store_images(tmp_path, "r1", (ImagePart(b"garbage", "image/png"),))
+    assert (tmp_path / stored.rel_path).read_bytes() == b"garbage"
+    assert stored.width is None
+
+
+def test_request_puts_images_first_and_text_last(tmp_path: Path) -> None:
+    photo = make_image(tmp_path / "p.jpg", fmt="JPEG")
+    request = prepare(
+        job(images=(str(photo),), aspect_ratio="4:5", image_size="2K"),
+        SourceCache(),
+        RetryConfig(),
+    )
+    body = json.loads(request.body)
+    parts = body["contents"][0]["parts"]
+    assert parts[0]["inlineData"]["mimeType"] == "image/jpeg"
+    assert base64.b64decode(parts[0]["inlineData"]["data"]) == photo.read_bytes()
+    assert parts[-1] == {"text": "a mug"}
+    assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "4:5", "imageSize": "2K"}
+    assert request.timeout_s == 180.0
+
+
+def test_image_size_is_never_sent_to_a_model_without_sizes() -> None:
+    request = prepare(job(model="gemini-2.5-flash-image", image_size="1K"), SourceCache(),
+                      RetryConfig())  # fmt: skip
+    assert "imageConfig" not in json.loads(request.body)["generationConfig"]
+
+
+def test_fingerprint_changes_with_anything_that_shapes_the_image() -> None:
+    base = fingerprint(job(), [])
+    assert fingerprint(job(), []) == base
+    assert fingerprint(job(prompt="a cup"), []) != base
+    assert fingerprint(job(aspect_ratio="1:1"), []) != base
+    assert fingerprint(job(model="gemini-3-pro-image-preview"), []) != base
+    assert fingerprint(job(), ["abc"]) != base
+
+
+def test_source_cache_reads_a_shared_photo_once_and_notices_replacement(tmp_path: Path) -> None:
+    photo = make_image(tmp_path / "p.png", (10, 10))
+    cache = SourceCache()
+    first = cache.load(str(photo))
+    assert cache.load(str(photo)) is first
+    make_image(photo, (12, 10))
+    assert cache.load(str(photo)).sha256 != first.sha256
+
+
+def test_mime_is_sniffed_from_bytes() -> None:
+    assert sniff_mime(png_bytes((1, 1))[:32]) == "image/png"
+    assert sniff_mime(b"\x00\x00\x00\x18ftypheic" + b"\0" * 8) == "image/heic"
+    assert sniff_mime(b"\x00\x00\x00\x18ftypmif1" + b"\0" * 8) == "image/heif"
+    assert sniff_mime(b"GIF89a") is None
