@@ -3,7 +3,7 @@
     producer --(bounded stream of jobs)--> N workers --(bounded stream of records)--> writer
 
 The producer reads the manifest plan in a thread, a batch at a time; workers send requests
-(bounded by an adjustable capacity limiter and, with --rpm, a smooth rate limiter), classify
+(bounded by an adaptive (AIMD) capacity limiter and, with --rpm, a smooth rate limiter), classify
 each answer and act on the retry policy's decision; the writer makes records durable in
 groups. Nothing is created per row up front, so memory does not depend on the manifest size.
 """
@@ -23,6 +23,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline.adaptive import AdaptiveLimit
 from pipeline.classify import classify, classify_failure
 from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
@@ -86,7 +87,7 @@ class Pipeline:
         self.ledger = ledger
         self.result = RunResult()
         self.sources = SourceCache()
-        self.capacity = anyio.CapacityLimiter(config.concurrency)
+        self.adaptive = AdaptiveLimit(config.concurrency)
         self.gate = RateGate()
         self.limiter = _smooth_limiter(config.rpm)
         self.rng = random.Random()
@@ -174,10 +175,14 @@ class Pipeline:
                 await self.limiter.acquire()
             attempt += 1
             started = time.monotonic()
-            async with self.capacity:
+            async with self.adaptive.limiter:
                 self.result.requests += 1
                 outcome = await self._attempt(request)
             latency_ms = (time.monotonic() - started) * 1000
+            if _is_overload(outcome):
+                self.adaptive.on_overload()
+            elif outcome.kind is not OutcomeKind.TRANSIENT:
+                self.adaptive.on_success()
             decision = decide(outcome, budget, self.config.retry, self.rng)
             log.debug(
                 "row.attempt",
@@ -311,6 +316,11 @@ def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
         return None
     burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
     return AsyncLimiter(burst, 60.0 * burst / rpm)
+
+
+def _is_overload(outcome: Outcome) -> bool:
+    """The server is telling us to send less: back off the whole pool, not just this row."""
+    return outcome.kind is OutcomeKind.RATE_LIMIT or outcome.http_status in (502, 503)
 
 
 def _invalid_record(item: InvalidRow) -> LedgerRecord:
