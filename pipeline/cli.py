@@ -54,6 +54,22 @@ def _api_key(flag: str | None) -> ApiKey | None:
     return None
 
 
+def _parse_rerun(text: str) -> frozenset[Status]:
+    """``--rerun failed,refused`` -> the finished statuses to send again."""
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if "all" in names:
+        return frozenset({Status.SUCCEEDED, Status.REFUSED, Status.FAILED})
+    if names == {"none"}:
+        return frozenset()
+    allowed = {"failed": Status.FAILED, "refused": Status.REFUSED, "succeeded": Status.SUCCEEDED}
+    if unknown := names - set(allowed):
+        raise UsageError(
+            f"--rerun {text!r}: unknown {', '.join(sorted(unknown))}; "
+            "use failed, refused, succeeded, all or none (comma-separated)"
+        )
+    return frozenset(allowed[n] for n in names)
+
+
 def _fail(error: NanobatchError) -> typer.Exit:
     typer.echo(f"nanobatch: {error}", err=True)
     return typer.Exit(error.exit_code)
@@ -106,6 +122,10 @@ def run(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows")] = None,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
     retry_refused: Annotated[bool, typer.Option(help="Resend refused rows (billed)")] = False,
+    rerun: Annotated[
+        str, typer.Option(help="Finished rows to send again: failed, refused, succeeded, all")
+    ] = "failed",
+    ids: Annotated[Path | None, typer.Option(help="File of row ids to restrict the run to")] = None,
     emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
     emulate_faults: Annotated[str, typer.Option(help="Fault spec for --emulate")] = "",
     emulate_latency: Annotated[str, typer.Option(help="Latency spec for --emulate")] = "0",
@@ -140,9 +160,15 @@ def run(
                 "or rehearse with --emulate"
             )
         )
+    try:
+        rerun_statuses = _parse_rerun(rerun)
+    except UsageError as e:
+        raise _fail(e) from None
     config = RunConfig(
         manifest=manifest,
         out_dir=out,
+        rerun=rerun_statuses,
+        ids_file=ids,
         model=model,
         image_size=image_size,
         aspect_ratio=aspect_ratio,

@@ -54,8 +54,8 @@ class GeminiClient:
                 response = await self._http.request(method, url, content=body, headers=headers)
         except TimeoutError:
             return TransportFailure.TIMEOUT, f"no answer within {timeout_s:.0f} s"
-        except httpx.TimeoutException:
-            return TransportFailure.TIMEOUT, "the connection timed out"
+        except httpx.TimeoutException as e:
+            return TransportFailure.TIMEOUT, type(e).__name__  # ConnectTimeout, ReadTimeout...
         except (httpx.TransportError, httpx.DecodingError) as e:
             # Only the exception's class: its text can hold the URL, which can hold a key.
             return TransportFailure.CONNECTION, type(e).__name__

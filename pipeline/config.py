@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.models import DEFAULT_MODEL
+from pipeline.types import Status
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -64,4 +65,6 @@ class RunConfig:
     api_key: ApiKey | None = None
     limit: int | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
+    rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again
+    ids_file: Path | None = None  # restrict the run to these row ids
     batch_rows: int = 4096  # manifest rows read per batch

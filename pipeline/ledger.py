@@ -1,19 +1,17 @@
-"""The results ledger: an fsynced append-only journal folded into ``ledger.parquet``.
+"""The results ledger: an fsynced append-only journal folded into ``ledger.parquet``,
+and the attempt history, folded into ``attempts.parquet``.
 
 A row counts as done only once its record is durable in the journal, and its record is only
 written after its images were renamed into place. On start, the journal is read back (a torn
 or corrupt tail is dropped) and folded into the Parquet file, so ``ledger.parquet`` always
 holds exactly one row per manifest row that reached an outcome: the latest one.
-
-Journal line format: ``<crc32 of the JSON, 8 hex digits> <JSON record>\\n``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import OutDirLocked, UsageError
+from pipeline.journal import Journal, read_journal
 from pipeline.storage import IMAGES_DIR, clean_temp_files, fsync_dir
 
 LEDGER_FILE = "ledger.parquet"
 JOURNAL_FILE = "ledger.journal"
+ATTEMPTS_FILE = "attempts.parquet"
+ATTEMPTS_JOURNAL_FILE = "attempts.journal"
 LOCK_FILE = ".lock"
 LEDGER_VERSION = "1"
 
@@ -56,6 +57,23 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("fingerprint", pa.string()),
         ("prompt", pa.string()),
+    ],
+    metadata={"nanobatch.ledger_version": LEDGER_VERSION},
+)
+
+
+ATTEMPTS_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.string()),
+        ("attempt", pa.int32()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+        ("latency_ms", pa.float64()),
+        ("http_status", pa.int32()),
+        ("outcome", pa.string()),
+        ("reason", pa.string()),
+        ("wait_s", pa.float64()),
+        ("possibly_billed", pa.bool_()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -90,71 +108,63 @@ class LedgerRecord:
     fingerprint: str | None = None
 
 
-def encode_line(record: LedgerRecord) -> bytes:
-    """A journal line for the record, with the checksum that detects a torn write."""
-    data = asdict(record)
-    data["finished_at"] = record.finished_at.isoformat()
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One HTTP attempt, for the post-mortem of a night (``attempts.parquet``)."""
+
+    row_id: str
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    latency_ms: float
+    http_status: int | None
+    outcome: str  # OutcomeKind
+    reason: str
+    wait_s: float  # wait before the next attempt (0 when it was the last)
+    possibly_billed: bool  # a success, or an answer the server may have finished unseen
 
 
-def decode_line(line: bytes) -> dict[str, Any] | None:
-    """The record in a journal line, or None if the line is torn or corrupt."""
-    if len(line) < 11 or not line.endswith(b"\n") or line[8:9] != b" ":
-        return None
-    payload = line[9:-1]
-    try:
-        if int(line[:8], 16) != zlib.crc32(payload):
-            return None
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("row_id"), str):
-        return None
-    data["finished_at"] = datetime.fromisoformat(data["finished_at"])
-    return data
+def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Journal rows (timestamps as ISO text) as a table of ``schema``."""
+    for name in schema.names:
+        if pa.types.is_timestamp(schema.field(name).type):
+            for row in rows:
+                value = row.get(name)
+                if isinstance(value, str):
+                    row[name] = datetime.fromisoformat(value)
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
-def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Valid records of a journal, and the byte length of its valid prefix.
-
-    Reading stops at the first bad line: with appends fsynced in order, only the tail can
-    be torn, and anything after a corrupt line cannot be trusted to be in order.
-    """
-    records: list[dict[str, Any]] = []
-    good = 0
-    if not path.exists():
-        return records, good
-    with open(path, "rb") as f:
-        for line in f:
-            record = decode_line(line)
-            if record is None:
-                break
-            records.append(record)
-            good += len(line)
-    return records, good
-
-
-def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Replace ``path`` atomically and durably."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class Ledger:
-    """Owns the output directory for one run: lock, journal, Parquet ledger."""
+    """Owns the output directory for one run: lock, journals, Parquet files."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
+        self.recovered = 0  # records a crashed run left in the journal, folded on open
         self._lock_fd: int | None = None
-        self._journal: Any = None  # binary file object once opened
-        self._pending = 0  # records in the journal not yet folded into Parquet
+        self._records = Journal(out_dir / JOURNAL_FILE, durable=True)
+        # Attempt history is diagnostics: flushed, not fsynced, per group.
+        self._attempts = Journal(out_dir / ATTEMPTS_JOURNAL_FILE, durable=False)
 
     def open(self) -> None:
-        """Lock the directory, recover from any crash, and start a fresh journal."""
+        """Lock the directory, recover from any crash, and open fresh journals."""
         (self.out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self._lock()
         clean_temp_files(self.out_dir)
+        self.recovered = len(read_journal(self._records.path)[0])
         self.compact()
-        self._journal = open(self.out_dir / JOURNAL_FILE, "ab")  # noqa: SIM115 (owned until close)
+        self._records.open()
+        self._attempts.open()
 
     def _lock(self) -> None:
         # flock dies with its process, so a killed run never leaves the directory locked.
@@ -172,40 +182,35 @@ class Ledger:
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
-    def append(self, records: list[LedgerRecord]) -> None:
-        """Make records durable: one write and one fsync for the whole group."""
-        if not records:
-            return
-        self._journal.write(b"".join(encode_line(r) for r in records))
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-        self._pending += len(records)
+    def append(
+        self, records: Sequence[LedgerRecord], attempts: Sequence[AttemptRecord] = ()
+    ) -> None:
+        """Make records durable (one fsync for the group) and note the attempts."""
+        if attempts:
+            self._attempts.append([asdict(a) for a in attempts])
+        if records:
+            self._records.append([asdict(r) for r in records])
 
     def compact(self) -> None:
-        """Fold the journal into ledger.parquet (atomically), then empty the journal."""
-        journal = self.out_dir / JOURNAL_FILE
-        records, _ = read_journal(journal)
+        """Fold the journals into the Parquet files (atomically), then empty the journals."""
+        records, _ = read_journal(self._records.path)
         if records:
             latest = {r["row_id"]: r for r in records}  # a later record supersedes an earlier one
-            fresh = _table(list(latest.values()))
+            fresh = _table(list(latest.values()), SCHEMA)
             table = self.read()
             if table is not None:
                 keep = pc.invert(pc.is_in(table["row_id"], value_set=fresh["row_id"]))
-                table = pa.concat_tables([table.filter(keep), fresh])
-            else:
-                table = fresh
-            tmp = self.out_dir / f".tmp-{os.getpid()}-{LEDGER_FILE}"
-            pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.out_dir / LEDGER_FILE)
-            fsync_dir(self.out_dir)
-        if self._journal is not None:
-            self._journal.truncate(0)
-            self._journal.seek(0)
-        elif journal.exists():
-            journal.unlink()
-        self._pending = 0
+                fresh = pa.concat_tables([table.filter(keep), fresh])
+            _write_parquet(fresh, self.out_dir / LEDGER_FILE)
+        self._records.clear()
+        attempts, _ = read_journal(self._attempts.path)
+        if attempts:
+            fresh = _table(attempts, ATTEMPTS_SCHEMA)
+            path = self.out_dir / ATTEMPTS_FILE
+            if path.exists():
+                fresh = pa.concat_tables([pq.read_table(path, schema=ATTEMPTS_SCHEMA), fresh])
+            _write_parquet(fresh, path)
+        self._attempts.clear()
 
     def read(self, columns: list[str] | None = None) -> pa.Table | None:
         """The folded ledger (without journal records not yet compacted), or None if empty."""
@@ -213,21 +218,16 @@ class Ledger:
         if not path.exists():
             return None
         try:
-            table = pq.read_table(path, columns=columns)
+            return pq.read_table(path, columns=columns, schema=SCHEMA)
         except (pa.ArrowInvalid, OSError) as e:
             raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
-        if columns is None and table.schema.metadata != SCHEMA.metadata:
-            table = table.cast(SCHEMA)  # a ledger written by an older version
-        return table
 
     def close(self) -> None:
-        """Fold the journal into Parquet and release the directory."""
+        """Fold the journals into Parquet and release the directory."""
         try:
-            if self._journal is not None:
-                self.compact()
-                self._journal.close()
-                self._journal = None
-                (self.out_dir / JOURNAL_FILE).unlink(missing_ok=True)
+            self.compact()
+            self._records.close(remove=True)
+            self._attempts.close(remove=True)
         finally:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

@@ -1,26 +1,34 @@
 """What this run has to do: the manifest's rows minus the ones the ledger says are done.
 
-Rows are filtered a batch at a time with a vectorised ``is_in`` against the done ids, so
-a resumed run over a huge, mostly finished manifest never builds Python objects for the
-rows it skips.
+Rows are filtered a batch at a time with a vectorised ``is_in`` against the done ids. A done
+row is skipped only while its fingerprint still matches (the user did not edit its prompt,
+settings or reference photos); that check builds the row's request description but never
+reads more than each distinct source file once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger
-from pipeline.manifest import Defaults, RowResolver, check_ids, read_batches
+from pipeline.manifest import Defaults, RowBatch, RowResolver, check_ids, read_batches
+from pipeline.request import fingerprint
+from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
 
-# Statuses a rerun leaves alone by default: a success is paid for, a refusal would be again.
-DONE_STATUSES = (Status.SUCCEEDED.value, Status.REFUSED.value)
+log = structlog.get_logger("nanobatch")
+
+# Statuses a rerun may leave alone; --rerun picks which of them are sent again. Invalid rows
+# are always validated again: that is free, and the user may have fixed the file.
+FINISHED = (Status.SUCCEEDED, Status.REFUSED, Status.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +37,28 @@ class PlannedBatch:
 
     items: list[Job | InvalidRow]
     skipped: int
+    changed: int = 0  # done rows sent again because their fingerprint changed
 
 
-def done_ids(ledger: Ledger) -> pa.Array:
-    """Ids of rows whose last outcome means they are not to be sent again."""
-    table = ledger.read(["row_id", "status"])
-    if table is None:
-        return pa.array([], type=pa.string())
-    done = table.filter(pc.is_in(table["status"], value_set=pa.array(DONE_STATUSES)))
-    return done["row_id"].combine_chunks()
+@dataclass(frozen=True, slots=True)
+class DoneRows:
+    """Rows to leave alone, with the fingerprints they were made with."""
+
+    ids: pa.Array
+    fingerprints: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def done_rows(ledger: Ledger, rerun: frozenset[Status]) -> DoneRows:
+    """Rows whose last outcome is finished and not selected by ``--rerun``."""
+    table = ledger.read(["row_id", "status", "fingerprint"])
+    keep = [s.value for s in FINISHED if s not in rerun]
+    if table is None or not keep:
+        return DoneRows(pa.array([], pa.string()), pa.array([], pa.string()))
+    done = table.filter(pc.is_in(table["status"], value_set=pa.array(keep)))
+    return DoneRows(done["row_id"].combine_chunks(), done["fingerprint"].combine_chunks())
 
 
 def check_manifest(config: RunConfig) -> None:
@@ -47,23 +68,65 @@ def check_manifest(config: RunConfig) -> None:
         raise UsageError(f"{config.manifest}: " + "; ".join(problems))
 
 
-def plan(config: RunConfig, done: pa.Array) -> Iterator[PlannedBatch]:
-    """The rows to send (or to record as invalid), one manifest batch at a time."""
-    resolver = RowResolver(
-        config.manifest.resolve().parent,
-        Defaults(config.model, config.image_size, config.aspect_ratio),
-    )
-    for batch in read_batches(config.manifest, config.batch_rows, config.limit):
-        keep = pc.invert(pc.is_in(batch.ids, value_set=done))
-        indices = pc.indices_nonzero(keep)
-        skipped = batch.table.num_rows - len(indices)
-        if not len(indices):
-            yield PlannedBatch([], skipped)
-            continue
-        rows = batch.table.take(indices).to_pylist()
-        ids = batch.ids.take(indices).to_pylist()
-        items = [
-            resolver.resolve(row_id, batch.first_line + index, row)
-            for row_id, index, row in zip(ids, indices.to_pylist(), rows, strict=True)
-        ]
-        yield PlannedBatch(items, skipped)
+def read_ids_file(path: Path) -> pa.Array:
+    """Row ids listed one per line (blank lines and ``#`` comments ignored)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--ids {path} cannot be read: {e}") from None
+    ids = [line.strip() for line in text.splitlines()]
+    return pa.array([i for i in ids if i and not i.startswith("#")], pa.string())
+
+
+class Planner:
+    """Turns manifest batches into the work of this run."""
+
+    def __init__(self, config: RunConfig, done: DoneRows, sources: SourceCache) -> None:
+        self.config = config
+        self.done = done
+        self.sources = sources
+        self.only = read_ids_file(config.ids_file) if config.ids_file else None
+        self.resolver = RowResolver(
+            config.manifest.resolve().parent,
+            Defaults(config.model, config.image_size, config.aspect_ratio),
+        )
+
+    def __iter__(self) -> Iterator[PlannedBatch]:
+        for batch in read_batches(self.config.manifest, self.config.batch_rows, self.config.limit):
+            yield self._plan(batch)
+
+    def _plan(self, batch: RowBatch) -> PlannedBatch:
+        ids = batch.ids
+        selected = (
+            pa.array([True] * len(ids)) if self.only is None else pc.is_in(ids, value_set=self.only)
+        )
+        position = pc.index_in(ids, value_set=self.done.ids)  # null: not done
+        done = pc.and_(selected, pc.is_valid(position))
+        todo = pc.and_(selected, pc.invert(pc.is_valid(position)))
+        items: list[Job | InvalidRow] = []
+        changed = 0
+        done_idx = pc.indices_nonzero(done)
+        if len(done_idx):
+            recorded = self.done.fingerprints.take(position.take(done_idx)).to_pylist()
+            rows = batch.table.take(done_idx).to_pylist()
+            for i, row, old in zip(done_idx.to_pylist(), rows, recorded, strict=True):
+                job = self._resolve(batch, i, row)
+                if old is None or not isinstance(job, Job):
+                    continue  # no fingerprint to compare, or no longer sendable: keep the result
+                if self._fingerprint(job) != old:
+                    log.info("row.changed", row_id=job.row_id, line=job.line)
+                    items.append(job)
+                    changed += 1
+        todo_idx = pc.indices_nonzero(todo)
+        rows = batch.table.take(todo_idx).to_pylist()
+        pairs = zip(todo_idx.to_pylist(), rows, strict=True)
+        items += [self._resolve(batch, i, row) for i, row in pairs]
+        items.sort(key=lambda item: item.line)
+        skipped = len(done_idx) - changed
+        return PlannedBatch(items, skipped, changed)
+
+    def _resolve(self, batch: RowBatch, i: int, row: dict[str, object]) -> Job | InvalidRow:
+        return self.resolver.resolve(batch.ids[i].as_py(), batch.first_line + i, row)
+
+    def _fingerprint(self, job: Job) -> str:
+        return fingerprint(job, [self.sources.digest(p) for p in job.images])

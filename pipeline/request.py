@@ -52,17 +52,20 @@ def effective_size(job: Job) -> str:
 
 
 def fingerprint(job: Job, image_digests: list[str]) -> str:
-    """A hash of everything that shapes the request: a change to any of it means a new image."""
-    canonical = json.dumps(
-        {
-            "model": job.model,
-            "prompt": job.prompt,
-            "images": image_digests,
-            "generationConfig": generation_config(job),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """A hash of everything that shapes the request: a change to any of it means a new image.
+
+    Frozen format (a change would make every user's next run regenerate everything): each
+    field is ``name:length:value``; optional fields are only included when set, so adding
+    one later leaves existing fingerprints unchanged.
+    """
+    fields = [
+        ("model", job.model),
+        ("prompt", job.prompt),
+        ("image_size", job.image_size or ""),
+        ("aspect_ratio", job.aspect_ratio or ""),
+        ("images", ",".join(image_digests)),
+    ]
+    canonical = "nanobatch-fp-1|" + "|".join(f"{k}:{len(v)}:{v}" for k, v in fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

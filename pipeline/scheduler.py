@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import anyio
 import httpx
@@ -27,8 +28,8 @@ from pipeline.adaptive import AdaptiveLimit
 from pipeline.classify import classify, classify_failure
 from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
-from pipeline.ledger import Ledger, LedgerRecord
-from pipeline.plan import PlannedBatch, check_manifest, done_ids, plan
+from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
+from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
 from pipeline.request import PreparedRequest, prepare
 from pipeline.retry import Action, Budget, decide
 from pipeline.sources import SourceCache, SourceImageError
@@ -45,6 +46,8 @@ from pipeline.types import (
 
 log = structlog.get_logger("nanobatch")
 
+Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
+
 
 @dataclass(slots=True)
 class RunResult:
@@ -53,6 +56,7 @@ class RunResult:
     by_status: Counter[str] = field(default_factory=Counter)
     by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: int = 0  # rows already done before this run
+    changed: int = 0  # done rows sent again because their prompt, settings or photos changed
     requests: int = 0  # HTTP attempts sent
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -96,12 +100,10 @@ class Pipeline:
     async def run(self) -> RunResult:
         """Process every pending row; returns when all are recorded or the run was stopped."""
         await anyio.to_thread.run_sync(check_manifest, self.config)
-        done = await anyio.to_thread.run_sync(done_ids, self.ledger)
-        batches = plan(self.config, done)
+        done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
+        batches = iter(Planner(self.config, done, self.sources))
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
-        rec_send, rec_recv = anyio.create_memory_object_stream[LedgerRecord](
-            self.config.concurrency * 4
-        )
+        rec_send, rec_recv = anyio.create_memory_object_stream[Record](self.config.concurrency * 4)
         log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, rec_recv)
@@ -117,7 +119,7 @@ class Pipeline:
         self,
         batches: Iterator[PlannedBatch],
         jobs: MemoryObjectSendStream[Job],
-        records: MemoryObjectSendStream[LedgerRecord],
+        records: MemoryObjectSendStream[Record],
     ) -> None:
         async with jobs, records:
             while not self.stopping:
@@ -125,6 +127,7 @@ class Pipeline:
                 if batch is None:
                     return
                 self.result.skipped += batch.skipped
+                self.result.changed += batch.changed
                 for item in batch.items:
                     if self.stopping:
                         return
@@ -134,17 +137,17 @@ class Pipeline:
                         await jobs.send(item)
 
     async def _worker(
-        self, jobs: MemoryObjectReceiveStream[Job], records: MemoryObjectSendStream[LedgerRecord]
+        self, jobs: MemoryObjectReceiveStream[Job], records: MemoryObjectSendStream[Record]
     ) -> None:
         async with jobs, records:
             async for job in jobs:
                 if self.stopping:
                     continue  # drain: rows left here stay pending for the next run
-                record = await self._process(job)
+                record = await self._process(job, records)
                 if record is not None:
                     await records.send(record)
 
-    async def _writer(self, records: MemoryObjectReceiveStream[LedgerRecord]) -> None:
+    async def _writer(self, records: MemoryObjectReceiveStream[Record]) -> None:
         async with records:
             async for first in records:
                 group = [first]
@@ -154,12 +157,16 @@ class Pipeline:
                         group.append(records.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await anyio.to_thread.run_sync(self.ledger.append, group)
-                for record in group:
-                    self.result.by_status[record.status] += 1
-                    self.result.by_reason[(record.status, record.reason)] += 1
+                rows = [r for r in group if isinstance(r, LedgerRecord)]
+                attempts = [r for r in group if isinstance(r, AttemptRecord)]
+                await anyio.to_thread.run_sync(self.ledger.append, rows, attempts)
+                for row in rows:
+                    self.result.by_status[row.status] += 1
+                    self.result.by_reason[(row.status, row.reason)] += 1
 
-    async def _process(self, job: Job) -> LedgerRecord | None:
+    async def _process(
+        self, job: Job, records: MemoryObjectSendStream[Record]
+    ) -> LedgerRecord | None:
         """Send one row until it reaches an outcome; None if the run stopped first."""
         try:
             request = await anyio.to_thread.run_sync(prepare, job, self.sources, self.config.retry)
@@ -174,6 +181,7 @@ class Pipeline:
             if self.limiter is not None:
                 await self.limiter.acquire()
             attempt += 1
+            started_at = datetime.now(UTC)
             started = time.monotonic()
             async with self.adaptive.limiter:
                 self.result.requests += 1
@@ -194,6 +202,20 @@ class Pipeline:
                 latency_ms=round(latency_ms, 1),
                 action=decision.action.value,
                 wait_s=round(decision.wait_s, 3),
+            )
+            await records.send(
+                AttemptRecord(
+                    row_id=job.row_id,
+                    attempt=attempt,
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                    latency_ms=round(latency_ms, 1),
+                    http_status=outcome.http_status,
+                    outcome=outcome.kind.value,
+                    reason=outcome.reason,
+                    wait_s=round(decision.wait_s, 3),
+                    possibly_billed=_possibly_billed(outcome),
+                )
             )
             if decision.action is Action.STOP_RUN:
                 self._stop(outcome)
@@ -316,6 +338,18 @@ def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
         return None
     burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
     return AsyncLimiter(burst, 60.0 * burst / rpm)
+
+
+def _possibly_billed(outcome: Outcome) -> bool:
+    """Whether the server may have charged for this attempt: a success, or a request it may
+    have finished after we stopped listening (a timeout, a connection lost mid-answer)."""
+    if outcome.kind is OutcomeKind.SUCCESS:
+        return True
+    return outcome.reason in ("TIMEOUT", "CONNECTION") and outcome.message not in _UNSENT
+
+
+# Connection failures that happen before the request reaches the server cost nothing.
+_UNSENT = ("ConnectError", "ConnectTimeout", "UnsupportedProtocol")
 
 
 def _is_overload(outcome: Outcome) -> bool:

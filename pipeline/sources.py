@@ -88,11 +88,39 @@ class SourceCache:
     Keyed by (path, size, mtime) so a replaced reference photo is read again.
     """
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, max_digests: int = 100_000) -> None:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._items: OrderedDict[tuple[str, int, int], SourceImage] = OrderedDict()
+        self._digests: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._max_digests = max_digests
         self._lock = threading.Lock()
+
+    def digest(self, path: str) -> str:
+        """The sha256 of a source file's bytes, read once per file version.
+
+        Used to fingerprint rows that are already done without encoding their images.
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "missing"
+        key = (path, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if (hit := self._digests.get(key)) is not None:
+                return hit
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            return "unreadable"
+        with self._lock:
+            self._digests[key] = h.hexdigest()
+            if len(self._digests) > self._max_digests:
+                self._digests.popitem(last=False)
+        return h.hexdigest()
 
     def load(self, path: str) -> SourceImage:
         """The encoded image at ``path``; raises SourceImageError with a user-facing reason."""

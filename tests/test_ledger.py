@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,16 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import OutDirLocked
-from pipeline.ledger import (
-    JOURNAL_FILE,
-    LEDGER_FILE,
-    SCHEMA,
-    Ledger,
-    LedgerRecord,
-    decode_line,
-    encode_line,
-    read_journal,
-)
+from pipeline.journal import decode_line, encode_line, read_journal
+from pipeline.ledger import JOURNAL_FILE, LEDGER_FILE, SCHEMA, Ledger, LedgerRecord
 
 
 def record(row_id: str, status: str = "succeeded", **kw: object) -> LedgerRecord:
@@ -97,7 +90,7 @@ def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
 def test_journal_recovery_keeps_exactly_the_intact_prefix(
     ids: list[str], cut: int, flip: int | None
 ) -> None:
-    lines = [encode_line(record(i, text="é\n" + i)) for i in ids]
+    lines = [encode_line(asdict(record(i, text="é\n" + i))) for i in ids]
     data = bytearray(b"".join(lines))
     if flip is not None and data:
         data[flip % len(data)] ^= 0x41
@@ -121,8 +114,8 @@ def test_journal_recovery_keeps_exactly_the_intact_prefix(
 
 def test_read_journal_stops_at_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / JOURNAL_FILE
-    whole = encode_line(record("a")) + encode_line(record("b"))
-    path.write_bytes(whole + encode_line(record("c"))[:-7])
+    whole = encode_line(asdict(record("a"))) + encode_line(asdict(record("b")))
+    path.write_bytes(whole + encode_line(asdict(record("c")))[:-7])
     records, good = read_journal(path)
     assert [r["row_id"] for r in records] == ["a", "b"]
     assert good == len(whole)
