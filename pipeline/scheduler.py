@@ -58,6 +58,7 @@ class RunResult:
     skipped: int = 0  # rows already done before this run
     changed: int = 0  # done rows sent again because their prompt, settings or photos changed
     requests: int = 0  # HTTP attempts sent
+    retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     stopped: Outcome | None = None  # the answer that stopped the run, if one did
@@ -221,6 +222,7 @@ class Pipeline:
                 self._stop(outcome)
                 return None
             if decision.action is Action.RETRY:
+                self.result.retried[outcome.reason] += 1
                 if decision.pause_pool:
                     self.gate.pause_until(time.monotonic() + decision.wait_s)
                 await anyio.sleep(decision.wait_s)

@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.ledger import LEDGER_FILE
 from pipeline.scheduler import RunResult
 from pipeline.types import Status
 
 _ORDER = [s.value for s in Status]
 
 
+def ledger_totals(out_dir: Path) -> Counter[str]:
+    """Rows per status over the whole ledger (this run and earlier ones)."""
+    path = out_dir / LEDGER_FILE
+    if not path.exists():
+        return Counter()
+    statuses = pq.read_table(path, columns=["status"])["status"]
+    counts = pc.value_counts(statuses).to_pylist()
+    return Counter({c["values"]: c["counts"] for c in counts})
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{n} {key}" for key, n in counter.most_common())
+
+
 def format_summary(result: RunResult, out_dir: Path) -> str:
     """A few lines a person reads at a glance."""
     recorded = sum(result.by_status.values())
     rate = recorded / result.duration_s if result.duration_s > 0 else 0.0
-    lines = [
-        f"{recorded} rows recorded in {result.duration_s:.1f} s ({rate:.1f} rows/s), "
-        f"{result.requests} requests sent, {result.skipped} rows already done"
-    ]
+    if recorded or result.requests:
+        head = (
+            f"this run: {recorded} rows recorded in {result.duration_s:.1f} s "
+            f"({rate:.1f} rows/s), {result.requests} requests"
+        )
+    else:
+        head = "this run: nothing to do"
+    lines = [f"{head}; {result.skipped} rows were already done"]
+    if result.changed:
+        lines.append(f"  {result.changed} done rows were sent again: their inputs changed")
+    if result.retried:
+        lines.append(f"  retried: {_counts(result.retried)}")
     for status in _ORDER:
         count = result.by_status.get(status, 0)
         if not count:
@@ -30,5 +57,9 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
         if status != Status.SUCCEEDED.value:
             detail = "  (" + ", ".join(f"{reason} {n}" for reason, n in reasons[:6]) + ")"
         lines.append(f"  {status:<10} {count:>7}{detail}")
-    lines.append(f"ledger: {out_dir / 'ledger.parquet'}   images: {out_dir / 'images'}")
+    totals = ledger_totals(out_dir)
+    ordered = ", ".join(f"{totals[s]} {s}" for s in _ORDER if totals.get(s))
+    lines.append(
+        f"ledger: {ordered or 'empty'} ({out_dir / LEDGER_FILE}; images in {out_dir / 'images'})"
+    )
     return "\n".join(lines)
