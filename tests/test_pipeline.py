@@ -37,6 +37,10 @@ async def run(config: Any, app: EmulatorApp) -> RunResult:
     return await run_manifest(config, EmulatorTransport(app))
 
 
+def stats(app: EmulatorApp) -> dict[str, Any]:
+    return dict(app.stats_snapshot())
+
+
 def ledger(out: Path) -> dict[str, dict[str, Any]]:
     rows = pq.read_table(out / "ledger.parquet").to_pylist()
     return {row["row_id"]: row for row in rows}
@@ -142,9 +146,9 @@ async def test_rate_limited_rows_wait_the_servers_delay(tmp_path: Path) -> None:
     app = emulator("429=0.5,retry_delay=0.2", seed=3)
     await run(run_config(manifest, tmp_path / "out", concurrency=16), app)
 
-    stats = app.stats_snapshot()
-    assert stats["by_status"].get("429", 0) > 0
-    assert stats["early_retries"] == 0
+    counters = stats(app)
+    assert counters["by_status"].get("429", 0) > 0
+    assert counters["early_retries"] == 0
     assert all(row["status"] == "succeeded" for row in ledger(tmp_path / "out").values())
 
 
@@ -245,7 +249,7 @@ async def test_wrong_key_stops_the_run_within_concurrency_requests(tmp_path: Pat
 
     assert result.stopped is not None
     assert result.stopped.reason == "API_KEY_INVALID"
-    assert app.stats_snapshot()["requests"] <= 4
+    assert stats(app)["requests"] <= 4
     table = (
         pq.read_table(tmp_path / "out" / "ledger.parquet")
         if (tmp_path / "out" / "ledger.parquet").exists()
