@@ -183,6 +183,46 @@ def run(
 
 
 @app.command()
+def verify(
+    out: Annotated[Path, typer.Argument(help="Output directory of a run")],
+    fix: Annotated[
+        bool, typer.Option(help="Mark broken rows failed so a rerun remakes them")
+    ] = False,
+) -> None:
+    """Check that every succeeded row's files exist, decode and match their sha256."""
+    from pipeline.recovery import set_aside
+    from pipeline.verify import fix as fix_rows
+    from pipeline.verify import verify as verify_dir
+
+    try:
+        result = verify_dir(out)
+    except NanobatchError as e:
+        raise _fail(e) from None
+    typer.echo(f"checked {result.checked_files} files of {result.checked_rows} succeeded rows")
+    for problem in result.problems[:50]:
+        typer.echo(f"  row {problem.row_id}: {problem.path or '-'} {problem.what}")
+    if len(result.problems) > 50:
+        typer.echo(f"  ... and {len(result.problems) - 50} more")
+    if result.unreferenced:
+        typer.echo(f"  {len(result.unreferenced)} files under images/ belong to no ledger row")
+    if fix:
+        try:
+            fixed = fix_rows(out, result.problems)
+        except NanobatchError as e:
+            raise _fail(e) from None
+        moved = set_aside(out, {"": result.unreferenced})
+        typer.echo(
+            f"fixed: {fixed} rows marked failed (VERIFY_FAILED; a rerun remakes them), "
+            f"damaged files moved to {out / 'broken'}, {moved} stray files to {out / 'orphans'}"
+        )
+    elif result.problems or result.unreferenced:
+        typer.echo(f"run `nanobatch verify {out} --fix` to have the next run remake broken rows")
+    if not result.problems and not result.unreferenced:
+        typer.echo("all intact")
+    raise typer.Exit(1 if result.problems or result.unreferenced else 0)
+
+
+@app.command()
 def emulator(
     host: str = "127.0.0.1",
     port: int = 8080,

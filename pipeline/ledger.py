@@ -151,6 +151,7 @@ class Ledger:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.recovered = 0  # records a crashed run left in the journal, folded on open
+        self.crashed = False  # the last run did not close cleanly (its journal was still there)
         self._lock_fd: int | None = None
         self._records = Journal(out_dir / JOURNAL_FILE, durable=True)
         # Attempt history is diagnostics: flushed, not fsynced, per group.
@@ -161,6 +162,7 @@ class Ledger:
         (self.out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self._lock()
         clean_temp_files(self.out_dir)
+        self.crashed = self._records.path.exists()
         self.recovered = len(read_journal(self._records.path)[0])
         self.compact()
         self._records.open()

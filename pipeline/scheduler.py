@@ -30,6 +30,7 @@ from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
+from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, prepare
 from pipeline.retry import Action, Budget, decide
 from pipeline.sources import SourceCache, SourceImageError
@@ -97,12 +98,15 @@ class Pipeline:
         self.limiter = _smooth_limiter(config.rpm)
         self.rng = random.Random()
         self.stopping = False
+        self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
 
     async def run(self) -> RunResult:
         """Process every pending row; returns when all are recorded or the run was stopped."""
         await anyio.to_thread.run_sync(check_manifest, self.config)
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
         batches = iter(Planner(self.config, done, self.sources))
+        if self.ledger.crashed:
+            self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
         rec_send, rec_recv = anyio.create_memory_object_stream[Record](self.config.concurrency * 4)
         log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
@@ -112,6 +116,9 @@ class Pipeline:
                 tg.start_soon(self._worker, jobs_recv.clone(), rec_send.clone())
             jobs_recv.close()
             await self._produce(batches, jobs_send, rec_send)
+        whole_manifest = self.config.limit is None and self.config.ids_file is None
+        if self.orphans and whole_manifest and not self.stopping:
+            await anyio.to_thread.run_sync(set_aside, self.config.out_dir, self.orphans)
         self.result.finished = time.monotonic()
         log.info("run.finished", **dict(self.result.by_status), duration_s=self.result.duration_s)
         return self.result
@@ -134,6 +141,11 @@ class Pipeline:
                         return
                     if isinstance(item, InvalidRow):
                         await records.send(_invalid_record(item))
+                    elif self.orphans and (files := claim(self.orphans, item)):
+                        adopted = await anyio.to_thread.run_sync(
+                            adopt, item, files, self.config.out_dir, self.sources
+                        )
+                        await records.send(adopted)
                     else:
                         await jobs.send(item)
 

@@ -1,0 +1,130 @@
+"""``nanobatch verify``: check that every succeeded row's files are there, intact and images.
+
+With ``fix``, broken rows are recorded as failed (reason ``VERIFY_FAILED``) so the next run
+regenerates them, and their damaged files are moved to ``DIR/broken/`` (kept, not deleted:
+they were paid for, and a person may want to look at them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.errors import UsageError
+from pipeline.ledger import LEDGER_FILE, Ledger, LedgerRecord
+from pipeline.storage import IMAGES_DIR
+from pipeline.types import Status
+
+BROKEN_DIR = "broken"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    row_id: str
+    path: str
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    checked_rows: int
+    checked_files: int
+    problems: list[Problem]
+    unreferenced: list[str]  # files under images/ that no ledger row names
+
+
+def check_file(out_dir: Path, rel: str, expected_sha256: str) -> str | None:
+    """Why the file is not what the ledger says, or None."""
+    path = out_dir / rel
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        return "checksum differs from the ledger"
+    try:
+        with Image.open(path) as im:
+            im.load()  # a full decode: a truncated file fails here, not at the header
+    except Exception as e:  # Pillow raises many types for bad data; all mean "not an image"
+        return f"does not decode as an image ({type(e).__name__})"
+    return None
+
+
+def verify(out_dir: Path, *, workers: int = 4) -> VerifyResult:
+    """Check every succeeded row; read-only."""
+    path = out_dir / LEDGER_FILE
+    if not path.exists():
+        raise UsageError(f"{out_dir} has no {LEDGER_FILE}: is it a nanobatch output directory?")
+    table = Ledger(out_dir).read(["row_id", "status", "output_paths", "sha256"])
+    assert table is not None
+    rows = [r for r in table.to_pylist() if r["status"] == Status.SUCCEEDED.value]
+    checks = [
+        (row["row_id"], rel, digest)
+        for row in rows
+        for rel, digest in zip(row["output_paths"] or [], row["sha256"] or [], strict=False)
+    ]
+    problems = [Problem(row["row_id"], "", "no output file recorded") for row in rows
+                if not row["output_paths"]]  # fmt: skip
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda c: check_file(out_dir, c[1], c[2]), checks)
+        pairs = zip(checks, results, strict=True)
+        problems += [Problem(c[0], c[1], what) for c, what in pairs if what]
+    referenced = {rel for row in table.to_pylist() for rel in row["output_paths"] or []}
+    images = out_dir / IMAGES_DIR
+    present = (
+        {f"{IMAGES_DIR}/{name}" for name in os.listdir(images) if not name.startswith(".")}
+        if images.is_dir()
+        else set()
+    )
+    return VerifyResult(len(rows), len(checks), problems, sorted(present - referenced))
+
+
+def fix(out_dir: Path, problems: list[Problem]) -> int:
+    """Record broken rows as failed so the next run regenerates them; returns how many."""
+    broken_ids = {p.row_id for p in problems}
+    if not broken_ids:
+        return 0
+    ledger = Ledger(out_dir)
+    ledger.open()
+    try:
+        table = ledger.read()
+        assert table is not None
+        rows: list[dict[str, Any]] = [r for r in table.to_pylist() if r["row_id"] in broken_ids]
+        why = {p.row_id: f"{p.path or 'row'}: {p.what}" for p in problems}
+        records = []
+        for row in rows:
+            _move_aside(out_dir, row["output_paths"] or [])
+            record = LedgerRecord(**row)
+            records.append(
+                replace(
+                    record,
+                    status=Status.FAILED.value,
+                    reason="VERIFY_FAILED",
+                    output_paths=[],
+                    sha256=[],
+                    error=f"verify: {why[row['row_id']]}",
+                    finished_at=datetime.now(UTC),
+                )
+            )
+        ledger.append(records)
+    finally:
+        ledger.close()
+    return len(records)
+
+
+def _move_aside(out_dir: Path, rel_paths: list[str]) -> None:
+    target = out_dir / BROKEN_DIR
+    for rel in rel_paths:
+        source = out_dir / rel
+        if source.exists():
+            target.mkdir(exist_ok=True)
+            os.replace(source, target / source.name)

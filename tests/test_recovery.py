@@ -1,0 +1,84 @@
+"""verify / --fix, and adoption of images a crashed run wrote but did not record."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.scheduler import run_manifest
+from pipeline.verify import fix, verify
+from tests.helpers import run_config, write_csv
+
+
+def emulator() -> EmulatorApp:
+    return create_app(EmulatorConfig(payload=Payload.COMPACT))
+
+
+def ledger(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
+
+
+def png(size: tuple[int, int] = (16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_remake_them(
+    tmp_path: Path,
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(4)])
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    assert verify(out).problems == []
+
+    (out / "images" / "r0.png").unlink()
+    damaged = out / "images" / "r1.png"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    (out / "images" / "stray.png").write_bytes(png())
+
+    result = verify(out)
+    assert {(p.row_id, p.what) for p in result.problems} == {
+        ("r0", "missing"),
+        ("r1", "checksum differs from the ledger"),
+    }
+    assert result.unreferenced == ["images/stray.png"]
+
+    assert fix(out, result.problems) == 2
+    rows = ledger(out)
+    assert (rows["r0"]["status"], rows["r0"]["reason"]) == ("failed", "VERIFY_FAILED")
+    assert (out / "broken" / "r1.png").exists()  # kept, not deleted
+
+    app.reset_stats()
+    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    assert app.stats_snapshot()["requests"] == 2
+    assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
+    assert verify(out).problems == []
+
+
+async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(3)])
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    # What a SIGKILL between the image rename and the journal fsync leaves behind:
+    (out / "images" / "r1.png").write_bytes(png((20, 10)))
+    (out / "images" / "gone-row.png").write_bytes(png())
+    (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown marker
+
+    app = emulator()
+    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+
+    rows = ledger(out)
+    assert rows["r1"]["status"] == "succeeded"
+    assert rows["r1"]["reason"] == "ADOPTED"
+    assert (rows["r1"]["width"], rows["r1"]["height"]) == (20, 10)
+    assert app.stats_snapshot()["requests"] == 2  # r0 and r2 only
+    assert (out / "orphans" / "gone-row.png").exists()
+    assert verify(out).problems == []
+    assert verify(out).unreferenced == []
