@@ -14,7 +14,14 @@ import httpx
 import structlog
 import typer
 
-from pipeline.config import GEMINI_BASE_URL, ApiKey, RetryConfig, RunConfig
+from pipeline.config import (
+    DEFAULT_TIMEOUTS_S,
+    GEMINI_BASE_URL,
+    ApiKey,
+    AuthStyle,
+    RetryConfig,
+    RunConfig,
+)
 from pipeline.errors import NanobatchError, RunStopped, UsageError
 from pipeline.models import DEFAULT_MODEL
 from pipeline.scheduler import RunResult, run_manifest
@@ -70,6 +77,24 @@ def _parse_rerun(text: str) -> frozenset[Status]:
     return frozenset(allowed[n] for n in names)
 
 
+def _parse_timeouts(text: str) -> dict[str, float]:
+    """``--timeouts "2K=240,4K=600"`` over the defaults."""
+    timeouts = dict(DEFAULT_TIMEOUTS_S)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        size, _, seconds = part.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if size.strip() not in timeouts or value <= 0:
+            raise UsageError(
+                f"--timeouts {part!r}: expected SIZE=SECONDS with SIZE one of "
+                f"{', '.join(timeouts)}, e.g. --timeouts 4K=600"
+            )
+        timeouts[size.strip()] = value
+    return timeouts
+
+
 def _fail(error: NanobatchError) -> typer.Exit:
     typer.echo(f"nanobatch: {error}", err=True)
     return typer.Exit(error.exit_code)
@@ -122,6 +147,15 @@ def run(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows")] = None,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
     retry_refused: Annotated[bool, typer.Option(help="Resend refused rows (billed)")] = False,
+    on_quota: Annotated[
+        str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
+    ] = "stop",
+    timeouts: Annotated[
+        str, typer.Option(help="Per-size request timeouts, e.g. 4K=600 (default 120/120/180/360)")
+    ] = "",
+    auth: Annotated[
+        AuthStyle, typer.Option(help="How to send the key: header (Google), bearer, query")
+    ] = AuthStyle.HEADER,
     rerun: Annotated[
         str, typer.Option(help="Finished rows to send again: failed, refused, succeeded, all")
     ] = "failed",
@@ -162,6 +196,9 @@ def run(
         )
     try:
         rerun_statuses = _parse_rerun(rerun)
+        timeout_table = _parse_timeouts(timeouts)
+        if on_quota not in ("stop", "wait"):
+            raise UsageError(f"--on-quota {on_quota!r}: use stop or wait")
     except UsageError as e:
         raise _fail(e) from None
     config = RunConfig(
@@ -177,7 +214,13 @@ def run(
         base_url=url,
         api_key=key,
         limit=limit,
-        retry=RetryConfig(max_attempts=max_attempts, retry_refused=retry_refused),
+        auth=auth,
+        retry=RetryConfig(
+            max_attempts=max_attempts,
+            retry_refused=retry_refused,
+            wait_for_daily_quota=on_quota == "wait",
+            timeouts_s=timeout_table,
+        ),
     )
     raise typer.Exit(run_and_report(config, transport))
 

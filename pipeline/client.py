@@ -7,28 +7,42 @@ socket and a test double are all just transports.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import anyio
 import httpx
 
-from pipeline.config import ApiKey
+from pipeline.config import ApiKey, AuthStyle
 from pipeline.types import RawResponse, TransportFailure
 
 
 class GeminiClient:
     """Sends generateContent requests. Never raises for network trouble: it returns it."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: ApiKey | None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: ApiKey | None,
+        auth: AuthStyle = AuthStyle.HEADER,
+    ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._headers = {"content-type": "application/json"}
+        self._query = ""
         if api_key is not None:
-            self._headers["x-goog-api-key"] = api_key.reveal()
+            if auth is AuthStyle.BEARER:
+                self._headers["authorization"] = f"Bearer {api_key.reveal()}"
+            elif auth is AuthStyle.QUERY:
+                self._query = "?" + urlencode({"key": api_key.reveal()})
+            else:
+                self._headers["x-goog-api-key"] = api_key.reveal()
 
     async def generate(
         self, model: str, body: bytes, timeout_s: float
     ) -> RawResponse | tuple[TransportFailure, str]:
         """POST the body; an answer of any status, or why there was none."""
-        url = f"{self._base}/v1beta/models/{model}:generateContent"
+        url = f"{self._base}/v1beta/models/{model}:generateContent{self._query}"
         return await self._send("POST", url, body, timeout_s)
 
     async def download(

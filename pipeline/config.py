@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from pipeline.models import DEFAULT_MODEL
@@ -13,6 +14,14 @@ GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 # A request the client abandons is still billed when the server finishes it, so the timeout
 # must outlast the slowest honest generation at each resolution (4K on Pro takes up to 150 s).
 DEFAULT_TIMEOUTS_S: dict[str, float] = {"512": 120.0, "1K": 120.0, "2K": 180.0, "4K": 360.0}
+
+
+class AuthStyle(StrEnum):
+    """How the key travels: Google's header, a gateway's Bearer token, or ``?key=``."""
+
+    HEADER = "header"
+    BEARER = "bearer"
+    QUERY = "query"
 
 
 class ApiKey:
@@ -46,6 +55,7 @@ class RetryConfig:
     # attempt budget, but a row gives up after waiting this long in total.
     max_rate_limit_wait_s: float = 1800.0
     retry_refused: bool = False
+    wait_for_daily_quota: bool = False  # --on-quota wait: sleep to the reset instead of stopping
     text_only_retries: int = 1  # extra attempts for NO_IMAGE / TEXT_ONLY answers
     timeouts_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
 
@@ -63,6 +73,7 @@ class RunConfig:
     rpm: float | None = None
     base_url: str = GEMINI_BASE_URL
     api_key: ApiKey | None = None
+    auth: AuthStyle = AuthStyle.HEADER
     limit: int | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again

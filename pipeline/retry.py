@@ -2,19 +2,23 @@
 
 Each outcome kind has exactly one policy. Refusals are final (the same prompt is refused
 again, and some gateways bill refusals); a 429 waits what the server asked; transient faults
-back off exponentially with jitter; a per-day quota or a bad key stops the run.
+back off exponentially with jitter; a per-day quota stops the run (or, with --on-quota wait,
+sleeps until it resets); a bad key stops the run.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from pipeline.config import RetryConfig
 from pipeline.types import Outcome, OutcomeKind, QuotaScope, Status
 
 TEXT_ONLY_REASONS = frozenset({"NO_IMAGE", "TEXT_ONLY"})
+PACIFIC = ZoneInfo("America/Los_Angeles")
 
 
 class Action(StrEnum):
@@ -47,7 +51,20 @@ def backoff(n: int, config: RetryConfig, rng: random.Random) -> float:
     return base + rng.uniform(0, config.jitter_s)
 
 
-def decide(outcome: Outcome, budget: Budget, config: RetryConfig, rng: random.Random) -> Decision:
+def seconds_until_quota_reset(now: datetime | None = None) -> float:
+    """Gemini's per-day quotas reset at midnight Pacific time."""
+    local = (now or datetime.now(PACIFIC)).astimezone(PACIFIC)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0), PACIFIC)
+    return (midnight - local).total_seconds()
+
+
+def decide(
+    outcome: Outcome,
+    budget: Budget,
+    config: RetryConfig,
+    rng: random.Random,
+    now: datetime | None = None,
+) -> Decision:
     """The one action for this outcome; updates ``budget`` when it chooses to retry."""
     match outcome.kind:
         case OutcomeKind.SUCCESS:
@@ -66,7 +83,11 @@ def decide(outcome: Outcome, budget: Budget, config: RetryConfig, rng: random.Ra
             return Decision(Action.FINISH, Status.REFUSED)
         case OutcomeKind.RATE_LIMIT:
             if outcome.quota is QuotaScope.DAY:
-                return Decision(Action.STOP_RUN)
+                if not config.wait_for_daily_quota:
+                    return Decision(Action.STOP_RUN)
+                # Sleep until the quota resets; this is not the row's fault, so no budget.
+                wait = max(outcome.retry_after_s or 0.0, seconds_until_quota_reset(now))
+                return Decision(Action.RETRY, wait_s=wait + rng.uniform(0, 60), pause_pool=True)
             # The server's own delay when it gave one; a little jitter so the pool does not
             # return as one burst the instant the window opens.
             if outcome.retry_after_s is not None:

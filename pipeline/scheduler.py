@@ -339,7 +339,7 @@ async def run_manifest(
     await anyio.to_thread.run_sync(ledger.open)
     try:
         async with new_http_client(transport, config.concurrency) as http:
-            client = GeminiClient(http, config.base_url, config.api_key)
+            client = GeminiClient(http, config.base_url, config.api_key, config.auth)
             return await Pipeline(config, client, ledger).run()
     finally:
         with anyio.CancelScope(shield=True):

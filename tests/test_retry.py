@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 import pytest
 
 from pipeline.config import RetryConfig
-from pipeline.retry import Action, Budget, backoff, decide
+from pipeline.retry import PACIFIC, Action, Budget, backoff, decide, seconds_until_quota_reset
 from pipeline.types import Outcome, OutcomeKind, QuotaScope, Status
 
 CONFIG = RetryConfig(max_attempts=5, backoff_base_s=3.0, backoff_cap_s=60.0, jitter_s=1.0)
@@ -93,3 +94,18 @@ def test_rate_limit_gives_up_after_the_total_wait_allowance() -> None:
 def test_a_daily_quota_stops_the_run() -> None:
     daily = outcome(OutcomeKind.RATE_LIMIT, "QUOTA_EXHAUSTED", quota=QuotaScope.DAY)
     assert decide(daily, Budget(), CONFIG, random.Random(0)).action is Action.STOP_RUN
+
+
+def test_on_quota_wait_sleeps_until_the_pacific_midnight_reset() -> None:
+    daily = outcome(OutcomeKind.RATE_LIMIT, "QUOTA_EXHAUSTED", quota=QuotaScope.DAY)
+    config = RetryConfig(wait_for_daily_quota=True)
+    ten_pm = datetime(2026, 11, 21, 22, 0, tzinfo=PACIFIC)
+    decision = decide(daily, Budget(), config, random.Random(0), now=ten_pm)
+    assert decision.action is Action.RETRY
+    assert decision.pause_pool
+    assert 2 * 3600 <= decision.wait_s <= 2 * 3600 + 60
+
+
+def test_quota_reset_is_computed_across_daylight_saving_changes() -> None:
+    before_dst_ends = datetime(2026, 10, 31, 23, 0, tzinfo=PACIFIC)
+    assert seconds_until_quota_reset(before_dst_ends) == 3600

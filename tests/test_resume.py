@@ -1,0 +1,131 @@
+"""Rerun selection: fingerprints, --rerun, --ids; and the ways a key can travel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import ApiKey, AuthStyle
+from pipeline.emulator import (
+    EmulatorApp,
+    EmulatorConfig,
+    EmulatorTransport,
+    Payload,
+    create_app,
+    parse_faults,
+)
+from pipeline.scheduler import RunResult, run_manifest
+from pipeline.types import Status
+from tests.helpers import make_image, run_config, write_csv
+
+
+def emulator(**kwargs: Any) -> EmulatorApp:
+    return create_app(EmulatorConfig(payload=Payload.COMPACT, **kwargs))
+
+
+async def run(app: EmulatorApp, manifest: Path, out: Path, **kw: Any) -> RunResult:
+    return await run_manifest(run_config(manifest, out, **kw), EmulatorTransport(app))
+
+
+def requests(app: EmulatorApp) -> int:
+    value = app.stats_snapshot()["requests"]
+    assert isinstance(value, int)
+    return value
+
+
+def ledger(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
+
+
+async def test_editing_a_prompt_or_replacing_a_photo_regenerates_only_that_row(
+    tmp_path: Path,
+) -> None:
+    make_image(tmp_path / "ref.png", (40, 40))
+    rows = [
+        {"id": "a", "prompt": "a red mug", "images": ""},
+        {"id": "b", "prompt": "a blue mug", "images": "ref.png"},
+        {"id": "c", "prompt": "a green mug", "images": ""},
+    ]
+    out = tmp_path / "out"
+    app = emulator()
+    await run(app, write_csv(tmp_path / "m.csv", rows), out)
+    first = ledger(out)
+    app.reset_stats()
+
+    rows[0]["prompt"] = "a red mug, top view"
+    make_image(tmp_path / "ref.png", (40, 30))  # the reference photo was replaced
+    result = await run(app, write_csv(tmp_path / "m.csv", rows), out)
+
+    assert requests(app) == 2
+    assert result.changed == 2
+    assert result.skipped == 1
+    after = ledger(out)
+    assert after["c"] == first["c"]
+    assert after["a"]["fingerprint"] != first["a"]["fingerprint"]
+    assert after["b"]["fingerprint"] != first["b"]["fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("rerun", "expected"),
+    [
+        (frozenset({Status.FAILED}), {"bad"}),
+        (frozenset({Status.REFUSED}), {"nope"}),
+        (frozenset({Status.FAILED, Status.REFUSED}), {"bad", "nope"}),
+        (frozenset({Status.SUCCEEDED, Status.FAILED, Status.REFUSED}), {"ok", "bad", "nope"}),
+        (frozenset(), set()),
+    ],
+    ids=["failed", "refused", "failed+refused", "all", "none"],
+)
+async def test_rerun_selects_which_finished_rows_are_sent_again(
+    tmp_path: Path, rerun: frozenset[Status], expected: set[str]
+) -> None:
+    rows = [{"id": "ok", "prompt": "fine"}, {"id": "nope", "prompt": "nope #unsafe"},
+            {"id": "bad", "prompt": "x"}]  # fmt: skip
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    await run(emulator(), manifest, out, ids_file=_ids(tmp_path, "ok", "nope"))
+    broken = emulator(faults=parse_faults("500=1.0"))
+    await run(broken, manifest, out, ids_file=_ids(tmp_path, "bad"))
+    before = ledger(out)
+    assert {k: r["status"] for k, r in before.items()} == {
+        "ok": "succeeded",
+        "nope": "refused",
+        "bad": "failed",
+    }
+
+    counting = emulator()
+    await run(counting, manifest, out, rerun=rerun)
+
+    after = ledger(out)
+    sent = {k for k in after if after[k]["finished_at"] != before[k]["finished_at"]}
+    assert sent == expected
+    assert requests(counting) == len(expected)
+
+
+def _ids(tmp_path: Path, *ids: str) -> Path:
+    path = tmp_path / f"ids-{'-'.join(ids)}.txt"
+    path.write_text("# ids\n" + "\n".join(ids) + "\n")
+    return path
+
+
+async def test_ids_file_restricts_the_run(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)])
+    app = emulator()
+    await run(app, manifest, tmp_path / "out", ids_file=_ids(tmp_path, "r1", "r4", "zz"))
+    assert sorted(ledger(tmp_path / "out")) == ["r1", "r4"]
+    assert requests(app) == 2
+
+
+@pytest.mark.parametrize("auth", list(AuthStyle))
+async def test_every_auth_style_reaches_the_server_with_the_key(
+    tmp_path: Path, auth: AuthStyle
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "p"}])
+    app = emulator(api_key="secret-key-1")
+    result = await run(app, manifest, tmp_path / "out", auth=auth,
+                       api_key=ApiKey("secret-key-1", "test"))  # fmt: skip
+    assert result.stopped is None
+    assert ledger(tmp_path / "out")["a"]["status"] == "succeeded"
