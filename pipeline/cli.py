@@ -15,15 +15,18 @@ import structlog
 import typer
 
 from pipeline.config import (
-    DEFAULT_TIMEOUTS_S,
     GEMINI_BASE_URL,
     ApiKey,
     AuthStyle,
     RetryConfig,
     RunConfig,
 )
+from pipeline.control import Halt
 from pipeline.errors import NanobatchError, RunStopped, UsageError
+from pipeline.ledger import Ledger
+from pipeline.manifest import count_rows
 from pipeline.models import DEFAULT_MODEL
+from pipeline.options import continue_command, parse_rerun, parse_stop, parse_timeouts
 from pipeline.scheduler import RunResult, run_manifest
 from pipeline.summary import format_summary
 from pipeline.types import Status
@@ -61,40 +64,6 @@ def _api_key(flag: str | None) -> ApiKey | None:
     return None
 
 
-def _parse_rerun(text: str) -> frozenset[Status]:
-    """``--rerun failed,refused`` -> the finished statuses to send again."""
-    names = {part.strip().lower() for part in text.split(",") if part.strip()}
-    if "all" in names:
-        return frozenset({Status.SUCCEEDED, Status.REFUSED, Status.FAILED})
-    if names == {"none"}:
-        return frozenset()
-    allowed = {"failed": Status.FAILED, "refused": Status.REFUSED, "succeeded": Status.SUCCEEDED}
-    if unknown := names - set(allowed):
-        raise UsageError(
-            f"--rerun {text!r}: unknown {', '.join(sorted(unknown))}; "
-            "use failed, refused, succeeded, all or none (comma-separated)"
-        )
-    return frozenset(allowed[n] for n in names)
-
-
-def _parse_timeouts(text: str) -> dict[str, float]:
-    """``--timeouts "2K=240,4K=600"`` over the defaults."""
-    timeouts = dict(DEFAULT_TIMEOUTS_S)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        size, _, seconds = part.partition("=")
-        try:
-            value = float(seconds)
-        except ValueError:
-            value = -1.0
-        if size.strip() not in timeouts or value <= 0:
-            raise UsageError(
-                f"--timeouts {part!r}: expected SIZE=SECONDS with SIZE one of "
-                f"{', '.join(timeouts)}, e.g. --timeouts 4K=600"
-            )
-        timeouts[size.strip()] = value
-    return timeouts
-
-
 def _fail(error: NanobatchError) -> typer.Exit:
     typer.echo(f"nanobatch: {error}", err=True)
     return typer.Exit(error.exit_code)
@@ -127,10 +96,33 @@ def run_and_report(config: RunConfig, transport: httpx.AsyncBaseTransport | None
         typer.echo("nanobatch: interrupted; finished rows are saved, rerun to continue", err=True)
         return 130
     typer.echo(format_summary(result, config.out_dir))
-    if result.stopped is not None:
+    if result.halt is Halt.API and result.stopped is not None:
         typer.echo(f"nanobatch: {_stop_message(result, config.api_key, config.base_url)}", err=True)
         return RunStopped.exit_code
+    if result.halt is not None:
+        why = {
+            Halt.COST_CAP: "the spending cap was reached",
+            Halt.DEADLINE: "the deadline was reached",
+            Halt.INTERRUPTED: "interrupted",
+            Halt.API: "the API stopped the run",
+        }[result.halt]
+        left = pending_rows(config)
+        again = continue_command(sys.argv[1:])
+        typer.echo(f"nanobatch: stopped: {why}; {left} rows left. To continue: {again}", err=True)
+        return HALT_EXIT_CODES[result.halt]
     return 1 if result.by_status.get(Status.FAILED.value) else 0
+
+
+HALT_EXIT_CODES = {Halt.API: 3, Halt.COST_CAP: 4, Halt.DEADLINE: 4, Halt.INTERRUPTED: 130}
+
+
+def pending_rows(config: RunConfig) -> int:
+    """Manifest rows (within --limit) not yet succeeded or refused."""
+    from pipeline.plan import done_rows
+
+    total = count_rows(config.manifest, config.batch_rows, config.limit)
+    ledger = Ledger(config.out_dir)
+    return max(0, total - len(done_rows(ledger, frozenset({Status.FAILED}))))
 
 
 @app.command()
@@ -160,6 +152,12 @@ def run(
         str, typer.Option(help="Finished rows to send again: failed, refused, succeeded, all")
     ] = "failed",
     ids: Annotated[Path | None, typer.Option(help="File of row ids to restrict the run to")] = None,
+    stop_after: Annotated[
+        str | None, typer.Option(help="Drain and stop after this long, e.g. 7h, 45m")
+    ] = None,
+    stop_at: Annotated[
+        str | None, typer.Option(help="Drain and stop at this local time, HH:MM")
+    ] = None,
     emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
     emulate_faults: Annotated[str, typer.Option(help="Fault spec for --emulate")] = "",
     emulate_latency: Annotated[str, typer.Option(help="Latency spec for --emulate")] = "0",
@@ -195,8 +193,9 @@ def run(
             )
         )
     try:
-        rerun_statuses = _parse_rerun(rerun)
-        timeout_table = _parse_timeouts(timeouts)
+        rerun_statuses = parse_rerun(rerun)
+        timeout_table = parse_timeouts(timeouts)
+        deadline = parse_stop(stop_after, stop_at)
         if on_quota not in ("stop", "wait"):
             raise UsageError(f"--on-quota {on_quota!r}: use stop or wait")
     except UsageError as e:
@@ -206,6 +205,8 @@ def run(
         out_dir=out,
         rerun=rerun_statuses,
         ids_file=ids,
+        stop_at=deadline,
+        handle_signals=True,
         model=model,
         image_size=image_size,
         aspect_ratio=aspect_ratio,

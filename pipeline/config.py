@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -78,4 +79,6 @@ class RunConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again
     ids_file: Path | None = None  # restrict the run to these row ids
+    stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time
+    handle_signals: bool = False  # the CLI's runs drain on SIGINT/SIGTERM
     batch_rows: int = 4096  # manifest rows read per batch

@@ -109,6 +109,15 @@ def read_batches(path: Path, batch_rows: int, limit: int | None = None) -> Itera
         raise UsageError(f"{path} has no rows")
 
 
+def count_rows(path: Path, batch_rows: int, limit: int | None = None) -> int:
+    """How many data rows the manifest has (within ``limit``)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        total = int(pq.ParquetFile(path).metadata.num_rows)
+    else:
+        total = sum(b.num_rows for b in _open_batches(path, batch_rows))
+    return total if limit is None else min(total, limit)
+
+
 def _check_columns(path: Path, schema: pa.Schema) -> None:
     if "prompt" not in schema.names:
         raise UsageError(

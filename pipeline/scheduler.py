@@ -28,6 +28,7 @@ from pipeline.adaptive import AdaptiveLimit
 from pipeline.classify import classify, classify_failure
 from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
+from pipeline.control import Halt, RunControl
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
@@ -62,7 +63,10 @@ class RunResult:
     retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    stopped: Outcome | None = None  # the answer that stopped the run, if one did
+    stopped: Outcome | None = None  # the API answer that stopped the run, if one did
+    halt: Halt | None = None  # why the run stopped before the manifest was done
+    in_flight: int = 0  # gauges, for progress displays
+    retrying: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -78,10 +82,10 @@ class RateGate:
     def pause_until(self, deadline: float) -> None:
         self._until = max(self._until, deadline)
 
-    async def wait(self) -> None:
+    async def wait(self, control: RunControl) -> None:
         # Sleep to the known deadline; loop only because another worker may have extended it.
-        while (delay := self._until - time.monotonic()) > 0:  # noqa: ASYNC110 (a deadline, not a poll)
-            await anyio.sleep(delay)
+        while self._until > time.monotonic() and not control.draining:
+            await control.sleep_until(self._until)
 
 
 class Pipeline:
@@ -97,7 +101,7 @@ class Pipeline:
         self.gate = RateGate()
         self.limiter = _smooth_limiter(config.rpm)
         self.rng = random.Random()
-        self.stopping = False
+        self.control = RunControl()
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
 
     async def run(self) -> RunResult:
@@ -112,12 +116,21 @@ class Pipeline:
         log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, rec_recv)
-            for _ in range(self.config.concurrency):
-                tg.start_soon(self._worker, jobs_recv.clone(), rec_send.clone())
-            jobs_recv.close()
-            await self._produce(batches, jobs_send, rec_send)
+            async with anyio.create_task_group() as watchers:
+                if self.config.handle_signals:
+                    watchers.start_soon(self.control.watch_signals)
+                if self.config.stop_at is not None:
+                    watchers.start_soon(self.control.watch_deadline, self.config.stop_at)
+                async with anyio.create_task_group() as pool:
+                    self.control.attach(pool.cancel_scope)
+                    for _ in range(self.config.concurrency):
+                        pool.start_soon(self._worker, jobs_recv.clone(), rec_send.clone())
+                    jobs_recv.close()
+                    pool.start_soon(self._produce, batches, jobs_send, rec_send)
+                watchers.cancel_scope.cancel()
+        self.result.halt = self.control.halt
         whole_manifest = self.config.limit is None and self.config.ids_file is None
-        if self.orphans and whole_manifest and not self.stopping:
+        if self.orphans and whole_manifest and not self.control.draining:
             await anyio.to_thread.run_sync(set_aside, self.config.out_dir, self.orphans)
         self.result.finished = time.monotonic()
         log.info("run.finished", **dict(self.result.by_status), duration_s=self.result.duration_s)
@@ -130,14 +143,14 @@ class Pipeline:
         records: MemoryObjectSendStream[Record],
     ) -> None:
         async with jobs, records:
-            while not self.stopping:
+            while not self.control.draining:
                 batch = await anyio.to_thread.run_sync(next, batches, None)
                 if batch is None:
                     return
                 self.result.skipped += batch.skipped
                 self.result.changed += batch.changed
                 for item in batch.items:
-                    if self.stopping:
+                    if self.control.draining:
                         return
                     if isinstance(item, InvalidRow):
                         await records.send(_invalid_record(item))
@@ -154,11 +167,9 @@ class Pipeline:
     ) -> None:
         async with jobs, records:
             async for job in jobs:
-                if self.stopping:
+                if self.control.draining:
                     continue  # drain: rows left here stay pending for the next run
-                record = await self._process(job, records)
-                if record is not None:
-                    await records.send(record)
+                await self._process(job, records)
 
     async def _writer(self, records: MemoryObjectReceiveStream[Record]) -> None:
         async with records:
@@ -177,28 +188,39 @@ class Pipeline:
                     self.result.by_status[row.status] += 1
                     self.result.by_reason[(row.status, row.reason)] += 1
 
-    async def _process(
-        self, job: Job, records: MemoryObjectSendStream[Record]
-    ) -> LedgerRecord | None:
-        """Send one row until it reaches an outcome; None if the run stopped first."""
+    async def _process(self, job: Job, records: MemoryObjectSendStream[Record]) -> None:
+        """Send one row until it reaches an outcome and record it (unless the run stops first)."""
         try:
             request = await anyio.to_thread.run_sync(prepare, job, self.sources, self.config.retry)
         except SourceImageError as e:
-            return _invalid_record(InvalidRow(job.row_id, job.line, "images", str(e)))
+            await records.send(_invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
+            return
         budget = Budget()
         attempt = 0
         while True:
-            if self.stopping:
-                return None
-            await self.gate.wait()
+            await self.gate.wait(self.control)
             if self.limiter is not None:
                 await self.limiter.acquire()
+            if self.control.draining:
+                return  # not sent: the row stays pending for the next run
             attempt += 1
             started_at = datetime.now(UTC)
             started = time.monotonic()
             async with self.adaptive.limiter:
                 self.result.requests += 1
-                outcome = await self._attempt(request)
+                self.result.in_flight += 1
+                try:
+                    outcome = await self._attempt(request)
+                except anyio.get_cancelled_exc_class():
+                    # Abandoned mid-flight (a second Ctrl-C): the server may still finish and
+                    # bill it, so the attempt history must say so.
+                    with anyio.CancelScope(shield=True):
+                        await records.send(
+                            _cancelled_attempt(job.row_id, attempt, started_at, started)
+                        )
+                    raise
+                finally:
+                    self.result.in_flight -= 1
             latency_ms = (time.monotonic() - started) * 1000
             if _is_overload(outcome):
                 self.adaptive.on_overload()
@@ -232,22 +254,31 @@ class Pipeline:
             )
             if decision.action is Action.STOP_RUN:
                 self._stop(outcome)
-                return None
+                return
             if decision.action is Action.RETRY:
                 self.result.retried[outcome.reason] += 1
                 if decision.pause_pool:
                     self.gate.pause_until(time.monotonic() + decision.wait_s)
-                await anyio.sleep(decision.wait_s)
+                self.result.retrying += 1
+                try:
+                    await self.control.sleep(decision.wait_s)
+                finally:
+                    self.result.retrying -= 1
                 continue
             assert decision.status is not None
-            return await self._record(
-                job,
-                request=request,
-                outcome=outcome,
-                status=decision.status,
-                attempts=attempt,
-                latency_ms=latency_ms,
-            )
+            # What was received is paid for: writing it and its record must not be cancelled
+            # halfway by a second Ctrl-C.
+            with anyio.CancelScope(shield=True):
+                record = await self._record(
+                    job,
+                    request=request,
+                    outcome=outcome,
+                    status=decision.status,
+                    attempts=attempt,
+                    latency_ms=latency_ms,
+                )
+                await records.send(record)
+            return
 
     async def _attempt(self, request: PreparedRequest) -> Outcome:
         answer = await self.client.generate(request.model, request.body, request.timeout_s)
@@ -322,10 +353,10 @@ class Pipeline:
         )
 
     def _stop(self, outcome: Outcome) -> None:
-        if not self.stopping:
-            self.stopping = True
+        if not self.control.draining:
             self.result.stopped = outcome
             log.error("run.stopping", reason=outcome.reason, http_status=outcome.http_status)
+        self.control.drain(Halt.API)
 
 
 async def run_manifest(
@@ -352,6 +383,23 @@ def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
         return None
     burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
     return AsyncLimiter(burst, 60.0 * burst / rpm)
+
+
+def _cancelled_attempt(
+    row_id: str, attempt: int, started_at: datetime, started: float
+) -> AttemptRecord:
+    return AttemptRecord(
+        row_id=row_id,
+        attempt=attempt,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+        http_status=None,
+        outcome="cancelled",
+        reason="CANCELLED",
+        wait_s=0.0,
+        possibly_billed=True,
+    )
 
 
 def _possibly_billed(outcome: Outcome) -> bool:

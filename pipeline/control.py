@@ -1,0 +1,88 @@
+"""Stopping a run well: drain (no new requests, in-flight ones finish, everything recorded)
+or cancel (abandon in-flight requests at once, still record what was received).
+
+The first SIGINT/SIGTERM, a deadline, the spending cap or a run-level API error drain; a
+second signal cancels. Waits in the pool (backoff, a shared 429 pause) end early on drain,
+so a drained run exits promptly instead of sleeping out a minute-long retry delay.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import anyio
+import structlog
+
+log = structlog.get_logger("nanobatch")
+
+
+class Halt(StrEnum):
+    """Why a run stopped before its manifest was done."""
+
+    API = "api"  # key, permission, model, daily quota: exit 3
+    COST_CAP = "cost_cap"  # --max-cost reached: exit 4
+    DEADLINE = "deadline"  # --stop-after / --stop-at: exit 4
+    INTERRUPTED = "interrupted"  # SIGINT / SIGTERM: exit 130
+
+
+class RunControl:
+    """Shared by the producer and every worker: whether to keep going."""
+
+    def __init__(self) -> None:
+        self.halt: Halt | None = None
+        self.cancelled = False
+        self._drained = anyio.Event()
+        self._cancel_scope: anyio.CancelScope | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.halt is not None
+
+    def drain(self, halt: Halt) -> None:
+        """Stop sending new requests; the first reason given is the one reported."""
+        if self.halt is None:
+            self.halt = halt
+            self._drained.set()
+            log.warning("run.draining", reason=halt.value)
+
+    def attach(self, scope: anyio.CancelScope) -> None:
+        """The scope that holds the in-flight requests, for ``cancel``."""
+        self._cancel_scope = scope
+
+    def cancel(self) -> None:
+        """Abandon in-flight requests now (received answers are still recorded)."""
+        self.cancelled = True
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+        log.warning("run.cancelled")
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up as soon as the run starts draining."""
+        if seconds > 0 and not self.draining:
+            with anyio.move_on_after(seconds):
+                await self._drained.wait()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep until a ``time.monotonic`` deadline, or until the run drains."""
+        await self.sleep(deadline - time.monotonic())
+
+    async def watch_signals(self) -> None:
+        """First SIGINT/SIGTERM drains, the second cancels."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if not self.draining:
+                    log.warning("run.signal", signal=signal.Signals(signum).name, action="drain")
+                    self.drain(Halt.INTERRUPTED)
+                else:
+                    log.warning("run.signal", signal=signal.Signals(signum).name, action="cancel")
+                    self.cancel()
+
+    async def watch_deadline(self, stop_at: datetime) -> None:
+        """Drain when the wall clock reaches ``stop_at``."""
+        remaining = (stop_at - datetime.now(UTC)).total_seconds()
+        await anyio.sleep(max(0.0, remaining) if math.isfinite(remaining) else 0.0)
+        self.drain(Halt.DEADLINE)

@@ -1,0 +1,91 @@
+"""Parsing of flag values: pure functions from text to typed settings, each raising
+``UsageError`` with a message that shows the accepted form."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import datetime, timedelta
+
+from pipeline.config import DEFAULT_TIMEOUTS_S
+from pipeline.errors import UsageError
+from pipeline.types import Status
+
+
+def parse_rerun(text: str) -> frozenset[Status]:
+    """``--rerun failed,refused`` -> the finished statuses to send again."""
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if "all" in names:
+        return frozenset({Status.SUCCEEDED, Status.REFUSED, Status.FAILED})
+    if names == {"none"}:
+        return frozenset()
+    allowed = {"failed": Status.FAILED, "refused": Status.REFUSED, "succeeded": Status.SUCCEEDED}
+    if unknown := names - set(allowed):
+        raise UsageError(
+            f"--rerun {text!r}: unknown {', '.join(sorted(unknown))}; "
+            "use failed, refused, succeeded, all or none (comma-separated)"
+        )
+    return frozenset(allowed[n] for n in names)
+
+
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
+)
+
+
+def parse_stop(
+    stop_after: str | None, stop_at: str | None, now: datetime | None = None
+) -> datetime | None:
+    """``--stop-after 7h`` / ``--stop-at 06:30`` as an aware wall-clock time (the earlier wins)."""
+    now = now or datetime.now().astimezone()
+    candidates = []
+    if stop_after:
+        match = _DURATION.match(stop_after.strip().lower())
+        if not match or not any(match.groupdict().values()):
+            raise UsageError(f"--stop-after {stop_after!r}: use e.g. 90s, 45m, 7h or 1h30m")
+        seconds = sum(float(match[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+        candidates.append(now + timedelta(seconds=seconds))
+    if stop_at:
+        try:
+            clock = datetime.strptime(stop_at.strip(), "%H:%M").time()
+        except ValueError:
+            raise UsageError(f"--stop-at {stop_at!r}: use a local time such as 06:30") from None
+        at = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+        candidates.append(at if at > now else at + timedelta(days=1))
+    return min(candidates) if candidates else None
+
+
+def parse_timeouts(text: str) -> dict[str, float]:
+    """``--timeouts "2K=240,4K=600"`` over the defaults."""
+    timeouts = dict(DEFAULT_TIMEOUTS_S)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        size, _, seconds = part.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if size.strip() not in timeouts or value <= 0:
+            raise UsageError(
+                f"--timeouts {part!r}: expected SIZE=SECONDS with SIZE one of "
+                f"{', '.join(timeouts)}, e.g. --timeouts 4K=600"
+            )
+        timeouts[size.strip()] = value
+    return timeouts
+
+
+def continue_command(argv: list[str]) -> str:
+    """The command line that resumes this run, without any key given on it."""
+    args = list(argv)
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--api-key":
+            skip = True
+            continue
+        if arg.startswith("--api-key="):
+            continue
+        kept.append(arg)
+    return shlex.join(["nanobatch", *kept])

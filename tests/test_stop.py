@@ -1,0 +1,104 @@
+"""Graceful stops of a real run: deadline, first signal drains, second signal cancels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
+from pipeline.verify import verify
+from tests.helpers import TEST_KEY, write_csv
+
+
+@pytest.fixture
+def slow_server() -> Iterator[BackgroundEmulator]:
+    config = EmulatorConfig(latency=parse_latency("0.4"), payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as emulator:
+        yield emulator
+
+
+def start(manifest: Path, out: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
+         "--base-url", url, "--concurrency", "4", *extra],
+        env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_until_sending(emulator: BackgroundEmulator) -> None:
+    deadline = time.monotonic() + 30
+    while not emulator.app.stats_snapshot()["requests"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def recorded(out: Path) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = pq.read_table(out / "ledger.parquet").to_pylist()
+    return rows
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
+                                          for i in range(200)])  # fmt: skip
+
+
+def test_deadline_drains_and_exits_4_with_the_command_to_continue(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url, "--stop-after", "2s")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 4, stderr
+    assert "deadline" in stderr
+    assert "rows left" in stderr
+    assert f"To continue: nanobatch run {manifest}" in stderr
+    rows = recorded(out)
+    assert 0 < len(rows) < 200
+    # Drained: everything the server finished was recorded, nothing was billed unrecorded.
+    assert slow_server.app.stats_snapshot()["billed"] == len(rows)
+    assert verify(out).problems == []
+
+
+def test_first_signal_drains_in_flight_requests_and_exits_130(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url)
+    wait_until_sending(slow_server)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    rows = recorded(out)
+    assert slow_server.app.stats_snapshot()["billed"] == len(rows)  # in-flight ones finished
+    assert not (out / "ledger.journal").exists()  # flushed and folded
+    assert verify(out).problems == []
+
+
+def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_path: Path) -> None:
+    config = EmulatorConfig(latency=parse_latency("30"), payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as hanging:
+        out = tmp_path / "out"
+        process = start(manifest, out, hanging.base_url)
+        wait_until_sending(hanging)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)  # not the 30 s the requests would take
+    assert process.returncode == 130, stderr
+    assert not (out / "ledger.journal").exists()
+    assert not (out / "ledger.parquet").exists()  # nothing was received, nothing recorded
+    attempts = pq.read_table(out / "attempts.parquet").to_pylist()
+    assert len(attempts) == 4  # the in-flight requests at concurrency 4
+    assert all(a["reason"] == "CANCELLED" and a["possibly_billed"] for a in attempts)
