@@ -27,7 +27,9 @@ from pipeline.ledger import Ledger
 from pipeline.manifest import count_rows
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import continue_command, parse_rerun, parse_stop, parse_timeouts
-from pipeline.scheduler import RunResult, run_manifest
+from pipeline.progress import ProgressReporter
+from pipeline.result import RunResult
+from pipeline.scheduler import run_manifest
 from pipeline.summary import format_summary
 from pipeline.types import Status
 
@@ -85,16 +87,27 @@ def _stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
 
 
-def run_and_report(config: RunConfig, transport: httpx.AsyncBaseTransport | None = None) -> int:
-    """Run, print the summary, and return the exit code."""
+def run_and_report(
+    config: RunConfig,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    progress_every_s: float = 30.0,
+) -> int:
+    """Run with a progress view, print the summary, and return the exit code."""
+    reporter = ProgressReporter(
+        config.out_dir,
+        emit=lambda line: typer.echo(line, err=True),
+        line_every_s=progress_every_s,
+    )
     try:
-        result = anyio.run(run_manifest, config, transport)
+        result = anyio.run(run_manifest, config, transport, [reporter.run])
     except NanobatchError as e:
         typer.echo(f"nanobatch: {e}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
         typer.echo("nanobatch: interrupted; finished rows are saved, rerun to continue", err=True)
         return 130
+    reporter.write_status(result)
     typer.echo(format_summary(result, config.out_dir))
     if result.halt is Halt.API and result.stopped is not None:
         typer.echo(f"nanobatch: {_stop_message(result, config.api_key, config.base_url)}", err=True)
@@ -158,6 +171,9 @@ def run(
     stop_at: Annotated[
         str | None, typer.Option(help="Drain and stop at this local time, HH:MM")
     ] = None,
+    progress_every: Annotated[
+        float, typer.Option(help="Seconds between progress lines when not on a terminal")
+    ] = 30.0,
     emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
     emulate_faults: Annotated[str, typer.Option(help="Fault spec for --emulate")] = "",
     emulate_latency: Annotated[str, typer.Option(help="Latency spec for --emulate")] = "0",
@@ -223,7 +239,7 @@ def run(
             timeouts_s=timeout_table,
         ),
     )
-    raise typer.Exit(run_and_report(config, transport))
+    raise typer.Exit(run_and_report(config, transport, progress_every_s=progress_every))
 
 
 @app.command()

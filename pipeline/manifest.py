@@ -149,7 +149,14 @@ def derive_id(row: dict[str, Any]) -> str:
 
 
 def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str]:
-    """Problems with the manifest's ids as a whole (duplicates, unsafe names); empty if none.
+    """Problems with the manifest's ids as a whole (duplicates, unsafe names); empty if none."""
+    return scan_ids(path, batch_rows, limit)[0]
+
+
+def scan_ids(
+    path: Path, batch_rows: int, limit: int | None = None
+) -> tuple[list[str], pa.ChunkedArray]:
+    """Every id of the manifest, and the problems with them as a whole.
 
     Runs before any request: a duplicate id would make two rows share one output file.
     """
@@ -174,7 +181,7 @@ def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str
                 f"{len(dup)} duplicate ids: {shown}{more}; every row needs its own id "
                 "(rows without an id column get one from their content, so identical rows clash)"
             )
-    return problems
+    return problems, pa.chunked_array(chunks, type=pa.string())
 
 
 class RowResolver:

@@ -19,7 +19,7 @@ import structlog
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger
-from pipeline.manifest import Defaults, RowBatch, RowResolver, check_ids, read_batches
+from pipeline.manifest import Defaults, RowBatch, RowResolver, read_batches, scan_ids
 from pipeline.request import fingerprint
 from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
@@ -61,11 +61,19 @@ def done_rows(ledger: Ledger, rerun: frozenset[Status]) -> DoneRows:
     return DoneRows(done["row_id"].combine_chunks(), done["fingerprint"].combine_chunks())
 
 
-def check_manifest(config: RunConfig) -> None:
-    """Whole-manifest problems that must stop the run before anything is sent."""
-    problems = check_ids(config.manifest, config.batch_rows, config.limit)
+def check_manifest(config: RunConfig, done: DoneRows) -> int:
+    """Stop on whole-manifest problems before anything is sent; else how many rows to do.
+
+    The count is for progress displays: rows that are not done (or are selected by --ids);
+    done rows whose inputs changed are found later, as they are planned.
+    """
+    problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit)
     if problems:
         raise UsageError(f"{config.manifest}: " + "; ".join(problems))
+    pending = pc.invert(pc.is_in(ids, value_set=done.ids))
+    if config.ids_file is not None:
+        pending = pc.and_(pending, pc.is_in(ids, value_set=read_ids_file(config.ids_file)))
+    return int(pc.sum(pending).as_py() or 0)
 
 
 def read_ids_file(path: Path) -> pa.Array:

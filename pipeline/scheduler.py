@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import httpx
@@ -33,6 +33,7 @@ from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, prepare
+from pipeline.result import RunResult
 from pipeline.retry import Action, Budget, decide
 from pipeline.sources import SourceCache, SourceImageError
 from pipeline.storage import store_images
@@ -49,28 +50,7 @@ from pipeline.types import (
 log = structlog.get_logger("nanobatch")
 
 Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
-
-
-@dataclass(slots=True)
-class RunResult:
-    """What a run did, for the summary and the exit code."""
-
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
-    skipped: int = 0  # rows already done before this run
-    changed: int = 0  # done rows sent again because their prompt, settings or photos changed
-    requests: int = 0  # HTTP attempts sent
-    retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    stopped: Outcome | None = None  # the API answer that stopped the run, if one did
-    halt: Halt | None = None  # why the run stopped before the manifest was done
-    in_flight: int = 0  # gauges, for progress displays
-    retrying: int = 0
-
-    @property
-    def duration_s(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
+Observer = Callable[[RunResult], Coroutine[Any, Any, None]]  # runs beside the pool: progress views
 
 
 class RateGate:
@@ -104,10 +84,13 @@ class Pipeline:
         self.control = RunControl()
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
 
-    async def run(self) -> RunResult:
-        """Process every pending row; returns when all are recorded or the run was stopped."""
-        await anyio.to_thread.run_sync(check_manifest, self.config)
+    async def run(self, observers: Sequence[Observer] = ()) -> RunResult:
+        """Process every pending row; returns when all are recorded or the run was stopped.
+
+        ``observers`` run alongside (progress displays) and are cancelled at the end.
+        """
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
+        self.result.to_do = await anyio.to_thread.run_sync(check_manifest, self.config, done)
         batches = iter(Planner(self.config, done, self.sources))
         if self.ledger.crashed:
             self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)
@@ -121,6 +104,8 @@ class Pipeline:
                     watchers.start_soon(self.control.watch_signals)
                 if self.config.stop_at is not None:
                     watchers.start_soon(self.control.watch_deadline, self.config.stop_at)
+                for observer in observers:
+                    watchers.start_soon(observer, self.result)
                 async with anyio.create_task_group() as pool:
                     self.control.attach(pool.cancel_scope)
                     for _ in range(self.config.concurrency):
@@ -360,7 +345,9 @@ class Pipeline:
 
 
 async def run_manifest(
-    config: RunConfig, transport: httpx.AsyncBaseTransport | None = None
+    config: RunConfig,
+    transport: httpx.AsyncBaseTransport | None = None,
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
     """Open the output directory, run the manifest through the pool, and fold the ledger.
 
@@ -371,7 +358,7 @@ async def run_manifest(
     try:
         async with new_http_client(transport, config.concurrency) as http:
             client = GeminiClient(http, config.base_url, config.api_key, config.auth)
-            return await Pipeline(config, client, ledger).run()
+            return await Pipeline(config, client, ledger).run(observers)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(ledger.close)

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.ledger import LEDGER_FILE
-from pipeline.scheduler import RunResult
+from pipeline.result import RunResult
 from pipeline.types import Status
 
 _ORDER = [s.value for s in Status]

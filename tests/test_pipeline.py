@@ -19,7 +19,8 @@ from pipeline.emulator import (
     create_app,
     parse_faults,
 )
-from pipeline.scheduler import RunResult, run_manifest
+from pipeline.result import RunResult
+from pipeline.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv, write_parquet
 
 FAULTS = (

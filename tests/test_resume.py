@@ -17,7 +17,8 @@ from pipeline.emulator import (
     create_app,
     parse_faults,
 )
-from pipeline.scheduler import RunResult, run_manifest
+from pipeline.result import RunResult
+from pipeline.scheduler import run_manifest
 from pipeline.types import Status
 from tests.helpers import make_image, run_config, write_csv
 

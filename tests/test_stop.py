@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,3 +103,24 @@ def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_pat
     attempts = pq.read_table(out / "attempts.parquet").to_pylist()
     assert len(attempts) == 4  # the in-flight requests at concurrency 4
     assert all(a["reason"] == "CANCELLED" and a["possibly_billed"] for a in attempts)
+
+
+def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url, "--limit", "40")
+    wait_until_sending(slow_server)
+    deadline = time.monotonic() + 30
+    while not (out / "status.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = json.loads((out / "status.json").read_text())
+    assert running["pid"] == process.pid
+    assert running["state"] == "running"
+    assert running["to_do"] == 40
+    process.communicate(timeout=60)
+    final = json.loads((out / "status.json").read_text())
+    assert final["state"] == "finished"
+    assert final["done"] == 40
+    assert final["counts"]["succeeded"] == len(recorded(out)) == 40
+    assert final["in_flight"] == 0

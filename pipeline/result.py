@@ -1,0 +1,33 @@
+"""What a run did: counters the pool updates, summaries and progress views read."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.control import Halt
+from pipeline.types import Outcome
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did, for the summary and the exit code."""
+
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    to_do: int = 0  # rows this run expects to send (known before the first request)
+    skipped: int = 0  # rows already done before this run
+    changed: int = 0  # done rows sent again because their prompt, settings or photos changed
+    requests: int = 0  # HTTP attempts sent
+    retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    stopped: Outcome | None = None  # the API answer that stopped the run, if one did
+    halt: Halt | None = None  # why the run stopped before the manifest was done
+    in_flight: int = 0  # gauges, for progress displays
+    retrying: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
