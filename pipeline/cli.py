@@ -3,7 +3,6 @@ logging, calls ``anyio.run`` and maps errors to exit codes."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Annotated
 
 import anyio
 import httpx
-import structlog
 import typer
 
 from pipeline.config import (
@@ -24,6 +22,7 @@ from pipeline.config import (
 from pipeline.control import Halt
 from pipeline.errors import NanobatchError, RunStopped, UsageError
 from pipeline.ledger import Ledger
+from pipeline.logs import setup as setup_logging
 from pipeline.manifest import count_rows
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import continue_command, parse_rerun, parse_stop, parse_timeouts
@@ -41,20 +40,6 @@ app = typer.Typer(
 
 EMULATED_BASE_URL = "http://emulator.invalid"
 DEMO_FAULTS = "429=0.05,500=0.02,503=0.03,reset=0.01,truncate=0.01,unsafe=0.02,retry_delay=1"
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 def _api_key(flag: str | None) -> ApiKey | None:
@@ -151,6 +136,9 @@ def run(
     api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows")] = None,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
+    backoff_base: Annotated[
+        float, typer.Option(min=0.0, help="First backoff in seconds; doubles, capped at 60")
+    ] = 3.0,
     retry_refused: Annotated[bool, typer.Option(help="Resend refused rows (billed)")] = False,
     on_quota: Annotated[
         str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
@@ -180,9 +168,9 @@ def run(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Generate an image for every pending row of MANIFEST into --out; reruns resume."""
-    _setup_logging(verbose)
     transport: httpx.AsyncBaseTransport | None = None
     key = _api_key(api_key)
+    setup_logging(verbose, [key.reveal()] if key else [], out)
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
     if emulate:
         from pipeline.emulator import (
@@ -234,6 +222,8 @@ def run(
         auth=auth,
         retry=RetryConfig(
             max_attempts=max_attempts,
+            backoff_base_s=backoff_base,
+            jitter_s=min(1.0, backoff_base),
             retry_refused=retry_refused,
             wait_for_daily_quota=on_quota == "wait",
             timeouts_s=timeout_table,
@@ -324,7 +314,7 @@ def demo(
     """Run the demo manifest against a local emulator process; run it again to see a resume."""
     from pipeline.emulator import EmulatorProcess
 
-    _setup_logging(verbose)
+    setup_logging(verbose, [], out)
     with EmulatorProcess(
         ["--faults", faults, "--latency", "uniform:0.2-0.8", "--seed", "7"]
     ) as emu:

@@ -172,6 +172,14 @@ class Pipeline:
                 for row in rows:
                     self.result.by_status[row.status] += 1
                     self.result.by_reason[(row.status, row.reason)] += 1
+                    log.debug(
+                        "row.finished",
+                        row_id=row.row_id,
+                        status=row.status,
+                        reason=row.reason,
+                        attempts=row.attempts,
+                        latency_ms=row.latency_ms,
+                    )
 
     async def _process(self, job: Job, records: MemoryObjectSendStream[Record]) -> None:
         """Send one row until it reaches an outcome and record it (unless the run stops first)."""

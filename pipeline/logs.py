@@ -1,0 +1,90 @@
+"""Logging setup: a human console and, per output directory, ``run.log`` as JSON lines.
+
+Every event passes a redaction step first, so a key can never reach a console or a file even
+if some message were to carry it (none should: this is the safety net, not the mechanism).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+REDACTED = "[redacted]"
+RUN_LOG = "run.log"
+
+
+class Redact:
+    """Replace secrets anywhere in an event's values."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = [s for s in secrets if len(s) >= 6]  # a short value is no secret
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        if self.secrets:
+            for key, value in event.items():
+                event[key] = self._clean(value)
+        return event
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._clean(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        return value
+
+
+class JsonFile:
+    """Append every event to a file as one JSON line, then pass it on."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        self.stream.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()
+        return event
+
+
+class ConsoleLevel:
+    """Drop events below the console's level (the file above has already kept them)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __call__(self, _: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        if logging.getLevelNamesMapping().get(method.upper(), logging.INFO) < self.level:
+            raise structlog.DropEvent
+        return event
+
+
+def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None:
+    """Configure structlog for a command; with ``out_dir``, also log to ``out_dir/run.log``."""
+    console_level = logging.WARNING - 10 * min(verbose, 2)
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        Redact(secrets),
+    ]
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(out_dir / RUN_LOG, "a", encoding="utf-8")  # noqa: SIM115 (process lifetime)
+        processors.append(JsonFile(stream))
+    processors += [ConsoleLevel(console_level), structlog.dev.ConsoleRenderer(colors=False)]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if out_dir is not None else console_level
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

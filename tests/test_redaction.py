@@ -1,0 +1,77 @@
+"""The API key never appears in any output: stdout, stderr, logs, ledgers, status, reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
+from tests.helpers import write_csv
+
+KEY = "AIzaSyFAKE-nanobatch-redaction-probe-0042"
+FAULTS = "429=0.2,500=0.1,503=0.1,reset=0.05,truncate=0.05,unsafe=0.1,retry_delay=0.05"
+
+
+def nanobatch(*args: str, env_key: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    if env_key:
+        env["GEMINI_API_KEY"] = env_key
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+
+
+def files_containing(root: Path, needle: str) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.suffix == ".parquet":  # compressed: look at the decoded values
+            text = str(pq.read_table(path).to_pylist())
+        else:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        if needle in text:
+            found.append(str(path))
+    return found
+
+
+def test_the_key_appears_in_no_output_whatever_happens(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p {i}" + (" #block" if i == 3 else "")} for i in range(30)]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    faulty = EmulatorConfig(api_key=KEY, faults=parse_faults(FAULTS), payload=Payload.COMPACT,
+                            seed=9)  # fmt: skip
+    resets = EmulatorConfig(api_key=KEY, faults=parse_faults("reset=1.0"), payload=Payload.COMPACT)
+    fast = ["--backoff-base", "0.01", "-vv"]
+    with BackgroundEmulator(faulty) as server, BackgroundEmulator(resets) as broken:
+        url = server.base_url
+        runs = [
+            # Every row fails on a dropped connection, with the key in the URL: the error
+            # messages that reach the ledger must not carry it.
+            nanobatch("run", str(manifest), "--out", str(tmp_path / "resets"), "--base-url",
+                      broken.base_url, "--api-key", KEY, "--auth", "query", "--max-attempts", "1",
+                      "--limit", "5", *fast),
+            nanobatch("run", str(manifest), "--out", str(out), "--base-url", url, "--api-key",
+                      KEY, "--auth", "query", "--limit", "10", "--max-attempts", "2", *fast),
+            nanobatch("run", str(manifest), "--out", str(out), "--base-url", url, "--auth",
+                      "bearer", "--limit", "20", *fast, env_key=KEY),
+            nanobatch("run", str(manifest), "--out", str(out), "--base-url", url, *fast,
+                      env_key=KEY),
+            nanobatch("run", str(manifest), "--out", str(tmp_path / "wrong"), "--base-url", url,
+                      *fast, env_key=KEY[:-1] + "9"),
+            nanobatch("verify", str(out)),
+        ]  # fmt: skip
+    outputs: list[str] = []
+    for result in runs:
+        outputs += [result.stdout, result.stderr]
+    assert runs[0].returncode == 1  # every row failed: their errors are in the ledger
+    assert runs[3].returncode in (0, 1), runs[3].stderr
+    assert runs[4].returncode == 3  # the wrong key stopped the run
+    assert (out / "run.log").stat().st_size > 0
+    assert (out / "status.json").exists()
+    assert [o for o in outputs if KEY in o or KEY[:-1] + "9" in o] == []
+    assert files_containing(tmp_path, KEY) == []
+    assert files_containing(tmp_path, KEY[:-1] + "9") == []
