@@ -1,0 +1,48 @@
+"""The emulator's frozen configuration, built once (by the CLI or a test) and passed down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import anyio
+
+from pipeline.emulator.specs import FaultSpec, LatencySpec
+
+
+class Payload(StrEnum):
+    """How generated images are encoded.
+
+    ``realistic`` gives real-world byte sizes (a 1K PNG is ~1 MB, ~1.4 MB in base64) so clients
+    are benchmarked on realistic bodies; ``compact`` compresses the same pixels to a few KB so a
+    test suite stays fast.
+    """
+
+    REALISTIC = "realistic"
+    COMPACT = "compact"
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Everything that shapes the emulator's answers.
+
+    ``clock`` and ``sleep`` are injectable so tests of the rpm window, retry delays and latency
+    need no real waiting; ``sleep`` is used for latency and hangs only.
+    """
+
+    api_key: str | None = None
+    seed: int = 0
+    latency: LatencySpec = field(default_factory=LatencySpec)
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    rpm: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    payload: Payload = Payload.REALISTIC
+    # Encoded images kept for reuse by content key (least recently used dropped first).
+    image_cache_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.rpm is not None and self.rpm < 1:
+            raise ValueError(f"rpm must be a positive integer, got {self.rpm}")

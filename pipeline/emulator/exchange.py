@@ -1,0 +1,98 @@
+"""One HTTP exchange over raw ASGI: read the body, answer (whole, in pieces, or dropped midway),
+and wait for a while unless the client goes away.
+
+The exchange records how it ended in the run's ``by_status`` counter exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+
+from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.errors import ApiError
+from pipeline.emulator.stats import RunState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json; charset=UTF-8"
+
+
+class Exchange:
+    """One HTTP request/response; remembers whether an answer was recorded in the stats."""
+
+    def __init__(
+        self, receive: Receive, send: Send, state: RunState, config: EmulatorConfig
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._state = state
+        self._sleep = config.sleep
+        self.recorded = False
+
+    def _record(self, key: str) -> None:
+        self.recorded = True
+        self._state.answered(key)
+
+    async def read_body(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                return b"".join(chunks)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _start(self, status: int, length: int) -> None:
+        headers = [(b"content-type", JSON), (b"content-length", str(length).encode())]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def reply(self, status: int, body: bytes | list[bytes]) -> None:
+        """Send an answer; a list of pieces is written piece by piece, never joined."""
+        self._record(str(status))
+        pieces = [body] if isinstance(body, bytes) else body
+        await self._start(status, sum(len(piece) for piece in pieces))
+        for piece in pieces[:-1]:
+            await self._send({"type": "http.response.body", "body": piece, "more_body": True})
+        await self._send({"type": "http.response.body", "body": pieces[-1]})
+
+    async def error(self, error: ApiError) -> None:
+        await self.reply(error.code, error.body())
+
+    async def reset(self, body: list[bytes], length: int) -> None:
+        """Announce the whole body, send its first ``length`` bytes, then drop the connection."""
+        self._record("reset")
+        await self._start(200, sum(len(piece) for piece in body))
+        part = cut(body, length)
+        await self._send({"type": "http.response.body", "body": part, "more_body": True})
+        # Returning now leaves the response incomplete: the server closes the connection.
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleep, unless the client goes away first; False if it did."""
+        if seconds <= 0:
+            return True
+        gone = False
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal gone
+                while (await self._receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await self._sleep(seconds)
+            group.cancel_scope.cancel()
+        return not gone
+
+
+def cut(pieces: list[bytes], length: int) -> bytes:
+    """The first ``length`` bytes of a body given as pieces."""
+    return b"".join(pieces)[:length]

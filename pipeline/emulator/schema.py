@@ -1,0 +1,119 @@
+"""The request schema as far as the emulator checks it, and the request fingerprint.
+
+Field names are camelCase, the JSON names of Google's protos; ``camel`` maps the snake_case
+spellings (the protos' own field names) onto them, as Google's proto-JSON parser accepts both.
+The fingerprint hashes the model and the canonical body (keys camelCased, sorted), so the same
+request spelled either way is the same request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+TOP = frozenset(
+    {
+        "contents",
+        "systemInstruction",
+        "generationConfig",
+        "safetySettings",
+        "tools",
+        "toolConfig",
+        "cachedContent",
+        "labels",
+        "serviceTier",
+        "continuationToken",
+        "store",
+        "model",
+    }
+)
+GENERATION_CONFIG = frozenset(
+    {
+        "stopSequences",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "responseModalities",
+        "candidateCount",
+        "maxOutputTokens",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+        "enableEnhancedCivicAnswers",
+        "speechConfig",
+        "thinkingConfig",
+        "imageConfig",
+        "mediaResolution",
+        "audioTimestamp",
+        "routingConfig",
+        "modelSelectionConfig",
+        "audioTranscriptionConfig",
+    }
+)
+IMAGE_CONFIG = frozenset({"aspectRatio", "imageSize"})
+# Vertex AI's ImageConfig has a few more knobs the Gemini API refuses.
+VERTEX_IMAGE_CONFIG = IMAGE_CONFIG | {
+    "personGeneration",
+    "prominentPeople",
+    "outputMimeType",
+    "outputCompressionQuality",
+    "imageOutputOptions",
+}
+CONTENT = frozenset({"role", "parts"})
+PART_DATA = frozenset(
+    {
+        "text",
+        "inlineData",
+        "fileData",
+        "functionCall",
+        "functionResponse",
+        "executableCode",
+        "codeExecutionResult",
+        "toolCall",
+        "toolResponse",
+    }
+)
+PART = PART_DATA | {
+    "thought",
+    "thoughtSignature",
+    "videoMetadata",
+    "mediaResolution",
+    "partMetadata",
+}
+BLOB = frozenset({"mimeType", "data", "displayName"})
+FILE_DATA = frozenset({"mimeType", "fileUri", "displayName"})
+# Values that are free-form maps: their keys are the user's, never renamed.
+_FREEFORM = frozenset(
+    {"labels", "responseSchema", "responseJsonSchema", "parametersJsonSchema", "args", "response"}
+)
+
+
+def camel(key: str) -> str:
+    """``generation_config`` -> ``generationConfig``; camelCase names pass through."""
+    if "_" not in key:
+        return key
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def canonical(value: object) -> object:
+    """The body with every schema key camelCased (free-form maps untouched)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            name = camel(key)
+            out[name] = item if name in _FREEFORM else canonical(item)
+        return out
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def fingerprint(model_id: str, body: object) -> bytes:
+    text = json.dumps(canonical(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(model_id.encode() + b"\n" + text.encode()).digest()

@@ -1,0 +1,1 @@
+"""Tests of the Gemini API emulator (pipeline.emulator)."""
