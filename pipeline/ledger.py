@@ -57,6 +57,7 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("fingerprint", pa.string()),
         ("prompt", pa.string()),
+        ("metadata", pa.string()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -106,6 +107,7 @@ class LedgerRecord:
     finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: str | None = None
     fingerprint: str | None = None
+    metadata: str | None = None  # the manifest row's other columns, as a JSON object
 
 
 @dataclass(frozen=True, slots=True)

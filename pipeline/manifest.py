@@ -8,12 +8,10 @@ objects.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
-import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,22 +22,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.errors import UsageError
-from pipeline.models import check_aspect_ratio, check_image_size, resolve_model
-from pipeline.sources import check_source
-from pipeline.types import InvalidRow, Job
 
-KNOWN_COLUMNS = ("id", "prompt", "images", "model", "aspect_ratio", "image_size")
+# The columns a derived id hashes: frozen, or every id derived before would change.
+_ID_CONTENT = ("prompt", "images", "model", "aspect_ratio", "image_size")
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{1,2}$|^$|^\s|\s$")
 MAX_ID_LENGTH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Defaults:
-    """Settings a row gets when its own column is empty."""
-
-    model: str
-    image_size: str | None
-    aspect_ratio: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +78,15 @@ def _csv_batches(path: Path, delimiter: str) -> Iterator[pa.RecordBatch]:
     yield from reader
 
 
-def read_batches(path: Path, batch_rows: int, limit: int | None = None) -> Iterator[RowBatch]:
+def read_batches(
+    path: Path, batch_rows: int, limit: int | None = None, required: Sequence[str] = ("prompt",)
+) -> Iterator[RowBatch]:
     """The manifest as batches with ids; checks the columns once, before any row is used."""
     line = 1
     checked = False
     for raw in _open_batches(path, batch_rows):
         if not checked:
-            _check_columns(path, raw.schema)
+            _check_columns(path, raw.schema, required)
             checked = True
         if limit is not None and line > limit:
             return
@@ -118,17 +107,30 @@ def count_rows(path: Path, batch_rows: int, limit: int | None = None) -> int:
     return total if limit is None else min(total, limit)
 
 
-def _check_columns(path: Path, schema: pa.Schema) -> None:
-    if "prompt" not in schema.names:
-        raise UsageError(
-            f"{path} has no 'prompt' column (columns: {', '.join(schema.names) or 'none'}); "
-            "add one with the text of each image's prompt"
-        )
-    for name in ("id", "prompt", "model", "aspect_ratio", "image_size"):
+_TEXT_COLUMNS = ("id", "prompt", "model", "aspect_ratio", "image_size", "size",
+                 "system_instruction", "output_name")  # fmt: skip
+
+
+def _check_columns(path: Path, schema: pa.Schema, required: Sequence[str]) -> None:
+    columns = ", ".join(schema.names) or "none"
+    for name in required:
+        if name not in schema.names:
+            what = (
+                "add one with the text of each image's prompt, or pass --prompt-template"
+                if name == "prompt"
+                else "a template uses it: add the column or fix the template"
+            )
+            raise UsageError(f"{path} has no {name!r} column (columns: {columns}); {what}")
+    for name in _TEXT_COLUMNS:
         if name in schema.names and not _is_text(schema.field(name).type):
             raise UsageError(
                 f"{path}: column {name!r} is {schema.field(name).type}, expected text (string)"
             )
+    if "images" in schema.names:
+        kind = schema.field("images").type
+        is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+        if not (_is_text(kind) or (is_list and _is_text(kind.value_type))):
+            raise UsageError(f"{path}: column 'images' is {kind}, expected list<string> or text")
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -143,7 +145,7 @@ def _batch_ids(batch: pa.RecordBatch) -> pa.Array:
 
 def derive_id(row: dict[str, Any]) -> str:
     """A stable id from a row's content, for manifests without an id column."""
-    content = [row.get(name) for name in KNOWN_COLUMNS[1:]]
+    content = [row.get(name) for name in _ID_CONTENT]
     digest = hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()
     return f"row-{digest[:16]}"
 
@@ -154,16 +156,25 @@ def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str
 
 
 def scan_ids(
-    path: Path, batch_rows: int, limit: int | None = None
+    path: Path,
+    batch_rows: int,
+    limit: int | None = None,
+    required: Sequence[str] = ("prompt",),
+    stems: Callable[[RowBatch], list[str]] | None = None,
 ) -> tuple[list[str], pa.ChunkedArray]:
     """Every id of the manifest, and the problems with them as a whole.
 
-    Runs before any request: a duplicate id would make two rows share one output file.
+    Runs before any request: a duplicate id, or two rows whose output names (``stems``, when
+    the manifest names its files) are the same, would make two rows share one output file.
     """
     chunks: list[pa.Array] = []
+    names: list[pa.Array] = []
     problems: list[str] = []
-    for batch in read_batches(path, batch_rows, limit):
+    for batch in read_batches(path, batch_rows, limit, required):
         chunks.append(batch.ids)
+        if stems is not None:
+            # Lower-cased: "SKU-1" and "sku-1" are one file on macOS and Windows.
+            names.append(pa.array([n.lower() for n in stems(batch)], type=pa.string()))
         bad = pc.match_substring_regex(batch.ids, _UNSAFE_ID.pattern)
         too_long = pc.greater(pc.utf8_length(batch.ids), MAX_ID_LENGTH)
         for i in pc.indices_nonzero(pc.or_(bad, too_long)).to_pylist()[: 5 - len(problems)]:
@@ -181,64 +192,13 @@ def scan_ids(
                 f"{len(dup)} duplicate ids: {shown}{more}; every row needs its own id "
                 "(rows without an id column get one from their content, so identical rows clash)"
             )
+    if names:
+        counts = pc.value_counts(pa.chunked_array(names, type=pa.string()))
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))
+        if len(dup):
+            shown = ", ".join(f"{v['values']!r} ({v['counts']}x)" for v in dup.to_pylist()[:5])
+            problems.append(
+                f"{len(dup)} output names are shared by several rows: {shown}; make the "
+                "output_name column or --name-template unique per row"
+            )
     return problems, pa.chunked_array(chunks, type=pa.string())
-
-
-class RowResolver:
-    """Validates rows and resolves them against the run defaults.
-
-    Source files are checked once per path (a reference photo shared by thousands of rows
-    is stat'ed and sniffed once per run).
-    """
-
-    def __init__(self, base_dir: Path, defaults: Defaults) -> None:
-        self._base_dir = base_dir
-        self._defaults = defaults
-        self._check = functools.lru_cache(maxsize=65536)(check_source)
-
-    def resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job | InvalidRow:
-        """The row as a job, or why it cannot be sent."""
-
-        def invalid(field: str, reason: str) -> InvalidRow:
-            return InvalidRow(row_id, line, field, reason)
-
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            return invalid("prompt", "the prompt is empty; write what the image should show")
-        defaults = self._defaults
-        model, spec = resolve_model(_text(row.get("model")) or defaults.model)
-        size = _text(row.get("image_size")) or defaults.image_size
-        ratio = _text(row.get("aspect_ratio")) or defaults.aspect_ratio
-        if spec is not None:
-            if size is not None and (why := check_image_size(spec, size)):
-                return invalid("image_size", why)
-            if ratio is not None and (why := check_aspect_ratio(spec, ratio)):
-                return invalid("aspect_ratio", why)
-        images = _image_list(row.get("images"))
-        if images is None:
-            return invalid("images", "expected paths separated by ';' or a list of paths")
-        limit = spec.max_input_images if spec else 14
-        if len(images) > limit:
-            return invalid("images", f"{len(images)} source images; {model} takes at most {limit}")
-        paths = tuple(os.path.normpath(self._base_dir / p) for p in images)
-        for p in paths:
-            if why := self._check(p):
-                return invalid("images", why)
-        return Job(row_id, line, prompt, paths, model, size, ratio)
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _image_list(value: object) -> list[str] | None:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(";") if p.strip()]
-    if isinstance(value, list) and all(isinstance(p, str) for p in value):
-        return [p.strip() for p in value if p.strip()]
-    return None

@@ -6,6 +6,7 @@ size is a one-line change here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
@@ -79,3 +80,62 @@ def check_aspect_ratio(spec: ModelSpec, ratio: str) -> str | None:
         return None
     allowed = ", ".join(spec.aspect_ratios)
     return f"{ratio!r} is not an aspect ratio of {spec.model_id}: use one of {allowed}"
+
+
+# Documented output pixels: 2.5 Flash (always ~1K), and the Gemini 3 models at 1K (2K and 4K
+# double and quadruple, 512 halves). Kept here, apart from the emulator's own table, so the
+# client's mapping of a user's WxH is checked against an independent reading of the docs.
+_PIXELS_25: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+    "16:9": (1344, 768), "21:9": (1536, 672),
+}  # fmt: skip
+_PIXELS_3_1K: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (848, 1264), "3:2": (1264, 848), "3:4": (896, 1200),
+    "4:3": (1200, 896), "4:5": (928, 1152), "5:4": (1152, 928), "9:16": (768, 1376),
+    "16:9": (1376, 768), "21:9": (1584, 672), "1:4": (512, 2048), "4:1": (2048, 512),
+    "1:8": (384, 3072), "8:1": (3072, 384),
+}  # fmt: skip
+_SCALE = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
+
+
+def output_pixels(spec: ModelSpec, size: str | None, ratio: str) -> tuple[int, int]:
+    """The documented output size in pixels for a model, image size and aspect ratio."""
+    if not spec.image_sizes:
+        return _PIXELS_25[ratio]
+    w, h = _PIXELS_3_1K[ratio]
+    scale = _SCALE[size or spec.default_size]
+    return round(w * scale), round(h * scale)
+
+
+@dataclass(frozen=True, slots=True)
+class SizeChoice:
+    """A user's ``WxH`` mapped onto what the model can make."""
+
+    image_size: str | None  # None for a model without sizes
+    aspect_ratio: str
+    pixels: tuple[int, int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.pixels[0]}x{self.pixels[1]}"
+
+
+def map_size(spec: ModelSpec, width: int, height: int) -> SizeChoice:
+    """The closest (imageSize, aspectRatio) to ``width`` x ``height``: the ratio by shape,
+    then the size whose output is nearest in area (both on a log scale)."""
+    target = math.log(width / height)
+
+    def ratio_distance(ratio: str) -> float:
+        w, h = (int(x) for x in ratio.split(":"))
+        return abs(math.log(w / h) - target)
+
+    ratio = min(spec.aspect_ratios, key=ratio_distance)
+    sizes: tuple[str | None, ...] = spec.image_sizes or (None,)
+
+    def area_distance(size: str | None) -> float:
+        w, h = output_pixels(spec, size, ratio)
+        return abs(math.log((w * h) / (width * height)))
+
+    size = min(sizes, key=area_distance)
+    return SizeChoice(size, ratio, output_pixels(spec, size, ratio))

@@ -8,7 +8,7 @@ reads more than each distinct source file once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,9 @@ import structlog
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger
-from pipeline.manifest import Defaults, RowBatch, RowResolver, read_batches, scan_ids
-from pipeline.request import fingerprint
+from pipeline.manifest import RowBatch, read_batches, scan_ids
+from pipeline.request import fingerprint, image_digest
+from pipeline.rows import Defaults, RowResolver, output_name, template_fields
 from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
 
@@ -67,13 +68,42 @@ def check_manifest(config: RunConfig, done: DoneRows) -> int:
     The count is for progress displays: rows that are not done (or are selected by --ids);
     done rows whose inputs changed are found later, as they are planned.
     """
-    problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit)
+    required, stems = columns_and_names(config)
+    problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit, required, stems)
     if problems:
         raise UsageError(f"{config.manifest}: " + "; ".join(problems))
     pending = pc.invert(pc.is_in(ids, value_set=done.ids))
     if config.ids_file is not None:
         pending = pc.and_(pending, pc.is_in(ids, value_set=read_ids_file(config.ids_file)))
     return int(pc.sum(pending).as_py() or 0)
+
+
+def columns_and_names(
+    config: RunConfig,
+) -> tuple[list[str], Callable[[RowBatch], list[str]] | None]:
+    """The columns the run needs, and how to compute output names if the manifest has any."""
+    try:
+        required = template_fields(config.prompt_template) if config.prompt_template else []
+        required += template_fields(config.name_template) if config.name_template else []
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not config.prompt_template:
+        required.append("prompt")
+    template = config.name_template
+
+    def stems(batch: RowBatch) -> list[str]:
+        rows = batch.table.to_pylist()
+        ids = batch.ids.to_pylist()
+        return [output_name(row, template) or i for row, i in zip(rows, ids, strict=True)]
+
+    named = template is not None or "output_name" in _columns(config.manifest)
+    return required, stems if named else None
+
+
+def _columns(path: Path) -> list[str]:
+    for batch in read_batches(path, 1, None, ()):
+        return list(batch.table.schema.names)
+    return []
 
 
 def read_ids_file(path: Path) -> pa.Array:
@@ -96,11 +126,20 @@ class Planner:
         self.only = read_ids_file(config.ids_file) if config.ids_file else None
         self.resolver = RowResolver(
             config.manifest.resolve().parent,
-            Defaults(config.model, config.image_size, config.aspect_ratio),
+            Defaults(
+                config.model,
+                config.image_size,
+                config.aspect_ratio,
+                prompt_template=config.prompt_template,
+                name_template=config.name_template,
+                fit_images=config.fit_images,
+            ),
         )
+        self.required = columns_and_names(config)[0]
 
     def __iter__(self) -> Iterator[PlannedBatch]:
-        for batch in read_batches(self.config.manifest, self.config.batch_rows, self.config.limit):
+        c = self.config
+        for batch in read_batches(c.manifest, c.batch_rows, c.limit, self.required):
             yield self._plan(batch)
 
     def _plan(self, batch: RowBatch) -> PlannedBatch:
@@ -137,4 +176,4 @@ class Planner:
         return self.resolver.resolve(batch.ids[i].as_py(), batch.first_line + i, row)
 
     def _fingerprint(self, job: Job) -> str:
-        return fingerprint(job, [self.sources.digest(p) for p in job.images])
+        return fingerprint(job, [image_digest(p, self.sources) for p in job.images])

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from pipeline.ledger import Ledger, LedgerRecord
-from pipeline.request import fingerprint
+from pipeline.request import fingerprint, image_digest
 from pipeline.sources import SourceCache
 from pipeline.storage import IMAGES_DIR, image_size
 from pipeline.types import Job, Status
@@ -51,8 +51,8 @@ def find_orphans(ledger: Ledger) -> dict[str, list[str]]:
 
 def claim(orphans: dict[str, list[str]], job: Job) -> list[str]:
     """The orphan files that belong to ``job``, removed from ``orphans``."""
-    files = orphans.pop(job.row_id, [])
-    single = [f for f in files if f.rsplit("/", 1)[-1].rsplit(".", 1)[0] == job.row_id]
+    files = orphans.pop(job.output_stem, [])
+    single = [f for f in files if f.rsplit("/", 1)[-1].rsplit(".", 1)[0] == job.output_stem]
     chosen = single or sorted(files, key=_number)
     for paths in orphans.values():
         for f in chosen:
@@ -92,7 +92,8 @@ def adopt(job: Job, files: list[str], out_dir: Path, sources: SourceCache) -> Le
         height=height,
         mime_type=_MIME.get(ext, f"image/{ext}"),
         text="received before a crash and recorded on the next run",
-        fingerprint=fingerprint(job, [sources.digest(p) for p in job.images]),
+        fingerprint=fingerprint(job, [image_digest(p, sources) for p in job.images]),
+        metadata=job.metadata,
     )
 
 

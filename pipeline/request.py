@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mimetypes
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import RetryConfig
 from pipeline.models import resolve_model
-from pipeline.sources import SourceCache
+from pipeline.rows import URI_PREFIXES
+from pipeline.sources import MAX_REQUEST_INLINE_BYTES, SourceCache, SourceImageError
 from pipeline.types import Job
 
 
@@ -40,7 +42,26 @@ def generation_config(job: Job) -> dict[str, Any]:
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if image_config:
         config["imageConfig"] = image_config
+    if job.temperature is not None:
+        config["temperature"] = job.temperature
+    if job.seed is not None:
+        config["seed"] = job.seed
     return config
+
+
+def is_uri(image: str) -> bool:
+    return image.startswith(URI_PREFIXES)
+
+
+def image_digest(image: str, sources: SourceCache) -> str:
+    """What identifies a source image in the fingerprint: its bytes, or its link."""
+    return f"uri:{image}" if is_uri(image) else sources.digest(image)
+
+
+def _uri_mime(uri: str) -> str:
+    """fileData needs a MIME type; links are not fetched here, so go by the extension."""
+    guessed, _ = mimetypes.guess_type(uri.split("?", 1)[0])
+    return guessed if guessed and guessed.startswith("image/") else "image/jpeg"
 
 
 def effective_size(job: Job) -> str:
@@ -65,27 +86,48 @@ def fingerprint(job: Job, image_digests: list[str]) -> str:
         ("aspect_ratio", job.aspect_ratio or ""),
         ("images", ",".join(image_digests)),
     ]
+    optional = [
+        ("system_instruction", job.system_instruction),
+        ("temperature", None if job.temperature is None else repr(job.temperature)),
+        ("seed", None if job.seed is None else str(job.seed)),
+    ]
+    fields += [(name, value) for name, value in optional if value is not None]
     canonical = "nanobatch-fp-1|" + "|".join(f"{k}:{len(v)}:{v}" for k, v in fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def prepare(job: Job, sources: SourceCache, retry: RetryConfig) -> PreparedRequest:
+def prepare(
+    job: Job, sources: SourceCache, retry: RetryConfig, *, fit_images: bool = False
+) -> PreparedRequest:
     """Build the request body; raises SourceImageError if a source image went bad meanwhile."""
-    images = [sources.load(path) for path in job.images]
-    parts: list[dict[str, Any]] = [
-        {"inlineData": {"mimeType": im.mime_type, "data": im.b64}} for im in images
-    ]
+    parts: list[dict[str, Any]] = []
+    digests: list[str] = []
+    inline = 0
+    for image in job.images:
+        if is_uri(image):
+            parts.append({"fileData": {"mimeType": _uri_mime(image), "fileUri": image}})
+            digests.append(f"uri:{image}")
+            continue
+        loaded = sources.load(image, fit=fit_images)
+        parts.append({"inlineData": {"mimeType": loaded.mime_type, "data": loaded.b64}})
+        digests.append(loaded.sha256)
+        inline += len(loaded.b64)
+    if inline > MAX_REQUEST_INLINE_BYTES:
+        raise SourceImageError(
+            f"the source images add up to {inline / 1e6:.0f} MB as base64; a request takes at "
+            f"most {MAX_REQUEST_INLINE_BYTES / 1e6:.0f} MB"
+        )
     parts.append({"text": job.prompt})
-    body = {
-        "contents": [{"role": "user", "parts": parts}],
-        "generationConfig": generation_config(job),
-    }
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
+    if job.system_instruction:
+        body["systemInstruction"] = {"parts": [{"text": job.system_instruction}]}
+    body["generationConfig"] = generation_config(job)
     encoded = json.dumps(body, separators=(",", ":")).encode()
     timeout = retry.timeouts_s.get(effective_size(job), max(retry.timeouts_s.values()))
     return PreparedRequest(
         model=job.model,
         body=encoded,
-        fingerprint=fingerprint(job, [im.sha256 for im in images]),
+        fingerprint=fingerprint(job, digests),
         timeout_s=timeout,
         upload_bytes=len(encoded),
     )

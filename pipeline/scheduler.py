@@ -184,7 +184,7 @@ class Pipeline:
     async def _process(self, job: Job, records: MemoryObjectSendStream[Record]) -> None:
         """Send one row until it reaches an outcome and record it (unless the run stops first)."""
         try:
-            request = await anyio.to_thread.run_sync(prepare, job, self.sources, self.config.retry)
+            request = await anyio.to_thread.run_sync(self._prepare, job)
         except SourceImageError as e:
             await records.send(_invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
             return
@@ -273,6 +273,9 @@ class Pipeline:
                 await records.send(record)
             return
 
+    def _prepare(self, job: Job) -> PreparedRequest:
+        return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
+
     async def _attempt(self, request: PreparedRequest) -> Outcome:
         answer = await self.client.generate(request.model, request.body, request.timeout_s)
         if not isinstance(answer, RawResponse):
@@ -317,7 +320,7 @@ class Pipeline:
         stored = []
         if status is Status.SUCCEEDED:
             stored = await anyio.to_thread.run_sync(
-                store_images, self.config.out_dir, job.row_id, outcome.images
+                store_images, self.config.out_dir, job.output_stem, outcome.images
             )
         first = stored[0] if stored else None
         return LedgerRecord(
@@ -343,6 +346,7 @@ class Pipeline:
             latency_ms=round(latency_ms, 1),
             error=outcome.message if status is not Status.SUCCEEDED else None,
             fingerprint=request.fingerprint,
+            metadata=job.metadata,
         )
 
     def _stop(self, outcome: Outcome) -> None:

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import structlog
+from PIL import Image
+
+log = structlog.get_logger("nanobatch")
 
 MAX_IMAGE_BYTES = 7 * 1024 * 1024  # per inline image (Vertex's documented rule)
 MAX_REQUEST_INLINE_BYTES = 100 * 1024 * 1024  # base64 inline total per request (Jan 2026)
@@ -60,26 +66,81 @@ class SourceImageError(Exception):
     """A source image that cannot be sent; the message names the file and the fix."""
 
 
-def check_source(path: str) -> str | None:
-    """Why ``path`` cannot be used as a source image, or None. Reads only the first bytes."""
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the first bytes and the size of a source file say about it."""
+
+    size: int
+    mime_type: str | None  # None: not an accepted image format
+    problem: str | None  # why it cannot be sent at all (missing, unreadable, not an image)
+
+
+def inspect_source(path: str) -> SourceInfo:
+    """Look at a source file without reading it all."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
             head = f.read(32)
     except IsADirectoryError:
-        return f"{path} is a directory, not an image"
+        return SourceInfo(0, None, f"{path} is a directory, not an image")
     except FileNotFoundError:
-        return f"{path} does not exist"
+        return SourceInfo(0, None, f"{path} does not exist")
     except OSError as e:
-        return f"{path} cannot be read ({e.strerror})"
-    if sniff_mime(head) is None:
-        return f"{path} is {describe_unsupported(head)}"
-    if size > MAX_IMAGE_BYTES:
-        return (
-            f"{path} is {size / 1e6:.1f} MB; the limit per image is "
-            f"{MAX_IMAGE_BYTES / 1e6:.1f} MB: downscale or re-encode it"
-        )
-    return None
+        return SourceInfo(0, None, f"{path} cannot be read ({e.strerror})")
+    mime = sniff_mime(head)
+    if mime is None:
+        return SourceInfo(size, None, f"{path} is {describe_unsupported(head)}")
+    return SourceInfo(size, mime, None)
+
+
+def too_big(path: str, size: int) -> str:
+    return (
+        f"{path} is {size / 1e6:.1f} MB; the limit per image is {MAX_IMAGE_BYTES / 1e6:.1f} MB: "
+        "downscale or re-encode it, or pass --fit-images"
+    )
+
+
+def check_source(path: str) -> str | None:
+    """Why ``path`` cannot be sent as it is, or None. Reads only the first bytes."""
+    info = inspect_source(path)
+    if info.problem is None and info.size > MAX_IMAGE_BYTES:
+        return too_big(path, info.size)
+    return info.problem
+
+
+def fit_image(path: str, data: bytes, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
+    """Downscale and re-encode an image until it is at most ``limit`` bytes; says by how much.
+
+    JPEG for photos (PNG when the image has transparency, which JPEG would lose).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.copy()
+    except Exception as e:  # Pillow raises many types; HEIC has no decoder here
+        raise SourceImageError(f"{path} is too big and cannot be re-encoded ({e})") from None
+    original = image.size
+    alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
+    fmt, mime = ("PNG", "image/png") if alpha else ("JPEG", "image/jpeg")
+    if not alpha:
+        image = image.convert("RGB")
+    scale = 1.0
+    while True:
+        out = io.BytesIO()
+        size = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        resized = image if scale == 1.0 else image.resize(size, Image.Resampling.LANCZOS)
+        resized.save(out, fmt, **({"quality": 90} if fmt == "JPEG" else {"optimize": True}))
+        if out.tell() <= limit:
+            log.warning(
+                "source.fitted",
+                path=path,
+                before_mb=round(len(data) / 1e6, 1),
+                after_mb=round(out.tell() / 1e6, 1),
+                before=f"{original[0]}x{original[1]}",
+                after=f"{size[0]}x{size[1]}",
+                format=fmt,
+            )
+            return out.getvalue(), mime
+        scale *= max(0.5, min(0.9, (limit / out.tell()) ** 0.5))
 
 
 class SourceCache:
@@ -122,8 +183,12 @@ class SourceCache:
                 self._digests.popitem(last=False)
         return h.hexdigest()
 
-    def load(self, path: str) -> SourceImage:
-        """The encoded image at ``path``; raises SourceImageError with a user-facing reason."""
+    def load(self, path: str, *, fit: bool = False) -> SourceImage:
+        """The encoded image at ``path``; raises SourceImageError with a user-facing reason.
+
+        With ``fit``, an image over the per-image limit is downscaled to fit (``sha256`` stays
+        the original file's, so the row's fingerprint does not depend on the encoder).
+        """
         try:
             st = os.stat(path)
         except OSError as e:
@@ -134,7 +199,7 @@ class SourceCache:
             if hit is not None:
                 self._items.move_to_end(key)
                 return hit
-        image = self._read(path)
+        image = self._read(path, fit)
         with self._lock:
             self._items[key] = image
             self._bytes += len(image.b64)
@@ -144,17 +209,22 @@ class SourceCache:
         return image
 
     @staticmethod
-    def _read(path: str) -> SourceImage:
-        reason = check_source(path)
-        if reason is not None:
-            raise SourceImageError(reason)
+    def _read(path: str, fit: bool) -> SourceImage:
+        info = inspect_source(path)
+        if info.problem is not None:
+            raise SourceImageError(info.problem)
+        if info.size > MAX_IMAGE_BYTES and not fit:
+            raise SourceImageError(too_big(path, info.size))
         with open(path, "rb") as f:
             data = f.read()
+        digest = hashlib.sha256(data).hexdigest()
         mime = sniff_mime(data[:32])
-        assert mime is not None  # check_source passed
+        assert mime is not None  # inspect_source said it is an image
+        if len(data) > MAX_IMAGE_BYTES:
+            data, mime = fit_image(path, data)
         return SourceImage(
             mime_type=mime,
             b64=base64.b64encode(data).decode("ascii"),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=digest,
             size=len(data),
         )

@@ -101,10 +101,19 @@ class Job:
     row_id: str
     line: int  # 1-based data row number in the manifest, for messages
     prompt: str
-    images: tuple[str, ...]  # absolute source image paths
+    images: tuple[str, ...]  # absolute local paths, or http(s):// and gs:// URIs (as fileData)
     model: str  # the model id to send
     image_size: str | None  # None: do not send imageSize
     aspect_ratio: str | None  # None: do not send aspectRatio
+    system_instruction: str | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    output_name: str | None = None  # file name stem for the images; None: the row id
+    metadata: str | None = None  # the manifest's other columns, as a JSON object
+
+    @property
+    def output_stem(self) -> str:
+        return self.output_name or self.row_id
 
 
 @dataclass(frozen=True, slots=True)

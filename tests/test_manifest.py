@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.manifest import Defaults, RowResolver, check_ids, derive_id, read_batches
+from pipeline.manifest import check_ids, derive_id, read_batches
 from pipeline.models import DEFAULT_MODEL
+from pipeline.rows import Defaults, RowResolver
 from pipeline.types import InvalidRow, Job
 from tests.helpers import make_image, write_csv, write_parquet
 

@@ -1,0 +1,259 @@
+"""One manifest row -> a validated ``Job``, or an ``InvalidRow`` naming the field and the fix.
+
+Everything that can be checked without money is checked here: the prompt (or the prompt
+template's columns), the model's capabilities (image size, aspect ratio, number of images),
+a ``WxH`` size mapped onto what the model makes, sampling settings, source files (exist, an
+accepted image format by content, within size limits), output file names.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.models import ModelSpec, check_aspect_ratio, check_image_size, map_size, resolve_model
+from pipeline.sources import MAX_IMAGE_BYTES, MAX_REQUEST_INLINE_BYTES, inspect_source, too_big
+from pipeline.types import InvalidRow, Job
+
+KNOWN_COLUMNS = frozenset({
+    "id", "prompt", "images", "model", "aspect_ratio", "image_size", "size",
+    "system_instruction", "temperature", "seed", "output_name",
+})  # fmt: skip
+URI_PREFIXES = ("http://", "https://", "gs://")
+MAX_NAME_LENGTH = 150
+_WXH = re.compile(r"^\s*(\d{2,5})\s*[xX×*]\s*(\d{2,5})\s*$")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Run-wide settings a row gets when its own columns do not say."""
+
+    model: str
+    image_size: str | None
+    aspect_ratio: str | None
+    prompt_template: str | None = None
+    name_template: str | None = None
+    fit_images: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RowWarning:
+    row_id: str
+    line: int
+    field: str
+    message: str
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names a ``{column}`` template uses."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as e:
+        raise ValueError(f"template {template!r} is not valid: {e}") from None
+
+
+def fill(template: str, row: dict[str, Any]) -> str:
+    """The template with the row's values (callers checked the columns exist)."""
+    return template.format_map({k: "" if v is None else v for k, v in row.items()})
+
+
+def safe_name(text: str) -> str:
+    """A file name stem anyone's file system accepts."""
+    name = _UNSAFE_NAME_CHARS.sub("_", text.strip()).strip("._")
+    return name[:MAX_NAME_LENGTH]
+
+
+def output_name(row: dict[str, Any], name_template: str | None) -> str | None:
+    """The row's output file stem: its ``output_name`` column, else the name template."""
+    raw = _text(row.get("output_name"))
+    if raw is None and name_template:
+        raw = fill(name_template, row)
+    return safe_name(raw) if raw is not None else None
+
+
+class RowResolver:
+    """Validates rows and resolves them against the run defaults.
+
+    Source files are inspected once per path: a reference photo shared by thousands of rows
+    is stat'ed and sniffed once per run.
+    """
+
+    def __init__(self, base_dir: Path, defaults: Defaults, max_warnings: int = 1000) -> None:
+        self._base_dir = base_dir
+        self._defaults = defaults
+        self._inspect = functools.lru_cache(maxsize=65536)(inspect_source)
+        self.warnings: list[RowWarning] = []
+        self.warning_count = 0
+        self._max_warnings = max_warnings
+
+    def _warn(self, row_id: str, line: int, field: str, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < self._max_warnings:
+            self.warnings.append(RowWarning(row_id, line, field, message))
+
+    def resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job | InvalidRow:
+        """The row as a job, or why it cannot be sent."""
+        try:
+            return self._resolve(row_id, line, row)
+        except _Invalid as e:
+            return InvalidRow(row_id, line, e.field, e.reason)
+
+    def _resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job:
+        d = self._defaults
+        prompt = self._prompt(row)
+        model, spec = resolve_model(_text(row.get("model")) or d.model)
+        size, ratio = self._size_and_ratio(row_id, line, row, spec)
+        if spec is not None:
+            if size is not None and (why := check_image_size(spec, size)):
+                raise _Invalid("image_size", why)
+            if ratio is not None and (why := check_aspect_ratio(spec, ratio)):
+                raise _Invalid("aspect_ratio", why)
+        images = self._images(row, spec, model)
+        name = output_name(row, d.name_template)
+        if name == "":
+            raise _Invalid("output_name", "the output name is empty once unsafe characters go")
+        extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
+        return Job(
+            row_id=row_id,
+            line=line,
+            prompt=prompt,
+            images=images,
+            model=model,
+            image_size=size,
+            aspect_ratio=ratio,
+            system_instruction=_text(row.get("system_instruction")),
+            temperature=_number(row.get("temperature"), "temperature", 0.0, 2.0),
+            seed=_integer(row.get("seed")),
+            output_name=name,
+            metadata=json.dumps(extra, default=str, sort_keys=True) if extra else None,
+        )
+
+    def _prompt(self, row: dict[str, Any]) -> str:
+        template = self._defaults.prompt_template
+        if template:
+            empty = [f for f in template_fields(template) if _text(row.get(f)) is None]
+            if empty:
+                raise _Invalid(empty[0], f"the prompt template needs {{{empty[0]}}}, empty here")
+            return fill(template, row)
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _Invalid("prompt", "the prompt is empty; write what the image should show")
+        return prompt
+
+    def _size_and_ratio(
+        self, row_id: str, line: int, row: dict[str, Any], spec: ModelSpec | None
+    ) -> tuple[str | None, str | None]:
+        size = _text(row.get("image_size"))
+        ratio = _text(row.get("aspect_ratio"))
+        wxh = _text(row.get("size"))
+        if wxh is not None:
+            match = _WXH.match(wxh)
+            if match is None:
+                raise _Invalid("size", f"{wxh!r} is not WIDTHxHEIGHT, e.g. 1024x1024")
+            if spec is None:
+                raise _Invalid("size", "the model is unknown here: give image_size/aspect_ratio")
+            width, height = int(match[1]), int(match[2])
+            choice = map_size(spec, width, height)
+            if size or ratio:
+                self._warn(row_id, line, "size", "image_size/aspect_ratio given: size ignored")
+            elif choice.pixels != (width, height):
+                made = f"{choice.image_size or 'default'} {choice.aspect_ratio}"
+                self._warn(row_id, line, "size", f"{wxh} -> {choice.label} ({made})")
+            size = size or choice.image_size
+            ratio = ratio or choice.aspect_ratio
+        return size or self._defaults.image_size, ratio or self._defaults.aspect_ratio
+
+    def _images(self, row: dict[str, Any], spec: ModelSpec | None, model: str) -> tuple[str, ...]:
+        listed = _image_list(row.get("images"))
+        limit = spec.max_input_images if spec else 14
+        if len(listed) > limit:
+            raise _Invalid("images", f"{len(listed)} source images; {model} takes at most {limit}")
+        images = []
+        inline = 0
+        for item in listed:
+            if item.startswith(URI_PREFIXES):
+                images.append(item)  # sent as fileData: the server fetches it
+                continue
+            if "://" in item:
+                raise _Invalid("images", f"{item}: only http(s):// and gs:// links are accepted")
+            path = os.path.normpath(self._base_dir / item)
+            info = self._inspect(path)
+            if info.problem is not None:
+                raise _Invalid("images", info.problem)
+            if info.size > MAX_IMAGE_BYTES and not self._defaults.fit_images:
+                raise _Invalid("images", too_big(path, info.size))
+            inline += 4 * math.ceil(min(info.size, MAX_IMAGE_BYTES) / 3)
+            images.append(path)
+        if inline > MAX_REQUEST_INLINE_BYTES:
+            raise _Invalid(
+                "images",
+                f"the source images add up to {inline / 1e6:.0f} MB as base64; a request takes "
+                f"at most {MAX_REQUEST_INLINE_BYTES / 1e6:.0f} MB: use fewer or smaller images",
+            )
+        return tuple(images)
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _number(value: object, field: str, low: float, high: float) -> float | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise _Invalid(field, f"{text!r} is not a number") from None
+    if not low <= number <= high:
+        raise _Invalid(field, f"{number} is outside {low}..{high}")
+    return number
+
+
+def _integer(value: object) -> int | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer() or not -(2**31) <= number < 2**31:
+        raise _Invalid("seed", f"{text!r} is not a whole number (32-bit)")
+    return int(number)
+
+
+def _image_list(value: object) -> list[str]:
+    """``images`` as a list: ``;``-separated text, a JSON array, or a Parquet list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise _Invalid("images", "starts with [ but is not a JSON array") from None
+        else:
+            return [p.strip() for p in text.split(";") if p.strip()]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return [p.strip() for p in value if p.strip()]
+    raise _Invalid("images", "expected paths separated by ';', a JSON array or a list of paths")
