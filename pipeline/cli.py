@@ -153,6 +153,18 @@ def run(
         str, typer.Option(help="Finished rows to send again: failed, refused, succeeded, all")
     ] = "failed",
     ids: Annotated[Path | None, typer.Option(help="File of row ids to restrict the run to")] = None,
+    prompt_template: Annotated[
+        str | None, typer.Option(help='Prompt from columns, e.g. "Photo of {title} in {colour}"')
+    ] = None,
+    name_template: Annotated[
+        str | None, typer.Option(help='Output file names from columns, e.g. "{sku}-{variant}"')
+    ] = None,
+    fit_images: Annotated[
+        bool, typer.Option(help="Downscale source images over 7 MB instead of rejecting them")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Stop before any request if any row is invalid")
+    ] = False,
     stop_after: Annotated[
         str | None, typer.Option(help="Drain and stop after this long, e.g. 7h, 45m")
     ] = None,
@@ -209,6 +221,10 @@ def run(
         out_dir=out,
         rerun=rerun_statuses,
         ids_file=ids,
+        prompt_template=prompt_template,
+        name_template=name_template,
+        fit_images=fit_images,
+        strict=strict,
         stop_at=deadline,
         handle_signals=True,
         model=model,

@@ -80,6 +80,7 @@ class RunConfig:
     prompt_template: str | None = None  # "Studio photo of {title}": filled from the row
     name_template: str | None = None  # "{sku}-{variant}": output file names
     fit_images: bool = False  # downscale source images over the per-image limit
+    strict: bool = False  # any invalid row stops the run before the first request
     rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again
     ids_file: Path | None = None  # restrict the run to these row ids
     stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time

@@ -1,0 +1,66 @@
+"""A catalogue job end to end: templates, names and metadata; problems caught before spending."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.errors import UsageError
+from pipeline.scheduler import run_manifest
+from tests.helpers import make_image, run_config, write_csv
+
+ROWS = [
+    {"sku": "SKU-1", "variant": "red", "title": "canvas sneaker", "photo": "ref.png"},
+    {"sku": "SKU-1", "variant": "navy", "title": "canvas sneaker", "photo": "ref.png"},
+    {"sku": "SKU-2", "variant": "red", "title": "ceramic mug", "photo": ""},
+]
+
+
+async def test_templates_name_the_files_and_columns_reach_the_ledger(tmp_path: Path) -> None:
+    make_image(tmp_path / "ref.png", (60, 80))
+    rows = [{"id": f"{r['sku']}-{r['variant']}", **r, "images": r["photo"]} for r in ROWS]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    config = run_config(
+        manifest,
+        tmp_path / "out",
+        prompt_template="Studio photo of a {title} in {variant}, white background",
+        name_template="{sku}_{variant}",
+    )
+
+    await run_manifest(config, EmulatorTransport(app))
+
+    ledger = {
+        r["row_id"]: r for r in pq.read_table(tmp_path / "out" / "ledger.parquet").to_pylist()
+    }
+    assert ledger["SKU-1-red"]["output_paths"] == ["images/SKU-1_red.png"]
+    assert (tmp_path / "out" / "images" / "SKU-2_red.png").exists()
+    assert ledger["SKU-2-red"]["prompt"] == "Studio photo of a ceramic mug in red, white background"
+    assert json.loads(ledger["SKU-1-navy"]["metadata"])["sku"] == "SKU-1"
+    # The edited row follows its 3:4 reference photo when no ratio is given.
+    assert ledger["SKU-1-red"]["width"] < ledger["SKU-1-red"]["height"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"prompt_template": "Photo of {title} in {finish}"}, "no 'finish' column"),
+        ({"prompt_template": "Photo of {title"}, "not valid"),
+        ({"prompt_template": "{title}", "name_template": "{sku}"}, "output names are shared"),
+    ],
+    ids=["missing-template-column", "broken-template", "name-collision"],
+)
+async def test_template_and_name_problems_stop_the_run_before_any_request(
+    tmp_path: Path, overrides: dict[str, str], message: str
+) -> None:
+    rows = [{"id": f"{r['sku']}-{r['variant']}", **r} for r in ROWS]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    with pytest.raises(UsageError, match=message):
+        await run_manifest(run_config(manifest, tmp_path / "out", **overrides),
+                           EmulatorTransport(app))  # fmt: skip
+    assert app.stats_snapshot()["requests"] == 0
