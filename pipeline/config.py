@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pipeline.models import DEFAULT_MODEL
+from pipeline.prices import PriceTable
 from pipeline.types import Status
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -81,6 +82,8 @@ class RunConfig:
     name_template: str | None = None  # "{sku}-{variant}": output file names
     fit_images: bool = False  # downscale source images over the per-image limit
     strict: bool = False  # any invalid row stops the run before the first request
+    max_cost_usd: float | None = None  # spending cap: committed spend never passes it
+    prices: PriceTable = field(default_factory=PriceTable)
     rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again
     ids_file: Path | None = None  # restrict the run to these row ids
     stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time

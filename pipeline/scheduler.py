@@ -29,6 +29,7 @@ from pipeline.classify import classify, classify_failure
 from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
+from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
@@ -46,6 +47,7 @@ from pipeline.types import (
     RawResponse,
     Status,
 )
+from pipeline.validate import validate
 
 log = structlog.get_logger("nanobatch")
 
@@ -89,6 +91,8 @@ class Pipeline:
 
         ``observers`` run alongside (progress displays) and are cancelled at the end.
         """
+        if self.config.strict:
+            await anyio.to_thread.run_sync(_strict_check, self.config)
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
         self.result.to_do = await anyio.to_thread.run_sync(check_manifest, self.config, done)
         batches = iter(Planner(self.config, done, self.sources))
@@ -382,6 +386,19 @@ def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
         return None
     burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
     return AsyncLimiter(burst, 60.0 * burst / rpm)
+
+
+def _strict_check(config: RunConfig) -> None:
+    """--strict: any invalid row stops the run before the first request."""
+    found = validate(config, config.prices)
+    if found.invalid_count:
+        shown = "; ".join(
+            f"row {r.line} ({r.row_id}) {r.field}: {r.reason}" for r in found.invalid[:3]
+        )
+        raise UsageError(
+            f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
+            + (" ..." if found.invalid_count > 3 else "")
+        )
 
 
 def _cancelled_attempt(

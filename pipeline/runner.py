@@ -1,0 +1,90 @@
+"""Run a manifest as a command does: progress view, summary, messages and the exit code.
+
+Exit codes (documented in the README for cron users): 0 every row succeeded or was refused;
+1 the run finished with failed rows; 2 bad input or usage; 3 stopped by the API; 4 stopped
+by the spending cap or a deadline; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import httpx
+
+from pipeline.config import ApiKey, RunConfig
+from pipeline.control import Halt
+from pipeline.errors import NanobatchError
+from pipeline.ledger import Ledger
+from pipeline.manifest import count_rows
+from pipeline.options import continue_command
+from pipeline.plan import done_rows
+from pipeline.progress import ProgressReporter
+from pipeline.result import RunResult
+from pipeline.scheduler import run_manifest
+from pipeline.summary import format_summary
+from pipeline.types import Status
+
+HALT_EXIT_CODES = {Halt.API: 3, Halt.COST_CAP: 4, Halt.DEADLINE: 4, Halt.INTERRUPTED: 130}
+_HALT_WORDS = {
+    Halt.COST_CAP: "the spending cap was reached",
+    Halt.DEADLINE: "the deadline was reached",
+    Halt.INTERRUPTED: "interrupted",
+    Halt.API: "the API stopped the run",
+}
+
+
+def run_and_report(
+    config: RunConfig,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    argv: list[str],
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    progress_every_s: float = 30.0,
+) -> int:
+    """Run with a progress view, print the summary, and return the exit code."""
+    reporter = ProgressReporter(config.out_dir, emit=err, line_every_s=progress_every_s)
+    try:
+        result = anyio.run(run_manifest, config, transport, [reporter.run])
+    except NanobatchError as e:
+        err(f"nanobatch: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:  # only before the run's own signal handling is in place
+        err("nanobatch: interrupted; finished rows are saved, rerun to continue")
+        return 130
+    reporter.write_status(result)
+    out(format_summary(result, config.out_dir))
+    if result.halt is Halt.API and result.stopped is not None:
+        err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}")
+        return HALT_EXIT_CODES[Halt.API]
+    if result.halt is not None:
+        left = pending_rows(config)
+        again = continue_command(argv)
+        err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
+            f"To continue: {again}")  # fmt: skip
+        return HALT_EXIT_CODES[result.halt]
+    return 1 if result.by_status.get(Status.FAILED.value) else 0
+
+
+def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
+    """One sentence on why the API stopped the run, naming the key's source, never the key."""
+    stopped = result.stopped
+    assert stopped is not None
+    source = f"the key from {key.source}" if key else "no API key"
+    detail = f": {stopped.message}" if stopped.message else ""
+    what = {
+        "API_KEY_INVALID": f"the API rejected {source}",
+        "UNAUTHENTICATED": f"the API did not accept {source}",
+        "PERMISSION_DENIED": f"{source} has no permission for this model at {base_url}",
+        "MODEL_NOT_FOUND": "the model does not exist at this endpoint (check --model)",
+        "QUOTA_EXHAUSTED": "the daily quota is used up; rerun after it resets (or --on-quota wait)",
+        "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
+    }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
+    return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
+
+
+def pending_rows(config: RunConfig) -> int:
+    """Manifest rows (within --limit) not yet succeeded or refused."""
+    total = count_rows(config.manifest, config.batch_rows, config.limit)
+    return max(0, total - len(done_rows(Ledger(config.out_dir), frozenset({Status.FAILED}))))

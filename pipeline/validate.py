@@ -1,0 +1,173 @@
+"""``nanobatch validate``: check every row of a manifest without the network, and say what the
+job will cost and upload before a cent is spent. ``run --strict`` uses the same pass."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.config import RunConfig
+from pipeline.plan import DoneRows, Planner, check_manifest
+from pipeline.prices import PriceTable
+from pipeline.request import effective_size, is_uri, prepare
+from pipeline.rows import RowWarning
+from pipeline.sources import MAX_IMAGE_BYTES, SourceCache
+from pipeline.types import InvalidRow, Job
+
+MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
+_EXAMPLE_DATA_CHARS = 60
+
+
+@dataclass(slots=True)
+class Validation:
+    """What a validation pass found."""
+
+    rows: int = 0
+    valid: int = 0
+    invalid_count: int = 0
+    invalid: list[InvalidRow] = field(default_factory=list)
+    warning_count: int = 0
+    warnings: list[RowWarning] = field(default_factory=list)
+    images_by_model_size: Counter[tuple[str, str]] = field(default_factory=Counter)
+    upload_bytes: int = 0
+    source_files: int = 0  # distinct local source images
+    example_body: dict[str, Any] | None = None
+    standard_usd: float = 0.0
+    batch_usd: float = 0.0
+
+    def to_json(self, prices: PriceTable) -> dict[str, Any]:
+        """The report for machines (``--format json``)."""
+        return {
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid": self.invalid_count,
+            "invalid_rows": [
+                {"row_id": r.row_id, "line": r.line, "field": r.field, "reason": r.reason}
+                for r in self.invalid
+            ],
+            "warnings": self.warning_count,
+            "warning_rows": [
+                {"row_id": w.row_id, "line": w.line, "field": w.field, "message": w.message}
+                for w in self.warnings
+            ],
+            "cost": [
+                {
+                    "model": model,
+                    "image_size": size,
+                    "images": n,
+                    "standard_usd": round(n * prices.per_image(model, size), 4),
+                    "batch_usd": round(n * prices.per_image(model, size, batch=True), 4),
+                }
+                for (model, size), n in sorted(self.images_by_model_size.items())
+            ],
+            "standard_usd": round(self.standard_usd, 4),
+            "batch_usd": round(self.batch_usd, 4),
+            "upload_bytes": self.upload_bytes,
+            "distinct_source_files": self.source_files,
+            "example_request": self.example_body,
+        }
+
+
+def validate(config: RunConfig, prices: PriceTable) -> Validation:
+    """Check every row (within --limit and --ids) as ``run`` would, sending nothing."""
+    nothing_done = DoneRows(pa.array([], pa.string()), pa.array([], pa.string()))
+    check_manifest(config, nothing_done)  # raises UsageError for whole-manifest problems
+    sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
+    planner = Planner(config, nothing_done, sources)
+    result = Validation()
+    sizes: dict[str, int] = {}
+    for batch in planner:
+        for item in batch.items:
+            result.rows += 1
+            if isinstance(item, InvalidRow):
+                result.invalid_count += 1
+                if len(result.invalid) < MAX_LISTED:
+                    result.invalid.append(item)
+                continue
+            result.valid += 1
+            size = effective_size(item)
+            result.images_by_model_size[(item.model, size)] += 1
+            result.standard_usd += prices.per_image(item.model, size)
+            result.batch_usd += prices.per_image(item.model, size, batch=True)
+            result.upload_bytes += _upload_bytes(item, sizes)
+            if result.example_body is None:
+                result.example_body = _example(item, config, sources)
+    result.warning_count = planner.resolver.warning_count
+    result.warnings = planner.resolver.warnings[:MAX_LISTED]
+    result.source_files = len(sizes)
+    return result
+
+
+def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
+    """Bytes this row's request carries: base64 of each local image, plus the text."""
+    total = len(job.prompt.encode()) + len((job.system_instruction or "").encode())
+    for image in job.images:
+        if is_uri(image):
+            total += len(image)
+            continue
+        if image not in sizes:
+            sizes[image] = os.path.getsize(image)
+        total += 4 * math.ceil(min(sizes[image], MAX_IMAGE_BYTES) / 3)
+    return total
+
+
+def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any]:
+    """The first valid row's request body, with image data shortened for reading."""
+    body: dict[str, Any] = json.loads(
+        prepare(job, sources, config.retry, fit_images=config.fit_images).body
+    )
+    for part in body["contents"][0]["parts"]:
+        inline = part.get("inlineData")
+        if inline and len(inline["data"]) > _EXAMPLE_DATA_CHARS:
+            inline["data"] = (
+                f"{inline['data'][:_EXAMPLE_DATA_CHARS]}... ({len(inline['data'])} chars)"
+            )
+    return {"model": job.model, "row_id": job.row_id, "body": body}
+
+
+def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> str:
+    """The report for people."""
+    lines = [
+        f"{manifest}: {found.rows} rows: {found.valid} valid, {found.invalid_count} invalid, "
+        f"{found.warning_count} warnings"
+    ]
+    if found.invalid:
+        lines.append("invalid rows (cost nothing; fix them and run again):")
+        lines += [f"  row {r.line} ({r.row_id}) {r.field}: {r.reason}" for r in found.invalid[:50]]
+        if found.invalid_count > 50:
+            lines.append(f"  ... and {found.invalid_count - 50} more (--format json lists them)")
+    if found.warnings:
+        lines.append("warnings:")
+        lines += [
+            f"  row {w.line} ({w.row_id}) {w.field}: {w.message}" for w in found.warnings[:20]
+        ]
+        if found.warning_count > 20:
+            lines.append(f"  ... and {found.warning_count - 20} more")
+    lines.append("estimated cost (valid rows x price per image):")
+    header = f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'batch':>11}"
+    lines.append(header)
+    for (model, size), n in sorted(found.images_by_model_size.items()):
+        standard = n * prices.per_image(model, size)
+        batch = n * prices.per_image(model, size, batch=True)
+        lines.append(
+            f"  {model:<32} {size:>4} {n:>8} {f'${standard:,.2f}':>11} {f'${batch:,.2f}':>11}"
+        )
+    total = f"  {'total':<32} {'':>4} {found.valid:>8} "
+    lines.append(total + f"{f'${found.standard_usd:,.2f}':>11} {f'${found.batch_usd:,.2f}':>11}")
+    lines.append(
+        f"upload: {found.upload_bytes / 1e6:,.1f} MB in requests "
+        f"({found.source_files} distinct source files)"
+    )
+    if found.example_body is not None:
+        lines.append(
+            f"example request ({found.example_body['model']}, row {found.example_body['row_id']}):"
+        )
+        lines.append(json.dumps(found.example_body["body"], indent=1))
+    return "\n".join(lines)

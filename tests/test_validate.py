@@ -1,0 +1,125 @@
+"""nanobatch validate: every row checked without the network; cost and upload before spending."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.errors import UsageError
+from pipeline.prices import PriceTable
+from pipeline.validate import validate
+from tests.helpers import make_image, write_csv
+
+
+def nanobatch(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)  # fmt: skip
+
+
+def test_cost_estimate_is_the_price_table_times_the_row_counts(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{"id": f"a{i}", "prompt": "p"} for i in range(7)]
+    rows += [{"id": f"b{i}", "prompt": "p", "image_size": "4K"} for i in range(3)]
+    rows += [{"id": f"c{i}", "prompt": "p", "model": "nano-banana-pro", "image_size": "2K"}
+             for i in range(2)]  # fmt: skip
+    rows += [{"id": "bad", "prompt": "p", "image_size": "1k"}]
+    config = RunConfig(manifest=write_csv(tmp_path / "m.csv", rows), out_dir=tmp_path)
+    prices = PriceTable()
+    found = validate(config, prices)
+    assert (found.rows, found.valid, found.invalid_count) == (13, 12, 1)
+    flash = "gemini-3.1-flash-image-preview"
+    assert found.images_by_model_size == {
+        (flash, "1K"): 7,
+        (flash, "4K"): 3,
+        ("gemini-3-pro-image-preview", "2K"): 2,
+    }
+    assert found.standard_usd == pytest.approx(7 * 0.067 + 3 * 0.151 + 2 * 0.134)
+    assert found.batch_usd == pytest.approx(found.standard_usd / 2)
+
+
+def test_a_price_file_overrides_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"images": {"gemini-3.1-flash-image-preview": {"1K": 0.5}},
+                                "refusal_usd": 0.01}))  # fmt: skip
+    table = PriceTable.load(path)
+    assert table.per_image("nano-banana-2", "1K") == 0.5
+    assert table.per_image("gemini-3.1-flash-image", "2K") == 0.101  # the rest stays
+    assert table.refusal_usd == 0.01
+    path.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="--prices"):
+        PriceTable.load(path)
+
+
+def test_validate_lists_invalid_rows_and_exits_2(tmp_path: Path) -> None:
+    make_image(tmp_path / "ok.png")
+    manifest = write_csv(tmp_path / "m.csv", [
+        {"id": "good", "prompt": "p", "images": "ok.png"},
+        {"id": "gone", "prompt": "p", "images": "missing.png"},
+        {"id": "ratio", "prompt": "p", "aspect_ratio": "5:3"},
+    ])  # fmt: skip
+    text = nanobatch("validate", str(manifest))
+    assert text.returncode == 2
+    assert "row 2 (gone) images:" in text.stdout
+    assert "row 3 (ratio) aspect_ratio:" in text.stdout
+    machine = nanobatch("validate", str(manifest), "--format", "json")
+    report = json.loads(machine.stdout)
+    assert (report["valid"], report["invalid"]) == (1, 2)
+    assert {r["row_id"] for r in report["invalid_rows"]} == {"gone", "ratio"}
+    assert report["example_request"]["row_id"] == "good"
+    assert report["upload_bytes"] > (tmp_path / "ok.png").stat().st_size
+    assert (
+        nanobatch("validate", str(write_csv(tmp_path / "ok.csv", [{"prompt": "x"}]))).returncode
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"id,text\n1,x\n", "no 'prompt' column"),
+        (b"", "empty"),
+        (b"id,prompt\n1,caf\xe9\n", "UTF-8"),
+        (b"id,prompt\n", "no rows"),
+        (b"id,prompt\na,x\na,y\n", "duplicate ids"),
+    ],
+    ids=["no-prompt", "empty-file", "not-utf8", "header-only", "duplicate-ids"],
+)
+def test_bad_manifest_files_get_one_line_and_exit_2(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    result = nanobatch("validate", str(path))
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_parquet_column_of_the_wrong_type_and_a_directory_are_usage_errors(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"prompt": ["a"], "images": [3]}), path)
+    result = nanobatch("validate", str(path))
+    assert (result.returncode, "'images' is int64" in result.stderr) == (2, True)
+    result = nanobatch("validate", str(tmp_path))
+    assert (result.returncode, "is a directory" in result.stderr) == (2, True)
+
+
+def test_strict_run_stops_before_any_request_when_a_row_is_invalid(tmp_path: Path) -> None:
+    rows = [{"id": "a", "prompt": "p"}, {"id": "b", "prompt": "p", "image_size": "1k"}]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--emulate", "--strict")
+    assert result.returncode == 2
+    assert "--strict: 1 invalid rows, nothing sent" in result.stderr
+    assert not (tmp_path / "o" / "ledger.parquet").exists()
