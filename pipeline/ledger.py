@@ -58,6 +58,7 @@ SCHEMA = pa.schema(
         ("fingerprint", pa.string()),
         ("prompt", pa.string()),
         ("metadata", pa.string()),
+        ("cost_usd", pa.float64()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -108,6 +109,7 @@ class LedgerRecord:
     error: str | None = None
     fingerprint: str | None = None
     metadata: str | None = None  # the manifest row's other columns, as a JSON object
+    cost_usd: float | None = None  # by the price table, over all of the row's attempts
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,13 +55,15 @@ class PriceTable:
             price = max(s.get(size, max(s.values())) for s in self.images.values())
         return price * (self.batch_discount if batch else 1.0)
 
-    def worst_case(self, model: str, size: str, inputs: int, *, batch: bool = False) -> float:
-        """What one request can cost at most: its image plus its priced input images."""
-        per_input = self.input_image_usd.get(self._model(model), 0.0)
+    def input_cost(self, model: str, inputs: int, *, batch: bool = False) -> float:
+        """What a request's input images cost (priced for some models only)."""
         discount = self.batch_discount if batch else 1.0
-        return max(self.per_image(model, size, batch=batch), self.refusal_usd) + (
-            inputs * per_input * discount
-        )
+        return inputs * self.input_image_usd.get(self._model(model), 0.0) * discount
+
+    def worst_case(self, model: str, size: str, inputs: int, *, batch: bool = False) -> float:
+        """What one request can cost at most: its image (or refusal) plus its input images."""
+        output = max(self.per_image(model, size, batch=batch), self.refusal_usd)
+        return output + self.input_cost(model, inputs, batch=batch)
 
     @classmethod
     def load(cls, path: Path | None) -> PriceTable:

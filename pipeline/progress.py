@@ -26,9 +26,7 @@ from pipeline.types import Status
 STATUS_FILE = "status.json"
 
 
-def snapshot(
-    result: RunResult, spend: Callable[[], tuple[float, float]] | None = None
-) -> dict[str, Any]:
+def snapshot(result: RunResult) -> dict[str, Any]:
     """The figures of a run right now, as written to ``status.json``."""
     done = sum(result.by_status.values())
     total = max(result.to_do + result.changed, done)
@@ -36,7 +34,8 @@ def snapshot(
     per_min = done / elapsed * 60 if elapsed > 0 else 0.0
     remaining = total - done
     eta = remaining / (per_min / 60) if per_min > 0 else None
-    spent, projected = spend() if spend else (None, None)
+    spent = result.spent_usd
+    projected = spent / done * total if done else spent
     return {
         "pid": os.getpid(),
         "state": "running" if result.finished is None else "finished",
@@ -52,8 +51,8 @@ def snapshot(
         "requests": result.requests,
         "rows_per_min": round(per_min, 1),
         "eta_s": round(eta) if eta is not None else None,
-        "spend_usd": spent,
-        "projected_usd": projected,
+        "spend_usd": round(spent, 4),
+        "projected_usd": round(projected, 4),
     }
 
 
@@ -68,8 +67,7 @@ def describe(status: dict[str, Any]) -> str:
         f"{status['rows_per_min']:.0f}/min",
         f"ETA {_duration(eta)}" if eta is not None else "ETA -",
     ]
-    if status["spend_usd"] is not None:
-        parts.append(f"${status['spend_usd']:.2f} (projected ${status['projected_usd']:.2f})")
+    parts.append(f"${status['spend_usd']:.2f} (projected ${status['projected_usd']:.2f})")
     return " | ".join(parts)
 
 
@@ -88,21 +86,19 @@ class ProgressReporter:
         out_dir: Path,
         emit: Callable[[str], None],
         *,
-        spend: Callable[[], tuple[float, float]] | None = None,
         interactive: bool | None = None,
         line_every_s: float = 30.0,
         status_every_s: float = 5.0,
     ) -> None:
         self.path = out_dir / STATUS_FILE
         self.emit = emit
-        self.spend = spend
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.line_every_s = line_every_s
         self.status_every_s = status_every_s
 
     def write_status(self, result: RunResult) -> dict[str, Any]:
         """Rewrite status.json atomically; returns what it wrote."""
-        status = snapshot(result, self.spend)
+        status = snapshot(result)
         write_atomic(self.path, json.dumps(status, indent=1).encode())
         return status
 
@@ -135,7 +131,7 @@ class ProgressReporter:
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("", total=None)
             while True:
-                status = snapshot(result, self.spend)
+                status = snapshot(result)
                 if time.monotonic() - last_status >= self.status_every_s:
                     await anyio.to_thread.run_sync(self.write_status, result)
                     last_status = time.monotonic()

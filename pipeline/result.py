@@ -25,6 +25,7 @@ class RunResult:
     finished: float | None = None
     stopped: Outcome | None = None  # the API answer that stopped the run, if one did
     halt: Halt | None = None  # why the run stopped before the manifest was done
+    spent_usd: float = 0.0  # by the price table, settled attempts only
     in_flight: int = 0  # gauges, for progress displays
     retrying: int = 0
 

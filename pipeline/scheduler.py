@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.adaptive import AdaptiveLimit
+from pipeline.budget import SpendingCap, attempt_cost, worst_case
 from pipeline.classify import classify, classify_failure
 from pipeline.client import GeminiClient, new_http_client
 from pipeline.config import RunConfig
@@ -33,9 +34,10 @@ from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
-from pipeline.request import PreparedRequest, prepare
+from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
-from pipeline.retry import Action, Budget, decide
+from pipeline.retry import Action, decide
+from pipeline.retry import Budget as RetryBudget
 from pipeline.sources import SourceCache, SourceImageError
 from pipeline.storage import store_images
 from pipeline.types import (
@@ -53,6 +55,46 @@ log = structlog.get_logger("nanobatch")
 
 Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
 Observer = Callable[[RunResult], Coroutine[Any, Any, None]]  # runs beside the pool: progress views
+
+
+@dataclass(slots=True)
+class _RowState:
+    """One row in a worker: its attempts, retry allowance and what it has cost so far."""
+
+    job: Job
+    size: str  # the image size it will get (for prices)
+    retry: RetryBudget = field(default_factory=RetryBudget)
+    attempts: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def attempt_record(self, outcome: Outcome, latency_ms: float, wait_s: float) -> AttemptRecord:
+        return AttemptRecord(
+            row_id=self.job.row_id,
+            attempt=self.attempts,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            latency_ms=round(latency_ms, 1),
+            http_status=outcome.http_status,
+            outcome=outcome.kind.value,
+            reason=outcome.reason,
+            wait_s=round(wait_s, 3),
+            possibly_billed=_possibly_billed(outcome),
+        )
+
+    def cancelled_record(self, started: float) -> AttemptRecord:
+        return AttemptRecord(
+            row_id=self.job.row_id,
+            attempt=self.attempts,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            http_status=None,
+            outcome="cancelled",
+            reason="CANCELLED",
+            wait_s=0.0,
+            possibly_billed=True,
+        )
 
 
 class RateGate:
@@ -84,6 +126,7 @@ class Pipeline:
         self.limiter = _smooth_limiter(config.rpm)
         self.rng = random.Random()
         self.control = RunControl()
+        self.spend = SpendingCap(config.max_cost_usd)
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
 
     async def run(self, observers: Sequence[Observer] = ()) -> RunResult:
@@ -192,42 +235,22 @@ class Pipeline:
         except SourceImageError as e:
             await records.send(_invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
             return
-        budget = Budget()
-        attempt = 0
+        row = _RowState(job, effective_size(job))
         while True:
             await self.gate.wait(self.control)
             if self.limiter is not None:
                 await self.limiter.acquire()
             if self.control.draining:
                 return  # not sent: the row stays pending for the next run
-            attempt += 1
-            started_at = datetime.now(UTC)
-            started = time.monotonic()
-            async with self.adaptive.limiter:
-                self.result.requests += 1
-                self.result.in_flight += 1
-                try:
-                    outcome = await self._attempt(request)
-                except anyio.get_cancelled_exc_class():
-                    # Abandoned mid-flight (a second Ctrl-C): the server may still finish and
-                    # bill it, so the attempt history must say so.
-                    with anyio.CancelScope(shield=True):
-                        await records.send(
-                            _cancelled_attempt(job.row_id, attempt, started_at, started)
-                        )
-                    raise
-                finally:
-                    self.result.in_flight -= 1
-            latency_ms = (time.monotonic() - started) * 1000
-            if _is_overload(outcome):
-                self.adaptive.on_overload()
-            elif outcome.kind is not OutcomeKind.TRANSIENT:
-                self.adaptive.on_success()
-            decision = decide(outcome, budget, self.config.retry, self.rng)
+            sent = await self._send(row, request, records)
+            if sent is None:
+                return  # the spending cap: not sent, the row stays pending
+            outcome, latency_ms = sent
+            decision = decide(outcome, row.retry, self.config.retry, self.rng)
             log.debug(
                 "row.attempt",
                 row_id=job.row_id,
-                attempt=attempt,
+                attempt=row.attempts,
                 kind=outcome.kind.value,
                 reason=outcome.reason,
                 http_status=outcome.http_status,
@@ -235,20 +258,7 @@ class Pipeline:
                 action=decision.action.value,
                 wait_s=round(decision.wait_s, 3),
             )
-            await records.send(
-                AttemptRecord(
-                    row_id=job.row_id,
-                    attempt=attempt,
-                    started_at=started_at,
-                    finished_at=datetime.now(UTC),
-                    latency_ms=round(latency_ms, 1),
-                    http_status=outcome.http_status,
-                    outcome=outcome.kind.value,
-                    reason=outcome.reason,
-                    wait_s=round(decision.wait_s, 3),
-                    possibly_billed=_possibly_billed(outcome),
-                )
-            )
+            await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s))
             if decision.action is Action.STOP_RUN:
                 self._stop(outcome)
                 return
@@ -267,15 +277,54 @@ class Pipeline:
             # halfway by a second Ctrl-C.
             with anyio.CancelScope(shield=True):
                 record = await self._record(
-                    job,
+                    row,
                     request=request,
                     outcome=outcome,
                     status=decision.status,
-                    attempts=attempt,
                     latency_ms=latency_ms,
                 )
                 await records.send(record)
             return
+
+    async def _send(
+        self, row: _RowState, request: PreparedRequest, records: MemoryObjectSendStream[Record]
+    ) -> tuple[Outcome, float] | None:
+        """One attempt: reserve its worst-case cost, send, settle. None if the cap forbids it."""
+        reserved = worst_case(row.job, row.size, self.config.prices)
+        if not self.spend.reserve(reserved):
+            self.control.drain(Halt.COST_CAP)
+            return None
+        row.attempts += 1
+        row.started_at = datetime.now(UTC)
+        started = time.monotonic()
+        async with self.adaptive.limiter:
+            self.result.requests += 1
+            self.result.in_flight += 1
+            try:
+                outcome = await self._attempt(request)
+            except anyio.get_cancelled_exc_class():
+                # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill
+                # it, so it is charged at its worst case and the attempt history says so.
+                with anyio.CancelScope(shield=True):
+                    self._charge(row, reserved, reserved)
+                    await records.send(row.cancelled_record(started))
+                raise
+            finally:
+                self.result.in_flight -= 1
+        if _is_overload(outcome):
+            self.adaptive.on_overload()
+        elif outcome.kind is not OutcomeKind.TRANSIENT:
+            self.adaptive.on_success()
+        cost = attempt_cost(
+            outcome, _possibly_billed(outcome), row.job, row.size, self.config.prices
+        )
+        self._charge(row, reserved, cost)
+        return outcome, (time.monotonic() - started) * 1000
+
+    def _charge(self, row: _RowState, reserved: float, cost: float) -> None:
+        self.spend.settle(reserved, cost)
+        row.cost_usd += cost
+        self.result.spent_usd = self.spend.spent_usd
 
     def _prepare(self, job: Job) -> PreparedRequest:
         return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
@@ -313,14 +362,14 @@ class Pipeline:
 
     async def _record(
         self,
-        job: Job,
+        row: _RowState,
         *,
         request: PreparedRequest,
         outcome: Outcome,
         status: Status,
-        attempts: int,
         latency_ms: float,
     ) -> LedgerRecord:
+        job = row.job
         stored = []
         if status is Status.SUCCEEDED:
             stored = await anyio.to_thread.run_sync(
@@ -334,7 +383,7 @@ class Pipeline:
             reason=outcome.reason,
             model=job.model,
             prompt=job.prompt,
-            attempts=attempts,
+            attempts=row.attempts,
             http_status=outcome.http_status,
             image_size=job.image_size,
             aspect_ratio=job.aspect_ratio,
@@ -351,6 +400,7 @@ class Pipeline:
             error=outcome.message if status is not Status.SUCCEEDED else None,
             fingerprint=request.fingerprint,
             metadata=job.metadata,
+            cost_usd=round(row.cost_usd, 6),
         )
 
     def _stop(self, outcome: Outcome) -> None:
@@ -399,23 +449,6 @@ def _strict_check(config: RunConfig) -> None:
             f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
             + (" ..." if found.invalid_count > 3 else "")
         )
-
-
-def _cancelled_attempt(
-    row_id: str, attempt: int, started_at: datetime, started: float
-) -> AttemptRecord:
-    return AttemptRecord(
-        row_id=row_id,
-        attempt=attempt,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-        latency_ms=round((time.monotonic() - started) * 1000, 1),
-        http_status=None,
-        outcome="cancelled",
-        reason="CANCELLED",
-        wait_s=0.0,
-        possibly_billed=True,
-    )
 
 
 def _possibly_billed(outcome: Outcome) -> bool:
