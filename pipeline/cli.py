@@ -18,7 +18,6 @@ from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import parse_rerun, parse_stop, parse_timeouts
 from pipeline.prices import PriceTable
-from pipeline.runner import run_and_report
 
 app = typer.Typer(
     add_completion=False,
@@ -170,6 +169,8 @@ def run(
         )
     except NanobatchError as e:
         raise _fail(e) from None
+    from pipeline.runner import run_and_report  # the run machinery: only when running
+
     code = run_and_report(
         config, transport, argv=sys.argv[1:], out=typer.echo, err=_err,
         progress_every_s=progress_every,
@@ -335,6 +336,8 @@ def demo(
             retry=RetryConfig(backoff_base_s=0.5, backoff_cap_s=5.0, jitter_s=0.3),
             handle_signals=True,
         )
+        from pipeline.runner import run_and_report
+
         code = run_and_report(config, None, argv=sys.argv[1:], out=typer.echo, err=_err)
         stats = emu.stats()
         typer.echo(
