@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export UV_PYTHON_DOWNLOADS=never
 # Trust the operating system's certificate store, as pip does: behind a proxy with its own CA
 # (common in companies) uv's built-in roots would refuse the package index.
-export UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}"
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
 export PATH="$HOME/.local/bin:/usr/local/bin:$PATH"
 if command -v uv >/dev/null 2>&1; then
   UV=(uv)
