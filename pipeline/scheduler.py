@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.adaptive import AdaptiveLimit
 from pipeline.budget import SpendingCap, attempt_cost, worst_case
 from pipeline.classify import classify, classify_failure
-from pipeline.client import GeminiClient, new_http_client
+from pipeline.client import ClientPool, GeminiClient
 from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
 from pipeline.errors import UsageError
@@ -115,9 +115,9 @@ class RateGate:
 class Pipeline:
     """Runs one manifest against one server into one output directory."""
 
-    def __init__(self, config: RunConfig, client: GeminiClient, ledger: Ledger) -> None:
+    def __init__(self, config: RunConfig, clients: ClientPool, ledger: Ledger) -> None:
         self.config = config
-        self.client = client
+        self.clients = clients
         self.ledger = ledger
         self.result = RunResult()
         self.sources = SourceCache()
@@ -155,8 +155,9 @@ class Pipeline:
                     watchers.start_soon(observer, self.result)
                 async with anyio.create_task_group() as pool:
                     self.control.attach(pool.cancel_scope)
-                    for _ in range(self.config.concurrency):
-                        pool.start_soon(self._worker, jobs_recv.clone(), rec_send.clone())
+                    for index in range(self.config.concurrency):
+                        client = self.clients.for_worker(index)
+                        pool.start_soon(self._worker, client, jobs_recv.clone(), rec_send.clone())
                     jobs_recv.close()
                     pool.start_soon(self._produce, batches, jobs_send, rec_send)
                 watchers.cancel_scope.cancel()
@@ -195,13 +196,16 @@ class Pipeline:
                         await jobs.send(item)
 
     async def _worker(
-        self, jobs: MemoryObjectReceiveStream[Job], records: MemoryObjectSendStream[Record]
+        self,
+        client: GeminiClient,
+        jobs: MemoryObjectReceiveStream[Job],
+        records: MemoryObjectSendStream[Record],
     ) -> None:
         async with jobs, records:
             async for job in jobs:
                 if self.control.draining:
                     continue  # drain: rows left here stay pending for the next run
-                await self._process(job, records)
+                await self._process(client, job, records)
 
     async def _writer(self, records: MemoryObjectReceiveStream[Record]) -> None:
         async with records:
@@ -228,7 +232,9 @@ class Pipeline:
                         latency_ms=row.latency_ms,
                     )
 
-    async def _process(self, job: Job, records: MemoryObjectSendStream[Record]) -> None:
+    async def _process(
+        self, client: GeminiClient, job: Job, records: MemoryObjectSendStream[Record]
+    ) -> None:
         """Send one row until it reaches an outcome and record it (unless the run stops first)."""
         try:
             request = await anyio.to_thread.run_sync(self._prepare, job)
@@ -242,7 +248,7 @@ class Pipeline:
                 await self.limiter.acquire()
             if self.control.draining:
                 return  # not sent: the row stays pending for the next run
-            sent = await self._send(row, request, records)
+            sent = await self._send(client, row, request, records)
             if sent is None:
                 return  # the spending cap: not sent, the row stays pending
             outcome, latency_ms = sent
@@ -287,7 +293,11 @@ class Pipeline:
             return
 
     async def _send(
-        self, row: _RowState, request: PreparedRequest, records: MemoryObjectSendStream[Record]
+        self,
+        client: GeminiClient,
+        row: _RowState,
+        request: PreparedRequest,
+        records: MemoryObjectSendStream[Record],
     ) -> tuple[Outcome, float] | None:
         """One attempt: reserve its worst-case cost, send, settle. None if the cap forbids it."""
         reserved = worst_case(row.job, row.size, self.config.prices)
@@ -301,7 +311,7 @@ class Pipeline:
             self.result.requests += 1
             self.result.in_flight += 1
             try:
-                outcome = await self._attempt(request)
+                outcome = await self._attempt(client, request)
             except anyio.get_cancelled_exc_class():
                 # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill
                 # it, so it is charged at its worst case and the attempt history says so.
@@ -329,21 +339,21 @@ class Pipeline:
     def _prepare(self, job: Job) -> PreparedRequest:
         return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
 
-    async def _attempt(self, request: PreparedRequest) -> Outcome:
-        answer = await self.client.generate(request.model, request.body, request.timeout_s)
+    async def _attempt(self, client: GeminiClient, request: PreparedRequest) -> Outcome:
+        answer = await client.generate(request.model, request.body, request.timeout_s)
         if not isinstance(answer, RawResponse):
             return classify_failure(*answer)
         outcome = classify(answer)
         if outcome.kind is OutcomeKind.SUCCESS and not outcome.images and outcome.image_urls:
-            outcome = await self._download(outcome, request.timeout_s)
+            outcome = await self._download(client, outcome, request.timeout_s)
         return outcome
 
-    async def _download(self, outcome: Outcome, timeout_s: float) -> Outcome:
+    async def _download(self, client: GeminiClient, outcome: Outcome, timeout_s: float) -> Outcome:
         """Fetch images a gateway returned as links. The generation is paid: never resend it."""
         images = []
         for url in outcome.image_urls:
             for _ in range(3):
-                answer = await self.client.download(url, timeout_s)
+                answer = await client.download(url, timeout_s)
                 if isinstance(answer, RawResponse) and answer.status == 200 and answer.body:
                     mime = answer.headers.get("content-type", "image/png").split(";")[0]
                     images.append(ImagePart(answer.body, mime))
@@ -422,9 +432,11 @@ async def run_manifest(
     ledger = Ledger(config.out_dir)
     await anyio.to_thread.run_sync(ledger.open)
     try:
-        async with new_http_client(transport, config.concurrency) as http:
-            client = GeminiClient(http, config.base_url, config.api_key, config.auth)
-            return await Pipeline(config, client, ledger).run(observers)
+        pool = ClientPool(
+            transport, config.base_url, config.api_key, config.auth, config.concurrency
+        )
+        async with pool:
+            return await Pipeline(config, pool, ledger).run(observers)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(ledger.close)
