@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +142,9 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 def _write_parquet(table: pa.Table, path: Path) -> None:
     """Replace ``path`` atomically and durably."""
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    pq.write_table(table, tmp, compression="zstd")
+    # Row groups of 64k rows: a resume streams the columns it needs instead of decoding
+    # whole million-row column chunks at once.
+    pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -225,6 +227,17 @@ class Ledger:
             return None
         try:
             return pq.read_table(path, columns=columns, schema=SCHEMA)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
+
+    def iter_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """The folded ledger's columns, a row group at a time (nothing if there is none)."""
+        path = self.out_dir / LEDGER_FILE
+        if not path.exists():
+            return
+        try:
+            source = pq.ParquetFile(path, memory_map=True)
+            yield from source.iter_batches(columns=columns, use_threads=False)
         except (pa.ArrowInvalid, OSError) as e:
             raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
 

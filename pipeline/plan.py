@@ -20,7 +20,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger
 from pipeline.manifest import RowBatch, read_batches, scan_ids
-from pipeline.request import fingerprint, image_digest
+from pipeline.request import fingerprint, image_digest, is_uri
 from pipeline.rows import Defaults, RowResolver, output_name, template_fields
 from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
@@ -41,41 +41,72 @@ class PlannedBatch:
     changed: int = 0  # done rows sent again because their fingerprint changed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DoneRows:
-    """Rows to leave alone, with the fingerprints they were made with."""
+    """Rows to leave alone; the fingerprints they were made with are read only if needed."""
 
     ids: pa.Array
-    fingerprints: pa.Array
+    ledger: Ledger | None = None
+    keep: tuple[str, ...] = ()
+    _fingerprints: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def fingerprints(self) -> pa.Array:
+        """Aligned with ``ids`` (the ledger is read the same way twice)."""
+        if self._fingerprints is None:
+            self._fingerprints = _done_column(self.ledger, self.keep, "fingerprint")
+        return self._fingerprints
+
 
 def done_rows(ledger: Ledger, rerun: frozenset[Status]) -> DoneRows:
     """Rows whose last outcome is finished and not selected by ``--rerun``."""
-    table = ledger.read(["row_id", "status", "fingerprint"])
-    keep = [s.value for s in FINISHED if s not in rerun]
-    if table is None or not keep:
-        return DoneRows(pa.array([], pa.string()), pa.array([], pa.string()))
-    done = table.filter(pc.is_in(table["status"], value_set=pa.array(keep)))
-    return DoneRows(done["row_id"].combine_chunks(), done["fingerprint"].combine_chunks())
+    keep = tuple(s.value for s in FINISHED if s not in rerun)
+    return DoneRows(_done_column(ledger, keep, "row_id"), ledger, keep)
 
 
-def check_manifest(config: RunConfig, done: DoneRows) -> int:
-    """Stop on whole-manifest problems before anything is sent; else how many rows to do.
+def _done_column(ledger: Ledger | None, keep: tuple[str, ...], column: str) -> pa.Array:
+    """One column of the done rows, read a row group at a time (a whole-file read of a
+    million-row ledger needs several times its size in scratch memory)."""
+    chunks = []
+    if ledger is not None and keep:
+        statuses = pa.array(keep, pa.string())
+        for batch in ledger.iter_batches(["status", column]):
+            mask = pc.is_in(batch.column("status"), value_set=statuses)
+            chunks.append(batch.column(column).filter(mask))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 
-    The count is for progress displays: rows that are not done (or are selected by --ids);
-    done rows whose inputs changed are found later, as they are planned.
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The whole manifest's ids against the ledger, computed once before the first request."""
+
+    to_do: int  # rows to send: not done, and selected by --ids
+    done_position: pa.ChunkedArray  # per manifest row: its index in DoneRows, null if not done
+    selected: pa.ChunkedArray | None  # per manifest row: listed by --ids (None: all are)
+
+
+def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
+    """Stop on whole-manifest problems before anything is sent; else what there is to do.
+
+    One lookup for all rows (a hash table of the done ids is built once, not per batch).
+    Done rows whose inputs changed are found later, as they are planned.
     """
     required, stems = columns_and_names(config)
     problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit, required, stems)
     if problems:
         raise UsageError(f"{config.manifest}: " + "; ".join(problems))
-    pending = pc.invert(pc.is_in(ids, value_set=done.ids))
+    position = pc.index_in(ids, value_set=done.ids)
+    del ids
+    pa.default_memory_pool().release_unused()  # the scan's hash tables: give them back now
+    pending = pc.is_null(position)
+    selected = None
     if config.ids_file is not None:
-        pending = pc.and_(pending, pc.is_in(ids, value_set=read_ids_file(config.ids_file)))
-    return int(pc.sum(pending).as_py() or 0)
+        selected = pc.is_in(ids, value_set=read_ids_file(config.ids_file))
+        pending = pc.and_(pending, selected)
+    return Scan(int(pc.sum(pending).as_py() or 0), position, selected)
 
 
 def columns_and_names(
@@ -117,13 +148,29 @@ def read_ids_file(path: Path) -> pa.Array:
 
 
 class Planner:
-    """Turns manifest batches into the work of this run."""
+    """Turns manifest batches into the work of this run.
 
-    def __init__(self, config: RunConfig, done: DoneRows, sources: SourceCache) -> None:
+    With ``verify_done`` (the default), every done row is resolved and its fingerprint
+    compared, so an edited row is sent again; a caller that knows the inputs are unchanged
+    (see ``planstate``) turns it off.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        done: DoneRows,
+        sources: SourceCache,
+        scan: Scan,
+        *,
+        verify_done: bool = True,
+    ) -> None:
         self.config = config
         self.done = done
         self.sources = sources
-        self.only = read_ids_file(config.ids_file) if config.ids_file else None
+        self.scan = scan
+        self.verify_done = verify_done
+        self.source_paths: set[str] = set()  # distinct local source files of resolved rows
+        self.finished = False  # every batch was planned
         self.resolver = RowResolver(
             config.manifest.resolve().parent,
             Defaults(
@@ -141,19 +188,22 @@ class Planner:
         c = self.config
         for batch in read_batches(c.manifest, c.batch_rows, c.limit, self.required):
             yield self._plan(batch)
+        self.finished = True
 
     def _plan(self, batch: RowBatch) -> PlannedBatch:
-        ids = batch.ids
-        selected = (
-            pa.array([True] * len(ids)) if self.only is None else pc.is_in(ids, value_set=self.only)
-        )
-        position = pc.index_in(ids, value_set=self.done.ids)  # null: not done
-        done = pc.and_(selected, pc.is_valid(position))
-        todo = pc.and_(selected, pc.invert(pc.is_valid(position)))
+        offset, n = batch.first_line - 1, len(batch.ids)
+        position = self.scan.done_position.slice(offset, n).combine_chunks()
+        is_done = pc.is_valid(position)
+        if self.scan.selected is not None:
+            selected = self.scan.selected.slice(offset, n).combine_chunks()
+            is_done = pc.and_(is_done, selected)
+            todo = pc.and_(pc.invert(pc.is_valid(position)), selected)
+        else:
+            todo = pc.invert(is_done)
         items: list[Job | InvalidRow] = []
         changed = 0
-        done_idx = pc.indices_nonzero(done)
-        if len(done_idx):
+        done_idx = pc.indices_nonzero(is_done)
+        if len(done_idx) and self.verify_done:
             recorded = self.done.fingerprints.take(position.take(done_idx)).to_pylist()
             rows = batch.table.take(done_idx).to_pylist()
             for i, row, old in zip(done_idx.to_pylist(), rows, recorded, strict=True):
@@ -169,11 +219,13 @@ class Planner:
         pairs = zip(todo_idx.to_pylist(), rows, strict=True)
         items += [self._resolve(batch, i, row) for i, row in pairs]
         items.sort(key=lambda item: item.line)
-        skipped = len(done_idx) - changed
-        return PlannedBatch(items, skipped, changed)
+        return PlannedBatch(items, len(done_idx) - changed, changed)
 
     def _resolve(self, batch: RowBatch, i: int, row: dict[str, object]) -> Job | InvalidRow:
-        return self.resolver.resolve(batch.ids[i].as_py(), batch.first_line + i, row)
+        resolved = self.resolver.resolve(batch.ids[i].as_py(), batch.first_line + i, row)
+        if isinstance(resolved, Job):
+            self.source_paths.update(p for p in resolved.images if not is_uri(p))
+        return resolved
 
     def _fingerprint(self, job: Job) -> str:
         return fingerprint(job, [image_digest(p, self.sources) for p in job.images])

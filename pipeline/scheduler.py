@@ -24,6 +24,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline import planstate
 from pipeline.adaptive import AdaptiveLimit
 from pipeline.budget import SpendingCap, attempt_cost, worst_case
 from pipeline.classify import classify, classify_failure
@@ -137,8 +138,15 @@ class Pipeline:
         if self.config.strict:
             await anyio.to_thread.run_sync(_strict_check, self.config)
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
-        self.result.to_do = await anyio.to_thread.run_sync(check_manifest, self.config, done)
-        batches = iter(Planner(self.config, done, self.sources))
+        scan = await anyio.to_thread.run_sync(check_manifest, self.config, done)
+        self.result.to_do = scan.to_do
+        inputs = await anyio.to_thread.run_sync(planstate.inputs, self.config)
+        out = self.config.out_dir
+        trusted = await anyio.to_thread.run_sync(planstate.trusted, out, inputs, self.sources)
+        if not trusted:
+            planstate.forget(out)  # rows recorded from now on may follow other inputs
+        planner = Planner(self.config, done, self.sources, scan, verify_done=not trusted)
+        batches = iter(planner)
         if self.ledger.crashed:
             self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
@@ -165,6 +173,11 @@ class Pipeline:
         whole_manifest = self.config.limit is None and self.config.ids_file is None
         if self.orphans and whole_manifest and not self.control.draining:
             await anyio.to_thread.run_sync(set_aside, self.config.out_dir, self.orphans)
+        if planner.finished and whole_manifest and not trusted:
+            # Every done row was checked against these inputs: the next resume can trust them.
+            await anyio.to_thread.run_sync(
+                planstate.save, out, inputs, planner.source_paths, self.sources
+            )
         self.result.finished = time.monotonic()
         log.info("run.finished", **dict(self.result.by_status), duration_s=self.result.duration_s)
         return self.result

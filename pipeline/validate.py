@@ -77,10 +77,10 @@ class Validation:
 
 def validate(config: RunConfig, prices: PriceTable) -> Validation:
     """Check every row (within --limit and --ids) as ``run`` would, sending nothing."""
-    nothing_done = DoneRows(pa.array([], pa.string()), pa.array([], pa.string()))
-    check_manifest(config, nothing_done)  # raises UsageError for whole-manifest problems
+    nothing_done = DoneRows(pa.array([], pa.string()))
+    scan = check_manifest(config, nothing_done)  # raises UsageError for whole-manifest problems
     sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
-    planner = Planner(config, nothing_done, sources)
+    planner = Planner(config, nothing_done, sources, scan)
     result = Validation()
     sizes: dict[str, int] = {}
     for batch in planner:
