@@ -99,13 +99,13 @@ def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
     if problems:
         raise UsageError(f"{config.manifest}: " + "; ".join(problems))
     position = pc.index_in(ids, value_set=done.ids)
-    del ids
-    pa.default_memory_pool().release_unused()  # the scan's hash tables: give them back now
     pending = pc.is_null(position)
     selected = None
     if config.ids_file is not None:
         selected = pc.is_in(ids, value_set=read_ids_file(config.ids_file))
         pending = pc.and_(pending, selected)
+    del ids
+    pa.default_memory_pool().release_unused()  # the scan's hash tables: give them back now
     return Scan(int(pc.sum(pending).as_py() or 0), position, selected)
 
 
