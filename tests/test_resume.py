@@ -130,3 +130,43 @@ async def test_every_auth_style_reaches_the_server_with_the_key(
                        api_key=ApiKey("secret-key-1", "test"))  # fmt: skip
     assert result.stopped is None
     assert ledger(tmp_path / "out")["a"]["status"] == "succeeded"
+
+
+async def test_a_replaced_photo_is_caught_even_when_the_manifest_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    make_image(tmp_path / "ref.png", (40, 40))
+    rows = [{"id": "a", "prompt": "mug", "images": "ref.png"}, {"id": "b", "prompt": "cup"}]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    app = emulator()
+    await run(app, manifest, out)
+    assert (out / "plan.state.json").exists()  # a whole-manifest run: the next may trust it
+    app.reset_stats()
+    await run(app, manifest, out)
+    assert requests(app) == 0
+
+    make_image(tmp_path / "ref.png", (30, 40))
+    result = await run(app, manifest, out)
+
+    assert requests(app) == 1
+    assert result.changed == 1
+
+
+async def test_rows_regenerated_for_an_edit_are_not_trusted_after_a_revert(
+    tmp_path: Path,
+) -> None:
+    original = [{"id": "a", "prompt": "a red mug"}, {"id": "b", "prompt": "a cup"}]
+    manifest = write_csv(tmp_path / "m.csv", original)
+    out = tmp_path / "out"
+    app = emulator()
+    await run(app, manifest, out)
+    write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "a blue mug"}, original[1]])
+    await run(app, manifest, out, limit=1)  # regenerates a for the edit; plans only part
+    write_csv(tmp_path / "m.csv", original)  # back to the original prompt
+    app.reset_stats()
+
+    await run(app, manifest, out)
+
+    assert requests(app) == 1  # a's image is the blue one: it must be made again
+    assert ledger(out)["a"]["prompt"] == "a red mug"
