@@ -8,6 +8,8 @@ socket and a test double are all just transports.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -15,6 +17,8 @@ import httpx
 
 from pipeline.config import ApiKey, AuthStyle
 from pipeline.types import RawResponse, TransportFailure
+
+T = TypeVar("T")
 
 
 class GeminiClient:
@@ -26,8 +30,10 @@ class GeminiClient:
         base_url: str,
         api_key: ApiKey | None,
         auth: AuthStyle = AuthStyle.HEADER,
+        body_gate: anyio.CapacityLimiter | None = None,
     ) -> None:
         self._http = http
+        self._gate = body_gate or anyio.CapacityLimiter(BODY_READERS)
         self._base = base_url.rstrip("/")
         self._headers = {"content-type": "application/json"}
         self._query = ""
@@ -40,17 +46,17 @@ class GeminiClient:
                 self._headers["x-goog-api-key"] = api_key.reveal()
 
     async def generate(
-        self, model: str, body: bytes, timeout_s: float
-    ) -> RawResponse | tuple[TransportFailure, str]:
-        """POST the body; an answer of any status, or why there was none."""
+        self, model: str, body: bytes, timeout_s: float, parse: Callable[[RawResponse], T]
+    ) -> T | tuple[TransportFailure, str]:
+        """POST the body and ``parse`` the answer (any status), or say why there was none."""
         url = f"{self._base}/v1beta/models/{model}:generateContent{self._query}"
-        return await self._send("POST", url, body, timeout_s)
+        return await self._send("POST", url, body, timeout_s, parse)
 
     async def download(
         self, url: str, timeout_s: float
     ) -> RawResponse | tuple[TransportFailure, str]:
         """GET an image a gateway returned as a link (no API key is sent to third parties)."""
-        return await self._send("GET", url, None, timeout_s, authenticated=False)
+        return await self._send("GET", url, None, timeout_s, _as_is, authenticated=False)
 
     async def _send(
         self,
@@ -58,15 +64,31 @@ class GeminiClient:
         url: str,
         body: bytes | None,
         timeout_s: float,
+        parse: Callable[[RawResponse], T],
         *,
         authenticated: bool = True,
-    ) -> RawResponse | tuple[TransportFailure, str]:
+    ) -> T | tuple[TransportFailure, str]:
         headers = self._headers if authenticated else {}
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(timeout_s):
-                response = await self._http.request(method, url, content=body, headers=headers)
+                request = self._http.build_request(method, url, content=body, headers=headers)
+                response = await self._http.send(request, stream=True)
+                try:
+                    # An answer that has arrived waits in the socket (TCP holds the sender
+                    # back) until a reader is free, and is parsed before the reader is let go,
+                    # so a few bodies are in memory at a time however many requests are in
+                    # flight: 4K answers are ~25 MB each.
+                    async with self._gate:
+                        # Not response.aread(): that keeps the body on the response, which sits
+                        # in a reference cycle with its stream, so multi-megabyte bodies would
+                        # live on until the cyclic garbage collector happened to run.
+                        content = b"".join([chunk async for chunk in response.aiter_bytes()])
+                        headers = {k.lower(): v for k, v in response.headers.items()}
+                        return parse(RawResponse(response.status_code, headers, content))
+                finally:
+                    await response.aclose()
         except TimeoutError:
             return TransportFailure.TIMEOUT, f"no answer within {timeout_s:.0f} s"
         except httpx.TimeoutException as e:
@@ -74,17 +96,19 @@ class GeminiClient:
         except (httpx.TransportError, httpx.DecodingError) as e:
             # Only the exception's class: its text can hold the URL, which can hold a key.
             return TransportFailure.CONNECTION, type(e).__name__
-        return RawResponse(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.content,
-        )
+
+
+def _as_is(response: RawResponse) -> RawResponse:
+    return response
 
 
 # httpcore's pool bookkeeping costs O(connections^2) per request (it counts idle connections
 # inside a loop over connections): at 64 connections that was 70% of the client's CPU. Small
 # pools, one per group of workers, keep it negligible.
 WORKERS_PER_POOL = 8
+# Bodies read at once across the whole pool: parsing them is CPU-bound, so more readers would
+# only hold more multi-megabyte bodies in memory without finishing any sooner.
+BODY_READERS = 6
 
 
 def new_http_client(
@@ -114,8 +138,9 @@ class ClientPool:
         workers: int,
     ) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
+        gate = anyio.CapacityLimiter(BODY_READERS)
         self._http = [new_http_client(transport, WORKERS_PER_POOL) for _ in range(pools)]
-        self._clients = [GeminiClient(h, base_url, api_key, auth) for h in self._http]
+        self._clients = [GeminiClient(h, base_url, api_key, auth, gate) for h in self._http]
 
     def for_worker(self, index: int) -> GeminiClient:
         return self._clients[index // WORKERS_PER_POOL]

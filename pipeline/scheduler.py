@@ -353,10 +353,9 @@ class Pipeline:
         return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
 
     async def _attempt(self, client: GeminiClient, request: PreparedRequest) -> Outcome:
-        answer = await client.generate(request.model, request.body, request.timeout_s)
-        if not isinstance(answer, RawResponse):
-            return classify_failure(*answer)
-        outcome = classify(answer)
+        outcome = await client.generate(request.model, request.body, request.timeout_s, classify)
+        if not isinstance(outcome, Outcome):
+            return classify_failure(*outcome)
         if outcome.kind is OutcomeKind.SUCCESS and not outcome.images and outcome.image_urls:
             outcome = await self._download(client, outcome, request.timeout_s)
         return outcome
