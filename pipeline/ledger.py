@@ -193,10 +193,17 @@ class Ledger:
     def append(
         self, records: Sequence[LedgerRecord], attempts: Sequence[AttemptRecord] = ()
     ) -> None:
-        """Make records durable (one fsync for the group) and note the attempts."""
+        """Make records durable (one fsync for the group) and note the attempts.
+
+        The images directory is fsynced first, so the renames that put a group's images in
+        place are durable before any record that names them (one fsync per group, not per
+        image).
+        """
         if attempts:
             self._attempts.append([asdict(a) for a in attempts])
         if records:
+            if any(r.output_paths for r in records):
+                fsync_dir(self.out_dir / IMAGES_DIR)
             self._records.append([asdict(r) for r in records])
 
     def compact(self) -> None:

@@ -80,14 +80,17 @@ def fsync_dir(path: Path) -> None:
 
 
 def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> list[StoredImage]:
-    """Write a row's images and describe them. Blocking: call it from a worker thread."""
+    """Write a row's images and describe them. Blocking: call it from a worker thread.
+
+    The files' contents are fsynced; their names become durable with the directory's fsync,
+    which the ledger does once per group of records, before the records themselves.
+    """
     stored = []
     for rel, image in zip(output_names(row_id, images), images, strict=True):
         write_atomic(out_dir / rel, image.data)
         width, height = image_size(image.data)
         digest = hashlib.sha256(image.data).hexdigest()
         stored.append(StoredImage(rel, digest, width, height, image.mime_type))
-    fsync_dir(out_dir / IMAGES_DIR)
     return stored
 
 
