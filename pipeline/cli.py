@@ -281,6 +281,18 @@ def verify(
 
 
 @app.command()
+def report(out: Annotated[Path, typer.Argument(help="Output directory of a run")]) -> None:
+    """Summarise a run and write DIR/report.html, a contact sheet of every row."""
+    from pipeline.report import build_report, format_report
+
+    try:
+        found = build_report(out)
+    except NanobatchError as e:
+        raise _fail(e) from None
+    typer.echo(format_report(found, out))
+
+
+@app.command()
 def emulator(
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -339,6 +351,10 @@ def demo(
         from pipeline.runner import run_and_report
 
         code = run_and_report(config, None, argv=sys.argv[1:], out=typer.echo, err=_err)
+        if (out / "ledger.parquet").exists():
+            from pipeline.report import build_report
+
+            typer.echo(f"contact sheet: {build_report(out).html}")
         stats = emu.stats()
         typer.echo(
             f"emulator saw {stats['requests']} requests this run "
