@@ -31,6 +31,7 @@ import orjson
 import pybase64
 
 from pipeline.durations import parse_retry_after, parse_retry_delay
+from pipeline.mime import sniff
 from pipeline.types import (
     ImagePart,
     Outcome,
@@ -387,7 +388,7 @@ def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
     if not decoded:
         return None, "image data is missing or not valid base64"
     if not mime.startswith("image/"):
-        mime = _sniff(decoded) or "application/octet-stream"  # kept: it was paid for
+        mime = sniff(decoded[:32]) or "application/octet-stream"  # kept: it was paid for
     return ImagePart(decoded, mime), None
 
 
@@ -494,18 +495,6 @@ def _b64decode(data: str) -> bytes | None:
         return pybase64.b64decode(cleaned, validate=True)
     except ValueError:
         return None
-
-
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
 
 
 def _get(obj: dict[str, Any], camel: str, snake: str) -> object:

@@ -26,6 +26,7 @@ from pipeline.ledger import ATTEMPTS_FILE, LEDGER_FILE
 from pipeline.prices import PriceTable
 from pipeline.report_html import render
 from pipeline.storage import write_atomic
+from pipeline.summary import status_lines
 
 REPORT_FILE = "report.html"
 THUMBS_DIR = "thumbs"
@@ -146,17 +147,7 @@ def _tile(row: dict[str, Any], thumb: str | None) -> dict[str, Any]:
 
 def format_report(report: Report, out_dir: Path) -> str:
     """The terminal summary."""
-    lines = [f"{out_dir}: {report.rows} rows"]
-    for status in ("succeeded", "refused", "failed", "invalid"):
-        count = report.by_status.get(status, 0)
-        if not count:
-            continue
-        reasons = sorted(
-            ((reason, n) for (s, reason), n in report.by_reason.items() if s == status),
-            key=lambda item: (-item[1], item[0]),
-        )
-        detail = ", ".join(f"{reason} {n}" for reason, n in reasons[:8])
-        lines.append(f"  {status:<10} {count:>7}  ({detail})")
+    lines = [f"{out_dir}: {report.rows} rows", *status_lines(report.by_status, report.by_reason)]
     lines.append(f"spend: ${report.spend_usd:,.2f} by the price table")
     if report.duration_s:
         rate = report.by_status.get("succeeded", 0) / report.duration_s * 60

@@ -16,31 +16,19 @@ from dataclasses import dataclass
 import structlog
 from PIL import Image
 
+from pipeline.mime import INPUT_TYPES, sniff
+
 log = structlog.get_logger("nanobatch")
 
 MAX_IMAGE_BYTES = 7 * 1024 * 1024  # per inline image (Vertex's documented rule)
 MAX_REQUEST_INLINE_BYTES = 100 * 1024 * 1024  # base64 inline total per request (Jan 2026)
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
-_MIF_BRANDS = {b"mif1", b"msf1"}
-
 
 def sniff_mime(head: bytes) -> str | None:
     """The MIME type of an image from its first bytes (never from its file name); None if
     it is not one of the formats Gemini accepts."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in _HEIF_BRANDS:
-            return "image/heic"
-        if brand in _MIF_BRANDS:
-            return "image/heif"
-    return None
+    mime = sniff(head)
+    return mime if mime in INPUT_TYPES else None
 
 
 def describe_unsupported(head: bytes) -> str:

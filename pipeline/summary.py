@@ -29,6 +29,30 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{n} {key}" for key, n in counter.most_common())
 
 
+def status_lines(
+    by_status: Counter[str],
+    by_reason: Counter[tuple[str, str]],
+    *,
+    reasons_of_success: bool = True,
+    most: int = 8,
+) -> list[str]:
+    """One line per status: its count and its commonest reasons."""
+    lines = []
+    for status in _ORDER:
+        count = by_status.get(status, 0)
+        if not count:
+            continue
+        reasons = sorted(
+            ((reason, n) for (s, reason), n in by_reason.items() if s == status),
+            key=lambda item: (-item[1], item[0]),
+        )
+        detail = ""
+        if reasons_of_success or status != Status.SUCCEEDED.value:
+            detail = "  (" + ", ".join(f"{reason} {n}" for reason, n in reasons[:most]) + ")"
+        lines.append(f"  {status:<10} {count:>7}{detail}")
+    return lines
+
+
 def format_summary(result: RunResult, out_dir: Path) -> str:
     """A few lines a person reads at a glance."""
     recorded = sum(result.by_status.values())
@@ -45,18 +69,7 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
         lines.append(f"  {result.changed} done rows were sent again: their inputs changed")
     if result.retried:
         lines.append(f"  retried: {_counts(result.retried)}")
-    for status in _ORDER:
-        count = result.by_status.get(status, 0)
-        if not count:
-            continue
-        reasons = sorted(
-            ((reason, n) for (s, reason), n in result.by_reason.items() if s == status),
-            key=lambda item: (-item[1], item[0]),
-        )
-        detail = ""
-        if status != Status.SUCCEEDED.value:
-            detail = "  (" + ", ".join(f"{reason} {n}" for reason, n in reasons[:6]) + ")"
-        lines.append(f"  {status:<10} {count:>7}{detail}")
+    lines += status_lines(result.by_status, result.by_reason, reasons_of_success=False)
     totals = ledger_totals(out_dir)
     ordered = ", ".join(f"{totals[s]} {s}" for s in _ORDER if totals.get(s))
     lines.append(
