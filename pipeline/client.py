@@ -115,7 +115,11 @@ def new_http_client(
     transport: httpx.AsyncBaseTransport | None, connections: int
 ) -> httpx.AsyncClient:
     """An httpx client with ``connections`` connections and no global timeout."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Drop idle connections before a server does (uvicorn after 5 s; proxies vary): reusing
+    # one the server has closed fails with a read error that cost a retry and an attempt.
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=4.0
+    )
     return httpx.AsyncClient(
         transport=transport,
         limits=limits,

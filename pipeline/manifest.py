@@ -67,7 +67,7 @@ def _csv_batches(path: Path, delimiter: str) -> Iterator[pa.RecordBatch]:
         raise UsageError(f"{path} is empty; a manifest needs a header row with a prompt column")
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=1 << 22),
+        read_options=pacsv.ReadOptions(block_size=1 << 20),  # bounds the reader's read-ahead
         parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in header},
