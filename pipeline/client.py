@@ -8,6 +8,7 @@ socket and a test double are all just transports.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -112,7 +113,9 @@ BODY_READERS = 6
 
 
 def new_http_client(
-    transport: httpx.AsyncBaseTransport | None, connections: int
+    transport: httpx.AsyncBaseTransport | None,
+    connections: int,
+    tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client with ``connections`` connections and no global timeout."""
     # Drop idle connections before a server does (uvicorn after 5 s; proxies vary): reusing
@@ -122,6 +125,7 @@ def new_http_client(
     )
     return httpx.AsyncClient(
         transport=transport,
+        verify=tls or True,
         limits=limits,
         timeout=httpx.Timeout(None, connect=30.0),
         follow_redirects=True,
@@ -143,7 +147,9 @@ class ClientPool:
     ) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
         gate = anyio.CapacityLimiter(BODY_READERS)
-        self._http = [new_http_client(transport, WORKERS_PER_POOL) for _ in range(pools)]
+        # One TLS context for all: loading the CA bundle costs ~50 ms per client.
+        tls = httpx.create_ssl_context()
+        self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]
         self._clients = [GeminiClient(h, base_url, api_key, auth, gate) for h in self._http]
 
     def for_worker(self, index: int) -> GeminiClient:
