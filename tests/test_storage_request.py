@@ -6,8 +6,11 @@ import base64
 import hashlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.config import RetryConfig
@@ -108,3 +111,39 @@ def test_mime_is_sniffed_from_bytes() -> None:
     assert sniff_mime(b"\x00\x00\x00\x18ftypheic" + b"\0" * 8) == "image/heic"
     assert sniff_mime(b"\x00\x00\x00\x18ftypmif1" + b"\0" * 8) == "image/heif"
     assert sniff_mime(b"GIF89a") is None
+
+
+_TEXT = st.text(max_size=40)
+_JOBS = st.builds(
+    Job,
+    row_id=st.just("r"),
+    line=st.just(1),
+    prompt=_TEXT,
+    images=st.just(()),
+    model=st.sampled_from(["gemini-3.1-flash-image-preview", "gemini-3-pro-image-preview"]),
+    image_size=st.sampled_from([None, "1K", "2K"]),
+    aspect_ratio=st.sampled_from([None, "1:1", "16:9"]),
+    system_instruction=st.one_of(st.none(), _TEXT),
+    temperature=st.one_of(st.none(), st.floats(0, 2, allow_nan=False)),
+    seed=st.one_of(st.none(), st.integers(0, 2**31 - 1)),
+)
+_DIGESTS = st.lists(st.text("0123456789abcdef", min_size=4, max_size=8), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(job=_JOBS, digests=_DIGESTS, data=st.data())
+def test_fingerprints_are_stable_and_change_with_any_input(
+    job: Job, digests: list[str], data: st.DataObject
+) -> None:
+    same = replace(job)  # an equal job built separately
+    assert fingerprint(same, list(digests)) == fingerprint(job, digests)
+    other = data.draw(_JOBS)
+    other_digests = data.draw(_DIGESTS)
+    shaping = ("prompt", "model", "image_size", "aspect_ratio", "system_instruction",
+               "temperature", "seed")  # fmt: skip
+    differs = digests != other_digests or any(getattr(job, f) != getattr(other, f) for f in shaping)
+    if differs:
+        assert fingerprint(other, other_digests) != fingerprint(job, digests)
+    # What does not shape the image (the row's id, its line, its file name) never matters.
+    moved = replace(job, row_id="elsewhere", line=99, output_name="x")
+    assert fingerprint(moved, digests) == fingerprint(job, digests)
