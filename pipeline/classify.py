@@ -21,19 +21,15 @@ evidence, most trusted first:
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-import orjson
-import pybase64
-
+from pipeline import jsonread as jr
 from pipeline.durations import parse_retry_after, parse_retry_delay
-from pipeline.mime import sniff
+from pipeline.extract import read_candidates
 from pipeline.types import (
-    ImagePart,
     Outcome,
     OutcomeKind,
     QuotaScope,
@@ -45,23 +41,10 @@ from pipeline.types import (
 STOP = "STOP"
 MALFORMED = "MALFORMED_RESPONSE"
 
-_MAX_MESSAGE = 2000  # Google's own messages are far shorter: verbatim in practice
 _MAX_SNIPPET = 200  # for HTML and plain-text bodies: enough to say what went wrong
-_MAX_TEXT = 20_000  # model text is an explanation, not an output
-_MAX_REASON = 200  # an enum value; a longer one is garbage and must not bloat the ledger
 _PAGE_HEAD = 65_536  # how much of an error page is looked at for a title or a snippet
 
-# Credentials a gateway might echo back; Google's messages never contain them.
-_SECRETS = re.compile(
-    r"AIza[0-9A-Za-z_\-]{20,}|\bsk-[0-9A-Za-z_\-]{16,}|(?i:bearer)\s+[^\s\"',;]+"
-    r"|(?i:[?&]key=)[^&\s\"']+"
-)
 _TAG = re.compile(r"<[^<>]*>")  # [^<>] keeps it linear on a page full of stray '<'
-# A base64 payload, standard or URL-safe alphabet; matched from a known start, never searched.
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]*=*")
-_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+", re.IGNORECASE)
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".avif")
-_DATA_URI = "data:image/"
 
 
 def classify(response: RawResponse, *, now: float | None = None) -> Outcome:
@@ -80,7 +63,7 @@ def classify_failure(failure: TransportFailure, message: str) -> Outcome:
             reason = "CONNECTION"
         case _:
             assert_never(failure)
-    return Outcome(OutcomeKind.TRANSIENT, reason, message=_message(message))
+    return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message))
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -167,7 +150,7 @@ def _retry_after(error: _ErrorBody, headers: dict[str, str], now: float | None) 
 def _error_from_bytes(body: bytes) -> _ErrorBody:
     if body[:64].lstrip()[:1] in (b"{", b"["):
         try:
-            data = _loads(body)
+            data = jr.loads(body)
         except (ValueError, RecursionError):
             data = None
         error = _error_from_json(data)
@@ -184,11 +167,11 @@ def _error_from_json(data: object) -> _ErrorBody | None:
         return None
     error = data.get("error")
     if isinstance(error, str):
-        return _ErrorBody(message=_message(error))
+        return _ErrorBody(message=jr.message(error))
     if not isinstance(error, dict):
         # FastAPI-style {"detail": ...} or a bare {"message": ...}: a message, not a code.
-        text = _string(data.get("message")) or _string(data.get("detail"))
-        return _ErrorBody(message=_message(text)) if text else None
+        text = jr.string(data.get("message")) or jr.string(data.get("detail"))
+        return _ErrorBody(message=jr.message(text)) if text else None
     reasons: list[str] = []
     quota_ids: list[str] = []
     retry_delay: float | None = None
@@ -196,21 +179,21 @@ def _error_from_json(data: object) -> _ErrorBody | None:
     for detail in details if isinstance(details, list) else ():
         if not isinstance(detail, dict):
             continue
-        kind = _string(detail.get("@type")) or ""
+        kind = jr.string(detail.get("@type")) or ""
         if kind.endswith("google.rpc.ErrorInfo"):
-            reasons.extend(r for r in [_string(detail.get("reason"))] if r)
+            reasons.extend(r for r in [jr.string(detail.get("reason"))] if r)
         elif kind.endswith("google.rpc.QuotaFailure"):
             violations = detail.get("violations")
             for violation in violations if isinstance(violations, list) else ():
                 if isinstance(violation, dict):
                     for key in ("quotaId", "quota_id", "quotaMetric", "quota_metric"):
-                        quota_ids.extend(q for q in [_string(violation.get(key))] if q)
+                        quota_ids.extend(q for q in [jr.string(violation.get(key))] if q)
         elif kind.endswith("google.rpc.RetryInfo") and retry_delay is None:
-            retry_delay = parse_retry_delay(_get(detail, "retryDelay", "retry_delay"))
+            retry_delay = parse_retry_delay(jr.get(detail, "retryDelay", "retry_delay"))
     return _ErrorBody(
-        code=_integer(error.get("code")),
-        status=_string(error.get("status")),
-        message=_message(_string(error.get("message")) or _string(error.get("type"))),
+        code=jr.integer(error.get("code")),
+        status=jr.string(error.get("status")),
+        message=jr.message(jr.string(error.get("message")) or jr.string(error.get("type"))),
         reasons=tuple(reasons),
         quota_ids=tuple(quota_ids),
         retry_delay_s=retry_delay,
@@ -226,34 +209,22 @@ def _snippet(body: bytes) -> str | None:
         open_end = lowered.find(b">", start) if start != -1 else -1
         close = lowered.find(b"</title", open_end) if open_end != -1 else -1
         if close != -1:
-            title = _squash(html.unescape(head[open_end + 1 : close].decode("utf-8", "replace")))
+            title = jr.squash(html.unescape(head[open_end + 1 : close].decode("utf-8", "replace")))
             if title:
-                return _message(title, _MAX_SNIPPET)
+                return jr.message(title, _MAX_SNIPPET)
         text = html.unescape(_TAG.sub(" ", head.decode("utf-8", "replace")))
     else:
         text = head.decode("utf-8", "replace")
-    return _message(_squash(text), _MAX_SNIPPET)
+    return jr.message(jr.squash(text), _MAX_SNIPPET)
 
 
 # --- 2xx ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Reading:
-    """Everything the candidates said that matters here."""
-
-    images: tuple[ImagePart, ...] = ()
-    image_urls: tuple[str, ...] = ()
-    text: str | None = None
-    finish_reason: str | None = None
-    finish_message: str | None = None
-    problem: str | None = None  # why part of it could not be read; None when all of it could
-
-
 def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
     http = response.status
     try:
-        data = _loads(response.body)
+        data = jr.loads(response.body)
     except (ValueError, RecursionError):
         # A truncated JSON body's first words are base64 noise; a page's title is worth showing.
         snippet = (
@@ -262,7 +233,7 @@ def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
         detail = f": {snippet}" if snippet else ""
         return _malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
     candidates = data.get("candidates") if isinstance(data, dict) else None
-    feedback = _get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
+    feedback = jr.get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
     if not isinstance(data, dict) or (not candidates and feedback is None):
         # A gateway that says "error" with a 200: its error code is the better evidence.
         error = _error_from_json(data)
@@ -278,14 +249,14 @@ def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
 def _classify_generation(
     data: dict[str, Any], candidates: object, feedback: object, http: int
 ) -> Outcome:
-    reading = _read_candidates(candidates)
-    usage = _usage(_get(data, "usageMetadata", "usage_metadata"))
+    reading = read_candidates(candidates)
+    usage = _usage(jr.get(data, "usageMetadata", "usage_metadata"))
     common: dict[str, Any] = {
         "http_status": http,
         "text": reading.text,
         "usage": usage,
-        "model_version": _string(_get(data, "modelVersion", "model_version")),
-        "response_id": _string(_get(data, "responseId", "response_id")),
+        "model_version": jr.string(jr.get(data, "modelVersion", "model_version")),
+        "response_id": jr.string(jr.get(data, "responseId", "response_id")),
     }
     if reading.images or reading.image_urls:
         notes = [m for m in (reading.finish_message, reading.problem) if m]
@@ -298,12 +269,14 @@ def _classify_generation(
             **common,
         )
     if isinstance(feedback, dict):
-        block = _enum(_get(feedback, "blockReason", "block_reason"))
+        block = jr.enum(jr.get(feedback, "blockReason", "block_reason"))
         if block is not None or not candidates:
             # proto3 JSON omits a default enum, so a bare promptFeedback means UNSPECIFIED.
             reason = f"PROMPT_BLOCKED:{block or 'BLOCKED_REASON_UNSPECIFIED'}"
-            block_message = _string(_get(feedback, "blockReasonMessage", "block_reason_message"))
-            return Outcome(OutcomeKind.REFUSAL, reason, message=_message(block_message), **common)
+            block_message = jr.string(
+                jr.get(feedback, "blockReasonMessage", "block_reason_message")
+            )
+            return Outcome(OutcomeKind.REFUSAL, reason, message=jr.message(block_message), **common)
     elif feedback is not None:
         return _malformed(http, "promptFeedback is not an object")
     if reading.problem is not None:
@@ -318,237 +291,17 @@ def _classify_generation(
     return Outcome(OutcomeKind.REFUSAL, reason, message=reading.finish_message, **common)
 
 
-def _read_candidates(candidates: object) -> _Reading:
-    problems: list[str] = []
-    parts: list[dict[str, Any]] = []
-    finish: str | None = None
-    finish_message: str | None = None
-    if candidates is not None and not isinstance(candidates, list):
-        problems.append("candidates is not a list")
-    for candidate in candidates if isinstance(candidates, list) else ():
-        if not isinstance(candidate, dict):
-            problems.append("a candidate is not an object")
-            continue
-        finish = finish or _enum(_get(candidate, "finishReason", "finish_reason"))
-        finish_message = finish_message or _string(
-            _get(candidate, "finishMessage", "finish_message")
-        )
-        content = candidate.get("content")
-        found = content.get("parts") if isinstance(content, dict) else None
-        if content is not None and not isinstance(content, dict):
-            problems.append("candidate content is not an object")
-        elif found is not None and not isinstance(found, list):
-            problems.append("content parts is not a list")
-        for part in found if isinstance(found, list) else ():
-            if not isinstance(part, dict):
-                problems.append("a part is not an object")
-            elif not _is_thought(part.get("thought")):  # thought parts are drafts, never outputs
-                parts.append(part)
-
-    images: list[ImagePart] = []
-    linked: list[str] = []
-    texts: list[str] = []
-    for part in parts:
-        inline = _get(part, "inlineData", "inline_data")
-        if inline is not None:
-            image, problem = _inline_image(inline)
-            images.extend([image] if image else [])
-            problems.extend([problem] if problem else [])
-        linked.extend(u for u in [_file_url(_get(part, "fileData", "file_data"))] if u)
-        text = part.get("text")
-        if isinstance(text, str):
-            texts.append(text)
-        elif text is not None:
-            problems.append("a text part is not a string")
-    # Gateways' fallbacks, only looked for when there is no inline image (they cost a scan).
-    if not images and texts:
-        texts = _take_data_uris(texts, images, problems)
-    urls = _dedupe([*linked, *_image_urls(texts)]) if not images else ()
-    joined = "\n".join(texts).strip()
-    return _Reading(
-        images=tuple(images),
-        image_urls=urls,
-        text=_cap(joined, _MAX_TEXT) or None,
-        finish_reason=finish,
-        finish_message=_message(finish_message),
-        problem="; ".join(_dedupe(problems)) or None,
-    )
-
-
-def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
-    """(image, None), (None, why it is unreadable), or (None, None) for non-image data."""
-    if not isinstance(inline, dict):
-        return None, "inlineData is not an object"
-    mime = _string(_get(inline, "mimeType", "mime_type")) or ""
-    mime = mime.split(";", 1)[0].strip().lower()
-    if mime and not mime.startswith("image/") and mime != "application/octet-stream":
-        return None, None  # audio or a document: not an output of an image run
-    data = inline.get("data")
-    decoded = _b64decode(data) if isinstance(data, str) else None
-    if not decoded:
-        return None, "image data is missing or not valid base64"
-    if not mime.startswith("image/"):
-        mime = sniff(decoded[:32]) or "application/octet-stream"  # kept: it was paid for
-    return ImagePart(decoded, mime), None
-
-
-def _take_data_uris(texts: list[str], images: list[ImagePart], problems: list[str]) -> list[str]:
-    """Move ``data:image/...;base64,`` payloads from ``texts`` into ``images``; return the rest."""
-    kept: list[str] = []
-    for text in texts:
-        pieces: list[str] = []
-        pos = 0
-        while (start := text.find(_DATA_URI, pos)) != -1:
-            comma = text.find(",", start, start + 100)
-            header = text[start + 5 : comma] if comma != -1 else ""
-            if not header.endswith(";base64") or len(header.split()) != 1:
-                pieces.append(text[pos : start + len(_DATA_URI)])
-                pos = start + len(_DATA_URI)
-                continue
-            run = _B64_RUN.match(text, comma + 1)
-            end = run.end() if run else comma + 1
-            decoded = _b64decode(text[comma + 1 : end])
-            if decoded:
-                images.append(ImagePart(decoded, header.split(";", 1)[0].lower()))
-            else:
-                problems.append("a data: URI holds invalid base64")
-            # Drop the whole markdown image around it, not just the URI: "![image]()" is noise.
-            opening = _link_start(text, start)
-            cut_from, cut_to = (
-                (opening, end + 1) if opening != -1 and text[end : end + 1] == ")" else (start, end)
-            )
-            pieces.append(text[pos:cut_from])
-            pos = cut_to
-        pieces.append(text[pos:])
-        rest = "".join(pieces).strip()
-        if rest:
-            kept.append(rest)
-    return kept
-
-
-def _image_urls(texts: list[str]) -> list[str]:
-    """Links in text that are images: markdown ``![..](url)`` or a path with an image suffix."""
-    urls: list[str] = []
-    for text in texts:
-        for match in _URL.finditer(text):
-            url = match.group().rstrip(".,;:!?")
-            path = url.split("?", 1)[0].split("#", 1)[0].lower()
-            opening = _link_start(text, match.start())
-            if path.endswith(_IMAGE_SUFFIXES) or (opening != -1 and text[opening] == "!"):
-                urls.append(url)
-    return urls
-
-
-def _link_start(text: str, start: int) -> int:
-    """Index of the ``[`` or ``![`` opening a markdown link whose target begins at ``start``."""
-    if text[start - 2 : start] != "](":
-        return -1
-    # Bounded look-back: alt text is short, and an unbounded rfind per URL could go quadratic.
-    opening = text.rfind("[", max(0, start - 1000), start - 2)
-    if opening == -1 or "]" in text[opening + 1 : start - 2] or "\n" in text[opening:start]:
-        return -1
-    return opening - 1 if text[opening - 1 : opening] == "!" else opening
-
-
-def _file_url(file_data: object) -> str | None:
-    if not isinstance(file_data, dict):
-        return None
-    uri = _string(_get(file_data, "fileUri", "file_uri"))
-    mime = _string(_get(file_data, "mimeType", "mime_type")) or "image/"
-    if uri and uri.lower().startswith(("https://", "http://")) and mime.startswith("image/"):
-        return uri
-    return None
-
-
 def _usage(metadata: object) -> Usage:
     if not isinstance(metadata, dict):
         return Usage()
     return Usage(
-        prompt_tokens=_integer(_get(metadata, "promptTokenCount", "prompt_token_count")),
-        output_tokens=_integer(_get(metadata, "candidatesTokenCount", "candidates_token_count")),
-        thoughts_tokens=_integer(_get(metadata, "thoughtsTokenCount", "thoughts_token_count")),
+        prompt_tokens=jr.integer(jr.get(metadata, "promptTokenCount", "prompt_token_count")),
+        output_tokens=jr.integer(
+            jr.get(metadata, "candidatesTokenCount", "candidates_token_count")
+        ),
+        thoughts_tokens=jr.integer(jr.get(metadata, "thoughtsTokenCount", "thoughts_token_count")),
     )
 
 
-# --- small readers ------------------------------------------------------------------------
-
-
-def _loads(body: bytes) -> Any:
-    """Parse JSON: orjson first (twice as fast on multi-megabyte bodies), the standard library
-    for what orjson refuses (NaN, lone surrogates), so odd bodies read as they always did."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
-def _b64decode(data: str) -> bytes | None:
-    try:
-        # SIMD base64, ~40x CPython's binascii on a 1 MB image; strict like validate=True.
-        return pybase64.b64decode(data, validate=True)
-    except ValueError:  # binascii.Error, and non-ASCII text
-        pass
-    # Slow path, only for odd encoders: wrapped lines, the URL-safe alphabet, dropped padding.
-    cleaned = "".join(data.split()).replace("-", "+").replace("_", "/")
-    cleaned += "=" * (-len(cleaned) % 4)
-    try:
-        return pybase64.b64decode(cleaned, validate=True)
-    except ValueError:
-        return None
-
-
-def _get(obj: dict[str, Any], camel: str, snake: str) -> object:
-    """The server answers in camelCase; some gateways in snake_case."""
-    value = obj.get(camel)
-    return obj.get(snake) if value is None else value
-
-
-def _string(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _integer(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    # int64 fields are strings in proto3 JSON; gateways also send "429".
-    if isinstance(value, str) and 0 < len(value) <= 18 and value.strip().isascii():
-        return int(value) if value.strip().isdigit() else None
-    return None
-
-
-def _enum(value: object) -> str | None:
-    """An enum value as text, upper-cased: the SDK's enums are case-insensitive."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # proto3 JSON allows an enum's number
-    if isinstance(value, str) and value.strip():
-        return _cap(value.strip().upper(), _MAX_REASON)
-    return None
-
-
-def _is_thought(value: object) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
 def _malformed(http: int, message: str) -> Outcome:
-    return Outcome(OutcomeKind.TRANSIENT, MALFORMED, http, message=_message(message))
-
-
-def _message(text: str | None, limit: int = _MAX_MESSAGE) -> str | None:
-    """Short, and with anything that looks like a credential redacted."""
-    if not text:
-        return None
-    text = _SECRETS.sub("[redacted]", text[: limit * 2]).strip()
-    return _cap(text, limit) or None
-
-
-def _squash(text: str) -> str:
-    text = " ".join(text.split()[:100])
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
-def _cap(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
+    return Outcome(OutcomeKind.TRANSIENT, MALFORMED, http, message=jr.message(message))
