@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +34,11 @@ from pipeline.control import Halt, RunControl
 from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
+from pipeline.records import RowState, invalid_record, ledger_record, possibly_billed
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
 from pipeline.retry import Action, decide
-from pipeline.retry import Budget as RetryBudget
 from pipeline.sources import SourceCache, SourceImageError
 from pipeline.storage import store_images
 from pipeline.types import (
@@ -56,46 +56,6 @@ log = structlog.get_logger("nanobatch")
 
 Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
 Observer = Callable[[RunResult], Coroutine[Any, Any, None]]  # runs beside the pool: progress views
-
-
-@dataclass(slots=True)
-class _RowState:
-    """One row in a worker: its attempts, retry allowance and what it has cost so far."""
-
-    job: Job
-    size: str  # the image size it will get (for prices)
-    retry: RetryBudget = field(default_factory=RetryBudget)
-    attempts: int = 0
-    cost_usd: float = 0.0
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def attempt_record(self, outcome: Outcome, latency_ms: float, wait_s: float) -> AttemptRecord:
-        return AttemptRecord(
-            row_id=self.job.row_id,
-            attempt=self.attempts,
-            started_at=self.started_at,
-            finished_at=datetime.now(UTC),
-            latency_ms=round(latency_ms, 1),
-            http_status=outcome.http_status,
-            outcome=outcome.kind.value,
-            reason=outcome.reason,
-            wait_s=round(wait_s, 3),
-            possibly_billed=_possibly_billed(outcome),
-        )
-
-    def cancelled_record(self, started: float) -> AttemptRecord:
-        return AttemptRecord(
-            row_id=self.job.row_id,
-            attempt=self.attempts,
-            started_at=self.started_at,
-            finished_at=datetime.now(UTC),
-            latency_ms=round((time.monotonic() - started) * 1000, 1),
-            http_status=None,
-            outcome="cancelled",
-            reason="CANCELLED",
-            wait_s=0.0,
-            possibly_billed=True,
-        )
 
 
 class RateGate:
@@ -199,7 +159,7 @@ class Pipeline:
                     if self.control.draining:
                         return
                     if isinstance(item, InvalidRow):
-                        await records.send(_invalid_record(item))
+                        await records.send(invalid_record(item))
                     elif self.orphans and (files := claim(self.orphans, item)):
                         adopted = await anyio.to_thread.run_sync(
                             adopt, item, files, self.config.out_dir, self.sources
@@ -252,9 +212,9 @@ class Pipeline:
         try:
             request = await anyio.to_thread.run_sync(self._prepare, job)
         except SourceImageError as e:
-            await records.send(_invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
+            await records.send(invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
             return
-        row = _RowState(job, effective_size(job))
+        row = RowState(job, effective_size(job))
         while True:
             await self.gate.wait(self.control)
             if self.limiter is not None:
@@ -308,7 +268,7 @@ class Pipeline:
     async def _send(
         self,
         client: GeminiClient,
-        row: _RowState,
+        row: RowState,
         request: PreparedRequest,
         records: MemoryObjectSendStream[Record],
     ) -> tuple[Outcome, float] | None:
@@ -339,12 +299,12 @@ class Pipeline:
         elif outcome.kind is not OutcomeKind.TRANSIENT:
             self.adaptive.on_success()
         cost = attempt_cost(
-            outcome, _possibly_billed(outcome), row.job, row.size, self.config.prices
+            outcome, possibly_billed(outcome), row.job, row.size, self.config.prices
         )
         self._charge(row, reserved, cost)
         return outcome, (time.monotonic() - started) * 1000
 
-    def _charge(self, row: _RowState, reserved: float, cost: float) -> None:
+    def _charge(self, row: RowState, reserved: float, cost: float) -> None:
         self.spend.settle(reserved, cost)
         row.cost_usd += cost
         self.result.spent_usd = self.spend.spent_usd
@@ -384,7 +344,7 @@ class Pipeline:
 
     async def _record(
         self,
-        row: _RowState,
+        row: RowState,
         *,
         request: PreparedRequest,
         outcome: Outcome,
@@ -397,32 +357,13 @@ class Pipeline:
             stored = await anyio.to_thread.run_sync(
                 store_images, self.config.out_dir, job.output_stem, outcome.images
             )
-        first = stored[0] if stored else None
-        return LedgerRecord(
-            row_id=job.row_id,
-            line=job.line,
-            status=status.value,
-            reason=outcome.reason,
-            model=job.model,
-            prompt=job.prompt,
-            attempts=row.attempts,
-            http_status=outcome.http_status,
-            image_size=job.image_size,
-            aspect_ratio=job.aspect_ratio,
-            output_paths=[s.rel_path for s in stored],
-            sha256=[s.sha256 for s in stored],
-            width=first.width if first else None,
-            height=first.height if first else None,
-            mime_type=first.mime_type if first else None,
-            text=outcome.text,
-            prompt_tokens=outcome.usage.prompt_tokens,
-            output_tokens=outcome.usage.output_tokens,
-            thoughts_tokens=outcome.usage.thoughts_tokens,
-            latency_ms=round(latency_ms, 1),
-            error=outcome.message if status is not Status.SUCCEEDED else None,
+        return ledger_record(
+            row,
             fingerprint=request.fingerprint,
-            metadata=job.metadata,
-            cost_usd=round(row.cost_usd, 6),
+            outcome=outcome,
+            status=status,
+            latency_ms=latency_ms,
+            stored=stored,
         )
 
     def _stop(self, outcome: Outcome) -> None:
@@ -475,30 +416,6 @@ def _strict_check(config: RunConfig) -> None:
         )
 
 
-def _possibly_billed(outcome: Outcome) -> bool:
-    """Whether the server may have charged for this attempt: a success, or a request it may
-    have finished after we stopped listening (a timeout, a connection lost mid-answer)."""
-    if outcome.kind is OutcomeKind.SUCCESS:
-        return True
-    return outcome.reason in ("TIMEOUT", "CONNECTION") and outcome.message not in _UNSENT
-
-
-# Connection failures that happen before the request reaches the server cost nothing.
-_UNSENT = ("ConnectError", "ConnectTimeout", "UnsupportedProtocol")
-
-
 def _is_overload(outcome: Outcome) -> bool:
     """The server is telling us to send less: back off the whole pool, not just this row."""
     return outcome.kind is OutcomeKind.RATE_LIMIT or outcome.http_status in (502, 503)
-
-
-def _invalid_record(item: InvalidRow) -> LedgerRecord:
-    return LedgerRecord(
-        row_id=item.row_id,
-        line=item.line,
-        status=Status.INVALID.value,
-        reason=f"INVALID_{item.field.upper()}",
-        model="",
-        prompt="",
-        error=item.reason,
-    )

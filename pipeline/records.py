@@ -1,0 +1,117 @@
+"""The records a row leaves: one per HTTP attempt, and its ledger row. Pure: no I/O."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pipeline.ledger import AttemptRecord, LedgerRecord
+from pipeline.retry import Budget as RetryBudget
+from pipeline.storage import StoredImage
+from pipeline.types import InvalidRow, Job, Outcome, OutcomeKind, Status
+
+
+@dataclass(slots=True)
+class RowState:
+    """One row in a worker: its attempts, retry allowance and what it has cost so far."""
+
+    job: Job
+    size: str  # the image size it will get (for prices)
+    retry: RetryBudget = field(default_factory=RetryBudget)
+    attempts: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def attempt_record(self, outcome: Outcome, latency_ms: float, wait_s: float) -> AttemptRecord:
+        return AttemptRecord(
+            row_id=self.job.row_id,
+            attempt=self.attempts,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            latency_ms=round(latency_ms, 1),
+            http_status=outcome.http_status,
+            outcome=outcome.kind.value,
+            reason=outcome.reason,
+            wait_s=round(wait_s, 3),
+            possibly_billed=possibly_billed(outcome),
+        )
+
+    def cancelled_record(self, started: float) -> AttemptRecord:
+        return AttemptRecord(
+            row_id=self.job.row_id,
+            attempt=self.attempts,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            http_status=None,
+            outcome="cancelled",
+            reason="CANCELLED",
+            wait_s=0.0,
+            possibly_billed=True,
+        )
+
+
+def ledger_record(
+    row: RowState,
+    *,
+    fingerprint: str,
+    outcome: Outcome,
+    status: Status,
+    latency_ms: float,
+    stored: list[StoredImage],
+) -> LedgerRecord:
+    """The row's ledger row once it reached ``status``."""
+    job = row.job
+    first = stored[0] if stored else None
+    return LedgerRecord(
+        row_id=job.row_id,
+        line=job.line,
+        status=status.value,
+        reason=outcome.reason,
+        model=job.model,
+        prompt=job.prompt,
+        attempts=row.attempts,
+        http_status=outcome.http_status,
+        image_size=job.image_size,
+        aspect_ratio=job.aspect_ratio,
+        output_paths=[s.rel_path for s in stored],
+        sha256=[s.sha256 for s in stored],
+        width=first.width if first else None,
+        height=first.height if first else None,
+        mime_type=first.mime_type if first else None,
+        text=outcome.text,
+        prompt_tokens=outcome.usage.prompt_tokens,
+        output_tokens=outcome.usage.output_tokens,
+        thoughts_tokens=outcome.usage.thoughts_tokens,
+        latency_ms=round(latency_ms, 1),
+        error=outcome.message if status is not Status.SUCCEEDED else None,
+        fingerprint=fingerprint,
+        metadata=job.metadata,
+        cost_usd=round(row.cost_usd, 6),
+    )
+
+
+def invalid_record(item: InvalidRow) -> LedgerRecord:
+    """The ledger row of a row that could not be sent: it cost nothing."""
+    return LedgerRecord(
+        row_id=item.row_id,
+        line=item.line,
+        status=Status.INVALID.value,
+        reason=f"INVALID_{item.field.upper()}",
+        model="",
+        prompt="",
+        error=item.reason,
+    )
+
+
+def possibly_billed(outcome: Outcome) -> bool:
+    """Whether the server may have charged for this attempt: a success, or a request it may
+    have finished after we stopped listening (a timeout, a connection lost mid-answer)."""
+    if outcome.kind is OutcomeKind.SUCCESS:
+        return True
+    return outcome.reason in ("TIMEOUT", "CONNECTION") and outcome.message not in _UNSENT
+
+
+# Connection failures that happen before the request reaches the server cost nothing.
+_UNSENT = ("ConnectError", "ConnectTimeout", "UnsupportedProtocol")
