@@ -86,5 +86,5 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -
     for killed_at, recorded in kills:
         again = {a["row_id"] for a in attempts if a["started_at"] > killed_at} & recorded
         assert again == set(), f"rows recorded before a kill were sent again: {sorted(again)}"
-    assert any(recorded for _, recorded in kills), "the kills should land mid-run"
-    assert len(kills[-1][1]) < ROWS, "the last kill should leave work to do"
+    # At least one kill landed mid-run: some rows recorded, some left for the next run.
+    assert any(0 < len(recorded) < ROWS for _, recorded in kills)
