@@ -58,7 +58,7 @@ def test_deadline_drains_and_exits_4_with_the_command_to_continue(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    process = start(manifest, out, slow_server.base_url, "--stop-after", "2s")
+    process = start(manifest, out, slow_server.base_url, "--stop-after", "4s")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 4, stderr
     assert "deadline" in stderr
