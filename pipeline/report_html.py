@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 PAGE_SIZE = 200
@@ -21,14 +22,20 @@ def tiles_json(tiles: list[dict[str, Any]]) -> str:
     return text.replace("<", "\\u003c")
 
 
-def render(tiles: list[dict[str, Any]], *, title: str, summary: str) -> str:
+def render(tiles: list[dict[str, Any]], *, title: str, headline: str, summary: str) -> str:
     """The whole page."""
-    return (
-        _TEMPLATE.replace("__TITLE__", html.escape(title))
-        .replace("__SUMMARY__", html.escape(summary))
-        .replace("__PAGE_SIZE__", str(PAGE_SIZE))
-        .replace("__TILES__", tiles_json(tiles))
-    )
+    values = {
+        "TITLE": html.escape(title),
+        "HEADLINE": html.escape(headline),
+        "SUMMARY": html.escape(summary),
+        "PAGE_SIZE": str(PAGE_SIZE),
+        "TILES": tiles_json(tiles),
+    }
+    # One pass: a prompt or a model's text that happens to contain "__TILES__" stays text.
+    return _SLOT.sub(lambda m: values[m.group(1)], _TEMPLATE)
+
+
+_SLOT = re.compile(r"__(TITLE|HEADLINE|SUMMARY|PAGE_SIZE|TILES)__")
 
 
 _TEMPLATE = """<!doctype html>
@@ -44,6 +51,7 @@ body { margin:0; font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif; co
 header { position:sticky; top:0; z-index:1; background:#fff; border-bottom:1px solid var(--line);
          padding:10px 16px; }
 h1 { font-size:16px; margin:0 0 8px; }
+h1 small { font-weight:400; color:var(--muted); margin-left:8px; }
 .controls { display:flex; flex-wrap:wrap; gap:8px; align-items:center; }
 .status { border:1px solid var(--line); background:#fff; border-radius:16px; padding:3px 10px;
           cursor:pointer; font:inherit; }
@@ -60,10 +68,15 @@ main { display:grid; grid-template-columns:repeat(auto-fill,minmax(220px,1fr)); 
         display:flex; flex-direction:column; }
 .thumb { aspect-ratio:1/1; background:#eaeef2; display:flex; align-items:center;
          justify-content:center; overflow:hidden; }
-.thumb img { width:100%; height:100%; object-fit:contain; }
+.thumb a { display:block; width:100%; height:100%; }
+.thumb img { display:block; width:100%; height:100%; object-fit:contain; }
 .thumb .why { padding:12px; font-size:12px; color:var(--muted); overflow:hidden; max-height:100%;
               overflow-wrap:anywhere; }
-.thumb .why b { display:block; color:var(--ink); margin-bottom:4px; }
+.thumb .why b { display:block; margin-bottom:4px; font-size:13px; }
+.s-refused-tile .why b { color:var(--refused); } .s-failed-tile .why b { color:var(--failed); }
+.s-invalid-tile .why b { color:var(--invalid); } .s-succeeded-tile .why b { color:var(--ink); }
+.tile:not(.s-succeeded-tile) .thumb { background:repeating-linear-gradient(45deg,#f6f8fa 0 10px,
+  #eef1f4 10px 20px); align-items:flex-start; justify-content:flex-start; }
 .meta { padding:8px 10px; display:flex; flex-direction:column; gap:4px; }
 .badge { align-self:flex-start; font-size:11px; font-weight:600; color:#fff; border-radius:10px;
          padding:1px 8px; }
@@ -73,23 +86,29 @@ main { display:grid; grid-template-columns:repeat(auto-fill,minmax(220px,1fr)); 
 .prompt { color:var(--ink); display:-webkit-box; -webkit-line-clamp:3; -webkit-box-orient:vertical;
           overflow:hidden; }
 .small { color:var(--muted); font-size:12px; overflow-wrap:anywhere; }
-nav { display:flex; gap:8px; justify-content:center; align-items:center; padding:0 16px 24px; }
-nav button { font:inherit; padding:4px 12px; }
+.pager { display:flex; gap:6px; align-items:center; }
+.pager button { font:inherit; padding:2px 10px; border:1px solid var(--line); background:#fff;
+                border-radius:6px; cursor:pointer; }
+.pager button:disabled { opacity:.4; cursor:default; }
+nav.pager { justify-content:center; padding:0 16px 24px; }
 .empty { padding:40px; color:var(--muted); grid-column:1/-1; text-align:center; }
 </style></head>
 <body>
 <header>
-  <h1>__TITLE__</h1>
+  <h1>__TITLE__<small>__HEADLINE__</small></h1>
   <div class="controls">
     <span id="statuses"></span>
     <select id="reason" aria-label="reason"><option value="">every reason</option></select>
     <input id="q" type="search" placeholder="search id, prompt, text" aria-label="search">
     <span class="count" id="count"></span>
+    <span class="pager"><button class="prev" aria-label="previous page">&lsaquo;</button>
+      <span class="page"></span><button class="next" aria-label="next page">&rsaquo;</button></span>
   </div>
   <details><summary>summary</summary><pre>__SUMMARY__</pre></details>
 </header>
 <main id="grid"></main>
-<nav><button id="prev">previous</button><span id="page"></span><button id="next">next</button></nav>
+<nav class="pager"><button class="prev">previous</button><span class="page"></span>
+  <button class="next">next</button></nav>
 <script id="tiles" type="application/json">__TILES__</script>
 <script>
 "use strict";
@@ -122,38 +141,54 @@ function matches(t) {
   }
   return true;
 }
+function num(n) { return n.toLocaleString("en-US"); }
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text;
   return e;
 }
+// Paths are relative to the page; ids may hold "#", "%" or "?", which a URL must escape.
+function encodePath(path) { return path.split("/").map(encodeURIComponent).join("/"); }
+function why(box, title, text) {
+  box.replaceChildren();
+  const w = el("div", "why");
+  w.appendChild(el("b", "", title));
+  w.appendChild(document.createTextNode(text));
+  box.appendChild(w);
+}
 function tile(t) {
   const card = el("article", "tile");
+  card.classList.add("s-" + t.s + "-tile");
   card.dataset.status = t.s;
+  card.dataset.id = t.id;
   const box = el("div", "thumb");
   if (t.th) {
     const link = el("a");
-    link.href = t.im[0];
+    link.href = encodePath(t.im[0]);
     link.title = "open the full image";
     const img = el("img");
     img.loading = "lazy";
-    img.src = t.th;
     img.alt = t.p;
+    img.addEventListener("load", () => { card.dataset.img = "loaded"; });
+    img.addEventListener("error", () => {
+      card.dataset.img = "broken";
+      why(box, "no preview", t.th + " is missing: run nanobatch report again");
+    });
+    img.src = encodePath(t.th);
     link.appendChild(img);
     box.appendChild(link);
   } else {
-    const why = el("div", "why");
-    why.appendChild(el("b", "", t.r));
-    why.appendChild(document.createTextNode(t.t));
-    box.appendChild(why);
+    // A break after ":" keeps PROMPT_BLOCKED:<reason> from splitting mid-word.
+    why(box, t.s === "succeeded" ? "no preview" : t.r.replace(":", ":\u200b"), t.t);
+    box.title = t.t;
   }
   card.appendChild(box);
   const meta = el("div", "meta");
   meta.appendChild(el("span", "badge s-" + t.s, t.s));
   meta.appendChild(el("span", "id", t.id));
   meta.appendChild(el("span", "prompt", t.p));
-  const bits = [t.r];
+  const bits = [t.r.replace(":", ":\u200b")];
   if (t.wh) bits.push(t.wh);
   if (t.ms != null) bits.push((t.ms / 1000).toFixed(1) + " s");
   meta.appendChild(el("span", "small", bits.join(" · ")));
@@ -161,7 +196,7 @@ function tile(t) {
     const more = el("span", "small");
     t.im.forEach((p, i) => {
       const a = el("a", "", "image " + (i + 1));
-      a.href = p;
+      a.href = encodePath(p);
       more.appendChild(a);
       more.appendChild(document.createTextNode(" "));
     });
@@ -177,10 +212,12 @@ function draw() {
   const grid = document.getElementById("grid");
   grid.replaceChildren(...shown.slice((view.page - 1) * PAGE, view.page * PAGE).map(tile));
   if (!shown.length) grid.appendChild(el("div", "empty", "no rows match"));
-  document.getElementById("count").textContent = shown.length + " of " + TILES.length + " rows";
-  document.getElementById("page").textContent = "page " + view.page + " of " + pages;
-  document.getElementById("prev").disabled = view.page <= 1;
-  document.getElementById("next").disabled = view.page >= pages;
+  const count = num(shown.length) + " of " + num(TILES.length) + " rows";
+  document.getElementById("count").textContent = count;
+  for (const e of document.querySelectorAll(".page"))
+    e.textContent = "page " + view.page + " of " + pages;
+  for (const e of document.querySelectorAll(".prev")) e.disabled = view.page <= 1;
+  for (const e of document.querySelectorAll(".next")) e.disabled = view.page >= pages;
   document.querySelectorAll(".status").forEach(b =>
     b.setAttribute("aria-pressed", String(view.status.has(b.dataset.status))));
   document.getElementById("reason").value = view.reason;
@@ -196,7 +233,7 @@ function setup() {
   }
   const box = document.getElementById("statuses");
   for (const s of ORDER.filter(s => counts[s])) {
-    const b = el("button", "status", s + " " + counts[s]);
+    const b = el("button", "status", s + " " + num(counts[s]));
     b.dataset.status = s;
     b.addEventListener("click", () => {
       view.status.has(s) ? view.status.delete(s) : view.status.add(s);
@@ -207,15 +244,16 @@ function setup() {
   }
   const select = document.getElementById("reason");
   for (const r of Object.keys(reasons).sort()) {
-    const o = el("option", "", r + " (" + reasons[r] + ")");
+    const o = el("option", "", r + " (" + num(reasons[r]) + ")");
     o.value = r;
     select.appendChild(o);
   }
   select.addEventListener("change", () => { view.reason = select.value; view.page = 1; draw(); });
   const q = document.getElementById("q");
   q.addEventListener("input", () => { view.q = q.value.trim(); view.page = 1; draw(); });
-  document.getElementById("prev").addEventListener("click", () => { view.page--; draw(); });
-  document.getElementById("next").addEventListener("click", () => { view.page++; draw(); });
+  const turn = (by) => () => { view.page += by; draw(); window.scrollTo(0, 0); };
+  document.querySelectorAll(".prev").forEach(b => b.addEventListener("click", turn(-1)));
+  document.querySelectorAll(".next").forEach(b => b.addEventListener("click", turn(1)));
   window.addEventListener("hashchange", () => { readHash(); draw(); });
   readHash();
   draw();

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,26 +18,60 @@ import pytest
 from PIL import Image
 
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.ledger import SCHEMA
-from pipeline.report import THUMB_PX, build_report, format_report
+from pipeline.errors import UsageError
+from pipeline.ledger import ATTEMPTS_SCHEMA, SCHEMA
+from pipeline.report import build_report, format_report
 from pipeline.scheduler import run_manifest
+from pipeline.thumbs import THUMB_PX
 from tests.helpers import run_config, write_csv
 
-HOSTILE = "a mug </script><b>bold</b> <!-- x"
+HOSTILE = "a mug </script><b>bold</b> <!-- x __TILES__ & more"
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-async def run_demo(tmp_path: Path) -> Path:
-    rows: list[dict[str, Any]] = [{"id": f"r{i}", "prompt": f"a lamp {i}"} for i in range(8)]
-    rows += [
-        {"id": "hostile", "prompt": HOSTILE},
-        {"id": "unsafe", "prompt": "x #unsafe"},
-        {"id": "blocked", "prompt": "y #block"},
-        {"id": "text", "prompt": "z #noimage"},
-    ]
-    out = tmp_path / "out"
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
-    return out
+def ledger_row(row_id: str, line: int, status: str, reason: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
+    row.update(row_id=row_id, line=line, status=status, reason=reason, prompt=f"prompt {row_id}")
+    row.update(model="gemini-3.1-flash-image-preview", finished_at=T0, output_paths=[])
+    row.update(values)
+    return row
+
+
+def write_ledger(out: Path, rows: list[dict[str, Any]]) -> None:
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / "ledger.parquet")
+
+
+def image(out: Path, name: str, size: tuple[int, int], mode: str = "RGB") -> str:
+    colour: Any = (30, 90, 200) if mode == "RGB" else (30, 90, 200, 0)
+    Image.new(mode, size, colour).save(out / "images" / name)
+    return f"images/{name}"
+
+
+def hand_made(out: Path) -> None:
+    """A ledger of every status, written directly, with real images and no cost recorded."""
+    (out / "images").mkdir(parents=True)
+    write_ledger(
+        out,
+        [
+            ledger_row("wide", 1, "succeeded", "STOP", latency_ms=9000.0, image_size="2K",
+                       output_paths=[image(out, "wide.png", (1200, 600))]),
+            ledger_row("see-through", 2, "succeeded", "STOP", latency_ms=1000.0,
+                       model="nano-banana-pro",
+                       output_paths=[image(out, "see-through.png", (300, 400), "RGBA")]),
+            ledger_row("two", 3, "succeeded", "STOP", model="gemini-3-pro-image", image_size="4K",
+                       output_paths=[image(out, "two_1.jpg", (512, 512)),
+                                     image(out, "two_2.jpg", (512, 512))]),
+            ledger_row("hostile #1 50%", 4, "succeeded", "STOP", prompt=HOSTILE,  # a URL escapes
+                       output_paths=[image(out, "hostile #1 50%.png", (64, 64))]),
+            ledger_row("gone", 5, "succeeded", "STOP", output_paths=["images/gone.png"]),
+            ledger_row("unsafe", 6, "refused", "IMAGE_SAFETY", latency_ms=500.0,
+                       error="The image was filtered out: IMAGE_SAFETY"),
+            ledger_row("words", 7, "refused", "TEXT_ONLY", text="I cannot draw that <i>lamp</i>"),
+            ledger_row("busy", 8, "failed", "SERVER_ERROR_503", error="The model is overloaded"),
+            ledger_row("bad", 9, "invalid", "INVALID_IMAGES", error="images/x.png does not exist"),
+        ],
+    )  # fmt: skip
 
 
 def embedded_tiles(page: str) -> list[dict[str, Any]]:
@@ -44,101 +81,202 @@ def embedded_tiles(page: str) -> list[dict[str, Any]]:
     return tiles
 
 
-async def test_report_figures_thumbnails_and_a_self_contained_page(tmp_path: Path) -> None:
-    out = await run_demo(tmp_path)
+def test_a_directory_without_a_ledger_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"no ledger\.parquet"):
+        build_report(tmp_path)
+    (tmp_path / "ledger.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UsageError, match="not a readable ledger"):
+        build_report(tmp_path)
+
+
+def test_figures_count_statuses_reasons_and_estimate_spend_from_the_price_table(
+    tmp_path: Path,
+) -> None:
+    hand_made(tmp_path)
+
+    report = build_report(tmp_path)
+
+    assert report.rows == 9
+    assert dict(report.by_status) == {"succeeded": 5, "refused": 2, "failed": 1, "invalid": 1}
+    assert report.by_reason[("refused", "IMAGE_SAFETY")] == 1
+    assert report.by_reason[("failed", "SERVER_ERROR_503")] == 1
+    # 3.1 Flash 2K + Pro 1K (alias, no size) + Pro 4K x 2 images (GA name) + two 3.1 Flash 1K;
+    # refusals, failures and invalid rows cost nothing at Google's prices.
+    assert report.spend_usd == pytest.approx(0.101 + 0.134 + 2 * 0.24 + 2 * 0.067)
+    assert report.estimated_rows == 8
+    assert [s.row_id for s in report.slowest] == ["wide", "see-through", "unsafe"]
+    assert report.refusal_texts == {
+        "IMAGE_SAFETY": "The image was filtered out: IMAGE_SAFETY",
+        "TEXT_ONLY": "I cannot draw that <i>lamp</i>",
+    }
+    text = format_report(report)
+    for words in ("IMAGE_SAFETY", "TEXT_ONLY", "I cannot draw that", "SERVER_ERROR_503", "wide"):
+        assert words in text
+    assert "~$0.85" in text
+
+
+def test_a_recorded_cost_wins_over_the_estimate(tmp_path: Path) -> None:
+    write_ledger(
+        tmp_path,
+        [
+            ledger_row("a", 1, "succeeded", "STOP", cost_usd=0.5),
+            ledger_row("b", 2, "refused", "IMAGE_SAFETY", cost_usd=0.02),  # a gateway billed it
+        ],
+    )
+    report = build_report(tmp_path)
+    assert report.spend_usd == pytest.approx(0.52)
+    assert report.estimated_rows == 0
+    assert "$0.52 (recorded" in format_report(report)
+
+
+def test_duration_leaves_out_the_gap_between_two_runs(tmp_path: Path) -> None:
+    write_ledger(tmp_path, [ledger_row("a", 1, "succeeded", "STOP")])
+    starts = [T0, T0 + timedelta(seconds=50), T0 + timedelta(hours=12)]  # a rerun next morning
+    attempts = [
+        dict.fromkeys(ATTEMPTS_SCHEMA.names)
+        | {"row_id": "a", "attempt": 1, "started_at": s, "finished_at": s + timedelta(seconds=10)}
+        for s in starts
+    ]
+    pq.write_table(
+        pa.Table.from_pylist(attempts, schema=ATTEMPTS_SCHEMA), tmp_path / "attempts.parquet"
+    )
+    report = build_report(tmp_path)
+    assert (report.requests, report.runs, report.duration_s) == (3, 2, 70.0)
+    assert "over 2 runs" in format_report(report)
+
+
+def test_the_page_is_self_contained_and_data_cannot_break_out(tmp_path: Path) -> None:
+    hand_made(tmp_path)
+    build_report(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+
+    assert not re.search(r"(src|href|action)\s*=\s*[\"']?\s*(https?:)?//", page)
+    assert not re.search(r"<link|@import|url\(", page)
+    assert "</script><b>" not in page  # the hostile prompt is data, not markup
+    assert "<i>lamp</i>" not in page  # neither is the model's text
+    tiles = embedded_tiles(page)  # the data did not end early
+    assert [t["id"] for t in tiles][:3] == ["wide", "see-through", "two"]  # manifest order
+    assert next(t for t in tiles if t["id"] == "hostile #1 50%")["p"] == HOSTILE
+    assert next(t for t in tiles if t["id"] == "words")["t"] == "I cannot draw that <i>lamp</i>"
+    assert "missing" in next(t for t in tiles if t["id"] == "gone")["t"]
+
+
+def test_thumbnails_are_small_jpegs_made_once(tmp_path: Path) -> None:
+    hand_made(tmp_path)
+    report = build_report(tmp_path)
+
+    tiles = {t["id"]: t for t in embedded_tiles((tmp_path / "report.html").read_text())}
+    assert report.thumbnails == 4
+    assert tiles["gone"]["th"] is None
+    assert tiles["unsafe"]["th"] is None
+    for row_id, size in (("wide", (256, 128)), ("see-through", (192, 256)), ("two", (256, 256))):
+        with Image.open(tmp_path / tiles[row_id]["th"]) as thumb:
+            assert (thumb.format, thumb.size) == ("JPEG", size)
+            assert max(thumb.size) <= THUMB_PX
+    with Image.open(tmp_path / tiles["see-through"]["th"]) as thumb:
+        assert thumb.getpixel((5, 5)) == (255, 255, 255)  # transparency on white, not black
+    made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "thumbs").iterdir()}
+
+    build_report(tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "thumbs").iterdir()} == made
+
+    newer = made["wide.jpg"] + 5_000_000_000
+    os.utime(tmp_path / "images" / "wide.png", ns=(newer, newer))  # the image was remade
+    build_report(tmp_path)
+    assert (tmp_path / "thumbs" / "wide.jpg").stat().st_mtime_ns > made["wide.jpg"]
+
+
+async def test_a_real_run_reports_what_the_emulator_did(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{"id": f"r{i}", "prompt": f"a lamp {i}"} for i in range(8)]
+    rows += [
+        {"id": "blocked", "prompt": "y #block"},
+        {"id": "text", "prompt": "z #noimage"},
+    ]
+    out = tmp_path / "out"
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
 
     report = build_report(out)
 
-    assert (report.rows, report.by_status["succeeded"], report.by_status["refused"]) == (12, 9, 3)
-    ledger = pq.read_table(out / "ledger.parquet").to_pylist()
-    assert report.spend_usd == pytest.approx(sum(r["cost_usd"] for r in ledger))
-    assert report.spend_usd == pytest.approx(9 * 0.067)
-    assert set(report.refusal_texts) == {"IMAGE_SAFETY", "TEXT_ONLY"}
-    text = format_report(report, out)
-    assert "IMAGE_SAFETY" in text
-    assert "PROMPT_BLOCKED" in text
-    page = (out / "report.html").read_text()
-    assert not re.search(r"(src|href)=[\"']?https?:", page)  # nothing fetched from anywhere
-    assert "<link" not in page
-    tiles = embedded_tiles(page)  # a prompt with </script> did not break out of the data
-    assert {t["id"] for t in tiles} == {r["row_id"] for r in ledger}
-    assert next(t for t in tiles if t["id"] == "hostile")["p"] == HOSTILE
-    for tile in tiles:
-        if tile["s"] == "succeeded":
-            with Image.open(out / tile["th"]) as thumb:
-                assert max(thumb.size) <= THUMB_PX
-            assert (out / tile["im"][0]).exists()
-        else:
-            assert tile["th"] is None
+    assert (report.rows, report.by_status["succeeded"], report.by_status["refused"]) == (10, 8, 2)
+    assert report.spend_usd == pytest.approx(8 * 0.067)
+    assert report.estimated_rows == 0  # the run recorded every row's cost
+    assert report.requests >= 10  # TEXT_ONLY is retried once
+    assert report.duration_s is not None
+    assert report.thumbnails == 8
+    assert "PROMPT_BLOCKED" in format_report(report)
 
 
-async def test_thumbnails_are_reused_when_the_report_is_built_again(tmp_path: Path) -> None:
-    out = await run_demo(tmp_path)
-    build_report(out)
-    first = {p.name: p.stat().st_mtime_ns for p in (out / "thumbs").iterdir()}
-    build_report(out)
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "thumbs").iterdir()} == first
-
-
-def synthetic_ledger(out: Path, rows: int) -> None:
-    """A big ledger without image files (the tiles show their reason instead)."""
-    out.mkdir(parents=True)
-    columns = {name: pa.nulls(rows, SCHEMA.field(name).type) for name in SCHEMA.names}
-    columns.update(
-        row_id=pa.array([f"row-{i:05d}" for i in range(rows)]),
-        status=pa.array(["refused" if i % 10 else "failed" for i in range(rows)]),
-        reason=pa.array(
-            ["IMAGE_SAFETY" if i % 10 == 0 else "SERVER_ERROR_503" for i in range(rows)]
-        ),
-        prompt=pa.array([f"prompt {i}" for i in range(rows)]),
-    )
-    table = pa.table([columns[n] for n in SCHEMA.names], schema=SCHEMA)
-    pq.write_table(table, out / "ledger.parquet")
+# The contact sheet in a real browser.
 
 
 def chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if found := shutil.which(name):
             return found
-    pytest.skip("chromium is not installed (scripts/install_chromium.sh installs Debian's)")
+    pytest.skip("chromium not installed: apt-get install chromium (scripts/install_chromium.sh)")
 
 
 def dom(browser: str, page: Path, fragment: str, profile: Path) -> str:
+    """The page's DOM after its script ran and its images loaded (virtual time: no real wait)."""
     result = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync",
-         f"--user-data-dir={profile}", "--dump-dom", f"file://{page}{fragment}"],
+         f"--user-data-dir={profile}", "--window-size=1280,4000", "--virtual-time-budget=2000",
+         "--dump-dom", f"file://{page}{fragment}"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return result.stdout
 
 
-def tile_count(html: str) -> int:
-    return len(re.findall(r'<article class="tile"', html))
+def tiles_in(html: str, attribute: str = "") -> int:
+    return len(re.findall(rf'<article class="tile[^"]*"[^>]*{attribute}', html))
 
 
-async def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(tmp_path: Path) -> None:
+def many_rows(out: Path, rows: int) -> None:
+    """A big ledger without images (the tiles show their reason instead): 9 in 10 refused."""
+    write_ledger(
+        out,
+        [
+            ledger_row(f"row-{i:05d}", i, "failed", "SERVER_ERROR_503")
+            if i % 10 == 0
+            else ledger_row(f"row-{i:05d}", i, "refused", "IMAGE_SAFETY")
+            for i in range(rows)
+        ],
+    )
+
+
+def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(tmp_path: Path) -> None:
     browser = chromium()
-    out = await run_demo(tmp_path)
-    build_report(out)
-    page = (out / "report.html").resolve()
     profile = tmp_path / "profile"
+    small = tmp_path / "small"
+    hand_made(small)
+    build_report(small)
+    page = (small / "report.html").resolve()
 
     everything = dom(browser, page, "", profile)
-    assert tile_count(everything) == 12
-    for src in re.findall(r'<img[^>]* src="([^"]+)"', everything):
-        assert (out / src).exists()
-    assert tile_count(dom(browser, page, "#status=refused", profile)) == 3
-    assert tile_count(dom(browser, page, "#reason=IMAGE_SAFETY", profile)) == 1
-    assert tile_count(dom(browser, page, "#q=lamp%203", profile)) == 1
+    assert tiles_in(everything) == 9
+    assert tiles_in(everything, 'data-img="loaded"') == 4  # every thumbnail decoded, "#1 50%" too
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', everything)
+    assert len(sources) == 4
+    assert all((small / unquote(src)).is_file() for src in sources)
+    links = re.findall(r'<a href="(images/[^"]+)"', everything)
+    assert len(links) == 6  # one per picture, and one per image of the row that made two
+    assert all((small / unquote(link)).is_file() for link in links)
+    assert "a mug &lt;/script&gt;&lt;b&gt;bold" in everything  # shown as text, not markup
+    assert tiles_in(dom(browser, page, "#status=refused", profile)) == 2
+    assert tiles_in(dom(browser, page, "#status=failed,invalid", profile)) == 2
+    assert tiles_in(dom(browser, page, "#reason=TEXT_ONLY", profile)) == 1
+    assert tiles_in(dom(browser, page, "#q=HOSTILE", profile)) == 1  # any case
 
     big = tmp_path / "big"
-    synthetic_ledger(big, 10_000)
+    many_rows(big, 10_000)
     build_report(big)
     page = (big / "report.html").resolve()
     first = dom(browser, page, "", profile)
-    assert tile_count(first) == 200  # one page of tiles, not 10,000
+    assert tiles_in(first) == 200  # one page of tiles, not 10,000
     assert "page 1 of 50" in first
-    refused = dom(browser, page, "#status=refused&page=45", profile)  # 9,000 refused rows
-    assert tile_count(refused) == 200
-    assert "page 45 of 45" in refused
+    last = dom(browser, page, "#status=refused&page=45", profile)  # 9,000 refused rows
+    assert tiles_in(last) == 200
+    assert tiles_in(last, 'data-status="failed"') == 0
+    assert "page 45 of 45" in last
