@@ -2,6 +2,8 @@
 
 NanobatchError                 anything that stops a run with a message for the user
 ├── UsageError                 bad flags, unreadable or malformed manifest (exit 2)
+│   └── LedgerDamaged          ledger.parquet fails its checksums, found before anything was sent
+├── LedgerNotFolded            ledger.parquet went bad mid-run; records kept in the journal (exit 1)
 ├── OutDirLocked               another run holds the output directory (exit 2)
 └── RunStopped                 the API refused the run: key, permission, model, quota (exit 3)
 """
@@ -19,6 +21,17 @@ class UsageError(NanobatchError):
     """The command or its input is wrong; nothing was sent."""
 
     exit_code = 2
+
+
+class LedgerDamaged(UsageError):
+    """``ledger.parquet`` is damaged; found when a run starts (nothing sent) or by verify/report."""
+
+
+class LedgerNotFolded(NanobatchError):
+    """The end-of-run fold failed (the Parquet file went bad meanwhile): requests were sent, so
+    not exit 2; every record of the run is kept in ``ledger.journal`` for the next run."""
+
+    exit_code = 1
 
 
 class OutDirLocked(NanobatchError):

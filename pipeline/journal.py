@@ -1,18 +1,38 @@
 """Append-only journals of JSON records with a checksum per line.
 
-Line format: ``<crc32 of the JSON, 8 hex digits> <JSON object>\\n``. A line that was torn by a
-crash (no newline, wrong checksum, bad JSON) ends the journal: with appends made in order,
-only the tail can be torn, and nothing after a damaged line can be trusted to be in order.
+Line format: ``<crc32 of the JSON, 8 hex digits> <JSON object>\n``. A crash can only tear
+the last line (appends are made in order): a last line without its newline is dropped
+silently. A complete line that fails its checksum was damaged after it was written (a flipped
+bit on disk): it is reported as ``Damaged``, with the row ids its bytes still show, and the
+intact lines after it are kept (each line stands on its own, so one bad line costs one record).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+
+_ROW_ID = re.compile(rb'"row_id":"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """A complete journal line that fails its checksum: its record is lost."""
+
+    offset: int  # byte offset of the line in the journal
+    data: bytes  # the line as found
+
+    @property
+    def row_ids(self) -> list[str]:
+        """The row ids the damaged bytes still show (the flipped byte may be in one of them)."""
+        return [m.decode(errors="replace") for m in _ROW_ID.findall(self.data)]
 
 
 def _default(value: object) -> str:
@@ -42,19 +62,36 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The intact records of a journal, and the byte length of its intact prefix."""
-    records: list[dict[str, Any]] = []
-    good = 0
+def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of each newline-terminated line; a torn last line is left out."""
     if not path.exists():
-        return records, good
+        return
+    offset = 0
     with open(path, "rb") as f:
         for line in f:
-            record = decode_line(line)
-            if record is None:
-                break
+            if not line.endswith(b"\n"):
+                return
+            yield offset, line
+            offset += len(line)
+
+
+def scan_journal(path: Path) -> Iterator[dict[str, Any] | Damaged]:
+    """Each record of a journal in order, and a ``Damaged`` for each complete line that fails
+    its checksum; a torn last line (a crash while writing it) is left out."""
+    for offset, line in _complete_lines(path):
+        record = decode_line(line)
+        yield record if record is not None else Damaged(offset, line)
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The intact records of a journal (damaged lines left out), and the byte length of its
+    complete lines (all but a torn tail)."""
+    records: list[dict[str, Any]] = []
+    good = 0
+    for offset, line in _complete_lines(path):
+        if (record := decode_line(line)) is not None:
             records.append(record)
-            good += len(line)
+        good = offset + len(line)
     return records, good
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import UsageError
-from pipeline.ledger import ATTEMPTS_FILE, JOURNAL_FILE, LEDGER_FILE
+from pipeline.ledger import ATTEMPTS_FILE
+from pipeline.ledgerview import LedgerView, read_ledger_view
 from pipeline.prices import PriceTable
 from pipeline.report_html import render
 from pipeline.storage import write_atomic
@@ -32,10 +32,9 @@ SLOWEST = 5
 # Attempts further apart than this belong to different runs (a rerun the next morning): the
 # idle time between runs is not part of the duration. Rate-limit waits are far shorter.
 RUN_GAP_S = 600.0
-_REQUIRED = ("row_id", "status", "reason")
 _COLUMNS = (
-    *_REQUIRED, "line", "prompt", "text", "error", "output_paths", "width", "height",
-    "latency_ms", "finished_at", "cost_usd", "model", "image_size",
+    "row_id", "status", "reason", "line", "prompt", "text", "error", "output_paths", "width",
+    "height", "latency_ms", "finished_at", "cost_usd", "model", "image_size",
 )  # fmt: skip
 
 
@@ -68,12 +67,12 @@ class Report:
     slowest: tuple[SlowRow, ...]
     refusal_texts: dict[str, str]  # refusal reason -> the model's words, one example
     thumbnails: int  # tiles with a picture
-    pending_journal: bool  # a run is going or was killed: its latest rows are not in the ledger
+    pending_journal: bool  # a run is going or was killed: its latest rows come from its journal
 
 
 def build_report(out_dir: Path, prices: PriceTable | None = None) -> Report:
     """Read the ledger and attempt history, make thumbnails, write ``report.html`` atomically."""
-    rows = _read_ledger(out_dir)
+    rows, view = _read_ledger(out_dir)
     prices = prices or PriceTable()
     by_status: Counter[str] = Counter(r["status"] for r in rows)
     by_reason: Counter[tuple[str, str]] = Counter((r["status"], r["reason"]) for r in rows)
@@ -113,7 +112,7 @@ def build_report(out_dir: Path, prices: PriceTable | None = None) -> Report:
         ),
         refusal_texts=refusal_texts,
         thumbnails=sum(t is not None for t in thumbs),
-        pending_journal=_journal_has_records(out_dir),
+        pending_journal=view.live,
     )
     tiles = [_tile(row, thumb) for row, thumb in zip(rows, thumbs, strict=True)]
     page = render(
@@ -126,22 +125,12 @@ def build_report(out_dir: Path, prices: PriceTable | None = None) -> Report:
     return report
 
 
-def _read_ledger(out_dir: Path) -> list[dict[str, Any]]:
-    """The ledger's rows in manifest order, as dicts of the columns the report uses."""
-    path = out_dir / LEDGER_FILE
-    if not path.exists():
-        raise UsageError(f"{out_dir} has no {LEDGER_FILE}: run nanobatch run --out {out_dir} first")
-    try:
-        names = set(pq.read_schema(path).names)
-        missing = [c for c in _REQUIRED if c not in names]
-        if missing:
-            raise UsageError(f"{path} is not a nanobatch ledger (no {', '.join(missing)} column)")
-        table = pq.read_table(path, columns=[c for c in _COLUMNS if c in names])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise UsageError(f"{path} is not a readable ledger ({e})") from None
-    rows: list[dict[str, Any]] = table.to_pylist()
+def _read_ledger(out_dir: Path) -> tuple[list[dict[str, Any]], LedgerView]:
+    """The ledger's rows (journal included) in manifest order, as dicts of the report's columns."""
+    view = read_ledger_view(out_dir, _COLUMNS)
+    rows: list[dict[str, Any]] = view.table.to_pylist()
     rows.sort(key=lambda r: (r.get("line") is None, r.get("line") or 0, r["row_id"]))
-    return rows
+    return rows, view
 
 
 def _cost(row: dict[str, Any], prices: PriceTable) -> float:
@@ -178,11 +167,6 @@ def _sessions(out_dir: Path) -> tuple[int, list[tuple[datetime, datetime]]]:
         else:
             sessions.append((start, end))
     return table.num_rows, sessions
-
-
-def _journal_has_records(out_dir: Path) -> bool:
-    journal = out_dir / JOURNAL_FILE
-    return journal.exists() and journal.stat().st_size > 0
 
 
 def _tile(row: dict[str, Any], thumb: str | None) -> dict[str, Any]:
@@ -259,8 +243,8 @@ def format_report(report: Report, out_dir: Path | None = None) -> str:
             lines.append(f"  {reason}: {' '.join(text.split())[:200]}")
     if report.pending_journal:
         lines.append(
-            "note: a run is going or was killed; rows it recorded since its start are not in "
-            "the ledger yet (rerun, or wait for it to finish)"
+            "note: a run is going or was killed; the rows it recorded since its start are "
+            "read from its journal (ledger.journal)"
         )
     lines.append(f"contact sheet: {report.html}")
     return "\n".join(lines)

@@ -17,8 +17,9 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline.errors import UsageError
-from pipeline.ledger import LEDGER_FILE, Ledger, LedgerRecord
+from pipeline.journal import Damaged
+from pipeline.ledger import Ledger, LedgerRecord
+from pipeline.ledgerview import read_ledger_view, require_ledger
 from pipeline.storage import IMAGES_DIR
 from pipeline.types import Status
 
@@ -38,6 +39,8 @@ class VerifyResult:
     checked_files: int
     problems: list[Problem]
     unreferenced: list[str]  # files under images/ that no ledger row names
+    live: bool = False  # the journal had records: a run is going, or the last one crashed
+    damaged: tuple[Damaged, ...] = ()  # journal records lost to damage on disk
 
 
 def check_file(out_dir: Path, rel: str, expected_sha256: str) -> str | None:
@@ -60,12 +63,18 @@ def check_file(out_dir: Path, rel: str, expected_sha256: str) -> str | None:
 
 
 def verify(out_dir: Path, *, workers: int = 4) -> VerifyResult:
-    """Check every succeeded row; read-only."""
-    path = out_dir / LEDGER_FILE
-    if not path.exists():
-        raise UsageError(f"{out_dir} has no {LEDGER_FILE}: is it a nanobatch output directory?")
-    table = Ledger(out_dir).read(["row_id", "status", "output_paths", "sha256"])
-    assert table is not None
+    """Check every succeeded row, journal included (a run may be going); read-only, no lock."""
+    require_ledger(out_dir)
+    # Listed before the ledger is read: an image is renamed into place before its record is
+    # written, so a run going meanwhile cannot make a recorded image look unreferenced.
+    images = out_dir / IMAGES_DIR
+    present = (
+        {f"{IMAGES_DIR}/{name}" for name in os.listdir(images) if not name.startswith(".")}
+        if images.is_dir()
+        else set()
+    )
+    view = read_ledger_view(out_dir, ["row_id", "status", "output_paths", "sha256"])
+    table = view.table
     rows = [r for r in table.to_pylist() if r["status"] == Status.SUCCEEDED.value]
     checks = [
         (row["row_id"], rel, digest)
@@ -78,14 +87,10 @@ def verify(out_dir: Path, *, workers: int = 4) -> VerifyResult:
         results = pool.map(lambda c: check_file(out_dir, c[1], c[2]), checks)
         pairs = zip(checks, results, strict=True)
         problems += [Problem(c[0], c[1], what) for c, what in pairs if what]
-    referenced = {rel for row in table.to_pylist() for rel in row["output_paths"] or []}
-    images = out_dir / IMAGES_DIR
-    present = (
-        {f"{IMAGES_DIR}/{name}" for name in os.listdir(images) if not name.startswith(".")}
-        if images.is_dir()
-        else set()
+    referenced = {rel for paths in table["output_paths"].to_pylist() for rel in paths or []}
+    return VerifyResult(
+        len(rows), len(checks), problems, sorted(present - referenced), view.live, view.damaged
     )
-    return VerifyResult(len(rows), len(checks), problems, sorted(present - referenced))
 
 
 def fix(out_dir: Path, problems: list[Problem]) -> int:

@@ -1,0 +1,71 @@
+"""Whole-file checksums kept beside the ledger's Parquet files (``ledger.parquet.sha256``).
+
+Parquet's page checksums cover data pages, not the footer (schema, offsets, statistics), so a
+flipped byte there can go unnoticed or be misread. Each Parquet file the ledger writes gets the
+SHA-256 of its bytes in a text file beside it, in ``sha256sum`` format (``sha256sum -c`` checks
+it). Replacing a file is two renames, so the digest file first lists both the old file's digest
+and the new one, and only the new one once the new file is in place: a crash between the two
+leaves a digest file that vouches for whichever file is there. A Parquet file without a digest
+file (written by an older version) is not checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pipeline.storage import write_atomic
+
+SUFFIX = ".sha256"
+
+
+def sum_path(path: Path) -> Path:
+    return path.with_name(path.name + SUFFIX)
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def listed(path: Path) -> set[str] | None:
+    """The digests the digest file accepts for ``path``; None when there is no digest file."""
+    try:
+        text = sum_path(path).read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    return {line.split()[0] for line in text.splitlines() if line.strip()}
+
+
+def _write(path: Path, digests: list[str]) -> None:
+    lines = "".join(f"{digest}  {path.name}\n" for digest in digests)
+    write_atomic(sum_path(path), lines.encode())
+
+
+def replace(tmp: Path, path: Path) -> None:
+    """``os.replace(tmp, path)``, keeping ``path``'s digest file true at every instant."""
+    new = file_digest(tmp)
+    old = sorted(listed(path) or ()) if path.exists() else []
+    _write(path, [*old, new])
+    os.replace(tmp, path)
+    _write(path, [new])
+
+
+def damage(path: Path) -> str | None:
+    """Why ``path`` is not the file its digest file names, or None (also when it has none).
+
+    The digest file is read before and after hashing, so a writer replacing the file meanwhile
+    cannot make an intact file look damaged.
+    """
+    before = listed(path)
+    if before is None:
+        return None
+    try:
+        digest = file_digest(path)
+    except FileNotFoundError:
+        return None
+    after = listed(path) or set()
+    if digest in before | after:
+        return None
+    return f"its SHA-256 is not the one recorded in {sum_path(path).name}"
