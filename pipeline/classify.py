@@ -55,12 +55,15 @@ def classify(response: RawResponse, *, now: float | None = None) -> Outcome:
 
 
 def classify_failure(failure: TransportFailure, message: str) -> Outcome:
-    """Classify a request that got no HTTP answer: always worth another attempt."""
+    """Classify a request that got no usable HTTP answer: worth another attempt, except a
+    redirect, which every request would meet again (the base URL is wrong): it stops the run."""
     match failure:
         case TransportFailure.TIMEOUT:
             reason = "TIMEOUT"
         case TransportFailure.CONNECTION:
             reason = "CONNECTION"
+        case TransportFailure.REDIRECT:
+            return Outcome(OutcomeKind.RUN_ERROR, "REDIRECTED", message=jr.message(message))
         case _:
             assert_never(failure)
     return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message))

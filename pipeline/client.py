@@ -3,6 +3,11 @@
 This is the one place where httpx exceptions are translated (into ``TransportFailure``), and
 where the API key is attached. The transport is injected, so the in-process emulator, a real
 socket and a test double are all just transports.
+
+API calls never follow a redirect: httpx strips only ``Authorization`` when a redirect leaves
+the origin, so a key in ``x-goog-api-key`` or ``?key=`` would travel on to whoever the
+Location names. A redirect is returned as ``TransportFailure.REDIRECT`` instead. Image links
+(opt-in) are fetched without any credential, and may follow redirects.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import math
 import ssl
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import httpx
@@ -50,13 +55,16 @@ class GeminiClient:
         self, model: str, body: bytes, timeout_s: float, parse: Callable[[RawResponse], T]
     ) -> T | tuple[TransportFailure, str]:
         """POST the body and ``parse`` the answer (any status), or say why there was none."""
-        url = f"{self._base}/v1beta/models/{model}:generateContent{self._query}"
+        # The model id was checked against a strict pattern; encoding it too means no id can
+        # ever reach another path (``../``) or another query (``?``).
+        url = f"{self._base}/v1beta/models/{quote(model, safe='')}:generateContent{self._query}"
         return await self._send("POST", url, body, timeout_s, parse)
 
     async def download(
         self, url: str, timeout_s: float
     ) -> RawResponse | tuple[TransportFailure, str]:
-        """GET an image a gateway returned as a link (no API key is sent to third parties)."""
+        """GET an image a gateway returned as a link: no credential of any kind is sent, and
+        the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
         return await self._send("GET", url, None, timeout_s, _as_is, authenticated=False)
 
     async def _send(
@@ -75,8 +83,12 @@ class GeminiClient:
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(timeout_s):
                 request = self._http.build_request(method, url, content=body, headers=headers)
-                response = await self._http.send(request, stream=True)
+                response = await self._http.send(
+                    request, stream=True, follow_redirects=not authenticated
+                )
                 try:
+                    if authenticated and response.is_redirect:
+                        return TransportFailure.REDIRECT, self._redirect_message(response)
                     # An answer that has arrived waits in the socket (TCP holds the sender
                     # back) until a reader is free, and is parsed before the reader is let go,
                     # so a few bodies are in memory at a time however many requests are in
@@ -85,7 +97,8 @@ class GeminiClient:
                         # Not response.aread(): that keeps the body on the response, which sits
                         # in a reference cycle with its stream, so multi-megabyte bodies would
                         # live on until the cyclic garbage collector happened to run.
-                        content = b"".join([chunk async for chunk in response.aiter_bytes()])
+                        limit = None if authenticated else MAX_DOWNLOAD_BYTES
+                        content = await _read_body(response, limit)
                         headers = {k.lower(): v for k, v in response.headers.items()}
                         return parse(RawResponse(response.status_code, headers, content))
                 finally:
@@ -94,13 +107,58 @@ class GeminiClient:
             return TransportFailure.TIMEOUT, f"no answer within {timeout_s:.0f} s"
         except httpx.TimeoutException as e:
             return TransportFailure.TIMEOUT, type(e).__name__  # ConnectTimeout, ReadTimeout...
-        except (httpx.TransportError, httpx.DecodingError) as e:
+        except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as e:
             # Only the exception's class: its text can hold the URL, which can hold a key.
             return TransportFailure.CONNECTION, type(e).__name__
+        except _TooLarge:
+            return TransportFailure.CONNECTION, f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
+
+    def _redirect_message(self, response: httpx.Response) -> str:
+        # Only origins: the Location's path or query may repeat ``?key=``.
+        target = _origin(str(response.headers.get("location", ""))) or "an unnamed location"
+        return (
+            f"the server answered HTTP {response.status_code}, a redirect to {target}; "
+            f"API calls do not follow redirects, so the key stays with {_origin(self._base)}: "
+            "set --base-url to the address that answers"
+        )
+
+
+class _TooLarge(Exception):
+    """A linked image's body passed ``MAX_DOWNLOAD_BYTES``."""
+
+
+async def _read_body(response: httpx.Response, limit: int | None) -> bytes:
+    """The whole body, or ``_TooLarge`` once it passes ``limit`` bytes."""
+    if limit is None:  # an API answer: its size is the API's business (4K is ~25 MB)
+        return b"".join([chunk async for chunk in response.aiter_bytes()])
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of a URL, without user info, path or query; None if none."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _as_is(response: RawResponse) -> RawResponse:
     return response
+
+
+# A linked image is at most this big (a 4K PNG is ~25 MB); a link can point at anything.
+MAX_DOWNLOAD_BYTES = 64 * 10**6
 
 
 # httpcore's pool bookkeeping costs O(connections^2) per request (it counts idle connections
@@ -128,7 +186,7 @@ def new_http_client(
         verify=tls or True,
         limits=limits,
         timeout=httpx.Timeout(None, connect=30.0),
-        follow_redirects=True,
+        follow_redirects=False,  # see the module docstring: a key must not follow a redirect
     )
 
 

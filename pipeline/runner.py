@@ -80,6 +80,7 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
         "MODEL_NOT_FOUND": "the model does not exist at this endpoint (check --model)",
         "QUOTA_EXHAUSTED": "the daily quota is used up; rerun after it resets (or --on-quota wait)",
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
+        "REDIRECTED": "the API answered with a redirect, which is not followed",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
 

@@ -92,6 +92,7 @@ class TransportFailure(StrEnum):
 
     TIMEOUT = "timeout"
     CONNECTION = "connection"
+    REDIRECT = "redirect"  # an API call answered 3xx: not followed, so the key stays home
 
 
 @dataclass(frozen=True, slots=True)
