@@ -7,6 +7,7 @@ size is a one-line change here.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
@@ -60,6 +61,23 @@ def resolve_model(name: str) -> tuple[str, ModelSpec | None]:
     canonical = ALIASES.get(name, name)
     sent = name if name.startswith("gemini-") else canonical
     return sent, MODELS.get(canonical)
+
+
+# What a model id may look like, by where it travels. In a URL path (the native route) only
+# [A-Za-z0-9._-]: nothing that could reach another path or query; it is percent-encoded too.
+# Gateways that take the id in a JSON body use vendor prefixes ("google/...", ":free").
+MODEL_ID_IN_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MODEL_ID_IN_BODY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
+
+
+def check_model_id(model: str, *, in_path: bool = True) -> str | None:
+    """Why ``model`` cannot be sent as a model id on its route, or None when it can."""
+    pattern = MODEL_ID_IN_PATH if in_path else MODEL_ID_IN_BODY
+    if pattern.fullmatch(model):
+        return None
+    allowed = "letters, digits, '.', '_', '-'" + ("" if in_path else ", '/', ':'")
+    shown = repr(model) if len(model) <= 60 else repr(model[:60]) + "..."
+    return f"{shown} is not a model id: use only {allowed} (e.g. {DEFAULT_MODEL})"
 
 
 def check_image_size(spec: ModelSpec, size: str) -> str | None:

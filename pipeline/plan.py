@@ -20,6 +20,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger
 from pipeline.manifest import RowBatch, read_batches, scan_ids
+from pipeline.models import check_model_id, resolve_model
 from pipeline.request import fingerprint, image_digest, is_uri
 from pipeline.rows import Defaults, RowResolver, output_name, template_fields
 from pipeline.sources import SourceCache
@@ -94,6 +95,9 @@ def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
     One lookup for all rows (a hash table of the done ids is built once, not per batch).
     Done rows whose inputs changed are found later, as they are planned.
     """
+    model, _ = resolve_model(config.model)
+    if why := check_model_id(model):
+        raise UsageError(f"--model: {why}")
     required, stems = columns_and_names(config)
     problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit, required, stems)
     if problems:

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import ModelSpec, check_aspect_ratio, check_image_size, map_size, resolve_model
+from pipeline.models import (
+    ModelSpec,
+    check_aspect_ratio,
+    check_image_size,
+    check_model_id,
+    map_size,
+    resolve_model,
+)
 from pipeline.sources import MAX_IMAGE_BYTES, MAX_REQUEST_INLINE_BYTES, inspect_source, too_big
 from pipeline.types import InvalidRow, Job
 
@@ -110,6 +117,8 @@ class RowResolver:
         d = self._defaults
         prompt = self._prompt(row)
         model, spec = resolve_model(_text(row.get("model")) or d.model)
+        if why := check_model_id(model):  # it goes into the request's URL path
+            raise _Invalid("model", why)
         size, ratio = self._size_and_ratio(row_id, line, row, spec)
         if spec is not None:
             if size is not None and (why := check_image_size(spec, size)):
