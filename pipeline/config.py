@@ -89,3 +89,4 @@ class RunConfig:
     stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time
     handle_signals: bool = False  # the CLI's runs drain on SIGINT/SIGTERM
     batch_rows: int = 4096  # manifest rows read per batch
+    disk_headroom_bytes: int | None = None  # space kept for a full disk; None: by concurrency

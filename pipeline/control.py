@@ -27,6 +27,7 @@ class Halt(StrEnum):
     COST_CAP = "cost_cap"  # --max-cost reached: exit 4
     DEADLINE = "deadline"  # --stop-after / --stop-at: exit 4
     INTERRUPTED = "interrupted"  # SIGINT / SIGTERM: exit 130
+    DISK_FULL = "disk_full"  # the output disk is full, read-only or failing: exit 5
 
 
 class RunControl:

@@ -5,7 +5,8 @@ NanobatchError                 anything that stops a run with a message for the 
 │   └── LedgerDamaged          ledger.parquet fails its checksums, found before anything was sent
 ├── LedgerNotFolded            ledger.parquet went bad mid-run; records kept in the journal (exit 1)
 ├── OutDirLocked               another run holds the output directory (exit 2)
-└── RunStopped                 the API refused the run: key, permission, model, quota (exit 3)
+├── RunStopped                 the API refused the run: key, permission, model, quota (exit 3)
+└── DiskFull                   the output disk has no room for the run's reserve (exit 5)
 """
 
 from __future__ import annotations
@@ -48,3 +49,9 @@ class RunStopped(NanobatchError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class DiskFull(NanobatchError):
+    """The output disk is full (or read-only): nothing more can be kept, so nothing is sent."""
+
+    exit_code = 5

@@ -9,6 +9,7 @@ intact lines after it are kept (each line stands on its own, so one bad line cos
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -106,16 +107,39 @@ class Journal:
     def open(self) -> None:
         """Open for appending, first cutting off a torn tail so new lines follow intact ones."""
         _, good = read_journal(self.path)
-        self._file = open(self.path, "ab")  # noqa: SIM115 (held open until close)
+        # Unbuffered: a failed append (disk full) must leave no bytes behind to be flushed later.
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open until close)
         self._file.truncate(good)
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Write records as one group; with ``durable``, one fsync for the whole group."""
+    def mark(self) -> int:
+        """The journal's length now, for ``rollback``."""
         assert self._file is not None, "journal not open"
-        self._file.write(b"".join(encode_line(r) for r in records))
-        self._file.flush()
-        if self.durable:
-            os.fsync(self._file.fileno())
+        return os.fstat(self._file.fileno()).st_size
+
+    def rollback(self, mark: int) -> None:
+        """Cut off what was appended after ``mark`` (best effort: the disk may be failing)."""
+        # If even that fails, the torn tail is dropped when the journal is next read.
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.truncate(mark)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Write records as one group; with ``durable``, one fsync for the whole group.
+
+        All or nothing: a failed write (disk full) cuts off its partial lines and raises, so
+        writing the group again later cannot leave a torn line in the middle of the journal.
+        """
+        assert self._file is not None, "journal not open"
+        data = memoryview(b"".join(encode_line(r) for r in records))
+        start = self.mark()
+        try:
+            while data:
+                data = data[self._file.write(data) or 0 :]
+            if self.durable:
+                os.fsync(self._file.fileno())
+        except OSError:
+            self.rollback(start)
+            raise
 
     def clear(self) -> None:
         """Empty the journal (its records are safe elsewhere)."""

@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import OutDirLocked, UsageError
 from pipeline.journal import Journal, read_journal
-from pipeline.storage import IMAGES_DIR, clean_temp_files, fsync_dir
+from pipeline.storage import (
+    IMAGES_DIR,
+    clean_temp_files,
+    fsync_dir,
+    is_disk_error,
+    output_folders,
+)
 
 LEDGER_FILE = "ledger.parquet"
 JOURNAL_FILE = "ledger.journal"
@@ -144,10 +150,14 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     # Row groups of 64k rows: a resume streams the columns it needs instead of decoding
     # whole million-row column chunks at once.
-    pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk gets the space back
+        raise
     fsync_dir(path.parent)
 
 
@@ -167,12 +177,16 @@ class Ledger:
         """Lock the directory, recover from any crash, and open fresh journals."""
         (self.out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self._lock()
-        clean_temp_files(self.out_dir)
-        self.crashed = self._records.path.exists()
-        self.recovered = len(read_journal(self._records.path)[0])
-        self.compact()
-        self._records.open()
-        self._attempts.open()
+        try:
+            clean_temp_files(self.out_dir)
+            self.crashed = self._records.path.exists()
+            self.recovered = len(read_journal(self._records.path)[0])
+            self.compact()
+            self._records.open()
+            self._attempts.open()
+        except BaseException:
+            self._unlock()  # e.g. a full disk: the caller says so; the directory stays usable
+            raise
 
     def _lock(self) -> None:
         # flock dies with its process, so a killed run never leaves the directory locked.
@@ -195,16 +209,22 @@ class Ledger:
     ) -> None:
         """Make records durable (one fsync for the group) and note the attempts.
 
-        The images directory is fsynced first, so the renames that put a group's images in
-        place are durable before any record that names them (one fsync per group, not per
-        image).
+        The images' folders are fsynced first, so the renames that put a group's images in
+        place are durable before any record that names them (one fsync per folder and group,
+        not per image).
         """
-        if attempts:
-            self._attempts.append([asdict(a) for a in attempts])
-        if records:
-            if any(r.output_paths for r in records):
-                fsync_dir(self.out_dir / IMAGES_DIR)
-            self._records.append([asdict(r) for r in records])
+        mark = self._attempts.mark()
+        try:
+            if attempts:
+                self._attempts.append([asdict(a) for a in attempts])
+            if records:
+                folders = set().union(*(output_folders(r.output_paths) for r in records))
+                for folder in sorted(folders):
+                    fsync_dir(self.out_dir / folder)
+                self._records.append([asdict(r) for r in records])
+        except OSError:
+            self._attempts.rollback(mark)  # the group is written again whole, or not at all
+            raise
 
     def compact(self) -> None:
         """Fold the journals into the Parquet files (atomically), then empty the journals."""
@@ -249,12 +269,26 @@ class Ledger:
             raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
 
     def close(self) -> None:
-        """Fold the journals into Parquet and release the directory."""
+        """Fold the journals into Parquet and release the directory.
+
+        On a full or failing disk the journals stay as they are (durable) and the next run
+        folds them.
+        """
         try:
-            self.compact()
+            try:
+                self.compact()
+            except OSError as e:
+                if not is_disk_error(e):
+                    raise
+                self._records.close(remove=False)
+                self._attempts.close(remove=False)
+                return
             self._records.close(remove=True)
             self._attempts.close(remove=True)
         finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -50,8 +50,11 @@ class JsonFile:
         self.stream = stream
 
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        self.stream.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+            self.stream.flush()
+        except OSError:
+            pass  # a full disk: the event still reaches the console; the ledger matters more
         return event
 
 

@@ -22,7 +22,7 @@ from pipeline.ledger import Ledger
 from pipeline.manifest import RowBatch, read_batches, scan_ids
 from pipeline.models import check_model_id, resolve_model
 from pipeline.request import fingerprint, image_digest, is_uri
-from pipeline.rows import Defaults, RowResolver, output_name, template_fields
+from pipeline.rows import Defaults, RowResolver, name_limit, output_name, template_fields
 from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
 
@@ -184,6 +184,7 @@ class Planner:
                 prompt_template=config.prompt_template,
                 name_template=config.name_template,
                 fit_images=config.fit_images,
+                name_max_bytes=name_limit(config.out_dir),
             ),
         )
         self.required = columns_and_names(config)[0]

@@ -6,6 +6,7 @@ console shows a live bar; without one (cron, nohup, CI) one summary line every f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -99,7 +100,9 @@ class ProgressReporter:
     def write_status(self, result: RunResult) -> dict[str, Any]:
         """Rewrite status.json atomically; returns what it wrote."""
         status = snapshot(result)
-        write_atomic(self.path, json.dumps(status, indent=1).encode())
+        # On a full disk the heartbeat waits: the run (and its records) come first.
+        with contextlib.suppress(OSError):
+            write_atomic(self.path, json.dumps(status, indent=1).encode())
         return status
 
     async def run(self, result: RunResult) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from pipeline.diskspace import describe
 from pipeline.ledger import AttemptRecord, LedgerRecord
 from pipeline.retry import Budget as RetryBudget
 from pipeline.storage import StoredImage
@@ -102,6 +103,17 @@ def invalid_record(item: InvalidRow) -> LedgerRecord:
         model="",
         prompt="",
         error=item.reason,
+    )
+
+
+def unstored(outcome: Outcome, stem: str, error: OSError) -> Outcome:
+    """The outcome of an answer whose images could not be written: a failure, paid for."""
+    return replace(
+        outcome,
+        kind=OutcomeKind.ROW_ERROR,
+        reason="WRITE_FAILED",
+        message=f"the image was received (and billed) but could not be written as "
+        f"images/{stem}: {describe(error)}",
     )
 
 

@@ -19,7 +19,7 @@ import structlog
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.request import fingerprint, image_digest
 from pipeline.sources import SourceCache
-from pipeline.storage import IMAGES_DIR, image_size
+from pipeline.storage import IMAGES_DIR, image_files, image_size
 from pipeline.types import Job, Status
 
 log = structlog.get_logger("nanobatch")
@@ -38,11 +38,11 @@ def find_orphans(ledger: Ledger) -> dict[str, list[str]]:
             referenced.update(paths or [])
     orphans: dict[str, list[str]] = {}
     folder = ledger.out_dir / IMAGES_DIR
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(image_files(folder)):
         rel = f"{IMAGES_DIR}/{name}"
-        if name.startswith(".") or rel in referenced:
+        if name.rsplit("/", 1)[-1].startswith(".") or rel in referenced:
             continue
-        stem = name.rsplit(".", 1)[0]
+        stem = name.rsplit(".", 1)[0]  # "category/sku" for a name template with folders
         orphans.setdefault(stem, []).append(rel)
         if match := _NUMBERED.match(stem):
             orphans.setdefault(match["id"], []).append(rel)
@@ -52,7 +52,7 @@ def find_orphans(ledger: Ledger) -> dict[str, list[str]]:
 def claim(orphans: dict[str, list[str]], job: Job) -> list[str]:
     """The orphan files that belong to ``job``, removed from ``orphans``."""
     files = orphans.pop(job.output_stem, [])
-    single = [f for f in files if f.rsplit("/", 1)[-1].rsplit(".", 1)[0] == job.output_stem]
+    single = [f for f in files if f.split("/", 1)[1].rsplit(".", 1)[0] == job.output_stem]
     chosen = single or sorted(files, key=_number)
     for paths in orphans.values():
         for f in chosen:
@@ -106,6 +106,9 @@ def set_aside(out_dir: Path, orphans: dict[str, list[str]]) -> int:
         for rel in sorted(files):
             source = out_dir / rel
             if source.exists():
-                os.replace(source, target / source.name)
+                # Sub-folders are kept: two folders may each hold a file of the same name.
+                moved = target / rel.split("/", 1)[1]
+                moved.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, moved)
         log.warning("run.orphans_set_aside", count=len(files), folder=str(target))
     return len(files)

@@ -26,6 +26,11 @@ class RunResult:
     stopped: Outcome | None = None  # the API answer that stopped the run, if one did
     halt: Halt | None = None  # why the run stopped before the manifest was done
     spent_usd: float = 0.0  # by the price table, settled attempts only
+    disk_error: str | None = None  # the write error that stopped the run (ENOSPC, EIO...)
+    stored_bytes: int = 0  # image bytes written by this run
+    unstored: int = 0  # answers received (and paid for) whose images could not be written
+    unstored_bytes: int = 0
+    unrecorded: int = 0  # outcomes whose ledger record could not be written (disk full)
     in_flight: int = 0  # gauges, for progress displays
     retrying: int = 0
 

@@ -3,7 +3,8 @@
 Everything that can be checked without money is checked here: the prompt (or the prompt
 template's columns), the model's capabilities (image size, aspect ratio, number of images),
 a ``WxH`` size mapped onto what the model makes, sampling settings, source files (exist, an
-accepted image format by content, within size limits), output file names.
+accepted image format by content, within size limits), output file names (in bytes, against
+the output file system's limit: a name the disk refuses would be paid for and then lost).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ KNOWN_COLUMNS = frozenset({
 })  # fmt: skip
 URI_PREFIXES = ("http://", "https://", "gs://")
 MAX_NAME_LENGTH = 150
+NAME_MAX_BYTES = 255  # a file name's limit on nearly every file system (ext4, APFS, NTFS...)
+# What a stem must leave room for: "_<n>" when a row returns several images, and ".<ext>"
+# (an extension is at most 8 characters, see ``storage.extension``).
+_NAME_SUFFIX_BYTES = len("_99.") + 8
 _WXH = re.compile(r"^\s*(\d{2,5})\s*[xX×*]\s*(\d{2,5})\s*$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -49,6 +54,7 @@ class Defaults:
     prompt_template: str | None = None
     name_template: str | None = None
     fit_images: bool = False
+    name_max_bytes: int = NAME_MAX_BYTES  # the output file system's limit on a file name
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +85,46 @@ def safe_name(text: str) -> str:
 
 
 def output_name(row: dict[str, Any], name_template: str | None) -> str | None:
-    """The row's output file stem: its ``output_name`` column, else the name template."""
+    """The row's output file stem: its ``output_name`` column, else the name template.
+
+    A ``/`` in the template or the column makes sub-folders (``"{category}/{sku}"``); a ``/``
+    inside a column's value does not (it becomes ``_``, like any unsafe character). Each part
+    is made safe on its own and empty parts go, so ``..``, a leading ``/`` or an empty column
+    never lead outside ``images/``.
+    """
     raw = _text(row.get("output_name"))
-    if raw is None and name_template:
-        raw = fill(name_template, row)
-    return safe_name(raw) if raw is not None else None
+    if raw is not None:
+        parts = raw.split("/")
+    elif name_template:
+        parts = [fill(part, row) for part in name_template.split("/")]
+    else:
+        return None
+    return "/".join(name for name in map(safe_name, parts) if name)
+
+
+def name_limit(out_dir: Path) -> int:
+    """The file-name limit, in bytes, of the file system ``out_dir`` is (or will be) on."""
+    for folder in (out_dir, *out_dir.absolute().parents):
+        if folder.is_dir():
+            try:
+                return min(os.pathconf(folder, "PC_NAME_MAX"), NAME_MAX_BYTES)
+            except (OSError, ValueError):
+                break
+    return NAME_MAX_BYTES
+
+
+def name_problem(stem: str, name_max_bytes: int) -> str | None:
+    """Why ``stem`` cannot name an output file (a part too long in bytes), or None."""
+    limit = name_max_bytes - _NAME_SUFFIX_BYTES
+    for part in stem.split("/"):
+        size = len(part.encode())
+        if size > limit:
+            return (
+                f"the file name {part[:40]!r}... is {size} bytes (UTF-8); this file system "
+                f"takes {limit} before the extension: use a shorter id, an output_name column "
+                "or --name-template"
+            )
+    return None
 
 
 class RowResolver:
@@ -129,6 +170,8 @@ class RowResolver:
         name = output_name(row, d.name_template)
         if name == "":
             raise _Invalid("output_name", "the output name is empty once unsafe characters go")
+        if why := name_problem(name or row_id, d.name_max_bytes):
+            raise _Invalid("id" if name is None else "output_name", why)
         extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
         return Job(
             row_id=row_id,

@@ -2,7 +2,8 @@
 
 Exit codes (documented in the README for cron users): 0 every row succeeded or was refused;
 1 the run finished with failed rows; 2 bad input or usage; 3 stopped by the API; 4 stopped
-by the spending cap or a deadline; 130 interrupted.
+by the spending cap or a deadline; 5 stopped because the output disk is full (or read-only,
+or failing); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 
 from pipeline.config import ApiKey, RunConfig
 from pipeline.control import Halt
+from pipeline.diskspace import default_headroom, free_bytes
 from pipeline.errors import NanobatchError
 from pipeline.ledger import Ledger
 from pipeline.manifest import count_rows
@@ -25,12 +27,19 @@ from pipeline.scheduler import run_manifest
 from pipeline.summary import format_summary
 from pipeline.types import Status
 
-HALT_EXIT_CODES = {Halt.API: 3, Halt.COST_CAP: 4, Halt.DEADLINE: 4, Halt.INTERRUPTED: 130}
+HALT_EXIT_CODES = {
+    Halt.API: 3,
+    Halt.COST_CAP: 4,
+    Halt.DEADLINE: 4,
+    Halt.INTERRUPTED: 130,
+    Halt.DISK_FULL: 5,
+}
 _HALT_WORDS = {
     Halt.COST_CAP: "the spending cap was reached",
     Halt.DEADLINE: "the deadline was reached",
     Halt.INTERRUPTED: "interrupted",
     Halt.API: "the API stopped the run",
+    Halt.DISK_FULL: "the output disk is full",
 }
 
 
@@ -58,6 +67,10 @@ def run_and_report(
     if result.halt is Halt.API and result.stopped is not None:
         err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}")
         return HALT_EXIT_CODES[Halt.API]
+    if result.halt is Halt.DISK_FULL:
+        err(f"nanobatch: {disk_message(result, config, pending_rows(config))} "
+            f"To continue: {continue_command(argv)}")  # fmt: skip
+        return HALT_EXIT_CODES[Halt.DISK_FULL]
     if result.halt is not None:
         left = pending_rows(config)
         again = continue_command(argv)
@@ -83,6 +96,29 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
         "REDIRECTED": "the API answered with a redirect, which is not followed",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
+
+
+def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
+    """One sentence: what the disk said, what was lost, and how much space a rerun needs."""
+    out = config.out_dir
+    lost = (
+        f"; {result.unstored} received images could not be stored "
+        f"({result.unstored_bytes / 1e6:.1f} MB): recorded as failed and billed"
+        if result.unstored
+        else ""
+    )
+    if not (result.disk_error or "").startswith(("ENOSPC", "EDQUOT")):
+        return (f"stopped: {out} cannot be written ({result.disk_error}){lost}; {left} rows "
+                "left. Make it writable, check the disk, then rerun.")  # fmt: skip
+    reserve = config.disk_headroom_bytes
+    reserve = default_headroom(config.concurrency) if reserve is None else reserve
+    done = result.by_status.get(Status.SUCCEEDED.value, 0)
+    per_row = result.stored_bytes / done if done and result.stored_bytes else 4e6
+    needed = reserve + per_row * left
+    return (f"stopped: the disk is full ({result.disk_error}) at {out}, "
+            f"{free_bytes(out) / 1e6:.1f} MB free{lost}; {left} rows left. Free at least "
+            f"{needed / 1e6:.0f} MB (about {per_row / 1e6:.1f} MB per image plus "
+            f"{reserve / 1e6:.0f} MB kept in reserve), then rerun.")  # fmt: skip
 
 
 def pending_rows(config: RunConfig) -> int:

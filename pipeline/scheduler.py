@@ -31,16 +31,17 @@ from pipeline.classify import classify, classify_failure
 from pipeline.client import ClientPool, GeminiClient
 from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
+from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledger
 from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
-from pipeline.records import RowState, invalid_record, ledger_record, possibly_billed
+from pipeline.records import RowState, invalid_record, ledger_record, possibly_billed, unstored
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
 from pipeline.retry import Action, decide
 from pipeline.sources import SourceCache, SourceImageError
-from pipeline.storage import store_images
+from pipeline.storage import StoredImage
 from pipeline.types import (
     ImagePart,
     InvalidRow,
@@ -89,6 +90,12 @@ class Pipeline:
         self.control = RunControl()
         self.spend = SpendingCap(config.max_cost_usd)
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
+        headroom = config.disk_headroom_bytes
+        self.disk = DiskGuard(
+            config.out_dir,
+            default_headroom(config.concurrency) if headroom is None else headroom,
+            self._disk_trouble,
+        )
 
     async def run(self, observers: Sequence[Observer] = ()) -> RunResult:
         """Process every pending row; returns when all are recorded or the run was stopped.
@@ -97,6 +104,14 @@ class Pipeline:
         """
         if self.config.strict:
             await anyio.to_thread.run_sync(_strict_check, self.config)
+        await anyio.to_thread.run_sync(self.disk.reserve)
+        try:
+            return await self._run(observers)
+        finally:
+            self.disk.release()
+            self.result.stored_bytes = self.disk.stored_bytes
+
+    async def _run(self, observers: Sequence[Observer]) -> RunResult:
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
         scan = await anyio.to_thread.run_sync(check_manifest, self.config, done)
         self.result.to_do = scan.to_do
@@ -133,7 +148,7 @@ class Pipeline:
         whole_manifest = self.config.limit is None and self.config.ids_file is None
         if self.orphans and whole_manifest and not self.control.draining:
             await anyio.to_thread.run_sync(set_aside, self.config.out_dir, self.orphans)
-        if planner.finished and whole_manifest and not trusted:
+        if planner.finished and whole_manifest and not trusted and not self.disk.error:
             # Every done row was checked against these inputs: the next resume can trust them.
             await anyio.to_thread.run_sync(
                 planstate.save, out, inputs, planner.source_paths, self.sources
@@ -192,7 +207,11 @@ class Pipeline:
                         break
                 rows = [r for r in group if isinstance(r, LedgerRecord)]
                 attempts = [r for r in group if isinstance(r, AttemptRecord)]
-                await anyio.to_thread.run_sync(self.ledger.append, rows, attempts)
+                if not await self.disk.append(self.ledger, rows, attempts):
+                    # The disk refused them even with the reserve freed: these rows stay
+                    # pending (their images, if written, are adopted by the next run).
+                    self.result.unrecorded += len(rows)
+                    continue
                 for row in rows:
                     self.result.by_status[row.status] += 1
                     self.result.by_reason[(row.status, row.reason)] += 1
@@ -352,11 +371,18 @@ class Pipeline:
         latency_ms: float,
     ) -> LedgerRecord:
         job = row.job
-        stored = []
+        stored: list[StoredImage] = []
         if status is Status.SUCCEEDED:
-            stored = await anyio.to_thread.run_sync(
-                store_images, self.config.out_dir, job.output_stem, outcome.images
-            )
+            written = await self.disk.store(job.output_stem, outcome.images)
+            if isinstance(written, OSError):
+                # Received and paid for, but not kept: the row fails (its cost stays on it),
+                # the run goes on unless the disk itself is the trouble.
+                self.result.unstored += 1
+                self.result.unstored_bytes += sum(len(i.data) for i in outcome.images)
+                status = Status.FAILED
+                outcome = unstored(outcome, job.output_stem, written)
+            else:
+                stored = written
         return ledger_record(
             row,
             fingerprint=request.fingerprint,
@@ -365,6 +391,10 @@ class Pipeline:
             latency_ms=latency_ms,
             stored=stored,
         )
+
+    def _disk_trouble(self, error: OSError) -> None:
+        self.result.disk_error = describe(error)
+        self.control.drain(Halt.DISK_FULL)
 
     def _stop(self, outcome: Outcome) -> None:
         if not self.control.draining:
@@ -383,7 +413,7 @@ async def run_manifest(
     ``transport`` is httpx's: None for the network, or the in-process emulator's.
     """
     ledger = Ledger(config.out_dir)
-    await anyio.to_thread.run_sync(ledger.open)
+    await anyio.to_thread.run_sync(open_ledger, ledger)
     try:
         pool = ClientPool(
             transport, config.base_url, config.api_key, config.auth, config.concurrency

@@ -1,13 +1,17 @@
 """Output files: atomic writes (temp file, fsync, rename), names and checksums.
 
 A file is either wholly there under its final name or not there at all; a crash leaves at
-most a ``.tmp-*`` file, which ``clean_temp_files`` removes on the next start.
+most a temp file, which ``clean_temp_files`` removes on the next start. Images are written
+through ``DIR/.tmp/`` (short names, outside ``images/``), so no output name, however long or
+odd, can collide with a temp file or be taken for one.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,16 @@ from PIL import Image
 from pipeline.types import ImagePart
 
 IMAGES_DIR = "images"
+TMP_DIR = ".tmp"  # in-progress image files: a sibling of images/, so renames stay atomic
 _TMP_PREFIX = ".tmp-"
+_tmp_names = itertools.count()
+
+# Errors no other file name would escape: every later write fails too. (A name the file system
+# rejects, ENAMETOOLONG, is one row's problem and fails that row alone.)
+DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
+
 _EXTENSIONS = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -39,6 +52,11 @@ class StoredImage:
     mime_type: str
 
 
+def is_disk_error(error: BaseException) -> bool:
+    """Whether ``error`` means the output disk cannot take more writes (not one bad name)."""
+    return isinstance(error, OSError) and error.errno in DISK_ERRNOS
+
+
 def extension(mime_type: str) -> str:
     """File extension for a MIME type; unknown image types keep their subtype."""
     mime = mime_type.split(";", maxsplit=1)[0].strip().lower()
@@ -56,18 +74,35 @@ def output_names(row_id: str, images: tuple[ImagePart, ...]) -> list[str]:
     ]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either complete or absent, even across a power cut."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte to ``fd``. The one place file contents are written: a test replaces it
+    to make the disk fail (ENOSPC, EIO) without filling a real one."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` so that ``path`` is either complete or absent, even across a power cut.
+
+    The temp file is next to ``path``, or in ``tmp_dir`` (same file system) when given.
+    A failed write removes its temp file: a full disk gets its space back.
+    """
+    if tmp_dir is None:
+        tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
+    else:
+        tmp = tmp_dir / f"{os.getpid()}-{next(_tmp_names)}"
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fsync_dir(path: Path) -> None:
@@ -83,11 +118,18 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
     """Write a row's images and describe them. Blocking: call it from a worker thread.
 
     The files' contents are fsynced; their names become durable with the directory's fsync,
-    which the ledger does once per group of records, before the records themselves.
+    which the ledger does once per group of records, before the records themselves. A stem
+    with ``/`` (``--name-template "{category}/{sku}"``) makes sub-folders of ``images/``;
+    raises OSError if one would lead outside it (a symlinked folder).
     """
     stored = []
+    tmp_dir = out_dir / TMP_DIR
+    tmp_dir.mkdir(exist_ok=True)
     for rel, image in zip(output_names(row_id, images), images, strict=True):
-        write_atomic(out_dir / rel, image.data)
+        target = out_dir / rel
+        if target.parent != out_dir / IMAGES_DIR:
+            make_folders(out_dir / IMAGES_DIR, target.parent)
+        write_atomic(target, image.data, tmp_dir)
         width, height = image_size(image.data)
         digest = hashlib.sha256(image.data).hexdigest()
         stored.append(StoredImage(rel, digest, width, height, image.mime_type))
@@ -103,12 +145,44 @@ def image_size(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
+def make_folders(images: Path, folder: Path) -> None:
+    """Create ``folder`` under ``images`` a level at a time (durably); a symbolic link or a
+    file on the way is refused, so an output never lands outside ``images/``."""
+    current = images
+    for part in folder.relative_to(images).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise OSError(f"{current} is not a folder nanobatch made: not writing through it")
+        if not current.exists():
+            current.mkdir(exist_ok=True)
+            fsync_dir(current.parent)  # the new folder's name is durable like a file's
+
+
+def image_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` (sub-folders included), relative to it, with ``/``."""
+    found = []
+    for parent, _, files in os.walk(folder):
+        prefix = Path(parent).relative_to(folder).as_posix()
+        found += [name if prefix == "." else f"{prefix}/{name}" for name in files]
+    return found
+
+
+def output_folders(rel_paths: list[str]) -> set[str]:
+    """The folders (relative to the output directory) whose renames a record depends on."""
+    return {rel.rsplit("/", 1)[0] for rel in rel_paths}
+
+
 def clean_temp_files(out_dir: Path) -> int:
-    """Remove temp files a killed run left behind; returns how many."""
+    """Remove temp files a killed run left behind; returns how many.
+
+    Only in ``DIR/.tmp/`` and ``DIR/.tmp-*`` (the ledger's own files): never in ``images/``,
+    where every file, whatever its name, is an output.
+    """
     removed = 0
-    for folder in (out_dir, out_dir / IMAGES_DIR):
-        if folder.is_dir():
-            for tmp in folder.glob(f"{_TMP_PREFIX}*"):
-                tmp.unlink(missing_ok=True)
-                removed += 1
+    leftovers = [*out_dir.glob(f"{_TMP_PREFIX}*")]
+    if (out_dir / TMP_DIR).is_dir():
+        leftovers += (out_dir / TMP_DIR).iterdir()
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+        removed += 1
     return removed

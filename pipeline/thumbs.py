@@ -22,10 +22,12 @@ _RESIZABLE = ("RGB", "RGBA", "L", "LA")  # modes Pillow resizes with a proper fi
 def thumbnail_path(image: str) -> str:
     """Where the thumbnail of ``image`` (relative to DIR) lives, relative to DIR.
 
-    Named after the image's stem, not the row id: the stem is already a safe file name, and a row
-    with several images keeps them apart.
+    Named after the image's path under ``images/``, not the row id: the stem is already a safe
+    file name, a row with several images keeps them apart, and so do two sub-folders
+    (``--name-template "{category}/{sku}"``) that hold files of the same name.
     """
-    return f"{THUMBS_DIR}/{Path(image).stem}.jpg"
+    inside = image.split("/", 1)[-1]
+    return f"{THUMBS_DIR}/{inside.rsplit('.', 1)[0]}.jpg"
 
 
 def make_thumbnail(out_dir: Path, image: str) -> str | None:
@@ -46,7 +48,7 @@ def make_thumbnail(out_dir: Path, image: str) -> str | None:
             # Box-average by the whole integer factor first (reducing_gap=1): as smooth at this
             # size, and half the time of the default. Shrink before flattening: 16x fewer pixels.
             full.thumbnail((THUMB_PX, THUMB_PX), reducing_gap=1.0)
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             _flatten(full).save(tmp, "JPEG", quality=_QUALITY)
         os.replace(tmp, target)
     except (OSError, ValueError, Image.DecompressionBombError):

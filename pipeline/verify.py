@@ -20,7 +20,7 @@ from PIL import Image
 from pipeline.journal import Damaged
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.ledgerview import read_ledger_view, require_ledger
-from pipeline.storage import IMAGES_DIR
+from pipeline.storage import IMAGES_DIR, image_files
 from pipeline.types import Status
 
 BROKEN_DIR = "broken"
@@ -69,7 +69,11 @@ def verify(out_dir: Path, *, workers: int = 4) -> VerifyResult:
     # written, so a run going meanwhile cannot make a recorded image look unreferenced.
     images = out_dir / IMAGES_DIR
     present = (
-        {f"{IMAGES_DIR}/{name}" for name in os.listdir(images) if not name.startswith(".")}
+        {
+            f"{IMAGES_DIR}/{name}"
+            for name in image_files(images)
+            if not name.rsplit("/", 1)[-1].startswith(".")
+        }
         if images.is_dir()
         else set()
     )
@@ -131,5 +135,6 @@ def _move_aside(out_dir: Path, rel_paths: list[str]) -> None:
     for rel in rel_paths:
         source = out_dir / rel
         if source.exists():
-            target.mkdir(exist_ok=True)
-            os.replace(source, target / source.name)
+            moved = target / rel.split("/", 1)[-1]  # sub-folders kept: names may repeat
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, moved)

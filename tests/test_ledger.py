@@ -73,12 +73,24 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path
 
 
 def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
-    (tmp_path / "images").mkdir()
-    (tmp_path / "images" / ".tmp-123-x.png").write_bytes(b"half")
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "123-0").write_bytes(b"half")
+    (tmp_path / ".tmp-123-ledger.parquet").write_bytes(b"half")
     ledger = Ledger(tmp_path)
     ledger.open()
     ledger.close()
-    assert list((tmp_path / "images").iterdir()) == []
+    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_an_image_whose_name_looks_like_a_temp_file_is_kept(tmp_path: Path) -> None:
+    # A row with the id ".tmp-x": its paid image must survive the next start's clean-up.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / ".tmp-123-x.png").write_bytes(b"paid")
+    ledger = Ledger(tmp_path)
+    ledger.open()
+    ledger.close()
+    assert (tmp_path / "images" / ".tmp-123-x.png").read_bytes() == b"paid"
 
 
 @settings(max_examples=200, deadline=None)

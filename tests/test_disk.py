@@ -1,0 +1,207 @@
+"""A full (or failing) output disk: the run stops feeding, keeps what it received in the space
+it reserved, records the rest as failed and billed, exits 5 with one line, and a rerun sends
+nothing for what was kept. Write errors are injected through ``storage.write_all``; one test
+fills a real tmpfs where the machine allows mounting one."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.control import Halt
+from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.errors import DiskFull
+from pipeline.journal import Journal, read_journal
+from pipeline.runner import run_and_report
+from pipeline.scheduler import run_manifest
+from pipeline.verify import verify
+from tests.helpers import run_config, write_csv
+
+ROWS = 40
+
+
+class FullDisk:
+    """Image writes fail with ENOSPC after ``room`` of them: for good, or (``cured_by_reserve``)
+    only while the run's reserve is held, as on a disk whose last free space is that reserve."""
+
+    def __init__(self, out: Path, room: int, *, cured_by_reserve: bool) -> None:
+        self.out = out
+        self.room = room
+        self.cured_by_reserve = cured_by_reserve
+        self.writes = 0
+        self.lock = threading.Lock()
+        self.real = storage.write_all
+
+    def __call__(self, fd: int, data: bytes) -> None:
+        with self.lock:
+            full = self.writes >= self.room
+            if full and (not self.cured_by_reserve or (self.out / ".headroom").exists()):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.writes += 1
+        self.real(fd, data)
+
+
+def stat(app: EmulatorApp, name: str) -> int:
+    value = app.stats_snapshot()[name]
+    assert isinstance(value, int)
+    return value
+
+
+def emulator() -> EmulatorApp:
+    return create_app(EmulatorConfig(payload=Payload.COMPACT))
+
+
+def ledger(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    rows = [{"id": f"r{i:02d}", "prompt": f"a lamp {i}"} for i in range(ROWS)]
+    return write_csv(tmp_path / "m.csv", rows), tmp_path / "out"
+
+
+def config(manifest: Path, out: Path) -> Any:
+    return run_config(manifest, out, concurrency=4, disk_headroom_bytes=1 << 20)
+
+
+async def test_answers_in_flight_when_the_disk_fills_are_kept_in_the_reserve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, out = setup(tmp_path)
+    app = emulator()
+    disk = FullDisk(out, room=3, cured_by_reserve=True)
+    monkeypatch.setattr(storage, "write_all", disk)
+
+    result = await run_manifest(config(manifest, out), EmulatorTransport(app))
+
+    assert result.halt is Halt.DISK_FULL
+    rows = ledger(out)
+    assert ROWS > len(rows) >= 3  # stopped feeding
+    assert {r["status"] for r in rows.values()} == {"succeeded"}  # every answer kept
+    assert stat(app, "billed") == len(rows)
+    assert not (out / ".headroom").exists()
+
+    monkeypatch.setattr(storage, "write_all", disk.real)  # space freed
+    await run_manifest(config(manifest, out), EmulatorTransport(app))
+
+    assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
+    assert len(ledger(out)) == ROWS
+    assert stat(app, "billed_duplicates") == 0  # nothing paid twice
+    assert verify(out).problems == []
+
+
+def test_answers_that_cannot_be_kept_are_failed_billed_rows_and_the_run_exits_5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, out = setup(tmp_path)
+    app = emulator()
+    disk = FullDisk(out, room=3, cured_by_reserve=False)
+    monkeypatch.setattr(storage, "write_all", disk)
+    said: list[str] = []
+
+    code = run_and_report(
+        config(manifest, out), EmulatorTransport(app), argv=["nanobatch", "run"],
+        out=lambda _: None, err=said.append,
+    )  # fmt: skip
+
+    assert code == 5
+    assert len(said) == 1
+    assert said[0].startswith("nanobatch: stopped: the disk is full")
+    rows = ledger(out)
+    lost = [r for r in rows.values() if r["status"] == "failed"]
+    kept = [r for r in rows.values() if r["status"] == "succeeded"]
+    assert 1 <= len(kept) <= 3
+    assert lost
+    assert {r["reason"] for r in lost} == {"WRITE_FAILED"}
+    assert all(r["cost_usd"] > 0 and "ENOSPC" in r["error"] for r in lost)
+    assert stat(app, "billed") == len(kept) + len(lost)  # each one is on the ledger
+    attempts = pq.read_table(out / "attempts.parquet").to_pylist()
+    assert all(a["possibly_billed"] for a in attempts if a["row_id"] in {r["row_id"] for r in lost})
+
+    monkeypatch.setattr(storage, "write_all", disk.real)
+    before = stat(app, "requests")
+    anyio.run(run_manifest, config(manifest, out), EmulatorTransport(app))
+    assert stat(app, "requests") - before == ROWS - len(kept)  # kept ones not resent
+    assert len(ledger(out)) == ROWS
+
+
+def test_a_failed_journal_append_leaves_nothing_to_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j", durable=True)
+    journal.open()
+    journal.append([{"n": 1}])
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("pipeline.journal.os.fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        journal.append([{"n": 2}])
+    monkeypatch.setattr("pipeline.journal.os.fsync", real_fsync)
+    journal.append([{"n": 2}])  # written again whole, as the run's writer does
+    journal.close(remove=False)
+
+    assert read_journal(tmp_path / "j")[0] == [{"n": 1}, {"n": 2}]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MB tmpfs, or a skip where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_real_full_disk_stops_the_run_and_a_rerun_after_freeing_space_pays_nothing_twice(
+    tmp_path: Path, tmpfs: Path
+) -> None:
+    manifest = write_csv(
+        tmp_path / "m.csv", [{"id": f"r{i:02d}", "prompt": f"a lamp {i}"} for i in range(30)]
+    )
+    out = tmpfs / "out"
+    app = create_app(EmulatorConfig(payload=Payload.REALISTIC))
+    settings = {"concurrency": 4, "disk_headroom_bytes": 2 << 20, "image_size": "512"}
+
+    result = await run_manifest(run_config(manifest, out, **settings), EmulatorTransport(app))
+
+    assert result.halt is Halt.DISK_FULL
+    assert result.disk_error is not None
+    assert result.disk_error.startswith("ENOSPC")
+    billed = stat(app, "billed")
+    assert billed < 30
+
+    # Still full: the next run cannot hold its reserve, so it sends nothing.
+    with pytest.raises(DiskFull):
+        await run_manifest(run_config(manifest, out, **settings), EmulatorTransport(app))
+    assert stat(app, "billed") == billed
+
+    await anyio.run_process(["mount", "-o", "remount,size=64m", str(tmpfs)])  # space freed
+    await run_manifest(run_config(manifest, out, **settings), EmulatorTransport(app))
+
+    rows = ledger(out)
+    assert len(rows) == 30
+    assert {r["status"] for r in rows.values()} == {"succeeded"}
+    assert verify(out).problems == []
+    assert stat(app, "billed_duplicates") == result.unstored
