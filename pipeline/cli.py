@@ -16,7 +16,7 @@ from pipeline.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, Run
 from pipeline.errors import NanobatchError, UsageError
 from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
-from pipeline.options import parse_rerun, parse_stop, parse_timeouts
+from pipeline.options import check_out_dir, parse_rerun, parse_stop, parse_timeouts
 from pipeline.prices import PriceTable
 
 app = typer.Typer(
@@ -69,7 +69,9 @@ def _err(line: str) -> None:
 @app.command()
 def run(
     manifest: Manifest,
-    out: Annotated[Path, typer.Option("--out", help="Output directory (images + ledger)")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Output directory (images + ledger)")
+    ],
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
     aspect_ratio: AspectRatio = None,
@@ -83,7 +85,12 @@ def run(
     limit: Limit = None,
     ids: Ids = None,
     rerun: Annotated[
-        str, typer.Option(help="Finished rows to send again: failed, refused, succeeded, all")
+        str,
+        typer.Option(
+            metavar="WHAT",
+            help="Finished rows to send again: failed, refused, succeeded, all, none, "
+            "or a mix such as failed,refused",
+        ),
     ] = "failed",
     prompt_template: PromptTemplate = None,
     name_template: NameTemplate = None,
@@ -99,7 +106,13 @@ def run(
     backoff_base: Annotated[
         float, typer.Option(min=0.0, help="First backoff in seconds; doubles, capped at 60")
     ] = 3.0,
-    retry_refused: Annotated[bool, typer.Option(help="Resend refused rows (billed)")] = False,
+    retry_refused: Annotated[
+        bool,
+        typer.Option(
+            help="Also send refused rows again (adds refused to --rerun); Google bills "
+            "refusals $0, gateways may bill them"
+        ),
+    ] = False,
     on_quota: Annotated[
         str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
     ] = "stop",
@@ -122,10 +135,11 @@ def run(
 ) -> None:
     """Generate an image for every pending row of MANIFEST into --out; reruns resume."""
     key = _api_key(api_key)
-    setup_logging(verbose, [key.reveal()] if key else [], out)
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
     transport: httpx.AsyncBaseTransport | None = None
     try:
+        check_out_dir(out)
+        setup_logging(verbose, [key.reveal()] if key else [], out)
         if emulate:
             transport = _emulator_transport(emulate_faults, emulate_latency)
             url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
@@ -149,7 +163,7 @@ def run(
             auth=auth,
             limit=limit,
             ids_file=ids,
-            rerun=parse_rerun(rerun),
+            rerun=parse_rerun(rerun, retry_refused=retry_refused),
             prompt_template=prompt_template,
             name_template=name_template,
             fit_images=fit_images,
@@ -160,7 +174,6 @@ def run(
                 max_attempts=max_attempts,
                 backoff_base_s=backoff_base,
                 jitter_s=min(1.0, backoff_base),
-                retry_refused=retry_refused,
                 wait_for_daily_quota=on_quota == "wait",
                 timeouts_s=parse_timeouts(timeouts),
             ),
@@ -334,6 +347,10 @@ def demo(
     """Run the demo manifest against a local emulator process; run it again to see a resume."""
     from pipeline.emulator import EmulatorProcess
 
+    try:
+        check_out_dir(out)
+    except NanobatchError as e:
+        raise _fail(e) from None
     setup_logging(verbose, [], out)
     with EmulatorProcess(
         ["--faults", faults, "--latency", "uniform:0.2-0.8", "--seed", "7"]

@@ -56,7 +56,6 @@ class RetryConfig:
     # A per-minute 429 is the server pacing us, not a fault of the row: it does not use the
     # attempt budget, but a row gives up after waiting this long in total.
     max_rate_limit_wait_s: float = 1800.0
-    retry_refused: bool = False
     wait_for_daily_quota: bool = False  # --on-quota wait: sleep to the reset instead of stopping
     text_only_retries: int = 1  # extra attempts for NO_IMAGE / TEXT_ONLY answers
     timeouts_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))

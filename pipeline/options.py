@@ -3,18 +3,27 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from pipeline.config import DEFAULT_TIMEOUTS_S
 from pipeline.errors import UsageError
 from pipeline.types import Status
 
 
-def parse_rerun(text: str) -> frozenset[Status]:
-    """``--rerun failed,refused`` -> the finished statuses to send again."""
+def parse_rerun(text: str, *, retry_refused: bool = False) -> frozenset[Status]:
+    """``--rerun failed,refused`` -> the finished statuses to send again.
+
+    ``--retry-refused`` is the older spelling of adding ``refused``: one mechanism, so a
+    refused row recorded by any earlier run is sent again, once per run.
+    """
     names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if retry_refused:
+        names = (names - {"none"}) | {"refused"}
     if "all" in names:
         return frozenset({Status.SUCCEEDED, Status.REFUSED, Status.FAILED})
     if names == {"none"}:
@@ -89,3 +98,18 @@ def continue_command(argv: list[str]) -> str:
             continue
         kept.append(arg)
     return shlex.join(["nanobatch", *kept])
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``--out`` and prove it takes files, before anything is sent or logged there."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a directory; choose another path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UsageError(f"--out {out}: cannot write there ({why}); choose another path") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: not writable; choose another path")

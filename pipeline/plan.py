@@ -87,6 +87,7 @@ class Scan:
     to_do: int  # rows to send: not done, and selected by --ids
     done_position: pa.ChunkedArray  # per manifest row: its index in DoneRows, null if not done
     selected: pa.ChunkedArray | None  # per manifest row: listed by --ids (None: all are)
+    unknown_ids: tuple[str, ...] = ()  # listed by --ids but in no manifest row (within --limit)
 
 
 def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
@@ -105,12 +106,35 @@ def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
     position = pc.index_in(ids, value_set=done.ids)
     pending = pc.is_null(position)
     selected = None
+    unknown: tuple[str, ...] = ()
     if config.ids_file is not None:
-        selected = pc.is_in(ids, value_set=read_ids_file(config.ids_file))
+        wanted = read_ids_file(config.ids_file)
+        selected = pc.is_in(ids, value_set=wanted)
         pending = pc.and_(pending, selected)
+        unknown = _unknown_ids(config, wanted, ids)
     del ids
     pa.default_memory_pool().release_unused()  # the scan's hash tables: give them back now
-    return Scan(int(pc.sum(pending).as_py() or 0), position, selected)
+    return Scan(int(pc.sum(pending).as_py() or 0), position, selected, unknown)
+
+
+def _unknown_ids(config: RunConfig, wanted: pa.Array, ids: pa.ChunkedArray) -> tuple[str, ...]:
+    """Ids the --ids file lists that no manifest row has: said once, never silently skipped."""
+    unknown = wanted.filter(pc.invert(pc.is_in(wanted, value_set=ids)))
+    if not len(unknown):
+        return ()
+    lower = pc.is_in(pc.utf8_lower(unknown), value_set=pc.utf8_lower(ids))
+    in_other_case = int(pc.sum(lower).as_py() or 0)
+    log.warning(
+        "ids.unknown",
+        ids_file=str(config.ids_file),
+        count=len(unknown),
+        first=unknown.slice(0, 5).to_pylist(),
+        differ_only_in_case=in_other_case,
+        meaning="listed ids in no manifest row"
+        + (" within --limit" if config.limit is not None else "")
+        + " are skipped; ids are case-sensitive",
+    )
+    return tuple(unknown.to_pylist())
 
 
 def columns_and_names(

@@ -33,6 +33,7 @@ class RunResult:
     unrecorded: int = 0  # outcomes whose ledger record could not be written (disk full)
     in_flight: int = 0  # gauges, for progress displays
     retrying: int = 0
+    cancelled: list[str] = field(default_factory=list)  # rows abandoned mid-request (2nd Ctrl-C)
 
     @property
     def duration_s(self) -> float:

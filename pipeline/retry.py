@@ -1,9 +1,10 @@
 """The retry policy: (outcome, what this row has used so far) -> one decision.
 
-Each outcome kind has exactly one policy. Refusals are final (the same prompt is refused
-again, and some gateways bill refusals); a 429 waits what the server asked; transient faults
-back off exponentially with jitter; a per-day quota stops the run (or, with --on-quota wait,
-sleeps until it resets); a bad key stops the run.
+Each outcome kind has exactly one policy. Refusals are final within a run (the same prompt is
+refused again, and some gateways bill refusals; ``--rerun refused`` sends them again in a later
+run); a 429 waits what the server asked; transient faults back off exponentially with jitter;
+a per-day quota stops the run (or, with --on-quota wait, sleeps until it resets); a bad key
+stops the run.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class Budget:
 
     transient: int = 0  # attempts that ended in a transient fault
     text_only: int = 0
-    refused: int = 0
     rate_limit_wait_s: float = 0.0
 
 
@@ -76,9 +76,6 @@ def decide(
         case OutcomeKind.REFUSAL:
             if outcome.reason in TEXT_ONLY_REASONS and budget.text_only < config.text_only_retries:
                 budget.text_only += 1
-                return Decision(Action.RETRY, wait_s=rng.uniform(0, config.jitter_s))
-            if config.retry_refused and budget.refused + 1 < config.max_attempts:
-                budget.refused += 1
                 return Decision(Action.RETRY, wait_s=rng.uniform(0, config.jitter_s))
             return Decision(Action.FINISH, Status.REFUSED)
         case OutcomeKind.RATE_LIMIT:

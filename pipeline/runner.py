@@ -1,14 +1,16 @@
 """Run a manifest as a command does: progress view, summary, messages and the exit code.
 
-Exit codes (documented in the README for cron users): 0 every row succeeded or was refused;
-1 the run finished with failed rows; 2 bad input or usage; 3 stopped by the API; 4 stopped
-by the spending cap or a deadline; 5 stopped because the output disk is full (or read-only,
-or failing); 130 interrupted.
+Exit codes (one table in the README, for cron users): 0 every row succeeded or was refused;
+1 some row ended failed or invalid; 2 nothing was sent because of a usage or input error;
+3 stopped by the API; 4 stopped by the spending cap or a deadline; 5 stopped because the
+output disk is full (or read-only, or failing); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import anyio
 import httpx
@@ -23,6 +25,7 @@ from pipeline.options import continue_command
 from pipeline.plan import done_rows
 from pipeline.progress import ProgressReporter
 from pipeline.result import RunResult
+from pipeline.retry import seconds_until_quota_reset
 from pipeline.scheduler import run_manifest
 from pipeline.summary import format_summary
 from pipeline.types import Status
@@ -41,6 +44,9 @@ _HALT_WORDS = {
     Halt.API: "the API stopped the run",
     Halt.DISK_FULL: "the output disk is full",
 }
+
+
+_RETRY_IN = re.compile(r"Please retry in [0-9.]+\s*m?s\.?", re.IGNORECASE)
 
 
 def run_and_report(
@@ -77,7 +83,11 @@ def run_and_report(
         err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
             f"To continue: {again}")  # fmt: skip
         return HALT_EXIT_CODES[result.halt]
-    return 1 if result.by_status.get(Status.FAILED.value) else 0
+    if config.limit is not None and (left := pending_rows(replace(config, limit=None))):
+        err(f"nanobatch: --limit {config.limit}: {left} rows of the manifest remain; "
+            "run again without --limit to do them")  # fmt: skip
+    unfinished = (Status.FAILED.value, Status.INVALID.value)
+    return 1 if any(result.by_status.get(s) for s in unfinished) else 0
 
 
 def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
@@ -85,13 +95,18 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
     stopped = result.stopped
     assert stopped is not None
     source = f"the key from {key.source}" if key else "no API key"
-    detail = f": {stopped.message}" if stopped.message else ""
+    message = " ".join((stopped.message or "").split())
+    if stopped.reason == "QUOTA_EXHAUSTED":
+        # Google's text says "Please retry in 5s", true of its per-minute window only.
+        message = _RETRY_IN.sub("", message).strip()
+    detail = f": {message.rstrip('.')}" if message else ""
     what = {
         "API_KEY_INVALID": f"the API rejected {source}",
         "UNAUTHENTICATED": f"the API did not accept {source}",
         "PERMISSION_DENIED": f"{source} has no permission for this model at {base_url}",
         "MODEL_NOT_FOUND": "the model does not exist at this endpoint (check --model)",
-        "QUOTA_EXHAUSTED": "the daily quota is used up; rerun after it resets (or --on-quota wait)",
+        "QUOTA_EXHAUSTED": "the daily quota is used up; it resets at midnight Pacific time "
+        f"(in {_hours(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
         "REDIRECTED": "the API answered with a redirect, which is not followed",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
@@ -125,3 +140,8 @@ def pending_rows(config: RunConfig) -> int:
     """Manifest rows (within --limit) not yet succeeded or refused."""
     total = count_rows(config.manifest, config.batch_rows, config.limit)
     return max(0, total - len(done_rows(Ledger(config.out_dir), frozenset({Status.FAILED}))))
+
+
+def _hours(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"

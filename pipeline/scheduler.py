@@ -309,6 +309,7 @@ class Pipeline:
                 # it, so it is charged at its worst case and the attempt history says so.
                 with anyio.CancelScope(shield=True):
                     self._charge(row, reserved, reserved)
+                    self.result.cancelled.append(row.job.row_id)
                     await records.send(row.cancelled_record(started))
                 raise
             finally:

@@ -70,6 +70,13 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
     if result.retried:
         lines.append(f"  retried: {_counts(result.retried)}")
     lines += status_lines(result.by_status, result.by_reason, reasons_of_success=False)
+    if result.cancelled:
+        shown = ", ".join(result.cancelled[:10])
+        more = f" and {len(result.cancelled) - 10} more" if len(result.cancelled) > 10 else ""
+        lines.append(
+            f"  cancelled in flight, possibly billed: {len(result.cancelled)} requests "
+            f"(rows {shown}{more}; attempts.parquet marks them possibly_billed)"
+        )
     totals = ledger_totals(out_dir)
     ordered = ", ".join(f"{totals[s]} {s}" for s in _ORDER if totals.get(s))
     lines.append(

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.config import RunConfig
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
+from pipeline.plan import DoneRows, check_manifest
 from tests.helpers import TEST_KEY, write_csv
 
 
@@ -116,3 +119,71 @@ def test_emulate_needs_no_key(manifest: Path, tmp_path: Path) -> None:
     result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--emulate", key=None)
     assert result.returncode == 0, result.stderr
     assert pq.read_table(tmp_path / "o" / "ledger.parquet").num_rows == 13
+
+
+def test_retry_refused_resends_the_refused_rows_of_an_earlier_run(
+    server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ("run", str(manifest), "--out", str(out), "--base-url", server.base_url)
+    assert nanobatch(*args).returncode == 0
+    before = server.app.stats_snapshot()["requests"]
+    assert isinstance(before, int)
+    again = nanobatch(*args, "--retry-refused")
+    assert again.returncode == 0, again.stderr
+    assert server.app.stats_snapshot()["requests"] == before + 1  # the one refused row, once
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert [r["status"] for r in rows if r["row_id"] == "nope"] == ["refused"]
+
+
+@pytest.mark.parametrize("kind", ["a file", "under a file", "unwritable", "impossible"])
+def test_a_bad_out_is_one_line_and_exit_2(kind: str, manifest: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    out = {"a file": blocker, "under a file": blocker / "sub", "unwritable": Path("/proc/self"),
+           "impossible": Path("/proc/nb")}  # fmt: skip
+    result = nanobatch("run", str(manifest), "--out", str(out[kind]), "--emulate")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(out[kind]) in result.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_invalid_rows_make_exit_1_even_when_every_row_is_invalid(tmp_path: Path) -> None:
+    bad = {"id": "bad", "prompt": "x", "images": "gone.png"}
+    some = write_csv(tmp_path / "some.csv", [{"id": "ok", "prompt": "a lamp"}, bad])
+    every = write_csv(tmp_path / "every.csv", [bad])
+    for manifest in (some, every):
+        out = tmp_path / manifest.stem
+        result = nanobatch("run", str(manifest), "--out", str(out), "--emulate")
+        assert result.returncode == 1, result.stderr
+        rows = pq.read_table(out / "ledger.parquet").to_pylist()
+        assert {r["row_id"]: r["status"] for r in rows}["bad"] == "invalid"
+
+
+def test_limit_says_how_many_rows_remain(manifest: Path, tmp_path: Path) -> None:
+    result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--emulate",
+                       "--limit", "5")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 rows of the manifest remain" in result.stderr
+
+
+def test_unknown_ids_are_counted_and_named(manifest: Path, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("r1\nR2\nnot-a-row\n")
+    config = RunConfig(manifest=manifest, out_dir=tmp_path, ids_file=ids)
+    scan = check_manifest(config, DoneRows(pa.array([], pa.string())))
+    assert (scan.to_do, scan.unknown_ids) == (1, ("R2", "not-a-row"))
+    result = nanobatch("validate", str(manifest), "--ids", str(ids))
+    assert result.returncode == 0, result.stderr
+    assert "not-a-row" in result.stderr  # a warning, not a silent skip
+
+
+def test_daily_quota_stop_exits_3_without_googles_retry_in_seconds(tmp_path: Path) -> None:
+    daily = write_csv(tmp_path / "m.csv", [{"id": "q", "prompt": "a lamp #429day"}])
+    result = nanobatch("run", str(daily), "--out", str(tmp_path / "o"), "--emulate")
+    assert result.returncode == 3, result.stderr
+    assert "midnight Pacific" in result.stderr
+    assert "retry in" not in result.stderr.lower()  # true of a minute's window, not a day's
+    assert ".." not in result.stderr

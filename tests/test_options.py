@@ -28,6 +28,18 @@ def test_rerun_values(text: str, expected: set[Status]) -> None:
     assert parse_rerun(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("failed", {Status.FAILED, Status.REFUSED}),
+        ("none", {Status.REFUSED}),
+        ("succeeded", {Status.SUCCEEDED, Status.REFUSED}),
+    ],
+)
+def test_retry_refused_is_rerun_refused(text: str, expected: set[Status]) -> None:
+    assert parse_rerun(text, retry_refused=True) == expected
+
+
 def test_rerun_rejects_unknown_values() -> None:
     with pytest.raises(UsageError, match="unknown invalid"):
         parse_rerun("failed,invalid")

@@ -37,12 +37,12 @@ def test_each_kind_has_one_action(
     assert decision.status is status
 
 
-def test_refusals_are_retried_only_when_opted_in() -> None:
+def test_refusals_are_final_within_a_run() -> None:
+    # One mechanism resends refusals: --rerun refused (alias --retry-refused), in a later run.
     refusal = outcome(OutcomeKind.REFUSAL, "IMAGE_SAFETY")
-    opted = RetryConfig(retry_refused=True, max_attempts=3, jitter_s=0)
     budget = Budget()
-    actions = [decide(refusal, budget, opted, random.Random(0)).action for _ in range(3)]
-    assert actions == [Action.RETRY, Action.RETRY, Action.FINISH]
+    decisions = [decide(refusal, budget, CONFIG, random.Random(0)) for _ in range(3)]
+    assert [(d.action, d.status) for d in decisions] == [(Action.FINISH, Status.REFUSED)] * 3
 
 
 def test_text_only_answers_get_their_own_small_budget() -> None:

@@ -96,13 +96,15 @@ def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_pat
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=20)  # not the 30 s the requests would take
+        stdout, stderr = process.communicate(timeout=20)  # not the 30 s the requests would take
     assert process.returncode == 130, stderr
     assert not (out / "ledger.journal").exists()
     assert not (out / "ledger.parquet").exists()  # nothing was received, nothing recorded
     attempts = pq.read_table(out / "attempts.parquet").to_pylist()
     assert len(attempts) == 4  # the in-flight requests at concurrency 4
     assert all(a["reason"] == "CANCELLED" and a["possibly_billed"] for a in attempts)
+    summary = stdout.split("possibly billed", 1)[-1]
+    assert all(str(a["row_id"]) in summary for a in attempts)  # the summary names each one
 
 
 def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
