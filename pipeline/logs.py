@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -70,6 +70,18 @@ class ConsoleLevel:
         return event
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written: the live bar swaps in a proxy that
+    prints lines above the bar, and a stream bound at setup would bypass it (lines glued to
+    the bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None:
     """Configure structlog for a command; with ``out_dir``, also log to ``out_dir/run.log``."""
     console_level = logging.WARNING - 10 * min(verbose, 2)
@@ -88,6 +100,6 @@ def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if out_dir is not None else console_level
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=False,
     )

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.live import Live
+from rich.text import Text
 
+from pipeline.barline import bar_line, duration
 from pipeline.result import RunResult
 from pipeline.storage import write_atomic
 from pipeline.types import Status
 
 STATUS_FILE = "status.json"
+FIRST_LINE_S = 3.0  # without a terminal, the first progress line comes this soon
 
 
 def snapshot(result: RunResult) -> dict[str, Any]:
@@ -61,22 +65,17 @@ def describe(status: dict[str, Any]) -> str:
     """One line for logs and non-TTY consoles."""
     counts = status["counts"]
     eta = status["eta_s"]
+    invalid = f", {counts['invalid']} invalid" if counts.get("invalid") else ""
     parts = [
         f"{status['done']}/{status['to_do']} rows",
-        f"{counts['succeeded']} ok, {counts['refused']} refused, {counts['failed']} failed",
+        f"{counts['succeeded']} ok, {counts['refused']} refused, {counts['failed']} failed"
+        + invalid,
         f"{status['in_flight']} in flight, {status['retrying']} retrying",
         f"{status['rows_per_min']:.0f}/min",
-        f"ETA {_duration(eta)}" if eta is not None else "ETA -",
+        f"ETA {duration(eta)}" if eta is not None else "ETA -",
     ]
     parts.append(f"${status['spend_usd']:.2f} (projected ${status['projected_usd']:.2f})")
     return " | ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 class ProgressReporter:
@@ -90,12 +89,16 @@ class ProgressReporter:
         interactive: bool | None = None,
         line_every_s: float = 30.0,
         status_every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.path = out_dir / STATUS_FILE
         self.emit = emit
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.line_every_s = line_every_s
         self.status_every_s = status_every_s
+        self.clock = clock
+        self.sleep = sleep
 
     def write_status(self, result: RunResult) -> dict[str, Any]:
         """Rewrite status.json atomically; returns what it wrote."""
@@ -113,35 +116,31 @@ class ProgressReporter:
             await self._lines(result)
 
     async def _lines(self, result: RunResult) -> None:
-        last_line = time.monotonic()
+        # The first line comes within seconds (a person just started the run and watches the
+        # log), then one every --progress-every.
+        now = self.clock()
+        next_status, next_line = now, now + min(FIRST_LINE_S, self.line_every_s)
         while True:
-            status = await anyio.to_thread.run_sync(self.write_status, result)
-            if time.monotonic() - last_line >= self.line_every_s:
-                self.emit(f"progress: {describe(status)}")
-                last_line = time.monotonic()
-            await anyio.sleep(self.status_every_s)
+            now = self.clock()
+            if now >= next_status:
+                await anyio.to_thread.run_sync(self.write_status, result)
+                next_status = now + self.status_every_s
+            if now >= next_line:
+                stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                self.emit(f"{stamp} progress: {describe(snapshot(result))}")
+                next_line = now + self.line_every_s
+            await self.sleep(max(0.0, min(next_status, next_line) - self.clock()))
 
     async def _live(self, result: RunResult) -> None:
         console = Console(stderr=True)
-        columns = (
-            TextColumn("[bold]nanobatch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-        )
-        last_status = 0.0
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("", total=None)
+        last_status = -math.inf
+        # Live moves log lines written to stderr above the bar (logs.py writes to whatever
+        # sys.stderr is at the time), so they never end up glued to it.
+        with Live(console=console, transient=True, redirect_stderr=True) as live:
             while True:
-                status = snapshot(result)
-                if time.monotonic() - last_status >= self.status_every_s:
+                if self.clock() - last_status >= self.status_every_s:
                     await anyio.to_thread.run_sync(self.write_status, result)
-                    last_status = time.monotonic()
-                bar.update(
-                    task,
-                    total=status["to_do"] or None,
-                    completed=status["done"],
-                    description=describe(status).split(" | ", 1)[1],
-                )
-                await anyio.sleep(0.5)
+                    last_status = self.clock()
+                line = bar_line(snapshot(result), console.width, result.duration_s)
+                live.update(Text(line, no_wrap=True, overflow="crop"))
+                await self.sleep(0.5)
