@@ -18,9 +18,11 @@ from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import check_out_dir, parse_rerun, parse_stop, parse_timeouts
 from pipeline.prices import PriceTable
+from pipeline.sources import MAX_IMAGE_MIB
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,  # plain help: it wraps to the terminal, readable at 80 columns
     no_args_is_help=True,
     help="Generate images in bulk with Gemini's image models, resumably.",
 )
@@ -29,23 +31,25 @@ EMULATED_BASE_URL = "http://emulator.invalid"
 DEMO_FAULTS = "429=0.05,500=0.02,503=0.03,reset=0.01,truncate=0.01,unsafe=0.02,retry_delay=1"
 
 # Options shared by run and validate: one declaration each.
-Manifest = Annotated[Path, typer.Argument(help="CSV or Parquet manifest, one row per image")]
-Model = Annotated[str, typer.Option(help="Default model for rows without one")]
-ImageSize = Annotated[str | None, typer.Option(help="512, 1K, 2K or 4K")]
-AspectRatio = Annotated[str | None, typer.Option(help="e.g. 1:1, 16:9")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N rows")]
-Ids = Annotated[Path | None, typer.Option(help="File of row ids to restrict the run to")]
-PromptTemplate = Annotated[
-    str | None, typer.Option(help='Prompt from columns, e.g. "Photo of {title} in {colour}"')
+Manifest = Annotated[
+    Path, typer.Argument(metavar="MANIFEST", help="CSV or Parquet file, one row per image")
 ]
-NameTemplate = Annotated[
-    str | None, typer.Option(help='Output file names from columns, e.g. "{sku}-{variant}"')
-]
-FitImages = Annotated[
-    bool, typer.Option(help="Downscale source images over 7 MB instead of rejecting them")
-]
-Prices = Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults")]
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True)]
+OutDir = Annotated[Path, typer.Argument(metavar="DIR", help="Output directory of a run")]
+Model = Annotated[str, typer.Option(metavar="M", help="Default model for rows without one")]
+ImageSize = Annotated[str | None, typer.Option(metavar="S", help="512, 1K, 2K or 4K")]
+AspectRatio = Annotated[str | None, typer.Option(metavar="R", help="e.g. 1:1, 16:9")]
+Limit = Annotated[int | None, typer.Option(metavar="N", min=1, help="Only the first N rows")]
+Ids = Annotated[Path | None, typer.Option(metavar="FILE", help="Only the row ids in FILE")]
+PromptTemplate = Annotated[str | None, typer.Option(
+    metavar="T", help='Prompt from columns, e.g. "Photo of {title} in {colour}"')]  # fmt: skip
+NameTemplate = Annotated[str | None, typer.Option(
+    metavar="T", help='Output file names from columns, e.g. "{sku}-{variant}"')]  # fmt: skip
+FitImages = Annotated[bool, typer.Option(
+    help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
+)]  # fmt: skip
+Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+Verbose = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, help="-v: info, -vv: every attempt (run.log: all)")]  # fmt: skip
 
 
 def _api_key(flag: str | None) -> ApiKey | None:
@@ -66,7 +70,7 @@ def _err(line: str) -> None:
     typer.echo(line, err=True)
 
 
-@app.command()
+@app.command(options_metavar="--out DIR [OPTIONS]")
 def run(
     manifest: Manifest,
     out: Annotated[
@@ -75,7 +79,7 @@ def run(
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
     aspect_ratio: AspectRatio = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,
+    concurrency: Annotated[int, typer.Option(metavar="N", min=1, max=1024)] = 16,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute ceiling")] = None,
     base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
     api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
@@ -129,8 +133,8 @@ def run(
         float, typer.Option(help="Seconds between progress lines when not on a terminal")
     ] = 30.0,
     emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
-    emulate_faults: Annotated[str, typer.Option(help="Fault spec for --emulate")] = "",
-    emulate_latency: Annotated[str, typer.Option(help="Latency spec for --emulate")] = "0",
+    emulate_faults: Annotated[str, typer.Option(help="--faults SPEC of the emulator")] = "",
+    emulate_latency: Annotated[str, typer.Option(help="--latency SPEC of the emulator")] = "0",
     verbose: Verbose = 0,
 ) -> None:
     """Generate an image for every pending row of MANIFEST into --out; reruns resume."""
@@ -255,7 +259,7 @@ def validate(
 
 @app.command()
 def verify(
-    out: Annotated[Path, typer.Argument(help="Output directory of a run")],
+    out: OutDir,
     fix: Annotated[
         bool, typer.Option(help="Mark broken rows failed so a rerun remakes them")
     ] = False,
@@ -294,7 +298,7 @@ def verify(
 
 
 @app.command()
-def report(out: Annotated[Path, typer.Argument(help="Output directory of a run")]) -> None:
+def report(out: OutDir) -> None:
     """Summarise a run and write DIR/report.html, a contact sheet of every row."""
     from pipeline.report import build_report, format_report
 
@@ -309,7 +313,12 @@ def report(out: Annotated[Path, typer.Argument(help="Output directory of a run")
 def emulator(
     host: str = "127.0.0.1",
     port: int = 8080,
-    latency: Annotated[str, typer.Option(help="Seconds, uniform:A-B or lognormal:mean=M")] = "0",
+    latency: Annotated[
+        str,
+        typer.Option(
+            help="SECONDS, uniform:LOW-HIGH or lognormal:MEAN[:SIGMA], each optionally @size"
+        ),
+    ] = "0",
     faults: Annotated[str, typer.Option(help='e.g. "429=0.2,500=0.05,unsafe=0.02"')] = "",
     rpm: Annotated[int | None, typer.Option(help="Per-minute limit (sliding window)")] = None,
     api_key: Annotated[str | None, typer.Option(help="Accept only this key")] = None,
@@ -342,7 +351,7 @@ def demo(
     manifest: Annotated[Path, typer.Option(help="Demo manifest")] = Path("manifests/demo.csv"),
     concurrency: int = 16,
     faults: Annotated[str, typer.Option(help="Emulator fault mix")] = DEMO_FAULTS,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+    verbose: Verbose = 0,
 ) -> None:
     """Run the demo manifest against a local emulator process; run it again to see a resume."""
     from pipeline.emulator import EmulatorProcess

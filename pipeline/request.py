@@ -17,7 +17,12 @@ import orjson
 from pipeline.config import RetryConfig
 from pipeline.models import resolve_model
 from pipeline.rows import URI_PREFIXES
-from pipeline.sources import MAX_REQUEST_INLINE_BYTES, SourceCache, SourceImageError
+from pipeline.sources import (
+    MAX_REQUEST_INLINE_BYTES,
+    MAX_REQUEST_INLINE_MIB,
+    SourceCache,
+    SourceImageError,
+)
 from pipeline.types import Job
 
 
@@ -115,8 +120,8 @@ def prepare(
         inline += len(loaded.b64)
     if inline > MAX_REQUEST_INLINE_BYTES:
         raise SourceImageError(
-            f"the source images add up to {inline / 1e6:.0f} MB as base64; a request takes at "
-            f"most {MAX_REQUEST_INLINE_BYTES / 1e6:.0f} MB"
+            f"the source images add up to {inline / 2**20:.0f} MiB as base64; a request takes at "
+            f"most {MAX_REQUEST_INLINE_MIB} MiB"
         )
     parts.append({"text": job.prompt})
     body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}

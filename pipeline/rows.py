@@ -27,7 +27,13 @@ from pipeline.models import (
     map_size,
     resolve_model,
 )
-from pipeline.sources import MAX_IMAGE_BYTES, MAX_REQUEST_INLINE_BYTES, inspect_source, too_big
+from pipeline.sources import (
+    MAX_IMAGE_BYTES,
+    MAX_REQUEST_INLINE_BYTES,
+    MAX_REQUEST_INLINE_MIB,
+    inspect_source,
+    too_big,
+)
 from pipeline.types import InvalidRow, Job
 
 KNOWN_COLUMNS = frozenset({
@@ -247,8 +253,8 @@ class RowResolver:
         if inline > MAX_REQUEST_INLINE_BYTES:
             raise _Invalid(
                 "images",
-                f"the source images add up to {inline / 1e6:.0f} MB as base64; a request takes "
-                f"at most {MAX_REQUEST_INLINE_BYTES / 1e6:.0f} MB: use fewer or smaller images",
+                f"the source images add up to {inline / 2**20:.0f} MiB as base64; a request takes "
+                f"at most {MAX_REQUEST_INLINE_MIB} MiB: use fewer or smaller images",
             )
         return tuple(images)
 

@@ -20,8 +20,11 @@ from pipeline.mime import INPUT_TYPES, sniff
 
 log = structlog.get_logger("nanobatch")
 
-MAX_IMAGE_BYTES = 7 * 1024 * 1024  # per inline image (Vertex's documented rule)
-MAX_REQUEST_INLINE_BYTES = 100 * 1024 * 1024  # base64 inline total per request (Jan 2026)
+# One number each, in MiB, for help, README and messages alike.
+MAX_IMAGE_MIB = 7  # per inline image (Vertex's documented rule)
+MAX_REQUEST_INLINE_MIB = 100  # base64 inline total per request (Jan 2026)
+MAX_IMAGE_BYTES = MAX_IMAGE_MIB * 2**20
+MAX_REQUEST_INLINE_BYTES = MAX_REQUEST_INLINE_MIB * 2**20
 
 
 def sniff_mime(head: bytes) -> str | None:
@@ -83,7 +86,7 @@ def inspect_source(path: str) -> SourceInfo:
 
 def too_big(path: str, size: int) -> str:
     return (
-        f"{path} is {size / 1e6:.1f} MB; the limit per image is {MAX_IMAGE_BYTES / 1e6:.1f} MB: "
+        f"{path} is {size / 2**20:.1f} MiB; the limit per image is {MAX_IMAGE_MIB} MiB: "
         "downscale or re-encode it, or pass --fit-images"
     )
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from pipeline.cli import app
 from pipeline.config import RunConfig
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
 from pipeline.plan import DoneRows, check_manifest
+from pipeline.sources import MAX_IMAGE_BYTES, MAX_IMAGE_MIB, MAX_REQUEST_INLINE_MIB
 from tests.helpers import TEST_KEY, write_csv
 
 
@@ -187,3 +190,44 @@ def test_daily_quota_stop_exits_3_without_googles_retry_in_seconds(tmp_path: Pat
     assert "midnight Pacific" in result.stderr
     assert "retry in" not in result.stderr.lower()  # true of a minute's window, not a day's
     assert ".." not in result.stderr
+
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_run_help_names_manifest_and_out_every_rerun_form_and_fits_80_columns() -> None:
+    result = CliRunner().invoke(
+        app, ["run", "--help"], env={"COLUMNS": "80"}, prog_name="nanobatch"
+    )
+    assert result.exit_code == 0
+    assert "nanobatch run --out DIR [OPTIONS] {MANIFEST}" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    rerun = " ".join(result.output.split("--rerun WHAT", 1)[1].split("[default")[0].split())
+    for form in ("failed", "refused", "succeeded", "all", "none", "failed,refused"):
+        assert form in rerun
+    assert "-v, --verbose" in result.output
+    assert "-vv" in result.output
+    assert "(billed)" not in result.output
+
+
+def test_help_and_readme_give_the_same_latency_syntax_and_size_limits() -> None:
+    emulator = CliRunner().invoke(app, ["emulator", "--help"], env={"COLUMNS": "80"}).output
+    for form in ("uniform:LOW-HIGH", "lognormal:MEAN[:SIGMA]", "@size"):
+        assert form in " ".join(emulator.split())
+        assert form in README
+    run = " ".join(CliRunner().invoke(app, ["run", "--help"]).output.split())
+    assert f"{MAX_IMAGE_MIB} MiB" in run
+    assert f"at most {MAX_IMAGE_MIB} MiB each" in README
+    assert f"{MAX_REQUEST_INLINE_MIB} MiB of base64 per request" in README
+    assert MAX_IMAGE_BYTES == MAX_IMAGE_MIB * 2**20
+
+
+def test_scripts_nanobatch_works_without_uv_on_path(tmp_path: Path) -> None:
+    script = Path(__file__).parent.parent / "scripts" / "nanobatch"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no ~/.local/bin, no uv
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "validate" in result.stdout
+    assert "scripts/nanobatch" in README.split("## Quick start", 1)[1].split("###", 1)[0]
+    assert "uv run nanobatch" not in README
