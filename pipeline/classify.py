@@ -16,6 +16,10 @@ evidence, most trusted first:
 4. ``candidatesTokenCount == 0`` -> the finishReason, or NO_IMAGE when that says STOP.
 5. finishReason other than STOP -> that finishReason, known or not.
 6. TEXT_ONLY when the model only wrote text, else NO_IMAGE.
+
+Each outcome also says how far the attempt got (``Delivery``): an error the server reported
+(any non-2xx status, or a gateway's error object in a 2xx body) is ``ERROR``; every other 2xx,
+readable or not, is ``ANSWERED``. ``budget.possibly_billed`` decides the money from that alone.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, assert_never
 
 from pipeline import jsonread as jr
 from pipeline.durations import parse_retry_after, parse_retry_delay
 from pipeline.extract import read_candidates
 from pipeline.types import (
+    Delivery,
     Outcome,
     OutcomeKind,
     QuotaScope,
@@ -51,22 +56,36 @@ def classify(response: RawResponse, *, now: float | None = None) -> Outcome:
     """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``."""
     if 200 <= response.status < 300:
         return _classify_2xx(response, now)
-    return _classify_error(response.status, _error_from_bytes(response.body), response, now)
+    error = _error_from_bytes(response.body)
+    return _server_failed(_classify_error(response.status, error, response, now))
 
 
-def classify_failure(failure: TransportFailure, message: str) -> Outcome:
+def classify_failure(failure: TransportFailure, message: str, sent: bool = True) -> Outcome:
     """Classify a request that got no usable HTTP answer: worth another attempt, except a
-    redirect, which every request would meet again (the base URL is wrong): it stops the run."""
+    redirect, which every request would meet again (the base URL is wrong): it stops the run.
+    ``sent`` says whether it may have reached the server (the client knows; see ``NoAnswer``)."""
     match failure:
         case TransportFailure.TIMEOUT:
             reason = "TIMEOUT"
         case TransportFailure.CONNECTION:
             reason = "CONNECTION"
-        case TransportFailure.REDIRECT:
-            return Outcome(OutcomeKind.RUN_ERROR, "REDIRECTED", message=jr.message(message))
+        case TransportFailure.REDIRECT:  # the server answered, with no generation: not billed
+            return Outcome(
+                OutcomeKind.RUN_ERROR,
+                "REDIRECTED",
+                message=jr.message(message),
+                delivery=Delivery.ERROR,
+            )
         case _:
             assert_never(failure)
-    return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message))
+    delivery = Delivery.NO_ANSWER if sent else Delivery.NOT_SENT
+    return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message), delivery=delivery)
+
+
+def _server_failed(outcome: Outcome) -> Outcome:
+    """An answer in which the server said it failed (an error status, or a gateway's error
+    object in a 2xx body): it did not bill a generation."""
+    return replace(outcome, delivery=Delivery.ERROR)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -243,7 +262,7 @@ def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
         if error is not None:
             code = 429 if error.says_rate_limited else error.code
             if code is not None and code >= 400:
-                return _classify_error(code, error, response, now)
+                return _server_failed(_classify_error(code, error, response, now))
         what = "is not a JSON object" if not isinstance(data, dict) else "has no candidates"
         return _malformed(http, (error.message if error else None) or f"body {what}")
     return _classify_generation(data, candidates, feedback, http)

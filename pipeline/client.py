@@ -1,7 +1,8 @@
 """A thin wrapper over an injected ``httpx.AsyncClient``: send one request, get one answer.
 
-This is the one place where httpx exceptions are translated (into ``TransportFailure``), and
-where the API key is attached. The transport is injected, so the in-process emulator, a real
+This is the one place where httpx exceptions are translated (into ``NoAnswer``: a
+``TransportFailure`` and whether the request may have reached the server), and where the API
+key is attached. The transport is injected, so the in-process emulator, a real
 socket and a test double are all just transports.
 
 API calls never follow a redirect: httpx strips only ``Authorization`` when a redirect leaves
@@ -15,14 +16,14 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import httpx
 
 from pipeline.config import ApiKey, AuthStyle
-from pipeline.types import RawResponse, TransportFailure
+from pipeline.types import NoAnswer, RawResponse, TransportFailure
 
 T = TypeVar("T")
 
@@ -53,16 +54,14 @@ class GeminiClient:
 
     async def generate(
         self, model: str, body: bytes, timeout_s: float, parse: Callable[[RawResponse], T]
-    ) -> T | tuple[TransportFailure, str]:
+    ) -> T | NoAnswer:
         """POST the body and ``parse`` the answer (any status), or say why there was none."""
         # The model id was checked against a strict pattern; encoding it too means no id can
         # ever reach another path (``../``) or another query (``?``).
         url = f"{self._base}/v1beta/models/{quote(model, safe='')}:generateContent{self._query}"
         return await self._send("POST", url, body, timeout_s, parse)
 
-    async def download(
-        self, url: str, timeout_s: float
-    ) -> RawResponse | tuple[TransportFailure, str]:
+    async def download(self, url: str, timeout_s: float) -> RawResponse | NoAnswer:
         """GET an image a gateway returned as a link: no credential of any kind is sent, and
         the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
         return await self._send("GET", url, None, timeout_s, _as_is, authenticated=False)
@@ -76,19 +75,23 @@ class GeminiClient:
         parse: Callable[[RawResponse], T],
         *,
         authenticated: bool = True,
-    ) -> T | tuple[TransportFailure, str]:
+    ) -> T | NoAnswer:
         headers = self._headers if authenticated else {}
+        progress = _Progress()
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(timeout_s):
-                request = self._http.build_request(method, url, content=body, headers=headers)
+                request = self._http.build_request(
+                    method, url, content=body, headers=headers, extensions=progress.extensions
+                )
                 response = await self._http.send(
                     request, stream=True, follow_redirects=not authenticated
                 )
                 try:
                     if authenticated and response.is_redirect:
-                        return TransportFailure.REDIRECT, self._redirect_message(response)
+                        message = self._redirect_message(response)
+                        return NoAnswer(TransportFailure.REDIRECT, message, sent=True)
                     # An answer that has arrived waits in the socket (TCP holds the sender
                     # back) until a reader is free, and is parsed before the reader is let go,
                     # so a few bodies are in memory at a time however many requests are in
@@ -104,14 +107,19 @@ class GeminiClient:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            return TransportFailure.TIMEOUT, f"no answer within {timeout_s:.0f} s"
+            message = f"no answer within {timeout_s:.0f} s"
+            return NoAnswer(TransportFailure.TIMEOUT, message, progress.maybe_sent)
         except httpx.TimeoutException as e:
-            return TransportFailure.TIMEOUT, type(e).__name__  # ConnectTimeout, ReadTimeout...
+            # ConnectTimeout, ReadTimeout...: only the exception's class, as below.
+            sent = progress.maybe_sent and not isinstance(e, _BEFORE_SENDING)
+            return NoAnswer(TransportFailure.TIMEOUT, type(e).__name__, sent)
         except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as e:
             # Only the exception's class: its text can hold the URL, which can hold a key.
-            return TransportFailure.CONNECTION, type(e).__name__
+            sent = progress.maybe_sent and not isinstance(e, _BEFORE_SENDING)
+            return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent)
         except _TooLarge:
-            return TransportFailure.CONNECTION, f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
+            message = f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
+            return NoAnswer(TransportFailure.CONNECTION, message, sent=True)
 
     def _redirect_message(self, response: httpx.Response) -> str:
         # Only origins: the Location's path or query may repeat ``?key=``.
@@ -121,6 +129,44 @@ class GeminiClient:
             f"API calls do not follow redirects, so the key stays with {_origin(self._base)}: "
             "set --base-url to the address that answers"
         )
+
+
+# Failures that happen before a byte of the request is written: the server never saw it.
+_BEFORE_SENDING = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+
+
+class _Progress:
+    """How far one request got, from httpcore's trace events.
+
+    A request counts as sent from the moment its headers start going out. Transports that
+    report no events (the in-process emulator, a test double) are taken to have sent it: when
+    in doubt the money rule must assume the server may have billed.
+    """
+
+    __slots__ = ("traced", "writing")
+
+    def __init__(self) -> None:
+        self.traced = False  # the transport reported at least one event
+        self.writing = False  # the request's headers started going out
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"trace": self._trace}
+
+    async def _trace(self, name: str, info: dict[str, Any]) -> None:
+        self.traced = True
+        if name.endswith("send_request_headers.started"):
+            self.writing = True
+
+    @property
+    def maybe_sent(self) -> bool:
+        return self.writing or not self.traced
 
 
 class _TooLarge(Exception):

@@ -82,6 +82,7 @@ ATTEMPTS_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("wait_s", pa.float64()),
         ("possibly_billed", pa.bool_()),
+        ("cost_usd", pa.float64()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -131,7 +132,8 @@ class AttemptRecord:
     outcome: str  # OutcomeKind
     reason: str
     wait_s: float  # wait before the next attempt (0 when it was the last)
-    possibly_billed: bool  # a success, or an answer the server may have finished unseen
+    possibly_billed: bool  # by budget.possibly_billed: the server may have charged for it
+    cost_usd: float | None = None  # by the price table (None: recorded before costs were kept)
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -82,21 +83,24 @@ def parse_timeouts(text: str) -> dict[str, float]:
     return timeouts
 
 
-def continue_command(argv: list[str]) -> str:
-    """The command line that resumes this run, without any key given on it."""
-    args = list(argv)
+def continue_command(argv: list[str], max_cost: float | None = None) -> str:
+    """The command line that resumes this run, without any key given on it; with ``max_cost``,
+    naming that cap instead of the one given (rounded up to the cent)."""
+    dropped = ("--api-key", "--max-cost") if max_cost is not None else ("--api-key",)
     kept: list[str] = []
     skip = False
-    for arg in args:
+    for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--api-key":
+        if arg in dropped:
             skip = True
             continue
-        if arg.startswith("--api-key="):
+        if arg.startswith(tuple(f"{flag}=" for flag in dropped)):
             continue
         kept.append(arg)
+    if max_cost is not None:
+        kept += ["--max-cost", f"{math.ceil(round(max_cost * 100, 6)) / 100:.2f}"]
     return shlex.join(["nanobatch", *kept])
 
 

@@ -58,6 +58,8 @@ def snapshot(result: RunResult) -> dict[str, Any]:
         "eta_s": round(eta) if eta is not None else None,
         "spend_usd": round(spent, 4),
         "projected_usd": round(projected, 4),
+        "job_spend_usd": round(result.job_spent_usd, 4),  # every run in DIR: what the cap counts
+        "max_cost_usd": result.max_cost_usd,
     }
 
 

@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from pipeline.budget import possibly_billed
 from pipeline.diskspace import describe
 from pipeline.ledger import AttemptRecord, LedgerRecord
 from pipeline.retry import Budget as RetryBudget
 from pipeline.storage import StoredImage
-from pipeline.types import InvalidRow, Job, Outcome, OutcomeKind, Status
+from pipeline.types import Delivery, InvalidRow, Job, Outcome, OutcomeKind, Status
 
 
 @dataclass(slots=True)
@@ -24,7 +25,9 @@ class RowState:
     cost_usd: float = 0.0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def attempt_record(self, outcome: Outcome, latency_ms: float, wait_s: float) -> AttemptRecord:
+    def attempt_record(
+        self, outcome: Outcome, latency_ms: float, wait_s: float, cost_usd: float
+    ) -> AttemptRecord:
         return AttemptRecord(
             row_id=self.job.row_id,
             attempt=self.attempts,
@@ -36,9 +39,10 @@ class RowState:
             reason=outcome.reason,
             wait_s=round(wait_s, 3),
             possibly_billed=possibly_billed(outcome),
+            cost_usd=round(cost_usd, 6),
         )
 
-    def cancelled_record(self, started: float) -> AttemptRecord:
+    def cancelled_record(self, started: float, cost_usd: float) -> AttemptRecord:
         return AttemptRecord(
             row_id=self.job.row_id,
             attempt=self.attempts,
@@ -47,10 +51,15 @@ class RowState:
             latency_ms=round((time.monotonic() - started) * 1000, 1),
             http_status=None,
             outcome="cancelled",
-            reason="CANCELLED",
+            reason=CANCELLED.reason,
             wait_s=0.0,
-            possibly_billed=True,
+            possibly_billed=possibly_billed(CANCELLED),
+            cost_usd=round(cost_usd, 6),
         )
+
+
+# An attempt abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it.
+CANCELLED = Outcome(OutcomeKind.TRANSIENT, "CANCELLED", delivery=Delivery.NO_ANSWER)
 
 
 def ledger_record(
@@ -115,15 +124,3 @@ def unstored(outcome: Outcome, stem: str, error: OSError) -> Outcome:
         message=f"the image was received (and billed) but could not be written as "
         f"images/{stem}: {describe(error)}",
     )
-
-
-def possibly_billed(outcome: Outcome) -> bool:
-    """Whether the server may have charged for this attempt: a success, or a request it may
-    have finished after we stopped listening (a timeout, a connection lost mid-answer)."""
-    if outcome.kind is OutcomeKind.SUCCESS:
-        return True
-    return outcome.reason in ("TIMEOUT", "CONNECTION") and outcome.message not in _UNSENT
-
-
-# Connection failures that happen before the request reaches the server cost nothing.
-_UNSENT = ("ConnectError", "ConnectTimeout", "UnsupportedProtocol")

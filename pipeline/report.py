@@ -23,6 +23,7 @@ from pipeline.ledger import ATTEMPTS_FILE
 from pipeline.ledgerview import LedgerView, read_ledger_view
 from pipeline.prices import PriceTable
 from pipeline.report_html import render
+from pipeline.spend import spent_in
 from pipeline.storage import write_atomic
 from pipeline.summary import status_lines
 from pipeline.thumbs import make_thumbnails
@@ -100,7 +101,8 @@ def build_report(out_dir: Path, prices: PriceTable | None = None) -> Report:
         by_status=by_status,
         by_reason=by_reason,
         images=sum(len(r.get("output_paths") or []) for r in rows),
-        spend_usd=sum(_cost(row, prices) for row in rows),
+        # The ledger keeps each row's last run only; the attempt history keeps every run's.
+        spend_usd=max(sum(_cost(row, prices) for row in rows), spent_in(out_dir)),
         # An invalid row was never sent: it has no cost to record, nor to estimate.
         estimated_rows=sum(r.get("cost_usd") is None and r["status"] != "invalid" for r in rows),
         requests=requests,

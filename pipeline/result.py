@@ -25,7 +25,9 @@ class RunResult:
     finished: float | None = None
     stopped: Outcome | None = None  # the API answer that stopped the run, if one did
     halt: Halt | None = None  # why the run stopped before the manifest was done
-    spent_usd: float = 0.0  # by the price table, settled attempts only
+    spent_usd: float = 0.0  # by the price table, settled attempts of this run only
+    spent_before_usd: float = 0.0  # what earlier runs recorded in the same output directory
+    max_cost_usd: float | None = None  # --max-cost: a cap on the whole job, not on this run
     disk_error: str | None = None  # the write error that stopped the run (ENOSPC, EIO...)
     stored_bytes: int = 0  # image bytes written by this run
     unstored: int = 0  # answers received (and paid for) whose images could not be written
@@ -34,6 +36,11 @@ class RunResult:
     in_flight: int = 0  # gauges, for progress displays
     retrying: int = 0
     cancelled: list[str] = field(default_factory=list)  # rows abandoned mid-request (2nd Ctrl-C)
+
+    @property
+    def job_spent_usd(self) -> float:
+        """Spend so far over every run in the output directory: what the cap counts."""
+        return self.spent_before_usd + self.spent_usd
 
     @property
     def duration_s(self) -> float:

@@ -15,6 +15,7 @@ from dataclasses import replace
 import anyio
 import httpx
 
+from pipeline.budget import worst_case
 from pipeline.config import ApiKey, RunConfig
 from pipeline.control import Halt
 from pipeline.diskspace import default_headroom, free_bytes
@@ -22,13 +23,15 @@ from pipeline.errors import NanobatchError
 from pipeline.ledger import Ledger
 from pipeline.manifest import count_rows
 from pipeline.options import continue_command
-from pipeline.plan import done_rows
+from pipeline.plan import Planner, check_manifest, done_rows
 from pipeline.progress import ProgressReporter
+from pipeline.request import effective_size
 from pipeline.result import RunResult
 from pipeline.retry import seconds_until_quota_reset
 from pipeline.scheduler import run_manifest
+from pipeline.sources import SourceCache
 from pipeline.summary import format_summary
-from pipeline.types import Status
+from pipeline.types import Job, Status
 
 HALT_EXIT_CODES = {
     Halt.API: 3,
@@ -79,7 +82,11 @@ def run_and_report(
         return HALT_EXIT_CODES[Halt.DISK_FULL]
     if result.halt is not None:
         left = pending_rows(config)
-        again = continue_command(argv)
+        cap = None
+        if result.halt is Halt.COST_CAP and config.max_cost_usd is not None:
+            # The cap counts the whole job: repeating it would stop again at once.
+            cap = result.job_spent_usd + remaining_usd(config)
+        again = continue_command(argv, max_cost=cap)
         err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
             f"To continue: {again}")  # fmt: skip
         return HALT_EXIT_CODES[result.halt]
@@ -134,6 +141,20 @@ def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
             f"{free_bytes(out) / 1e6:.1f} MB free{lost}; {left} rows left. Free at least "
             f"{needed / 1e6:.0f} MB (about {per_row / 1e6:.1f} MB per image plus "
             f"{reserve / 1e6:.0f} MB kept in reserve), then rerun.")  # fmt: skip
+
+
+def remaining_usd(config: RunConfig) -> float:
+    """What the rows a rerun would send should cost, one image each by the price table."""
+    done = done_rows(Ledger(config.out_dir), config.rerun)
+    planner = Planner(
+        config, done, SourceCache(max_bytes=0), check_manifest(config, done), verify_done=False
+    )
+    return sum(
+        worst_case(job, effective_size(job), config.prices)
+        for batch in planner
+        for job in batch.items
+        if isinstance(job, Job)
+    )
 
 
 def pending_rows(config: RunConfig) -> int:

@@ -35,17 +35,19 @@ from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledge
 from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
-from pipeline.records import RowState, invalid_record, ledger_record, possibly_billed, unstored
+from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
 from pipeline.retry import Action, decide
 from pipeline.sources import SourceCache, SourceImageError
+from pipeline.spend import spent_in
 from pipeline.storage import StoredImage
 from pipeline.types import (
     ImagePart,
     InvalidRow,
     Job,
+    NoAnswer,
     Outcome,
     OutcomeKind,
     RawResponse,
@@ -89,6 +91,7 @@ class Pipeline:
         self.rng = random.Random()
         self.control = RunControl()
         self.spend = SpendingCap(config.max_cost_usd)
+        self.result.max_cost_usd = config.max_cost_usd
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(
@@ -104,6 +107,9 @@ class Pipeline:
         """
         if self.config.strict:
             await anyio.to_thread.run_sync(_strict_check, self.config)
+        # The cap is the job's: what earlier runs in this directory spent counts against it.
+        earlier = await anyio.to_thread.run_sync(spent_in, self.config.out_dir)
+        self.spend.earlier_usd = self.result.spent_before_usd = earlier
         await anyio.to_thread.run_sync(self.disk.reserve)
         try:
             return await self._run(observers)
@@ -243,7 +249,7 @@ class Pipeline:
             sent = await self._send(client, row, request, records)
             if sent is None:
                 return  # the spending cap: not sent, the row stays pending
-            outcome, latency_ms = sent
+            outcome, latency_ms, cost = sent
             decision = decide(outcome, row.retry, self.config.retry, self.rng)
             log.debug(
                 "row.attempt",
@@ -256,7 +262,7 @@ class Pipeline:
                 action=decision.action.value,
                 wait_s=round(decision.wait_s, 3),
             )
-            await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s))
+            await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
             if decision.action is Action.STOP_RUN:
                 self._stop(outcome)
                 return
@@ -290,8 +296,9 @@ class Pipeline:
         row: RowState,
         request: PreparedRequest,
         records: MemoryObjectSendStream[Record],
-    ) -> tuple[Outcome, float] | None:
-        """One attempt: reserve its worst-case cost, send, settle. None if the cap forbids it."""
+    ) -> tuple[Outcome, float, float] | None:
+        """One attempt: reserve its worst-case cost, send, settle; the outcome, its latency and
+        its cost. None if the cap forbids it."""
         reserved = worst_case(row.job, row.size, self.config.prices)
         if not self.spend.reserve(reserved):
             self.control.drain(Halt.COST_CAP)
@@ -308,9 +315,10 @@ class Pipeline:
                 # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill
                 # it, so it is charged at its worst case and the attempt history says so.
                 with anyio.CancelScope(shield=True):
-                    self._charge(row, reserved, reserved)
+                    cost = attempt_cost(CANCELLED, row.job, row.size, self.config.prices)
+                    self._charge(row, reserved, cost)
                     self.result.cancelled.append(row.job.row_id)
-                    await records.send(row.cancelled_record(started))
+                    await records.send(row.cancelled_record(started, cost))
                 raise
             finally:
                 self.result.in_flight -= 1
@@ -318,11 +326,9 @@ class Pipeline:
             self.adaptive.on_overload()
         elif outcome.kind is not OutcomeKind.TRANSIENT:
             self.adaptive.on_success()
-        cost = attempt_cost(
-            outcome, possibly_billed(outcome), row.job, row.size, self.config.prices
-        )
+        cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
         self._charge(row, reserved, cost)
-        return outcome, (time.monotonic() - started) * 1000
+        return outcome, (time.monotonic() - started) * 1000, cost
 
     def _charge(self, row: RowState, reserved: float, cost: float) -> None:
         self.spend.settle(reserved, cost)
@@ -334,7 +340,7 @@ class Pipeline:
 
     async def _attempt(self, client: GeminiClient, request: PreparedRequest) -> Outcome:
         outcome = await client.generate(request.model, request.body, request.timeout_s, classify)
-        if not isinstance(outcome, Outcome):
+        if isinstance(outcome, NoAnswer):
             return classify_failure(*outcome)
         if outcome.kind is OutcomeKind.SUCCESS and not outcome.images and outcome.image_urls:
             outcome = await self._download(client, outcome, request.timeout_s)

@@ -82,4 +82,15 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
     lines.append(
         f"ledger: {ordered or 'empty'} ({out_dir / LEDGER_FILE}; images in {out_dir / 'images'})"
     )
+    lines.append(spend_line(result))
     return "\n".join(lines)
+
+
+def spend_line(result: RunResult) -> str:
+    """Spend this run and over the whole job, against the cap (which counts the whole job)."""
+    cap = result.max_cost_usd
+    against = f" (--max-cost ${cap:.2f})" if cap is not None else ""
+    return (
+        f"spend: ${result.spent_usd:.2f} this run, ${result.job_spent_usd:.2f} over all runs "
+        f"in this directory{against}"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Status(StrEnum):
@@ -27,6 +28,16 @@ class OutcomeKind(StrEnum):
     TRANSIENT = "transient"  # 408/5xx/timeout/connection/malformed: backoff and retry
     ROW_ERROR = "row_error"  # 400 about this row: retrying cannot help
     RUN_ERROR = "run_error"  # key, permission, unknown model, billing: stop the whole run
+
+
+class Delivery(StrEnum):
+    """How far one attempt got, which is what decides whether the server may have billed it
+    (``budget.possibly_billed``). The client and the classifier state it; nothing guesses it."""
+
+    NOT_SENT = "not_sent"  # never reached the server (no connection): nothing can be billed
+    NO_ANSWER = "no_answer"  # sent, no complete answer: the server may have finished and billed
+    ERROR = "error"  # the server answered that it failed (an error status or error object)
+    ANSWERED = "answered"  # the server answered a generation (2xx), usable or not
 
 
 class QuotaScope(StrEnum):
@@ -76,6 +87,9 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     model_version: str | None = None
     response_id: str | None = None
+    # An outcome built without saying how far it got counts as answered: when unsure, the money
+    # rule must err on "possibly billed", never on "free".
+    delivery: Delivery = Delivery.ANSWERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +107,15 @@ class TransportFailure(StrEnum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     REDIRECT = "redirect"  # an API call answered 3xx: not followed, so the key stays home
+
+
+class NoAnswer(NamedTuple):
+    """What the client returns instead of an answer: why there was none, and whether the
+    request may have reached the server (False only when it provably never left)."""
+
+    failure: TransportFailure
+    message: str
+    sent: bool
 
 
 @dataclass(frozen=True, slots=True)
