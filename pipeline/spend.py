@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import UsageError
-from pipeline.journal import decode_line
+from pipeline.journal import Damaged, scan_journal
 from pipeline.ledger import ATTEMPTS_FILE, ATTEMPTS_JOURNAL_FILE, LEDGER_FILE
 
 
@@ -38,7 +38,9 @@ def spent_in(out_dir: Path) -> float:
         total += pc.sum(costs).as_py() or 0.0
         if costs.null_count:
             uncosted.update(batch.column("row_id").filter(pc.is_null(costs)).to_pylist())
-    for record in _journal_records(out_dir / ATTEMPTS_JOURNAL_FILE):
+    for record in scan_journal(out_dir / ATTEMPTS_JOURNAL_FILE):
+        if isinstance(record, Damaged):
+            continue  # its cost is lost with it; the attempts around it still count
         cost = record.get("cost_usd")
         if isinstance(cost, int | float):
             total += cost
@@ -62,18 +64,6 @@ def _attempt_batches(path: Path) -> Iterator[pa.RecordBatch]:
             f"{path} is not readable ({e}): the spend so far in this directory, which "
             "--max-cost counts, cannot be known; restore it or move it away"
         ) from None
-
-
-def _journal_records(path: Path) -> Iterator[dict[str, object]]:
-    """The intact records of a journal, one line at a time (reading stops at a torn line)."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        for line in f:
-            record = decode_line(line)
-            if record is None:
-                return
-            yield record
 
 
 def _ledger_cost(path: Path, rows: set[str]) -> float:
