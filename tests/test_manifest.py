@@ -145,7 +145,7 @@ def test_model_aliases_resolve(tmp_path: Path) -> None:
         ({"prompt": "p", "images": "missing.png"}, "images", "does not exist"),
         ({"prompt": "p", "images": "anim.gif"}, "images", "GIF"),
         ({"prompt": "p", "images": "notes.txt"}, "images", "not a PNG"),
-        ({"prompt": "p", "images": "big.png"}, "images", "MB"),
+        ({"prompt": "p", "images": "big.png"}, "images", "7 MiB"),
         ({"prompt": "p", "images": "sub"}, "images", "directory"),
         ({"prompt": "p", "images": ";".join(["a.png"] * 15)}, "images", "at most 14"),
         ({"prompt": "p", "images": [1, 2]}, "images", "list of paths"),
