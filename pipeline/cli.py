@@ -31,9 +31,12 @@ EMULATED_BASE_URL = "http://emulator.invalid"
 DEMO_FAULTS = "429=0.05,500=0.02,503=0.03,reset=0.01,truncate=0.01,unsafe=0.02,retry_delay=1"
 
 # Options shared by run and validate: one declaration each.
-Manifest = Annotated[
-    Path, typer.Argument(metavar="MANIFEST", help="CSV or Parquet file, one row per image")
-]
+Manifest = Annotated[Path, typer.Argument(
+    metavar="MANIFEST", help="CSV, TSV, xlsx or Parquet file, one row per image")]  # fmt: skip
+IdColumn = Annotated[str | None, typer.Option(
+    metavar="COL", help="Column of row ids (default: one named id, sku or key)")]  # fmt: skip
+Sheet = Annotated[str | None, typer.Option(
+    metavar="NAME", help="xlsx: the sheet to read (default: the first)")]  # fmt: skip
 OutDir = Annotated[Path, typer.Argument(metavar="DIR", help="Output directory of a run")]
 Model = Annotated[str, typer.Option(metavar="M", help="Default model for rows without one")]
 ImageSize = Annotated[str | None, typer.Option(metavar="S", help="512, 1K, 2K or 4K")]
@@ -88,6 +91,8 @@ def run(
     ] = AuthStyle.HEADER,
     limit: Limit = None,
     ids: Ids = None,
+    id_column: IdColumn = None,
+    sheet: Sheet = None,
     rerun: Annotated[
         str,
         typer.Option(
@@ -167,6 +172,8 @@ def run(
             auth=auth,
             limit=limit,
             ids_file=ids,
+            id_column=id_column,
+            sheet=sheet,
             rerun=parse_rerun(rerun, retry_refused=retry_refused),
             prompt_template=prompt_template,
             name_template=name_template,
@@ -219,6 +226,8 @@ def validate(
     aspect_ratio: AspectRatio = None,
     limit: Limit = None,
     ids: Ids = None,
+    id_column: IdColumn = None,
+    sheet: Sheet = None,
     prompt_template: PromptTemplate = None,
     name_template: NameTemplate = None,
     fit_images: FitImages = False,
@@ -243,6 +252,8 @@ def validate(
             aspect_ratio=aspect_ratio,
             limit=limit,
             ids_file=ids,
+            id_column=id_column,
+            sheet=sheet,
             prompt_template=prompt_template,
             name_template=name_template,
             fit_images=fit_images,
@@ -254,7 +265,9 @@ def validate(
         typer.echo(json.dumps(found.to_json(table), indent=1))
     else:
         typer.echo(format_validation(found, table, manifest))
-    raise typer.Exit(2 if found.invalid_count else 0)
+    if found.problems:  # a run would stop on these before sending anything
+        _err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
+    raise typer.Exit(2 if found.invalid_count or found.problems else 0)
 
 
 @app.command()

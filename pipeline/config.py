@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prices import PriceTable
+from pipeline.rowids import IdScheme
 from pipeline.types import Status
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -89,3 +90,6 @@ class RunConfig:
     handle_signals: bool = False  # the CLI's runs drain on SIGINT/SIGTERM
     batch_rows: int = 4096  # manifest rows read per batch
     disk_headroom_bytes: int | None = None  # space kept for a full disk; None: by concurrency
+    sheet: str | None = None  # --sheet: the xlsx sheet to read (default: the first)
+    id_column: str | None = None  # --id-column: the column holding row ids
+    ids: IdScheme | None = None  # the id scheme settled for this run (plan.settle_ids)

@@ -1,113 +1,198 @@
-"""Read a CSV or Parquet manifest in streaming batches and turn its rows into jobs.
+"""Read a manifest (CSV, TSV, Parquet or xlsx) in streaming batches, with ids and known columns.
 
 Memory does not grow with the manifest: rows are read a batch at a time, rows already done
 are dropped with one vectorised ``is_in`` per batch, and only pending rows become Python
-objects.
+objects. Each format has its reader (``manifest_csv``, ``manifest_xlsx``; Parquet here); what
+they share happens here: headers bound to known columns (``columns``), ids (``rowids``), and
+rows with no value at all (a spreadsheet's formatted but empty rows) left out, while every
+message keeps the row number the spreadsheet shows.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline.columns import Binding, bind, rename
 from pipeline.errors import UsageError
+from pipeline.manifest_csv import csv_batches
+from pipeline.manifest_xlsx import xlsx_batches
+from pipeline.rowids import IdScheme, choose, ids_of
 
-# The columns a derived id hashes: frozen, or every id derived before would change.
-_ID_CONTENT = ("prompt", "images", "model", "aspect_ratio", "image_size")
-_UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{1,2}$|^$|^\s|\s$")
-MAX_ID_LENGTH = 200
+SHEET_ROWS = "row numbers as a spreadsheet shows them: the header is row 1"
+_PARQUET = (".parquet", ".pq")
+_TEXT = (".csv", ".tsv", ".txt")
+_XLSX = (".xlsx", ".xlsm")
+
+
+def sheet_row(line: int) -> int:
+    """A 1-based data row number as the row a spreadsheet shows (its header is row 1)."""
+    return line + 1
 
 
 @dataclass(frozen=True, slots=True)
 class RowBatch:
     """A slice of the manifest: ids for every row, and the rows themselves as a table."""
 
-    first_line: int  # 1-based data row number of the batch's first row
+    first_line: int  # 1-based position of the batch's first row among the manifest's rows
     ids: pa.Array  # string ids, explicit or derived
-    table: pa.RecordBatch
+    table: pa.RecordBatch  # known columns under their own names, the others as written
+    lines: pa.Array | None = None  # each row's data row number, when empty rows were left out
+
+    def line(self, i: int) -> int:
+        """Row ``i``'s 1-based data row number in the file (``sheet_row`` for messages)."""
+        return self.first_line + i if self.lines is None else int(self.lines[i].as_py())
 
 
-def _open_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Raw record batches, every column as read; raises UsageError for an unusable file."""
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a manifest's first rows say: its columns, which are known ones, the id scheme."""
+
+    names: list[str]  # as written
+    binding: Binding
+    ids: IdScheme
+    notes: list[str]  # to tell the user once per command
+
+
+def _open_batches(
+    path: Path, batch_rows: int, sheet: str | None
+) -> tuple[list[str], Iterator[pa.RecordBatch]]:
+    """Notes and raw record batches, every column as read; UsageError for an unusable file."""
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give the manifest file (.csv or .parquet)")
     if not path.exists():
         raise UsageError(f"manifest {path} does not exist")
     suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            yield from _csv_batches(path, delimiter="\t" if suffix == ".tsv" else ",")
-        else:
-            raise UsageError(f"{path}: unknown manifest type {suffix!r}; use .csv or .parquet")
-    except (pa.ArrowInvalid, pa.ArrowIOError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = " (save the CSV as UTF-8)" if "utf" in first.lower() else ""
-        raise UsageError(f"{path} cannot be read as a manifest: {first}{hint}") from None
+    if sheet is not None and suffix not in _XLSX:
+        raise UsageError(f"--sheet {sheet!r}: {path.name} is not an .xlsx workbook")
+    if suffix in _PARQUET:
+        try:
+            return [], pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        except (pa.ArrowInvalid, pa.ArrowIOError) as e:
+            raise UsageError(f"{path} cannot be read as Parquet: {_first_line(e)}") from None
+    if suffix in _TEXT:
+        return csv_batches(path)
+    if suffix in _XLSX:
+        return xlsx_batches(path, sheet, batch_rows)
+    if suffix == ".xls":
+        raise UsageError(f"{path}: the old .xls format is not read; save it as .xlsx or CSV UTF-8")
+    raise UsageError(f"{path}: unknown manifest type {suffix!r}; use .csv, .tsv, .xlsx or .parquet")
 
 
-def _csv_batches(path: Path, delimiter: str) -> Iterator[pa.RecordBatch]:
-    # Read the header ourselves so every column can be typed as text: an id like 007 or a
-    # prompt like "1:1" must not be guessed into a number.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader(f, delimiter=delimiter), None)
-    if not header:
-        raise UsageError(f"{path} is empty; a manifest needs a header row with a prompt column")
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=1 << 20),  # bounds the reader's read-ahead
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    yield from reader
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _header(
+    notes: list[str],
+    first: pa.RecordBatch,
+    id_column: str | None,
+    recorded: IdScheme | None,
+    finished: int = 0,
+) -> Header:
+    binding = bind(first.schema.names, first)
+    scheme, id_notes = choose(first.schema.names, id_column, recorded, finished)
+    return Header(list(first.schema.names), binding, scheme, [*notes, *binding.notes, *id_notes])
+
+
+def inspect(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    id_column: str | None = None,
+    recorded: IdScheme | None = None,
+    finished: int = 0,
+    batch_rows: int = 4096,
+) -> Header:
+    """The manifest's header, read once: columns, bindings, the id scheme, the notes."""
+    notes, raw = _open_batches(path, batch_rows, sheet)
+    first = next(iter(raw), None)
+    if first is None:
+        raise UsageError(f"{path} has no rows")
+    return _header(notes, first, id_column, recorded, finished)
 
 
 def read_batches(
-    path: Path, batch_rows: int, limit: int | None = None, required: Sequence[str] = ("prompt",)
+    path: Path,
+    batch_rows: int,
+    limit: int | None = None,
+    required: Sequence[str] = ("prompt",),
+    *,
+    sheet: str | None = None,
+    ids: IdScheme | None = None,
+    id_column: str | None = None,
+    with_ids: bool = True,
 ) -> Iterator[RowBatch]:
-    """The manifest as batches with ids; checks the columns once, before any row is used."""
-    line = 1
-    checked = False
-    for raw in _open_batches(path, batch_rows):
-        if not checked:
-            _check_columns(path, raw.schema, required)
-            checked = True
-        if limit is not None and line > limit:
-            return
-        batch = raw if limit is None else raw.slice(0, limit - line + 1)
-        if batch.num_rows:
-            yield RowBatch(line, _batch_ids(batch), batch)
-        line += batch.num_rows
-    if not checked:
+    """The manifest as batches with ids; checks the columns once, before any row is used.
+
+    ``ids`` is the scheme settled for this run; without it one is chosen from the header
+    (``id_column``, then a column named id, sku or key, else derived).
+    """
+    notes, raw_batches = _open_batches(path, batch_rows, sheet)
+    skip_empty = path.suffix.lower() not in _PARQUET
+    raw_iter = iter(raw_batches)
+    first = next(raw_iter, None)
+    if first is None:
         raise UsageError(f"{path} has no rows")
+    header = _header(notes, first, id_column, ids)
+    _check_columns(path, rename(first, header.binding.renames).schema, required)
+    line = 1  # data row number of the next raw row
+    kept = 1  # position of the next row among the rows kept
+    for read in chain([first], raw_iter):
+        raw, lines = read, None
+        if skip_empty and read.num_rows:
+            mask = _has_a_value(read)
+            if not pc.all(mask).as_py():
+                raw = read.filter(mask)
+                lines = pc.add(pc.indices_nonzero(mask), pa.scalar(line, pa.uint64()))
+            line += read.num_rows
+        else:
+            line += read.num_rows
+        if limit is not None and kept > limit:
+            return
+        if limit is not None and raw.num_rows > limit - kept + 1:
+            raw = raw.slice(0, limit - kept + 1)
+        if raw.num_rows:
+            if lines is None and line - read.num_rows != kept:
+                lines = pa.array(range(line - read.num_rows, line), pa.int64())
+            if lines is not None:
+                lines = lines.slice(0, raw.num_rows).cast(pa.int64())
+            batch = rename(raw, header.binding.renames)
+            none = pa.nulls(raw.num_rows, pa.string())
+            yield RowBatch(kept, ids_of(batch, raw, header.ids) if with_ids else none, batch, lines)
+        kept += raw.num_rows
 
 
-def count_rows(path: Path, batch_rows: int, limit: int | None = None) -> int:
+def _has_a_value(batch: pa.RecordBatch) -> pa.Array:
+    """Per row: does any column hold something other than blanks?"""
+    mask = None
+    for column in batch.columns:
+        text = pc.utf8_trim_whitespace(column.cast(pa.string()).fill_null(""))
+        filled = pc.not_equal(text, "")
+        mask = filled if mask is None else pc.or_(mask, filled)
+    assert mask is not None
+    return mask
+
+
+def count_rows(
+    path: Path, batch_rows: int, limit: int | None = None, sheet: str | None = None
+) -> int:
     """How many data rows the manifest has (within ``limit``)."""
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if path.suffix.lower() in _PARQUET:
         total = int(pq.ParquetFile(path).metadata.num_rows)
     else:
-        total = sum(b.num_rows for b in _open_batches(path, batch_rows))
+        batches = read_batches(path, batch_rows, None, (), sheet=sheet, with_ids=False)
+        total = sum(b.table.num_rows for b in batches)
     return total if limit is None else min(total, limit)
 
 
-_TEXT_COLUMNS = ("id", "prompt", "model", "aspect_ratio", "image_size", "size",
+_TEXT_COLUMNS = ("prompt", "model", "aspect_ratio", "image_size", "size",
                  "system_instruction", "output_name")  # fmt: skip
 
 
@@ -135,70 +220,3 @@ def _check_columns(path: Path, schema: pa.Schema, required: Sequence[str]) -> No
 
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
-
-
-def _batch_ids(batch: pa.RecordBatch) -> pa.Array:
-    if "id" in batch.schema.names:
-        return pc.utf8_trim_whitespace(batch.column("id").cast(pa.string()).fill_null(""))
-    return pa.array([derive_id(row) for row in batch.to_pylist()], type=pa.string())
-
-
-def derive_id(row: dict[str, Any]) -> str:
-    """A stable id from a row's content, for manifests without an id column."""
-    content = [row.get(name) for name in _ID_CONTENT]
-    digest = hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()
-    return f"row-{digest[:16]}"
-
-
-def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str]:
-    """Problems with the manifest's ids as a whole (duplicates, unsafe names); empty if none."""
-    return scan_ids(path, batch_rows, limit)[0]
-
-
-def scan_ids(
-    path: Path,
-    batch_rows: int,
-    limit: int | None = None,
-    required: Sequence[str] = ("prompt",),
-    stems: Callable[[RowBatch], list[str]] | None = None,
-) -> tuple[list[str], pa.ChunkedArray]:
-    """Every id of the manifest, and the problems with them as a whole.
-
-    Runs before any request: a duplicate id, or two rows whose output names (``stems``, when
-    the manifest names its files) are the same, would make two rows share one output file.
-    """
-    chunks: list[pa.Array] = []
-    names: list[pa.Array] = []
-    problems: list[str] = []
-    for batch in read_batches(path, batch_rows, limit, required):
-        chunks.append(batch.ids)
-        if stems is not None:
-            # Lower-cased: "SKU-1" and "sku-1" are one file on macOS and Windows.
-            names.append(pa.array([n.lower() for n in stems(batch)], type=pa.string()))
-        bad = pc.match_substring_regex(batch.ids, _UNSAFE_ID.pattern)
-        too_long = pc.greater(pc.utf8_length(batch.ids), MAX_ID_LENGTH)
-        for i in pc.indices_nonzero(pc.or_(bad, too_long)).to_pylist()[: 5 - len(problems)]:
-            problems.append(
-                f"row {batch.first_line + i}: id {batch.ids[i].as_py()!r} cannot be a file name "
-                f"(no /, \\, control characters, '..', empty or over {MAX_ID_LENGTH} characters)"
-            )
-    if chunks:
-        counts = pc.value_counts(pa.chunked_array(chunks, type=pa.string()))
-        dup = counts.filter(pc.greater(counts.field("counts"), 1))
-        if len(dup):
-            shown = ", ".join(f"{v['values']!r} ({v['counts']}x)" for v in dup.to_pylist()[:5])
-            more = f" and {len(dup) - 5} more" if len(dup) > 5 else ""
-            problems.append(
-                f"{len(dup)} duplicate ids: {shown}{more}; every row needs its own id "
-                "(rows without an id column get one from their content, so identical rows clash)"
-            )
-    if names:
-        counts = pc.value_counts(pa.chunked_array(names, type=pa.string()))
-        dup = counts.filter(pc.greater(counts.field("counts"), 1))
-        if len(dup):
-            shown = ", ".join(f"{v['values']!r} ({v['counts']}x)" for v in dup.to_pylist()[:5])
-            problems.append(
-                f"{len(dup)} output names are shared by several rows: {shown}; make the "
-                "output_name column or --name-template unique per row"
-            )
-    return problems, pa.chunked_array(chunks, type=pa.string())

@@ -9,7 +9,7 @@ reads more than each distinct source file once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,10 +18,12 @@ import structlog
 
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
+from pipeline.idcheck import scan_ids
 from pipeline.ledger import Ledger
-from pipeline.manifest import RowBatch, read_batches, scan_ids
+from pipeline.manifest import Header, RowBatch, inspect, read_batches
 from pipeline.models import check_model_id, resolve_model
 from pipeline.request import fingerprint, image_digest, is_uri
+from pipeline.rowids import IdScheme
 from pipeline.rows import Defaults, RowResolver, name_limit, output_name, template_fields
 from pipeline.sources import SourceCache
 from pipeline.types import InvalidRow, Job, Status
@@ -96,13 +98,37 @@ def check_manifest(config: RunConfig, done: DoneRows) -> Scan:
     One lookup for all rows (a hash table of the done ids is built once, not per batch).
     Done rows whose inputs changed are found later, as they are planned.
     """
+    check_options(config)
+    problems, ids = manifest_problems(config)
+    if problems:
+        raise UsageError(f"{config.manifest}: " + "; ".join(problems))
+    return scan(config, done, ids)
+
+
+def check_options(config: RunConfig) -> None:
+    """Stop on a run-wide option that no row could be sent with."""
     model, _ = resolve_model(config.model)
     if why := check_model_id(model):
         raise UsageError(f"--model: {why}")
+
+
+def manifest_problems(config: RunConfig) -> tuple[list[str], pa.ChunkedArray]:
+    """Whole-manifest problems (duplicate or unusable ids, shared output names), and the ids."""
     required, stems = columns_and_names(config)
-    problems, ids = scan_ids(config.manifest, config.batch_rows, config.limit, required, stems)
-    if problems:
-        raise UsageError(f"{config.manifest}: " + "; ".join(problems))
+    return scan_ids(
+        config.manifest,
+        config.batch_rows,
+        config.limit,
+        required,
+        stems,
+        sheet=config.sheet,
+        ids=config.ids,
+        id_column=config.id_column,
+    )
+
+
+def scan(config: RunConfig, done: DoneRows, ids: pa.ChunkedArray) -> Scan:
+    """What there is to do, given every id of the manifest."""
     position = pc.index_in(ids, value_set=done.ids)
     pending = pc.is_null(position)
     selected = None
@@ -155,14 +181,35 @@ def columns_and_names(
         ids = batch.ids.to_pylist()
         return [output_name(row, template) or i for row, i in zip(rows, ids, strict=True)]
 
-    named = template is not None or "output_name" in _columns(config.manifest)
+    named = template is not None or "output_name" in _columns(config)
     return required, stems if named else None
 
 
-def _columns(path: Path) -> list[str]:
-    for batch in read_batches(path, 1, None, ()):
-        return list(batch.table.schema.names)
-    return []
+def _columns(config: RunConfig) -> list[str]:
+    header = inspect(
+        config.manifest,
+        sheet=config.sheet,
+        id_column=config.id_column,
+        recorded=config.ids,
+        batch_rows=1,
+    )
+    return [header.binding.renames.get(n, n) for n in header.names]
+
+
+def settle_ids(
+    config: RunConfig, recorded: IdScheme | None = None, finished: int = 0
+) -> tuple[RunConfig, Header]:
+    """The config with its id scheme settled (``--id-column``, the folder's, or the header's),
+    and the manifest's header with the notes to tell the user once."""
+    header = inspect(
+        config.manifest,
+        sheet=config.sheet,
+        id_column=config.id_column,
+        recorded=recorded,
+        finished=finished,
+        batch_rows=config.batch_rows,
+    )
+    return replace(config, ids=header.ids), header
 
 
 def read_ids_file(path: Path) -> pa.Array:
@@ -215,7 +262,16 @@ class Planner:
 
     def __iter__(self) -> Iterator[PlannedBatch]:
         c = self.config
-        for batch in read_batches(c.manifest, c.batch_rows, c.limit, self.required):
+        batches = read_batches(
+            c.manifest,
+            c.batch_rows,
+            c.limit,
+            self.required,
+            sheet=c.sheet,
+            ids=c.ids,
+            id_column=c.id_column,
+        )
+        for batch in batches:
             yield self._plan(batch)
         self.finished = True
 
@@ -251,7 +307,7 @@ class Planner:
         return PlannedBatch(items, len(done_idx) - changed, changed)
 
     def _resolve(self, batch: RowBatch, i: int, row: dict[str, object]) -> Job | InvalidRow:
-        resolved = self.resolver.resolve(batch.ids[i].as_py(), batch.first_line + i, row)
+        resolved = self.resolver.resolve(batch.ids[i].as_py(), batch.line(i), row)
         if isinstance(resolved, Job):
             self.source_paths.update(p for p in resolved.images if not is_uri(p))
         return resolved

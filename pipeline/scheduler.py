@@ -20,11 +20,12 @@ from typing import Any
 
 import anyio
 import httpx
+import pyarrow as pa
 import structlog
 from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline import planstate
+from pipeline import planstate, rowids
 from pipeline.adaptive import AdaptiveLimit
 from pipeline.budget import SpendingCap, attempt_cost, worst_case
 from pipeline.classify import classify, classify_failure
@@ -34,7 +35,8 @@ from pipeline.control import Halt, RunControl
 from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledger
 from pipeline.errors import UsageError
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
-from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows
+from pipeline.manifest import SHEET_ROWS
+from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows, settle_ids
 from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, effective_size, prepare
@@ -53,7 +55,7 @@ from pipeline.types import (
     RawResponse,
     Status,
 )
-from pipeline.validate import validate
+from pipeline.validate import row_label, validate
 
 log = structlog.get_logger("nanobatch")
 
@@ -105,6 +107,7 @@ class Pipeline:
 
         ``observers`` run alongside (progress displays) and are cancelled at the end.
         """
+        self.config = await anyio.to_thread.run_sync(self._settle_ids)
         if self.config.strict:
             await anyio.to_thread.run_sync(_strict_check, self.config)
         # The cap is the job's: what earlier runs in this directory spent counts against it.
@@ -162,6 +165,18 @@ class Pipeline:
         self.result.finished = time.monotonic()
         log.info("run.finished", **dict(self.result.by_status), duration_s=self.result.duration_s)
         return self.result
+
+    def _settle_ids(self) -> RunConfig:
+        """The run's id scheme: the folder's record, else --id-column or the header (recorded
+        now, before any row is); a different one stops the run before anything is sent."""
+        out = self.config.out_dir
+        recorded, rows = rowids.load(out, _ledger_ids(self.ledger))
+        config, header = settle_ids(self.config, recorded, rows)
+        if recorded is None or not (out / rowids.ID_FILE).exists():
+            rowids.save(out, header.ids)
+        for note in header.notes:
+            log.warning("manifest.note", note=note)
+        return config
 
     async def _produce(
         self,
@@ -432,6 +447,11 @@ async def run_manifest(
             await anyio.to_thread.run_sync(ledger.close)
 
 
+def _ledger_ids(ledger: Ledger) -> Iterator[pa.Array]:
+    for batch in ledger.iter_batches(["row_id"]):
+        yield batch.column("row_id")
+
+
 def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
     """A leaky bucket that paces requests evenly instead of spending a minute's budget at once."""
     if not rpm:
@@ -445,11 +465,13 @@ def _strict_check(config: RunConfig) -> None:
     found = validate(config, config.prices)
     if found.invalid_count:
         shown = "; ".join(
-            f"row {r.line} ({r.row_id}) {r.field}: {r.reason}" for r in found.invalid[:3]
+            row_label(r.line, r.row_id, config.ids) + f" {r.field}: {r.reason}"
+            for r in found.invalid[:3]
         )
         raise UsageError(
             f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
             + (" ..." if found.invalid_count > 3 else "")
+            + f" ({SHEET_ROWS})"
         )
 
 

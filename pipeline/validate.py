@@ -14,9 +14,11 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.config import RunConfig
-from pipeline.plan import DoneRows, Planner, check_manifest
+from pipeline.manifest import SHEET_ROWS, sheet_row
+from pipeline.plan import DoneRows, Planner, check_options, manifest_problems, scan, settle_ids
 from pipeline.prices import PriceTable
 from pipeline.request import effective_size, is_uri, prepare
+from pipeline.rowids import IdScheme
 from pipeline.rows import RowWarning
 from pipeline.sources import MAX_IMAGE_BYTES, SourceCache
 from pipeline.types import InvalidRow, Job
@@ -41,20 +43,37 @@ class Validation:
     example_body: dict[str, Any] | None = None
     standard_usd: float = 0.0
     batch_usd: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the file: columns, ids, format
+    problems: list[str] = field(default_factory=list)  # whole-file: a run would not start
+    ids: IdScheme | None = None
 
     def to_json(self, prices: PriceTable) -> dict[str, Any]:
         """The report for machines (``--format json``)."""
         return {
+            "notes": self.notes,
+            "problems": self.problems,
             "rows": self.rows,
             "valid": self.valid,
             "invalid": self.invalid_count,
             "invalid_rows": [
-                {"row_id": r.row_id, "line": r.line, "field": r.field, "reason": r.reason}
+                {
+                    "row_id": r.row_id,
+                    "line": r.line,
+                    "row": sheet_row(r.line),
+                    "field": r.field,
+                    "reason": r.reason,
+                }
                 for r in self.invalid
             ],
             "warnings": self.warning_count,
             "warning_rows": [
-                {"row_id": w.row_id, "line": w.line, "field": w.field, "message": w.message}
+                {
+                    "row_id": w.row_id,
+                    "line": w.line,
+                    "row": sheet_row(w.line),
+                    "field": w.field,
+                    "message": w.message,
+                }
                 for w in self.warnings
             ],
             "cost": [
@@ -76,12 +95,23 @@ class Validation:
 
 
 def validate(config: RunConfig, prices: PriceTable) -> Validation:
-    """Check every row (within --limit and --ids) as ``run`` would, sending nothing."""
+    """Check every row (within --limit and --ids) as ``run`` would, sending nothing.
+
+    Whole-file problems (duplicate ids, shared output names) are listed, not raised, so the
+    rows are still checked; raises UsageError for a file that cannot be read at all.
+    """
+    check_options(config)
     nothing_done = DoneRows(pa.array([], pa.string()))
-    scan = check_manifest(config, nothing_done)  # raises UsageError for whole-manifest problems
+    if config.ids is None:
+        config, header = settle_ids(config)
+        notes = header.notes
+    else:
+        notes = []
+    problems, ids = manifest_problems(config)
     sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
-    planner = Planner(config, nothing_done, sources, scan)
-    result = Validation()
+    planner = Planner(config, nothing_done, sources, scan(config, nothing_done, ids))
+    del ids
+    result = Validation(notes=notes, problems=problems, ids=config.ids)
     sizes: dict[str, int] = {}
     for batch in planner:
         for item in batch.items:
@@ -129,24 +159,32 @@ def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any
             inline["data"] = (
                 f"{inline['data'][:_EXAMPLE_DATA_CHARS]}... ({len(inline['data'])} chars)"
             )
-    return {"model": job.model, "row_id": job.row_id, "body": body}
+    return {"model": job.model, "row_id": job.row_id, "line": job.line, "body": body}
 
 
 def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> str:
     """The report for people."""
-    lines = [
+    lines = [f"note: {note}" for note in found.notes]
+    lines += [f"problem: {problem}" for problem in found.problems]
+    lines.append(
         f"{manifest}: {found.rows} rows: {found.valid} valid, {found.invalid_count} invalid, "
         f"{found.warning_count} warnings"
-    ]
+    )
+    if found.invalid or found.warnings:
+        lines.append(f"({SHEET_ROWS})")
     if found.invalid:
         lines.append("invalid rows (cost nothing; fix them and run again):")
-        lines += [f"  row {r.line} ({r.row_id}) {r.field}: {r.reason}" for r in found.invalid[:50]]
+        lines += [
+            f"  {row_label(r.line, r.row_id, found.ids)} {r.field}: {r.reason}"
+            for r in found.invalid[:50]
+        ]
         if found.invalid_count > 50:
             lines.append(f"  ... and {found.invalid_count - 50} more (--format json lists them)")
     if found.warnings:
         lines.append("warnings:")
         lines += [
-            f"  row {w.line} ({w.row_id}) {w.field}: {w.message}" for w in found.warnings[:20]
+            f"  {row_label(w.line, w.row_id, found.ids)} {w.field}: {w.message}"
+            for w in found.warnings[:20]
         ]
         if found.warning_count > 20:
             lines.append(f"  ... and {found.warning_count - 20} more")
@@ -166,8 +204,18 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
         f"({found.source_files} distinct source files)"
     )
     if found.example_body is not None:
+        example = found.example_body
         lines.append(
-            f"example request ({found.example_body['model']}, row {found.example_body['row_id']}):"
+            f"example request ({example['model']}, "
+            f"{row_label(example['line'], example['row_id'], found.ids)}):"
         )
         lines.append(json.dumps(found.example_body["body"], indent=1))
     return "\n".join(lines)
+
+
+def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
+    """``row 3 (SKU-1)``: the spreadsheet's row number, and the id when it is the user's own
+    (a derived id is a hash that means nothing to anyone)."""
+    if ids is not None and ids.column is None:
+        return f"row {sheet_row(line)}"
+    return f"row {sheet_row(line)} ({row_id})"

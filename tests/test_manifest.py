@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.manifest import check_ids, derive_id, read_batches
+from pipeline.idcheck import check_ids
+from pipeline.manifest import read_batches
 from pipeline.models import DEFAULT_MODEL
+from pipeline.rowids import derive_v2 as derive_id
 from pipeline.rows import Defaults, RowResolver
 from pipeline.types import InvalidRow, Job
 from tests.helpers import make_image, write_csv, write_parquet
@@ -105,7 +107,7 @@ def test_duplicate_and_unsafe_ids_are_reported_before_anything_runs(tmp_path: Pa
     assert "'../etc'" in text
     assert "'x/y'" in text
     assert "duplicate" in text
-    assert "'a' (2x)" in text
+    assert "'a' in rows 2 and 4" in text  # spreadsheet rows: the header is row 1
     assert check_ids(write_csv(tmp_path / "ok.csv", rows[:2]), 2) == []
 
 

@@ -84,8 +84,9 @@ def test_validate_lists_invalid_rows_and_exits_2(tmp_path: Path) -> None:
     ])  # fmt: skip
     text = nanobatch("validate", str(manifest))
     assert text.returncode == 2
-    assert "row 2 (gone) images:" in text.stdout
-    assert "row 3 (ratio) aspect_ratio:" in text.stdout
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    assert "row 3 (gone) images:" in text.stdout
+    assert "row 4 (ratio) aspect_ratio:" in text.stdout
     machine = nanobatch("validate", str(manifest), "--format", "json")
     report = json.loads(machine.stdout)
     assert (report["valid"], report["invalid"]) == (1, 2)
