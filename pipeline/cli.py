@@ -51,6 +51,7 @@ FitImages = Annotated[bool, typer.Option(
     help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
 )]  # fmt: skip
 Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]
 Verbose = Annotated[int, typer.Option(
     "--verbose", "-v", count=True, help="-v: info, -vv: every attempt (run.log: all)")]  # fmt: skip
 
@@ -71,6 +72,11 @@ def _fail(error: NanobatchError) -> typer.Exit:
 
 def _err(line: str) -> None:
     typer.echo(line, err=True)
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in ("text", "json"):
+        raise UsageError(f"--format {output_format!r}: use text or json")
 
 
 @app.command(options_metavar="--out DIR [OPTIONS]")
@@ -232,7 +238,7 @@ def validate(
     name_template: NameTemplate = None,
     fit_images: FitImages = False,
     prices: Prices = None,
-    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    output_format: OutputFormat = "text",
     verbose: Verbose = 0,
 ) -> None:
     """Check every row without the network; show the invalid ones, the cost and the upload."""
@@ -241,8 +247,7 @@ def validate(
 
     setup_logging(verbose, [])
     try:
-        if output_format not in ("text", "json"):
-            raise UsageError(f"--format {output_format!r}: use text or json")
+        _check_format(output_format)
         table = PriceTable.load(prices)
         config = RunConfig(
             manifest=manifest,
@@ -286,6 +291,7 @@ def verify(
         result = verify_dir(out)
     except NanobatchError as e:
         raise _fail(e) from None
+    _live_note(out)
     typer.echo(f"checked {result.checked_files} files of {result.checked_rows} succeeded rows")
     for problem in result.problems[:50]:
         typer.echo(f"  row {problem.row_id}: {problem.path or '-'} {problem.what}")
@@ -319,7 +325,30 @@ def report(out: OutDir) -> None:
         found = build_report(out)
     except NanobatchError as e:
         raise _fail(e) from None
+    _live_note(out)
     typer.echo(format_report(found, out))
+
+
+@app.command()
+def status(out: OutDir, output_format: OutputFormat = "text") -> None:
+    """Show a directory's state: running or not, rows by status, spend, what a rerun does."""
+    from pipeline.status import folder_status, format_status
+
+    try:
+        _check_format(output_format)
+        found = folder_status(out)
+    except NanobatchError as e:
+        raise _fail(e) from None
+    text = json.dumps(found.to_json(), indent=1) if output_format == "json" else None
+    typer.echo(text or format_status(found))
+
+
+def _live_note(out: Path) -> None:
+    """verify and report on a directory whose run is going, or crashed before its fold."""
+    from pipeline.status import folder_status, live_note
+
+    if note := live_note(folder_status(out)):
+        _err(f"nanobatch: {note}")
 
 
 @app.command()
@@ -367,41 +396,14 @@ def demo(
     verbose: Verbose = 0,
 ) -> None:
     """Run the demo manifest against a local emulator process; run it again to see a resume."""
-    from pipeline.emulator import EmulatorProcess
+    from pipeline.demo import run_demo
 
     try:
         check_out_dir(out)
     except NanobatchError as e:
         raise _fail(e) from None
     setup_logging(verbose, [], out)
-    with EmulatorProcess(
-        ["--faults", faults, "--latency", "uniform:0.2-0.8", "--seed", "7"]
-    ) as emu:
-        typer.echo(f"emulator: {emu.base_url} (faults: {faults})")
-        config = RunConfig(
-            manifest=manifest,
-            out_dir=out,
-            concurrency=concurrency,
-            base_url=emu.base_url,
-            api_key=ApiKey("demo-key", "demo"),
-            retry=RetryConfig(backoff_base_s=0.5, backoff_cap_s=5.0, jitter_s=0.3),
-            handle_signals=True,
-        )
-        from pipeline.runner import run_and_report
-
-        code = run_and_report(config, None, argv=sys.argv[1:], out=typer.echo, err=_err)
-        if (out / "ledger.parquet").exists():
-            from pipeline.report import build_report
-
-            typer.echo(f"contact sheet: {build_report(out).html}")
-        stats = emu.stats()
-        typer.echo(
-            f"emulator saw {stats['requests']} requests this run "
-            f"(billed {stats['billed']}, refused {stats['refused']}, "
-            f"early retries {stats['early_retries']}, "
-            f"billed duplicates {stats['billed_duplicates']})"
-        )
-    raise typer.Exit(code)
+    raise typer.Exit(run_demo(out, manifest, concurrency, faults, sys.argv[1:], typer.echo, _err))
 
 
 def main() -> None:

@@ -1,0 +1,78 @@
+"""`nanobatch status`, and verify/report on a directory whose run is going or was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
+from pipeline.status import folder_status
+from tests.helpers import TEST_KEY, write_csv
+
+
+def nanobatch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
+                                              for i in range(200)])  # fmt: skip
+    out = tmp_path / "out"
+    config = EmulatorConfig(latency=parse_latency("0.3"), payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as slow:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
+             "--base-url", slow.base_url, "--concurrency", "4"],
+            env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while folder_status(out).rows < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            running = folder_status(out)
+            assert (running.state, running.running, running.pid) == ("running", True, process.pid)
+            assert running.counts["succeeded"] >= 4  # from the journal: nothing is folded yet
+            assert not (out / "ledger.parquet").exists()
+
+            shown = nanobatch("status", str(out), "--format", "json")
+            assert shown.returncode == 0, shown.stderr
+            assert json.loads(shown.stdout)["state"] == "running"
+            checked = nanobatch("verify", str(out))
+            assert checked.returncode == 0, checked.stderr
+            assert "a run is going" in checked.stderr
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    killed = folder_status(out)
+    assert (killed.state, killed.running) == ("crashed", False)
+    assert killed.counts["succeeded"] == killed.rows >= running.rows
+    reported = nanobatch("report", str(out))
+    assert reported.returncode == 0, reported.stderr
+    assert re.search(rf"succeeded +{killed.counts['succeeded']}\b", reported.stdout)
+    assert "did not end cleanly" in reported.stderr
+
+
+def test_status_of_a_finished_run_says_what_a_rerun_would_do(tmp_path: Path) -> None:
+    rows = [{"id": "a", "prompt": "a lamp"}, {"id": "b", "prompt": "x #unsafe"},
+            {"id": "c", "prompt": "x", "images": "gone.png"}]  # fmt: skip
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    assert nanobatch("run", str(manifest), "--out", str(out), "--emulate").returncode == 1
+    found = folder_status(out)
+    assert (found.state, found.running) == ("finished", False)
+    assert found.counts == {"succeeded": 1, "refused": 1, "failed": 0, "invalid": 1}
+    assert found.rerun["kept"] == 2
+    assert found.rerun["revalidated_invalid"] == 1
+    assert found.spend_usd > 0
+    shown = nanobatch("status", str(out))
+    assert shown.returncode == 0, shown.stderr
+    assert "finished" in shown.stdout
+    assert nanobatch("status", str(tmp_path / "nothing")).returncode == 0
