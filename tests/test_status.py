@@ -46,7 +46,9 @@ def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) 
             assert shown.returncode == 0, shown.stderr
             assert json.loads(shown.stdout)["state"] == "running"
             checked = nanobatch("verify", str(out))
-            assert checked.returncode == 0, checked.stderr
+            # Not "has no ledger.parquet": the rows recorded so far are checked (exit 0, or 1
+            # when an image of a request in flight is on disk before its record).
+            assert checked.returncode in (0, 1), checked.stderr
             assert "a run is going" in checked.stderr
         finally:
             process.send_signal(signal.SIGKILL)
