@@ -8,7 +8,8 @@ reported with its cell, never read as empty; that takes a second, formula-text v
 same sheet, read in step with the first.
 
 Cells become text as a CSV export would write them: 123 (or 123.0) as "123", a number shown
-with leading zeros (format ``00000``) with them, a date as ISO 8601, TRUE/FALSE.
+with leading zeros (format ``00000``) with them, 59.9 shown as ``0.00`` as "59.90", a date as
+ISO 8601, TRUE/FALSE.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from pipeline.errors import UsageError
 
 _ZERO_PADDED = re.compile(r"^0+$")
+_DECIMALS = re.compile(r"^0\.(0+)$")
 
 
 def xlsx_batches(
@@ -119,6 +121,12 @@ def _text(value: object, number_format: str | None) -> str:
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if (
+        isinstance(value, int | float)
+        and number_format
+        and (places := _DECIMALS.match(number_format))
+    ):
+        return f"{value:.{len(places[1])}f}"  # 59.90 shown as 59.90, as a CSV export writes it
     if isinstance(value, int | float) and float(value).is_integer():
         digits = str(int(value))
         if number_format and _ZERO_PADDED.match(number_format):

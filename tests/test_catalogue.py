@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -64,3 +67,42 @@ async def test_template_and_name_problems_stop_the_run_before_any_request(
         await run_manifest(run_config(manifest, tmp_path / "out", **overrides),
                            EmulatorTransport(app))  # fmt: skip
     assert app.stats_snapshot()["requests"] == 0
+
+
+# The example catalogue as a team has it: Sku, Title, Prompt, Images (two photos each),
+# Aspect Ratio, their own Size and Price; as CSV, as European Excel's semicolon CSV, as xlsx.
+EXAMPLES = Path(__file__).resolve().parent.parent / "manifests"
+CATALOGUES = ["catalogue.csv", "catalogue-semicolon.csv", "catalogue.xlsx"]
+SKUS = {"00101", "00102", "00201", "00202", "00301", "00401"}
+INPUT_IMAGE_TOKENS = 560  # the emulator's count per source image for the default model
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CATALOGUES)
+def test_the_example_catalogue_validates_and_runs_without_an_edit(
+    tmp_path: Path, name: str
+) -> None:
+    manifest = EXAMPLES / name
+    checked = cli("validate", str(manifest), "--format", "json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert (report["rows"], report["valid"], report["problems"]) == (6, 6, [])
+
+    out = tmp_path / "out"
+    ran = cli("run", str(manifest), "--out", str(out), "--emulate")
+    assert ran.returncode == 0, ran.stderr
+
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert {r["row_id"] for r in rows} == SKUS  # the Sku column, leading zeros kept
+    assert {r["status"] for r in rows} == {"succeeded"}
+    for row in rows:
+        # Two source photos went with every request (the emulator counts their tokens).
+        assert row["prompt_tokens"] // INPUT_IMAGE_TOKENS == 2, row
+        assert json.loads(row["metadata"])["Size"]  # the catalogue's Size stayed metadata
+    ratios = {r["row_id"]: r["aspect_ratio"] for r in rows}
+    assert (ratios["00101"], ratios["00202"]) == ("4:5", "16:9")

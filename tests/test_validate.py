@@ -141,3 +141,16 @@ def test_strict_run_stops_before_any_request_when_a_row_is_invalid(tmp_path: Pat
     assert result.returncode == 2
     assert "--strict: 1 invalid rows, nothing sent" in result.stderr
     assert not (tmp_path / "o" / "ledger.parquet").exists()
+
+
+def test_duplicate_ids_still_let_every_row_be_checked(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [
+        {"prompt": "a mug"},
+        {"prompt": "a lamp", "aspect_ratio": "5:3"},
+        {"prompt": "a mug"},
+    ])  # fmt: skip
+    result = nanobatch("validate", str(manifest))
+    assert result.returncode == 2
+    assert "rows 2 and 4" in result.stderr  # the identical rows, as a spreadsheet numbers them
+    assert "row 3 aspect_ratio:" in result.stdout  # the rest of the file was still checked
+    assert "row-" not in result.stdout + result.stderr  # never a derived id's hash
