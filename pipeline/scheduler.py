@@ -34,6 +34,7 @@ from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
 from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledger
 from pipeline.errors import UsageError
+from pipeline.inflight import InFlight
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.manifest import SHEET_ROWS
 from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows, settle_ids
@@ -95,6 +96,7 @@ class Pipeline:
         self.spend = SpendingCap(config.max_cost_usd)
         self.result.max_cost_usd = config.max_cost_usd
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
+        self.inflight = InFlight(config.out_dir)
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(
             config.out_dir,
@@ -110,6 +112,11 @@ class Pipeline:
         self.config = await anyio.to_thread.run_sync(self._settle_ids)
         if self.config.strict:
             await anyio.to_thread.run_sync(_strict_check, self.config)
+        # What a killed run had in flight may have been billed: into the history it goes.
+        lost = await anyio.to_thread.run_sync(self.inflight.recover)
+        if lost:
+            await anyio.to_thread.run_sync(self.ledger.append, [], lost)
+        await anyio.to_thread.run_sync(self.inflight.open)
         # The cap is the job's: what earlier runs in this directory spent counts against it.
         earlier = await anyio.to_thread.run_sync(spent_in, self.config.out_dir)
         self.spend.earlier_usd = self.result.spent_before_usd = earlier
@@ -119,6 +126,7 @@ class Pipeline:
         finally:
             self.disk.release()
             self.result.stored_bytes = self.disk.stored_bytes
+            self.inflight.close()
 
     async def _run(self, observers: Sequence[Observer]) -> RunResult:
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
@@ -233,6 +241,7 @@ class Pipeline:
                     # pending (their images, if written, are adopted by the next run).
                     self.result.unrecorded += len(rows)
                     continue
+                self.inflight.recorded(attempts)
                 for row in rows:
                     self.result.by_status[row.status] += 1
                     self.result.by_reason[(row.status, row.reason)] += 1
@@ -322,6 +331,14 @@ class Pipeline:
         row.started_at = datetime.now(UTC)
         started = time.monotonic()
         async with self.adaptive.limiter:
+            try:
+                self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
+            except OSError as e:
+                # A request a kill could leave unaccounted for is never sent.
+                self.spend.settle(reserved, 0.0)
+                row.attempts -= 1
+                self._disk_trouble(e)
+                return None
             self.result.requests += 1
             self.result.in_flight += 1
             try:

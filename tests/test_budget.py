@@ -6,17 +6,21 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.budget import SpendingCap, attempt_cost, possibly_billed, worst_case
 from pipeline.classify import classify, classify_failure
+from pipeline.control import Halt
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorConfig,
@@ -202,3 +206,35 @@ async def test_the_report_counts_what_earlier_runs_of_a_row_cost(tmp_path: Path)
     row = pq.read_table(out / "ledger.parquet").to_pylist()[0]
     assert row["cost_usd"] == pytest.approx(FLASH_1K)  # the ledger keeps the last run's
     assert build_report(out).spend_usd == pytest.approx(3 * FLASH_1K)
+
+
+def test_what_a_killed_run_had_in_flight_counts_against_the_cap(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
+                                              for i in range(8)])  # fmt: skip
+    out = tmp_path / "out"
+    config = EmulatorConfig(latency=parse_latency("3"), payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
+             "--base-url", server.base_url, "--concurrency", "4", "--max-cost", "1"],
+            env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while server.app.stats_snapshot()["requests"] != 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)  # four requests in flight, none answered yet
+        process.wait()
+        billed = server.app.stats_snapshot()["billed"]
+        assert billed == 4  # the server finishes (and bills) what the killed run sent
+
+        # The restart, with a cap those four requests already use up: nothing more is sent.
+        cap = 4 * FLASH_1K + 0.01
+        restart = run_config(manifest, out, base_url=server.base_url, max_cost_usd=cap)
+        result = anyio.run(run_manifest, restart)
+        assert result.halt is Halt.COST_CAP
+        assert server.app.stats_snapshot()["billed"] == billed
+    assert result.spent_before_usd == pytest.approx(4 * FLASH_1K)
+    lost = pq.read_table(out / "attempts.parquet").to_pylist()
+    assert [(a["reason"], a["possibly_billed"]) for a in lost] == [("CRASHED", True)] * 4
+    assert not (out / "inflight.journal").exists()  # this run recorded all it sent (nothing)
