@@ -13,8 +13,8 @@ from pipeline.manifest import inspect, read_batches
 from pipeline.manifest_csv import BLOCK_SIZE
 
 
-def rows(path: Path, **kw: str) -> list[dict[str, object]]:
-    return [r for b in read_batches(path, 100, **kw) for r in b.table.to_pylist()]
+def rows(path: Path, sheet: str | None = None) -> list[dict[str, object]]:
+    return [r for b in read_batches(path, 100, sheet=sheet) for r in b.table.to_pylist()]
 
 
 @pytest.mark.parametrize(
