@@ -8,8 +8,10 @@ A 2xx generation is read once (one JSON parse, each image decoded once) and judg
 evidence, most trusted first:
 
 1. a non-thought image: ``inlineData``/``inline_data``; failing that a ``data:image/...`` URI in
-   text; failing that an image URL (``fileData`` or text) -> SUCCESS. An image that was made and
-   paid for is never thrown away, whatever finishReason or token counts say.
+   text -> SUCCESS. An image that was made and paid for is never thrown away, whatever
+   finishReason or token counts say. A link (``fileData`` or a URL in text) is an image only
+   with ``follow_links`` (``--follow-image-links``): SUCCESS, with the links to download.
+   Without it, text that mentions a link is text (rule 6: TEXT_ONLY).
 2. ``promptFeedback`` with no candidates, or with a ``blockReason`` -> ``PROMPT_BLOCKED:<reason>``.
 3. a candidate we could not read (wrong types, undecodable image data) -> MALFORMED_RESPONSE,
    because a misread is not evidence of a refusal.
@@ -52,10 +54,13 @@ _PAGE_HEAD = 65_536  # how much of an error page is looked at for a title or a s
 _TAG = re.compile(r"<[^<>]*>")  # [^<>] keeps it linear on a page full of stray '<'
 
 
-def classify(response: RawResponse, *, now: float | None = None) -> Outcome:
-    """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``."""
+def classify(
+    response: RawResponse, *, now: float | None = None, follow_links: bool = False
+) -> Outcome:
+    """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``;
+    ``follow_links`` counts image links in the answer as its images (rule 1)."""
     if 200 <= response.status < 300:
-        return _classify_2xx(response, now)
+        return _classify_2xx(response, now, follow_links)
     error = _error_from_bytes(response.body)
     return _server_failed(_classify_error(response.status, error, response, now))
 
@@ -243,7 +248,7 @@ def _snippet(body: bytes) -> str | None:
 # --- 2xx ----------------------------------------------------------------------------------
 
 
-def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
+def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) -> Outcome:
     http = response.status
     try:
         data = jr.loads(response.body)
@@ -265,13 +270,13 @@ def _classify_2xx(response: RawResponse, now: float | None) -> Outcome:
                 return _server_failed(_classify_error(code, error, response, now))
         what = "is not a JSON object" if not isinstance(data, dict) else "has no candidates"
         return _malformed(http, (error.message if error else None) or f"body {what}")
-    return _classify_generation(data, candidates, feedback, http)
+    return _classify_generation(data, candidates, feedback, http, follow_links)
 
 
 def _classify_generation(
-    data: dict[str, Any], candidates: object, feedback: object, http: int
+    data: dict[str, Any], candidates: object, feedback: object, http: int, follow_links: bool
 ) -> Outcome:
-    reading = read_candidates(candidates)
+    reading = read_candidates(candidates, links=follow_links)
     usage = _usage(jr.get(data, "usageMetadata", "usage_metadata"))
     common: dict[str, Any] = {
         "http_status": http,

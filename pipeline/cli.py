@@ -117,6 +117,10 @@ def run(
         float | None, typer.Option(min=0.0, help="Spending cap in USD: never committed past it")
     ] = None,
     prices: Prices = None,
+    follow_image_links: Annotated[
+        bool,
+        typer.Option(help="Fetch image links in answers, for gateways that answer with links"),
+    ] = False,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
     backoff_base: Annotated[
         float, typer.Option(min=0.0, help="First backoff in seconds; doubles, capped at 60")
@@ -184,6 +188,7 @@ def run(
             prompt_template=prompt_template,
             name_template=name_template,
             fit_images=fit_images,
+            follow_image_links=follow_image_links,
             strict=strict,
             max_cost_usd=max_cost,
             prices=PriceTable.load(prices),

@@ -81,6 +81,7 @@ class RunConfig:
     prompt_template: str | None = None  # "Studio photo of {title}": filled from the row
     name_template: str | None = None  # "{sku}-{variant}": output file names
     fit_images: bool = False  # downscale source images over the per-image limit
+    follow_image_links: bool = False  # an answer's image links are its images (some gateways)
     strict: bool = False  # any invalid row stops the run before the first request
     max_cost_usd: float | None = None  # spending cap: committed spend never passes it
     prices: PriceTable = field(default_factory=PriceTable)

@@ -1,8 +1,15 @@
-"""What a generation's candidates hold: its images (inline, data URIs or links), its text, its
-finish reason, and anything that could not be read. Thought parts are drafts and are skipped.
+"""What a generation's candidates hold: its images (inline or data URIs), its text, its finish
+reason, and anything that could not be read. Thought parts are drafts and are skipped.
 
-Images are decoded once; gateways' fallbacks (data URIs and image links in text) are only
-looked for when there is no inline image, because they cost a scan of the text.
+An image comes only from an image part: ``inlineData`` in a non-thought part, or a
+``data:image/...;base64,`` URI in text. A link is never an image by default: on the native
+protocol text is the model talking (a refusal's explanation can carry a policy URL), and
+``fileData.fileUri`` points at somebody's file. Only with ``links`` (``--follow-image-links``,
+for gateways that answer that way) are image links in text and ``fileData`` gathered, for the
+caller to download.
+
+Images are decoded once; gateways' fallbacks (data URIs and links in text) are only looked for
+when there is no inline image, because they cost a scan of the text.
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ class Reading:
     problem: str | None = None  # why part of it could not be read; None when all of it could
 
 
-def read_candidates(candidates: object) -> Reading:
-    """Read the non-thought parts of every candidate; never raises for odd structures."""
+def read_candidates(candidates: object, *, links: bool = False) -> Reading:
+    """Read the non-thought parts of every candidate; never raises for odd structures.
+
+    ``links``: also gather image links (``fileData`` and URLs in text) into ``image_urls``.
+    """
     problems: list[str] = []
     parts: list[dict[str, Any]] = []
     finish: str | None = None
@@ -72,7 +82,8 @@ def read_candidates(candidates: object) -> Reading:
             image, problem = _inline_image(inline)
             images.extend([image] if image else [])
             problems.extend([problem] if problem else [])
-        linked.extend(u for u in [_file_url(jr.get(part, "fileData", "file_data"))] if u)
+        if links:
+            linked.extend(u for u in [_file_url(jr.get(part, "fileData", "file_data"))] if u)
         text = part.get("text")
         if isinstance(text, str):
             texts.append(text)
@@ -81,7 +92,7 @@ def read_candidates(candidates: object) -> Reading:
     # Gateways' fallbacks, only looked for when there is no inline image (they cost a scan).
     if not images and texts:
         texts = _take_data_uris(texts, images, problems)
-    urls = jr.dedupe([*linked, *_image_urls(texts)]) if not images else ()
+    urls = jr.dedupe([*linked, *_image_urls(texts)]) if links and not images else ()
     joined = "\n".join(texts).strip()
     return Reading(
         images=tuple(images),

@@ -10,6 +10,7 @@ groups. Nothing is created per row up front, so memory does not depend on the ma
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -34,6 +35,7 @@ from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
 from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledger
 from pipeline.errors import UsageError
+from pipeline.imagecheck import decoded_mime
 from pipeline.inflight import InFlight
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.manifest import SHEET_ROWS
@@ -47,6 +49,7 @@ from pipeline.sources import SourceCache, SourceImageError
 from pipeline.spend import spent_in
 from pipeline.storage import StoredImage
 from pipeline.types import (
+    Delivery,
     ImagePart,
     InvalidRow,
     Job,
@@ -371,7 +374,8 @@ class Pipeline:
         return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
 
     async def _attempt(self, client: GeminiClient, request: PreparedRequest) -> Outcome:
-        outcome = await client.generate(request.model, request.body, request.timeout_s, classify)
+        parse = functools.partial(classify, follow_links=self.config.follow_image_links)
+        outcome = await client.generate(request.model, request.body, request.timeout_s, parse)
         if isinstance(outcome, NoAnswer):
             return classify_failure(*outcome)
         if outcome.kind is OutcomeKind.SUCCESS and not outcome.images and outcome.image_urls:
@@ -379,15 +383,19 @@ class Pipeline:
         return outcome
 
     async def _download(self, client: GeminiClient, outcome: Outcome, timeout_s: float) -> Outcome:
-        """Fetch images a gateway returned as links. The generation is paid: never resend it."""
+        """Fetch images a gateway returned as links (--follow-image-links), without any
+        credential; keep only what decodes as an image. The generation is paid: never resend it.
+        """
         images = []
         for url in outcome.image_urls:
             for _ in range(3):
                 answer = await client.download(url, timeout_s)
                 if isinstance(answer, RawResponse) and answer.status == 200 and answer.body:
-                    mime = answer.headers.get("content-type", "image/png").split(";")[0]
-                    images.append(ImagePart(answer.body, mime))
-                    break
+                    # The type from the bytes, not the header: a link may serve a web page.
+                    mime = await anyio.to_thread.run_sync(decoded_mime, answer.body)
+                    if mime is not None:
+                        images.append(ImagePart(answer.body, mime))
+                        break
         if len(images) == len(outcome.image_urls):
             return replace(outcome, images=tuple(images))
         return Outcome(
@@ -395,9 +403,10 @@ class Pipeline:
             reason="DOWNLOAD_FAILED",
             http_status=outcome.http_status,
             text=outcome.text,
-            message="the image links in the answer could not be downloaded: "
+            message="the image links in the answer could not be downloaded as images: "
             + " ".join(outcome.image_urls),
             usage=outcome.usage,
+            delivery=Delivery.ANSWERED,  # the generation was answered: possibly billed
         )
 
     async def _record(

@@ -227,11 +227,11 @@ SHAPES = [
     ),
     case(
         response(200, generation(candidate(text("![image](https://cdn.example.com/out/abc123)")))),
-        SUCCESS,
-        "STOP",
-        "success-markdown-url-in-text",
+        REFUSAL,
+        "TEXT_ONLY",
+        "markdown-url-in-text-is-text-unless-links-are-followed",
         images=(),
-        image_urls=("https://cdn.example.com/out/abc123",),
+        image_urls=(),
     ),
     case(
         response(
@@ -245,10 +245,10 @@ SHAPES = [
                 )
             ),
         ),
-        SUCCESS,
-        "STOP",
-        "success-plain-image-url-in-text-other-links-ignored",
-        image_urls=("https://cdn.example.com/a.png?sig=1",),
+        REFUSAL,
+        "TEXT_ONLY",
+        "plain-image-url-in-text-is-text-unless-links-are-followed",
+        image_urls=(),
     ),
     case(
         response(200, generation(candidate(image(PNG), text("https://cdn.example.com/b.png")))),
