@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
+from pipeline import rowids
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.idcheck import scan_ids
@@ -194,6 +195,21 @@ def _columns(config: RunConfig) -> list[str]:
         batch_rows=1,
     )
     return [header.binding.renames.get(n, n) for n in header.names]
+
+
+def folder_ids(config: RunConfig) -> RunConfig:
+    """The config reading ids as its output folder does (its record, else the header's), for
+    commands that look at a folder after or between runs."""
+    if config.ids is not None:
+        return config
+    recorded, rows = rowids.load(config.out_dir, ledger_ids(Ledger(config.out_dir)))
+    return settle_ids(config, recorded, rows)[0]
+
+
+def ledger_ids(ledger: Ledger) -> Iterator[pa.Array]:
+    """The ledger's row ids, a row group at a time."""
+    for batch in ledger.iter_batches(["row_id"]):
+        yield batch.column("row_id")
 
 
 def settle_ids(

@@ -173,6 +173,8 @@ def text(value: object) -> str:
 
 
 def _images_text(value: object) -> str:
+    # Not rows' image-list parser: that one may learn new hints and rules, and an id derived
+    # from a row must never change with them (every done row would be sent again).
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):

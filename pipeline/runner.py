@@ -23,7 +23,7 @@ from pipeline.errors import NanobatchError
 from pipeline.ledger import Ledger
 from pipeline.manifest import count_rows
 from pipeline.options import continue_command
-from pipeline.plan import Planner, check_manifest, done_rows
+from pipeline.plan import Planner, check_manifest, done_rows, folder_ids
 from pipeline.progress import ProgressReporter
 from pipeline.request import effective_size
 from pipeline.result import RunResult
@@ -145,6 +145,7 @@ def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
 
 def remaining_usd(config: RunConfig) -> float:
     """What the rows a rerun would send should cost, one image each by the price table."""
+    config = folder_ids(config)  # match done rows by the ids the folder was made with
     done = done_rows(Ledger(config.out_dir), config.rerun)
     planner = Planner(
         config, done, SourceCache(max_bytes=0), check_manifest(config, done), verify_done=False
@@ -159,7 +160,7 @@ def remaining_usd(config: RunConfig) -> float:
 
 def pending_rows(config: RunConfig) -> int:
     """Manifest rows (within --limit) not yet succeeded or refused."""
-    total = count_rows(config.manifest, config.batch_rows, config.limit)
+    total = count_rows(config.manifest, config.batch_rows, config.limit, sheet=config.sheet)
     return max(0, total - len(done_rows(Ledger(config.out_dir), frozenset({Status.FAILED}))))
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import anyio
 import httpx
-import pyarrow as pa
 import structlog
 from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -39,7 +38,14 @@ from pipeline.imagecheck import decoded_mime
 from pipeline.inflight import InFlight
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.manifest import SHEET_ROWS
-from pipeline.plan import PlannedBatch, Planner, check_manifest, done_rows, settle_ids
+from pipeline.plan import (
+    PlannedBatch,
+    Planner,
+    check_manifest,
+    done_rows,
+    ledger_ids,
+    settle_ids,
+)
 from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
 from pipeline.request import PreparedRequest, effective_size, prepare
@@ -181,7 +187,7 @@ class Pipeline:
         """The run's id scheme: the folder's record, else --id-column or the header (recorded
         now, before any row is); a different one stops the run before anything is sent."""
         out = self.config.out_dir
-        recorded, rows = rowids.load(out, _ledger_ids(self.ledger))
+        recorded, rows = rowids.load(out, ledger_ids(self.ledger))
         config, header = settle_ids(self.config, recorded, rows)
         if recorded is None or not (out / rowids.ID_FILE).exists():
             rowids.save(out, header.ids)
@@ -471,11 +477,6 @@ async def run_manifest(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(ledger.close)
-
-
-def _ledger_ids(ledger: Ledger) -> Iterator[pa.Array]:
-    for batch in ledger.iter_batches(["row_id"]):
-        yield batch.column("row_id")
 
 
 def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
@@ -106,3 +107,24 @@ def test_the_example_catalogue_validates_and_runs_without_an_edit(
         assert json.loads(row["metadata"])["Size"]  # the catalogue's Size stayed metadata
     ratios = {r["row_id"]: r["aspect_ratio"] for r in rows}
     assert (ratios["00101"], ratios["00202"]) == ("4:5", "16:9")
+
+
+def test_sheet_option_reads_that_sheet_for_the_run_and_its_counts(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.append(["id", "prompt"])
+    first.append(["m0", "a mug"])
+    extra = book.create_sheet("Extra")
+    extra.append(["Key", "Prompt"])
+    for i in range(5):
+        extra.append([f"e{i}", f"a lamp {i}"])
+    book.save(tmp_path / "m.xlsx")
+    out = tmp_path / "out"
+
+    ran = cli("run", str(tmp_path / "m.xlsx"), "--out", str(out), "--emulate",
+              "--sheet", "Extra", "--limit", "2")  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    assert set(pq.read_table(out / "ledger.parquet")["row_id"].to_pylist()) == {"e0", "e1"}
+    assert "3 rows of the manifest remain" in ran.stderr  # counted on the same sheet

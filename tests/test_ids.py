@@ -17,6 +17,7 @@ from pipeline.idcheck import check_ids
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.manifest import read_batches
 from pipeline.rowids import ID_FILE, derive_v1
+from pipeline.runner import remaining_usd
 from pipeline.scheduler import run_manifest
 from pipeline.types import Status
 from tests.helpers import run_config, write_csv, write_parquet
@@ -124,6 +125,8 @@ async def test_an_output_folder_keeps_its_id_scheme(tmp_path: Path) -> None:
         await run(app, manifest, out, id_column="sku")
     assert requests(app) == sent
     assert ledger_ids(out) == {"h0", "h1", "h2"}
+    # What a rerun would still cost is counted with the folder's ids too: nothing.
+    assert remaining_usd(run_config(manifest, out)) == 0
 
 
 async def test_a_folder_from_before_the_record_keeps_its_derived_ids(tmp_path: Path) -> None:
