@@ -110,8 +110,9 @@ def invalid_record(item: InvalidRow) -> LedgerRecord:
         status=Status.INVALID.value,
         reason=f"INVALID_{item.field.upper()}",
         model="",
-        prompt="",
+        prompt=item.prompt,
         error=item.reason,
+        metadata=item.metadata,
     )
 
 

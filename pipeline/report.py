@@ -10,6 +10,7 @@ to rebuild; the page itself is ``report_html.py``.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ SLOWEST = 5
 RUN_GAP_S = 600.0
 _COLUMNS = (
     "row_id", "status", "reason", "line", "prompt", "text", "error", "output_paths", "width",
-    "height", "latency_ms", "finished_at", "cost_usd", "model", "image_size",
+    "height", "latency_ms", "finished_at", "cost_usd", "model", "image_size", "metadata",
 )  # fmt: skip
 
 
@@ -189,7 +190,19 @@ def _tile(row: dict[str, Any], thumb: str | None) -> dict[str, Any]:
         "im": outputs,
         "wh": f"{row['width']}x{row['height']}" if row.get("width") else "",
         "ms": row.get("latency_ms"),
+        "md": _metadata(row.get("metadata")),
     }
+
+
+def _metadata(text: str | None) -> list[list[str]]:
+    """The row's own columns (sku, title...) as [name, value] pairs, for its tile."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [[str(k), str(v)[:200]] for k, v in list(data.items())[:12]]
 
 
 def _headline(report: Report) -> str:

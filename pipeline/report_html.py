@@ -192,6 +192,10 @@ function tile(t) {
   if (t.wh) bits.push(t.wh);
   if (t.ms != null) bits.push((t.ms / 1000).toFixed(1) + " s");
   meta.appendChild(el("span", "small", bits.join(" · ")));
+  if (t.im.length) meta.appendChild(el("span", "small file", t.im[0].split("/").pop()));
+  (t.md || []).forEach(([k, v]) => meta.appendChild(el("span", "small md", k + ": " + v)));
+  const next = {failed: "a rerun retries this row", invalid: "fix it: a rerun checks it again"};
+  if (next[t.s]) meta.appendChild(el("span", "small next", next[t.s]));
   if (t.im.length > 1) {
     const more = el("span", "small");
     t.im.forEach((p, i) => {

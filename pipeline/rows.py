@@ -36,6 +36,7 @@ from pipeline.sources import (
 )
 from pipeline.types import InvalidRow, Job
 
+SHOWN_PROMPT_CHARS = 2000  # an invalid row's prompt kept for the report (it may be huge)
 KNOWN_COLUMNS = frozenset({
     "id", "prompt", "images", "model", "aspect_ratio", "image_size", "size",
     "system_instruction", "temperature", "seed", "output_name",
@@ -158,7 +159,15 @@ class RowResolver:
         try:
             return self._resolve(row_id, line, row)
         except _Invalid as e:
-            return InvalidRow(row_id, line, e.field, e.reason)
+            return InvalidRow(row_id, line, e.field, e.reason, self._shown_prompt(row), _extra(row))
+
+    def _shown_prompt(self, row: dict[str, Any]) -> str:
+        """An invalid row's prompt for people to recognise it (the template's, if it fills)."""
+        try:
+            shown = self._prompt(row)
+        except _Invalid:
+            shown = _text(row.get("prompt")) or ""
+        return shown[:SHOWN_PROMPT_CHARS]
 
     def _resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job:
         d = self._defaults
@@ -178,7 +187,6 @@ class RowResolver:
             raise _Invalid("output_name", "the output name is empty once unsafe characters go")
         if why := name_problem(name or row_id, d.name_max_bytes):
             raise _Invalid("id" if name is None else "output_name", why)
-        extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
         return Job(
             row_id=row_id,
             line=line,
@@ -191,7 +199,7 @@ class RowResolver:
             temperature=_number(row.get("temperature"), "temperature", 0.0, 2.0),
             seed=_integer(row.get("seed")),
             output_name=name,
-            metadata=json.dumps(extra, default=str, sort_keys=True) if extra else None,
+            metadata=_extra(row),
         )
 
     def _prompt(self, row: dict[str, Any]) -> str:
@@ -315,3 +323,9 @@ def _image_list(value: object) -> list[str]:
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
         return [p.strip() for p in value if p.strip()]
     raise _Invalid("images", "expected paths separated by ';', a JSON array or a list of paths")
+
+
+def _extra(row: dict[str, Any]) -> str | None:
+    """The row's columns nanobatch does not use, kept in the ledger as a JSON object."""
+    extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
+    return json.dumps(extra, default=str, sort_keys=True) if extra else None

@@ -148,3 +148,5 @@ class InvalidRow:
     line: int
     field: str
     reason: str
+    prompt: str = ""  # as far as it could be made: the contact sheet shows it
+    metadata: str | None = None  # the row's other columns, as a JSON object

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -280,3 +281,30 @@ def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(tmp_path: Path
     assert tiles_in(last) == 200
     assert tiles_in(last, 'data-status="failed"') == 0
     assert "page 45 of 45" in last
+
+
+def test_tiles_show_file_names_metadata_what_a_rerun_does_and_invalid_prompts(
+    tmp_path: Path,
+) -> None:
+    browser = chromium()
+    rows = [
+        {"id": "lamp", "sku": "SKU-0042", "title": "Desk lamp", "prompt": "a desk lamp"},
+        {"id": "busy", "sku": "SKU-0043", "title": "Stool", "prompt": "a stool #500"},
+        {"id": "bad", "sku": "SKU-0044", "title": "Vase", "prompt": "a tall blue vase",
+         "images": "gone.png"},
+    ]  # fmt: skip
+    out = tmp_path / "out"
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    config = run_config(write_csv(tmp_path / "m.csv", rows), out, name_template="{sku}")
+    anyio.run(run_manifest, config, EmulatorTransport(app))
+    build_report(out)
+    page = dom(browser, (out / "report.html").resolve(), "", tmp_path / "profile")
+    tile = r'<article class="tile[^"]*"[^>]*data-id="([^"]+)"[^>]*>(.*?)</article>'
+    tiles = dict(re.findall(tile, page, re.S))
+    assert set(tiles) == {"lamp", "busy", "bad"}
+    assert ">SKU-0042.png<" in tiles["lamp"]  # the output file's name, as text
+    assert "sku: SKU-0042" in tiles["lamp"]
+    assert "title: Desk lamp" in tiles["lamp"]
+    assert "a rerun retries this row" in tiles["busy"]
+    assert "a tall blue vase" in tiles["bad"]  # an invalid row still shows its prompt
+    assert "sku: SKU-0044" in tiles["bad"]
