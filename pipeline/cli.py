@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,8 @@ FitImages = Annotated[bool, typer.Option(
     help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
 )]  # fmt: skip
 Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+PreviewOut = Annotated[Path | None, typer.Option(
+    "--out", metavar="DIR", help="Also what a run on DIR would send now and cost")]  # fmt: skip
 OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]
 Verbose = Annotated[int, typer.Option(
     "--verbose", "-v", count=True, help="-v: info, -vv: every attempt (run.log: all)")]  # fmt: skip
@@ -160,7 +163,9 @@ def run(
         check_out_dir(out)
         setup_logging(verbose, [key.reveal()] if key else [], out)
         if emulate:
-            transport = _emulator_transport(emulate_faults, emulate_latency)
+            from pipeline.demo import emulator_transport
+
+            transport = emulator_transport(emulate_faults, emulate_latency)
             url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
         elif key is None:
             raise UsageError(
@@ -206,27 +211,8 @@ def run(
         raise _fail(e) from None
     from pipeline.runner import run_and_report  # the run machinery: only when running
 
-    code = run_and_report(
-        config, transport, argv=sys.argv[1:], out=typer.echo, err=_err,
-        progress_every_s=progress_every,
-    )  # fmt: skip
-    raise typer.Exit(code)
-
-
-def _emulator_transport(faults: str, latency: str) -> httpx.AsyncBaseTransport:
-    from pipeline.emulator import (
-        EmulatorConfig,
-        EmulatorTransport,
-        create_app,
-        parse_faults,
-        parse_latency,
-    )
-
-    try:
-        config = EmulatorConfig(faults=parse_faults(faults), latency=parse_latency(latency))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    return EmulatorTransport(create_app(config))
+    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=typer.echo,
+                                    err=_err, progress_every_s=progress_every))  # fmt: skip
 
 
 @app.command()
@@ -244,9 +230,11 @@ def validate(
     fit_images: FitImages = False,
     prices: Prices = None,
     output_format: OutputFormat = "text",
+    out: PreviewOut = None,
     verbose: Verbose = 0,
 ) -> None:
     """Check every row without the network; show the invalid ones, the cost and the upload."""
+    from pipeline.preview import format_preview, preview
     from pipeline.validate import format_validation
     from pipeline.validate import validate as validate_manifest
 
@@ -269,12 +257,16 @@ def validate(
             fit_images=fit_images,
         )
         found = validate_manifest(config, table)
+        ahead = preview(replace(config, out_dir=out), table) if out and not found.problems else None
     except NanobatchError as e:
         raise _fail(e) from None
     if output_format == "json":
-        typer.echo(json.dumps(found.to_json(table), indent=1))
+        extra = {"out": ahead.to_json()} if ahead else {}
+        typer.echo(json.dumps(found.to_json(table) | extra, indent=1))
     else:
         typer.echo(format_validation(found, table, manifest))
+        if ahead and out:
+            typer.echo(format_preview(ahead, out))
     if found.problems:  # a run would stop on these before sending anything
         _err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
     raise typer.Exit(2 if found.invalid_count or found.problems else 0)
@@ -290,6 +282,7 @@ def verify(
     """Check that every succeeded row's files exist, decode and match their sha256."""
     from pipeline.recovery import set_aside
     from pipeline.verify import fix as fix_rows
+    from pipeline.verify import format_verify
     from pipeline.verify import verify as verify_dir
 
     try:
@@ -297,13 +290,7 @@ def verify(
     except NanobatchError as e:
         raise _fail(e) from None
     _live_note(out)
-    typer.echo(f"checked {result.checked_files} files of {result.checked_rows} succeeded rows")
-    for problem in result.problems[:50]:
-        typer.echo(f"  row {problem.row_id}: {problem.path or '-'} {problem.what}")
-    if len(result.problems) > 50:
-        typer.echo(f"  ... and {len(result.problems) - 50} more")
-    if result.unreferenced:
-        typer.echo(f"  {len(result.unreferenced)} files under images/ belong to no ledger row")
+    typer.echo(format_verify(result))
     if fix:
         try:
             fixed = fix_rows(out, result.problems)
@@ -350,9 +337,9 @@ def status(out: OutDir, output_format: OutputFormat = "text") -> None:
 
 def _live_note(out: Path) -> None:
     """verify and report on a directory whose run is going, or crashed before its fold."""
-    from pipeline.status import folder_status, live_note
+    from pipeline.status import live_note
 
-    if note := live_note(folder_status(out)):
+    if note := live_note(out):
         _err(f"nanobatch: {note}")
 
 

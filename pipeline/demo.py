@@ -1,7 +1,6 @@
-"""``nanobatch demo``: the demo manifest against a local emulator process, then its report.
-
-Run it twice: the second run resumes and sends no request.
-"""
+"""Rehearsals: ``nanobatch demo`` (the demo manifest against a local emulator process, then its
+report; run it twice and the second run resumes, sending nothing) and ``run --emulate``'s
+in-process emulator."""
 
 from __future__ import annotations
 
@@ -9,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import ApiKey, RetryConfig, RunConfig
-from pipeline.emulator import EmulatorProcess
+from pipeline.emulator import (
+    EmulatorConfig,
+    EmulatorProcess,
+    EmulatorTransport,
+    create_app,
+    parse_faults,
+    parse_latency,
+)
+from pipeline.errors import UsageError
 from pipeline.report import build_report
 from pipeline.runner import run_and_report
 
@@ -48,3 +55,12 @@ def run_demo(  # noqa: PLR0917 (the command's own options, then where output goe
             f"billed duplicates {stats['billed_duplicates']})"
         )
     return code
+
+
+def emulator_transport(faults: str, latency: str) -> EmulatorTransport:
+    """``--emulate``: the emulator in-process, shaped by ``--emulate-faults/-latency``."""
+    try:
+        config = EmulatorConfig(faults=parse_faults(faults), latency=parse_latency(latency))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return EmulatorTransport(create_app(config))

@@ -118,8 +118,9 @@ def folder_status(out_dir: Path) -> FolderStatus:
     )
 
 
-def live_note(status: FolderStatus) -> str | None:
+def live_note(out_dir: Path) -> str | None:
     """One line for ``verify`` and ``report`` when a run is going or crashed before its fold."""
+    status = folder_status(out_dir)
     counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n)
     if status.state == "running":
         return (

@@ -138,3 +138,14 @@ def _move_aside(out_dir: Path, rel_paths: list[str]) -> None:
             moved = target / rel.split("/", 1)[-1]  # sub-folders kept: names may repeat
             moved.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, moved)
+
+
+def format_verify(result: VerifyResult, most: int = 50) -> str:
+    """What verify found, for people (the first ``most`` problems)."""
+    lines = [f"checked {result.checked_files} files of {result.checked_rows} succeeded rows"]
+    lines += [f"  row {p.row_id}: {p.path or '-'} {p.what}" for p in result.problems[:most]]
+    if len(result.problems) > most:
+        lines.append(f"  ... and {len(result.problems) - most} more")
+    if result.unreferenced:
+        lines.append(f"  {len(result.unreferenced)} files under images/ belong to no ledger row")
+    return "\n".join(lines)

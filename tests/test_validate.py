@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,10 +18,13 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import RunConfig
+from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 from pipeline.errors import UsageError
+from pipeline.preview import preview
 from pipeline.prices import PriceTable
+from pipeline.scheduler import run_manifest
 from pipeline.validate import validate
-from tests.helpers import make_image, write_csv
+from tests.helpers import make_image, run_config, write_csv
 
 
 @dataclass
@@ -154,3 +158,33 @@ def test_duplicate_ids_still_let_every_row_be_checked(tmp_path: Path) -> None:
     assert "rows 2 and 4" in result.stderr  # the identical rows, as a spreadsheet numbers them
     assert "row 3 aspect_ratio:" in result.stdout  # the rest of the file was still checked
     assert "row-" not in result.stdout + result.stderr  # never a derived id's hash
+
+
+def test_validate_out_previews_what_a_rerun_would_send_and_cost(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [
+        {"id": "a", "prompt": "a lamp"},
+        {"id": "b", "prompt": "a chair"},
+        {"id": "c", "prompt": "a stool #500"},
+        {"id": "d", "prompt": "a vase", "images": "gone.png"},
+    ]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    app_ = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    done = anyio.run(run_manifest, run_config(manifest, out), EmulatorTransport(app_))
+    assert dict(done.by_status) == {"succeeded": 2, "failed": 1, "invalid": 1}
+
+    rows[1]["prompt"] = "a red chair"  # an edit: b is made again
+    rows.append({"id": "e", "prompt": "a rug"})  # a new row
+    write_csv(manifest, rows)
+    prices = PriceTable()
+    ahead = preview(RunConfig(manifest=manifest, out_dir=out), prices)
+    assert ahead.kept == 1  # a
+    assert dict(ahead.send) == {"new": 1, "failed before": 1, "inputs changed": 1}
+    assert ahead.invalid == 1  # d, still missing its photo
+    one = prices.per_image("gemini-3.1-flash-image-preview", "1K")
+    assert ahead.cost_usd == pytest.approx(3 * one)
+
+    shown = CliRunner().invoke(app, ["validate", str(manifest), "--out", str(out),
+                                     "--format", "json"])  # fmt: skip
+    assert json.loads(shown.stdout)["out"]["send"] == 3
+    assert pq.read_table(out / "ledger.parquet").num_rows == 4  # a preview writes nothing
