@@ -309,6 +309,29 @@ def verify(
 
 
 @app.command()
+def rename(
+    manifest: Manifest,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory of a run")],
+    name_template: NameTemplate = None,
+) -> None:
+    """Give finished rows' images the names the manifest and --name-template make now.
+
+    Sends nothing; the ledger records the new paths. Exit 1 if some rows could not be renamed.
+    """
+    from pipeline.rename import rename as rename_rows
+
+    try:
+        done = rename_rows(RunConfig(manifest=manifest, out_dir=out, name_template=name_template))
+    except NanobatchError as e:
+        raise _fail(e) from None
+    typer.echo(f"renamed {done.files} files of {done.rows} rows; {done.unchanged} rows already "
+               f"had their name, {len(done.skipped)} left as they were")  # fmt: skip
+    for line in done.skipped[:20]:
+        typer.echo(f"  row {line}")
+    raise typer.Exit(1 if done.skipped else 0)
+
+
+@app.command()
 def report(out: OutDir) -> None:
     """Summarise a run and write DIR/report.html, a contact sheet of every row."""
     from pipeline.report import build_report, format_report

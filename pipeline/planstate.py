@@ -68,3 +68,24 @@ def save(
 def forget(out_dir: Path) -> None:
     """The ledger is about to hold rows checked against other inputs: trust nothing."""
     (out_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+NAMES_FILE = "names.json"
+
+
+def name_template_change(out_dir: Path, template: str | None) -> tuple[str | None] | None:
+    """The name template this folder's earlier runs used, when it differs from ``template``
+    (as a 1-tuple: the old one may be None); None when unchanged or never recorded. Records
+    ``template`` as the folder's current one."""
+    path = out_dir / NAMES_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded.get("name_template") == template:
+        return None
+    write_atomic(path, json.dumps({"name_template": template}).encode())
+    if not isinstance(recorded, dict) or "name_template" not in recorded:
+        return None
+    old = recorded["name_template"]
+    return (old if isinstance(old, str) else None,)

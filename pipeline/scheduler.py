@@ -48,6 +48,7 @@ from pipeline.plan import (
 )
 from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
 from pipeline.recovery import adopt, claim, find_orphans, set_aside
+from pipeline.rename import name_change_note
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
 from pipeline.retry import Action, decide
@@ -139,6 +140,9 @@ class Pipeline:
 
     async def _run(self, observers: Sequence[Observer]) -> RunResult:
         done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
+        note = await anyio.to_thread.run_sync(name_change_note, self.config, len(done))
+        if note:
+            log.warning("run.name_template_changed", note=note)
         scan = await anyio.to_thread.run_sync(check_manifest, self.config, done)
         self.result.to_do = scan.to_do
         inputs = await anyio.to_thread.run_sync(planstate.inputs, self.config)

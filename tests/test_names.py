@@ -9,11 +9,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.rename import name_change_note, rename
 from pipeline.rows import Defaults, RowResolver, name_limit, output_name
 from pipeline.scheduler import run_manifest
 from pipeline.types import InvalidRow, Job
 from pipeline.verify import verify
 from tests.helpers import run_config, write_csv
+from tests.test_cli import nanobatch
 
 FLASH = "gemini-3.1-flash-image-preview"
 CJK_100 = "商品图片" * 25  # 100 characters, 300 bytes in UTF-8
@@ -142,3 +144,55 @@ async def test_a_symlinked_folder_is_not_written_through(tmp_path: Path) -> None
 
     assert list(elsewhere.iterdir()) == []
     assert ledger(out)["r0"]["reason"] == "WRITE_FAILED"
+
+
+async def test_a_changed_name_template_renames_nothing_until_asked_and_rename_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"item {i}", "category": "mugs", "sku": f"m{i}"}
+            for i in range(3)]  # fmt: skip
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(run_config(manifest, out, name_template="{sku}"), EmulatorTransport(app))
+    assert name_change_note(run_config(manifest, out, name_template="{sku}"), 3) is None
+
+    changed = run_config(manifest, out, name_template="{category}/{sku}")
+    note = name_change_note(changed, 3)
+    assert note is not None
+    assert "nanobatch rename" in note
+    assert "--name-template '{category}/{sku}'" in note
+    await run_manifest(changed, EmulatorTransport(app))
+    assert ledger(out)["r0"]["output_paths"] == ["images/m0.png"]  # kept: nothing renamed
+
+    done = rename(changed)
+
+    assert (done.rows, done.files, done.skipped) == (3, 3, [])
+    assert ledger(out)["r0"]["output_paths"] == ["images/mugs/m0.png"]
+    assert (out / "images" / "mugs" / "m2.png").exists()
+    assert not (out / "images" / "m2.png").exists()
+    assert verify(out).problems == []
+    assert verify(out).unreferenced == []
+    assert name_change_note(changed, 3) is None  # the folder's scheme is the new one now
+    assert rename(changed).unchanged == 3
+    await run_manifest(changed, EmulatorTransport(app))
+    assert app.stats_snapshot()["requests"] == 3
+
+
+def test_the_cli_warns_of_a_changed_name_template_and_renames(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"item {i}", "category": "mugs"} for i in range(2)]
+    manifest = str(write_csv(tmp_path / "m.csv", rows))
+    out = str(tmp_path / "out")
+    first = nanobatch("run", manifest, "--out", out, "--emulate")
+    assert first.returncode == 0, first.stderr
+
+    second = nanobatch(
+        "run", manifest, "--out", out, "--emulate", "--name-template", "{category}/{id}"
+    )
+    assert second.returncode == 0, second.stderr
+    assert "2 finished rows keep their old file names" in second.stderr
+    assert "nanobatch rename" in second.stderr
+
+    renamed = nanobatch("rename", manifest, "--out", out, "--name-template", "{category}/{id}")
+    assert renamed.returncode == 0, renamed.stderr
+    assert ledger(tmp_path / "out")["r1"]["output_paths"] == ["images/mugs/r1.png"]
