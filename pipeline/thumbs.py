@@ -7,6 +7,7 @@ with a rename so a reader never sees half a file, and never fsynced (losing one 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +36,8 @@ def make_thumbnail(out_dir: Path, image: str) -> str | None:
     source = out_dir / image
     rel = thumbnail_path(image)
     target = out_dir / rel
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    # A short temp name: the image's own name may already be near the file system's limit.
+    tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}.jpg")
     try:
         if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
             return rel

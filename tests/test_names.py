@@ -12,9 +12,10 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Pa
 from pipeline.rename import name_change_note, rename
 from pipeline.rows import Defaults, RowResolver, name_limit, output_name
 from pipeline.scheduler import run_manifest
+from pipeline.thumbs import make_thumbnail
 from pipeline.types import InvalidRow, Job
 from pipeline.verify import verify
-from tests.helpers import run_config, write_csv
+from tests.helpers import make_image, run_config, write_csv
 from tests.test_cli import nanobatch
 
 FLASH = "gemini-3.1-flash-image-preview"
@@ -196,3 +197,10 @@ def test_the_cli_warns_of_a_changed_name_template_and_renames(tmp_path: Path) ->
     renamed = nanobatch("rename", manifest, "--out", out, "--name-template", "{category}/{id}")
     assert renamed.returncode == 0, renamed.stderr
     assert ledger(tmp_path / "out")["r1"]["output_paths"] == ["images/mugs/r1.png"]
+
+
+def test_an_image_with_the_longest_allowed_name_gets_its_thumbnail(tmp_path: Path) -> None:
+    stem = "商" * 81  # 243 bytes: the longest name a row may have
+    (tmp_path / "images").mkdir()
+    make_image(tmp_path / "images" / f"{stem}.png")
+    assert make_thumbnail(tmp_path, f"images/{stem}.png") == f"thumbs/{stem}.jpg"
