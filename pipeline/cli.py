@@ -313,6 +313,7 @@ def rename(
     manifest: Manifest,
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory of a run")],
     name_template: NameTemplate = None,
+    sheet: Sheet = None,
 ) -> None:
     """Give finished rows' images the names the manifest and --name-template make now.
 
@@ -321,7 +322,8 @@ def rename(
     from pipeline.rename import rename as rename_rows
 
     try:
-        done = rename_rows(RunConfig(manifest=manifest, out_dir=out, name_template=name_template))
+        config = RunConfig(manifest, out, name_template=name_template, sheet=sheet)
+        done = rename_rows(config)
     except NanobatchError as e:
         raise _fail(e) from None
     typer.echo(f"renamed {done.files} files of {done.rows} rows; {done.unchanged} rows already "

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import rowids
 from pipeline.config import RunConfig
 from pipeline.diskspace import open_ledger
 from pipeline.errors import UsageError
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.ledgerview import require_ledger
 from pipeline.manifest import read_batches
+from pipeline.plan import settle_ids
 from pipeline.planstate import name_template_change
 from pipeline.rows import name_limit, name_problem, output_name, template_fields
 from pipeline.storage import IMAGES_DIR, make_folders
@@ -74,10 +76,16 @@ def rename(config: RunConfig) -> Renamed:
     try:
         table = ledger.read()
         made = {r["row_id"]: r for r in (table.to_pylist() if table else []) if r["output_paths"]}
+        # The ids as the folder's runs read them (its recorded id scheme), not as guessed now.
+        recorded, rows = rowids.load(config.out_dir, table["row_id"].chunks if table else [])
+        config, _ = settle_ids(config, recorded, rows)
         result = Renamed()
         limit = name_limit(config.out_dir)
         group: list[LedgerRecord] = []
-        for batch in read_batches(config.manifest, config.batch_rows, None, required):
+        batches = read_batches(
+            config.manifest, config.batch_rows, None, required, sheet=config.sheet, ids=config.ids
+        )
+        for batch in batches:
             for row_id, row in zip(batch.ids.to_pylist(), batch.table.to_pylist(), strict=True):
                 record = made.pop(row_id, None)
                 if record is not None:
