@@ -37,6 +37,10 @@ def inputs(config: RunConfig) -> dict[str, Any]:
         "image_size": config.image_size,
         "aspect_ratio": config.aspect_ratio,
         "prompt_template": config.prompt_template,
+        # Which rows the file's rows are: another sheet, or ids read another way, is another
+        # manifest even when the file's bytes are the same.
+        "sheet": config.sheet,
+        "ids": config.ids.to_json() if config.ids is not None else None,
     }
 
 

@@ -128,3 +128,26 @@ def test_sheet_option_reads_that_sheet_for_the_run_and_its_counts(tmp_path: Path
     assert ran.returncode == 0, ran.stderr
     assert set(pq.read_table(out / "ledger.parquet")["row_id"].to_pylist()) == {"e0", "e1"}
     assert "3 rows of the manifest remain" in ran.stderr  # counted on the same sheet
+
+
+async def test_another_sheet_of_the_same_workbook_is_not_trusted_as_done(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    second = book.create_sheet("Reds")
+    for sheet, colour in ((first, "blue"), (second, "red")):
+        sheet.append(["id", "prompt"])
+        sheet.append(["mug", f"a {colour} mug"])
+        sheet.append(["lamp", f"a {colour} lamp"])
+    book.save(tmp_path / "m.xlsx")
+    out = tmp_path / "out"
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    await run_manifest(run_config(tmp_path / "m.xlsx", out), EmulatorTransport(app))
+    app.reset_stats()
+
+    # Same file, same ids, other prompts: each row's fingerprint is checked, both are remade.
+    await run_manifest(run_config(tmp_path / "m.xlsx", out, sheet="Reds"), EmulatorTransport(app))
+
+    assert app.stats_snapshot()["requests"] == 2
+    prompts = pq.read_table(out / "ledger.parquet")["prompt"].to_pylist()
+    assert sorted(prompts) == ["a red lamp", "a red mug"]
