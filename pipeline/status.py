@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from pipeline.barline import duration
 from pipeline.ledger import LOCK_FILE
 from pipeline.ledgerview import has_ledger, read_ledger_view
 from pipeline.progress import STATUS_FILE
@@ -149,9 +150,12 @@ def format_status(status: FolderStatus) -> str:
         lines.append(f"  heartbeat (status.json): {status.updated_at}")
     if status.progress is not None:
         p = status.progress
+        eta = p.get("eta_s")
+        cap = p.get("max_cost_usd")
         lines.append(
             f"  this run: {p.get('done', 0)}/{p.get('to_do', 0)} rows, "
-            f"{p.get('in_flight', 0)} in flight, ETA {p.get('eta_s', '-')} s"
+            f"{p.get('in_flight', 0)} in flight, ETA {duration(eta) if eta is not None else '-'}"
+            + (f", cap ${cap:,.2f}" if isinstance(cap, (int, float)) else "")
         )
     counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n) or "none"
     unfolded = f" ({status.unfolded_rows} from the journal)" if status.unfolded_rows else ""

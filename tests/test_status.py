@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
-from pipeline.status import folder_status
+from pipeline.status import folder_status, format_status
 from tests.helpers import TEST_KEY, write_csv
 
 
@@ -41,6 +41,7 @@ def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) 
             assert (running.state, running.running, running.pid) == ("running", True, process.pid)
             assert running.counts["succeeded"] >= 4  # from the journal: nothing is folded yet
             assert not (out / "ledger.parquet").exists()
+            assert f"running (pid {process.pid})" in format_status(running)
 
             shown = nanobatch("status", str(out), "--format", "json")
             assert shown.returncode == 0, shown.stderr
