@@ -31,9 +31,9 @@ _PER_IN_FLIGHT = 4 << 20  # one answer: a 1K PNG is ~1.5 MB, a 2K one ~6 MB
 
 
 def describe(error: OSError) -> str:
-    """``ENOSPC (No space left on device)``: the name a user can search for, and its words."""
+    """``ENOSPC: No space left on device``: the name a user can search for, and its words."""
     name = errno.errorcode.get(error.errno or 0, "error")
-    return f"{name} ({error.strerror or error})"
+    return f"{name}: {error.strerror or error}"
 
 
 def default_headroom(concurrency: int) -> int:

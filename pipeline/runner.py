@@ -137,10 +137,11 @@ def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
     done = result.by_status.get(Status.SUCCEEDED.value, 0)
     per_row = result.stored_bytes / done if done and result.stored_bytes else 4e6
     needed = reserve + per_row * left
-    return (f"stopped: the disk is full ({result.disk_error}) at {out}, "
-            f"{free_bytes(out) / 1e6:.1f} MB free{lost}; {left} rows left. Free at least "
-            f"{needed / 1e6:.0f} MB (about {per_row / 1e6:.1f} MB per image plus "
-            f"{reserve / 1e6:.0f} MB kept in reserve), then rerun.")  # fmt: skip
+    free = free_bytes(out)
+    return (f"stopped: the disk is full at {out} ({result.disk_error}){lost}; {left} rows left "
+            f"need about {needed / 1e6:.0f} MB ({per_row / 1e6:.1f} MB per image plus "
+            f"{reserve / 1e6:.0f} MB kept in reserve) and {free / 1e6:.1f} MB is free: free at "
+            f"least {max(needed - free, 0) / 1e6:.0f} MB more, then rerun.")  # fmt: skip
 
 
 def remaining_usd(config: RunConfig) -> float:
