@@ -14,10 +14,11 @@ need pillow-heif; without it they are taken on their signature.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import BinaryIO
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.mime import sniff
 
@@ -71,5 +72,10 @@ def decoded_mime(data: bytes) -> str | None:
 
 
 def _short(error: Exception) -> str:
-    text = " ".join(str(error).split())[:120]
+    if isinstance(error, UnidentifiedImageError):
+        return "no image data Pillow can read"
+    text = _OBJECT.sub("", " ".join(str(error).split()))[:120].strip()
     return text or type(error).__name__
+
+
+_OBJECT = re.compile(r"<[^<>]*>")  # Pillow names the stream object: noise to a user

@@ -24,12 +24,13 @@ class ModelSpec:
     default_size: str  # the size the model produces when none is sent ("1K")
     aspect_ratios: tuple[str, ...]
     max_input_images: int
+    max_input_tokens: int = 65_536  # prompt, system instruction and input images together
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.model_id: spec
     for spec in (
-        ModelSpec("gemini-2.5-flash-image", (), "1K", _BASE_RATIOS, 14),
+        ModelSpec("gemini-2.5-flash-image", (), "1K", _BASE_RATIOS, 14, 32_768),
         ModelSpec("gemini-3-pro-image-preview", ("1K", "2K", "4K"), "1K", _BASE_RATIOS, 14),
         ModelSpec(
             "gemini-3.1-flash-image-preview",
@@ -78,6 +79,25 @@ def check_model_id(model: str, *, in_path: bool = True) -> str | None:
     allowed = "letters, digits, '.', '_', '-'" + ("" if in_path else ", '/', ':'")
     shown = repr(model) if len(model) <= 60 else repr(model[:60]) + "..."
     return f"{shown} is not a model id: use only {allowed} (e.g. {DEFAULT_MODEL})"
+
+
+# Text runs at about 4 characters per token (English; other scripts take more tokens per
+# character, so this errs on letting a prompt through: the server has the last word).
+CHARS_PER_TOKEN = 4
+UNKNOWN_MODEL_INPUT_TOKENS = 1_048_576  # the largest Gemini context: only absurd text is stopped
+
+
+def check_prompt_length(spec: ModelSpec | None, model: str, chars: int) -> str | None:
+    """Why ``chars`` characters of prompt (and system instruction) are more than the model takes,
+    or None."""
+    limit = spec.max_input_tokens if spec else UNKNOWN_MODEL_INPUT_TOKENS
+    if chars <= limit * CHARS_PER_TOKEN:
+        return None
+    return (
+        f"the prompt is {chars:,} characters (~{chars // CHARS_PER_TOKEN:,} tokens); {model} "
+        f"takes at most {limit:,} input tokens (~{limit * CHARS_PER_TOKEN:,} characters): "
+        "shorten it"
+    )
 
 
 def check_image_size(spec: ModelSpec, size: str) -> str | None:
@@ -157,3 +177,13 @@ def map_size(spec: ModelSpec, width: int, height: int) -> SizeChoice:
 
     size = min(sizes, key=area_distance)
     return SizeChoice(size, ratio, output_pixels(spec, size, ratio))
+
+
+def covering_size(spec: ModelSpec, ratio: str, width: int, height: int) -> SizeChoice | None:
+    """The smallest image size whose output at ``ratio`` is at least ``width`` x ``height``;
+    None when no size of the model is that big."""
+    for size in spec.image_sizes or (None,):
+        w, h = output_pixels(spec, size, ratio)
+        if w >= width and h >= height:
+            return SizeChoice(size, ratio, (w, h))
+    return None

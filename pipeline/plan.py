@@ -194,6 +194,11 @@ def _columns(config: RunConfig) -> list[str]:
         recorded=config.ids,
         batch_rows=1,
     )
+    return columns_of(header)
+
+
+def columns_of(header: Header) -> list[str]:
+    """The header's column names, known ones as nanobatch spells them."""
     return [header.binding.renames.get(n, n) for n in header.names]
 
 
@@ -225,6 +230,10 @@ def settle_ids(
         finished=finished,
         batch_rows=config.batch_rows,
     )
+    if config.prompt_template and "prompt" in columns_of(header):
+        header.notes.append(
+            "--prompt-template builds every prompt: the manifest's prompt column is not sent"
+        )
     return replace(config, ids=header.ids), header
 
 
@@ -273,6 +282,7 @@ class Planner:
                 fit_images=config.fit_images,
                 name_max_bytes=name_limit(config.out_dir),
             ),
+            prices=config.prices,
         )
         self.required = columns_and_names(config)[0]
 

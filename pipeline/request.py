@@ -16,7 +16,7 @@ import orjson
 
 from pipeline.config import RetryConfig
 from pipeline.models import resolve_model
-from pipeline.rows import URI_PREFIXES
+from pipeline.rowimages import URI_PREFIXES
 from pipeline.sources import (
     MAX_REQUEST_INLINE_BYTES,
     MAX_REQUEST_INLINE_MIB,

@@ -2,8 +2,8 @@
 
 Everything that can be checked without money is checked here: the prompt (or the prompt
 template's columns), the model's capabilities (image size, aspect ratio, number of images),
-a ``WxH`` size mapped onto what the model makes, sampling settings, source files (exist, an
-accepted image format by content, within size limits), output file names (in bytes, against
+a ``WxH`` size mapped onto what the model makes (with what it becomes and costs), the prompt's
+length, sampling settings, source files (see ``rowimages``), output file names (in bytes, against
 the output file system's limit: a name the disk refuses would be paid for and then lost).
 """
 
@@ -24,16 +24,13 @@ from pipeline.models import (
     check_aspect_ratio,
     check_image_size,
     check_model_id,
+    check_prompt_length,
+    covering_size,
     map_size,
     resolve_model,
 )
-from pipeline.sources import (
-    MAX_IMAGE_BYTES,
-    MAX_REQUEST_INLINE_BYTES,
-    MAX_REQUEST_INLINE_MIB,
-    inspect_source,
-    too_big,
-)
+from pipeline.prices import PriceTable
+from pipeline.rowimages import BadImages, SourceImages
 from pipeline.types import InvalidRow, Job
 
 SHOWN_PROMPT_CHARS = 2000  # an invalid row's prompt kept for the report (it may be huge)
@@ -41,7 +38,6 @@ KNOWN_COLUMNS = frozenset({
     "id", "prompt", "images", "model", "aspect_ratio", "image_size", "size",
     "system_instruction", "temperature", "seed", "output_name",
 })  # fmt: skip
-URI_PREFIXES = ("http://", "https://", "gs://")
 MAX_NAME_LENGTH = 150
 NAME_MAX_BYTES = 255  # a file name's limit on nearly every file system (ext4, APFS, NTFS...)
 # What a stem must leave room for: "_<n>" when a row returns several images, and ".<ext>"
@@ -141,10 +137,16 @@ class RowResolver:
     is stat'ed and sniffed once per run.
     """
 
-    def __init__(self, base_dir: Path, defaults: Defaults, max_warnings: int = 1000) -> None:
-        self._base_dir = base_dir
+    def __init__(
+        self,
+        base_dir: Path,
+        defaults: Defaults,
+        max_warnings: int = 1000,
+        prices: PriceTable | None = None,
+    ) -> None:
         self._defaults = defaults
-        self._inspect = functools.lru_cache(maxsize=65536)(inspect_source)
+        self._sources = SourceImages(base_dir, fit_images=defaults.fit_images)
+        self._prices = prices or PriceTable()
         self.warnings: list[RowWarning] = []
         self.warning_count = 0
         self._max_warnings = max_warnings
@@ -181,7 +183,15 @@ class RowResolver:
                 raise _Invalid("image_size", why)
             if ratio is not None and (why := check_aspect_ratio(spec, ratio)):
                 raise _Invalid("aspect_ratio", why)
-        images = self._images(row, spec, model)
+        system = _text(row.get("system_instruction"))
+        if why := check_prompt_length(spec, model, len(prompt) + len(system or "")):
+            raise _Invalid("prompt", why)
+        try:
+            limit = spec.max_input_images if spec else 14
+            warn = functools.partial(self._warn, row_id, line, "images")
+            images = self._sources.resolve(row.get("images"), limit, model, warn)
+        except BadImages as e:
+            raise _Invalid("images", str(e)) from None
         name = output_name(row, d.name_template)
         if name == "":
             raise _Invalid("output_name", "the output name is empty once unsafe characters go")
@@ -195,7 +205,7 @@ class RowResolver:
             model=model,
             image_size=size,
             aspect_ratio=ratio,
-            system_instruction=_text(row.get("system_instruction")),
+            system_instruction=system,
             temperature=_number(row.get("temperature"), "temperature", 0.0, 2.0),
             seed=_integer(row.get("seed")),
             output_name=name,
@@ -231,40 +241,30 @@ class RowResolver:
             if size or ratio:
                 self._warn(row_id, line, "size", "image_size/aspect_ratio given: size ignored")
             elif choice.pixels != (width, height):
-                made = f"{choice.image_size or 'default'} {choice.aspect_ratio}"
-                self._warn(row_id, line, "size", f"{wxh} -> {choice.label} ({made})")
+                self._warn(row_id, line, "size", self._size_note(spec, width, height))
             size = size or choice.image_size
             ratio = ratio or choice.aspect_ratio
         return size or self._defaults.image_size, ratio or self._defaults.aspect_ratio
 
-    def _images(self, row: dict[str, Any], spec: ModelSpec | None, model: str) -> tuple[str, ...]:
-        listed = _image_list(row.get("images"))
-        limit = spec.max_input_images if spec else 14
-        if len(listed) > limit:
-            raise _Invalid("images", f"{len(listed)} source images; {model} takes at most {limit}")
-        images = []
-        inline = 0
-        for item in listed:
-            if item.startswith(URI_PREFIXES):
-                images.append(item)  # sent as fileData: the server fetches it
-                continue
-            if "://" in item:
-                raise _Invalid("images", f"{item}: only http(s):// and gs:// links are accepted")
-            path = os.path.normpath(self._base_dir / item)
-            info = self._inspect(path)
-            if info.problem is not None:
-                raise _Invalid("images", info.problem)
-            if info.size > MAX_IMAGE_BYTES and not self._defaults.fit_images:
-                raise _Invalid("images", too_big(path, info.size))
-            inline += 4 * math.ceil(min(info.size, MAX_IMAGE_BYTES) / 3)
-            images.append(path)
-        if inline > MAX_REQUEST_INLINE_BYTES:
-            raise _Invalid(
-                "images",
-                f"the source images add up to {inline / 2**20:.0f} MiB as base64; a request takes "
-                f"at most {MAX_REQUEST_INLINE_MIB} MiB: use fewer or smaller images",
-            )
-        return tuple(images)
+    def _size_note(self, spec: ModelSpec, width: int, height: int) -> str:
+        """What a ``WxH`` becomes and costs; if that is smaller than asked, the level that
+        would cover it and its price."""
+        choice = map_size(spec, width, height)
+        made = f"{choice.aspect_ratio}, {self._priced(spec, choice.image_size)}"
+        note = f"{width}x{height} -> {choice.label} ({made})"
+        if choice.pixels[0] >= width and choice.pixels[1] >= height:
+            return note
+        cover = covering_size(spec, choice.aspect_ratio, width, height)
+        if cover is None:
+            return f"{note}, smaller than asked: no image size of {spec.model_id} is that big"
+        return (
+            f"{note}, smaller than asked: image_size {cover.image_size} makes {cover.label} "
+            f"({self._priced(spec, cover.image_size)})"
+        )
+
+    def _priced(self, spec: ModelSpec, size: str | None) -> str:
+        level = size or spec.default_size
+        return f"{level}, ${self._prices.per_image(spec.model_id, level):.3f} per image"
 
 
 class _Invalid(Exception):
@@ -305,24 +305,6 @@ def _integer(value: object) -> int | None:
     if not number.is_integer() or not -(2**31) <= number < 2**31:
         raise _Invalid("seed", f"{text!r} is not a whole number (32-bit)")
     return int(number)
-
-
-def _image_list(value: object) -> list[str]:
-    """``images`` as a list: ``;``-separated text, a JSON array, or a Parquet list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise _Invalid("images", "starts with [ but is not a JSON array") from None
-        else:
-            return [p.strip() for p in text.split(";") if p.strip()]
-    if isinstance(value, list) and all(isinstance(p, str) for p in value):
-        return [p.strip() for p in value if p.strip()]
-    raise _Invalid("images", "expected paths separated by ';', a JSON array or a list of paths")
 
 
 def _extra(row: dict[str, Any]) -> str | None:

@@ -1,6 +1,8 @@
 """Source (reference) images: content sniffing, size limits, and a bounded cache of encodings.
 
 The same reference photo is often used by thousands of rows; it is read and base64-encoded once.
+Only regular files are read (a FIFO would block ``open`` for ever, a device never ends), and
+never more than the size limit allows.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import base64
 import hashlib
 import io
 import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 from PIL import Image
 
+from pipeline.imagecheck import decode_problem
 from pipeline.mime import INPUT_TYPES, sniff
 
 log = structlog.get_logger("nanobatch")
@@ -25,6 +29,8 @@ MAX_IMAGE_MIB = 7  # per inline image (Vertex's documented rule)
 MAX_REQUEST_INLINE_MIB = 100  # base64 inline total per request (Jan 2026)
 MAX_IMAGE_BYTES = MAX_IMAGE_MIB * 2**20
 MAX_REQUEST_INLINE_BYTES = MAX_REQUEST_INLINE_MIB * 2**20
+MAX_FIT_SOURCE_MIB = 100  # the most --fit-images reads of one photo (a 100 MP TIFF-sized PNG)
+MAX_FIT_SOURCE_BYTES = MAX_FIT_SOURCE_MIB * 2**20
 
 
 def sniff_mime(head: bytes) -> str | None:
@@ -66,21 +72,70 @@ class SourceInfo:
     problem: str | None  # why it cannot be sent at all (missing, unreadable, not an image)
 
 
-def inspect_source(path: str) -> SourceInfo:
-    """Look at a source file without reading it all."""
+class NotRegularFile(OSError):
+    """A path that names a FIFO, a device, a directory or a socket: never read."""
+
+
+def open_regular(path: str) -> io.BufferedReader:
+    """``path`` opened for reading, if it is a regular file (after symlinks); else
+    ``NotRegularFile``. Opened without blocking, so a FIFO with no writer cannot hang us."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        mode = os.fstat(fd).st_mode  # of what was opened: no race with a swapped path
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path} is {_kind(mode)}, not an image file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(f: io.BufferedReader, path: str, limit: int) -> bytes:
+    """All of ``f``, or SourceImageError if it holds more than ``limit`` bytes."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise SourceImageError(f"{path} is over {limit / 2**20:.0f} MiB: too big to read")
+    return data
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def inspect_source(path: str, *, decode: bool = False) -> SourceInfo:
+    """Look at a source file: a regular file, an accepted format by its first bytes, and with
+    ``decode`` one that decodes whole (corrupt or truncated files fail here, not at the API)."""
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(32)
-    except IsADirectoryError:
-        return SourceInfo(0, None, f"{path} is a directory, not an image")
+            mime = sniff_mime(head)
+            problem = None
+            # Only what is sent as it is: an oversized photo is refused, or re-encoded by
+            # --fit-images (which decodes it then, still before any request).
+            if decode and mime is not None and size <= MAX_IMAGE_BYTES:
+                f.seek(0)
+                problem = decode_problem(f)
+    except NotRegularFile as e:
+        return SourceInfo(0, None, str(e))
     except FileNotFoundError:
         return SourceInfo(0, None, f"{path} does not exist")
     except OSError as e:
         return SourceInfo(0, None, f"{path} cannot be read ({e.strerror})")
-    mime = sniff_mime(head)
     if mime is None:
         return SourceInfo(size, None, f"{path} is {describe_unsupported(head)}")
+    if problem is not None:
+        return SourceInfo(
+            size, mime, f"{path} does not decode as an image ({problem}): re-export or replace it"
+        )
     return SourceInfo(size, mime, None)
 
 
@@ -163,8 +218,10 @@ class SourceCache:
                 return hit
         h = hashlib.sha256()
         try:
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
+            with open_regular(path) as f:
+                for _ in range(MAX_FIT_SOURCE_BYTES >> 20):
+                    if not (chunk := f.read(1 << 20)):
+                        break
                     h.update(chunk)
         except OSError:
             return "unreadable"
@@ -206,11 +263,17 @@ class SourceCache:
             raise SourceImageError(info.problem)
         if info.size > MAX_IMAGE_BYTES and not fit:
             raise SourceImageError(too_big(path, info.size))
-        with open(path, "rb") as f:
-            data = f.read()
+        try:
+            with open_regular(path) as f:
+                data = read_bounded(f, path, MAX_FIT_SOURCE_BYTES if fit else MAX_IMAGE_BYTES)
+        except OSError as e:
+            raise SourceImageError(
+                str(e) if isinstance(e, NotRegularFile) else f"{path} cannot be read ({e.strerror})"
+            ) from None
         digest = hashlib.sha256(data).hexdigest()
         mime = sniff_mime(data[:32])
-        assert mime is not None  # inspect_source said it is an image
+        if mime is None:  # replaced since inspect_source looked
+            raise SourceImageError(f"{path} is {describe_unsupported(data[:32])}")
         if len(data) > MAX_IMAGE_BYTES:
             data, mime = fit_image(path, data)
         return SourceImage(
