@@ -77,19 +77,25 @@ def forget(out_dir: Path) -> None:
 NAMES_FILE = "names.json"
 
 
-def name_template_change(out_dir: Path, template: str | None) -> tuple[str | None] | None:
-    """The name template this folder's earlier runs used, when it differs from ``template``
-    (as a 1-tuple: the old one may be None); None when unchanged or never recorded. Records
-    ``template`` as the folder's current one."""
-    path = out_dir / NAMES_FILE
+def recorded_name_template(out_dir: Path) -> tuple[str | None] | None:
+    """The name template the folder's files follow (a 1-tuple: it may be None, no template);
+    None when the folder has no record of one."""
     try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        recorded = json.loads((out_dir / NAMES_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        recorded = None
-    if isinstance(recorded, dict) and recorded.get("name_template") == template:
         return None
-    write_atomic(path, json.dumps({"name_template": template}).encode())
     if not isinstance(recorded, dict) or "name_template" not in recorded:
         return None
     old = recorded["name_template"]
     return (old if isinstance(old, str) else None,)
+
+
+def name_template_change(out_dir: Path, template: str | None) -> tuple[str | None] | None:
+    """The name template this folder's earlier runs used, when it differs from ``template``
+    (see ``recorded_name_template``); None when unchanged or never recorded. Records
+    ``template`` as the folder's current one."""
+    recorded = recorded_name_template(out_dir)
+    if recorded == (template,):
+        return None
+    write_atomic(out_dir / NAMES_FILE, json.dumps({"name_template": template}).encode())
+    return recorded

@@ -21,6 +21,7 @@ from pipeline import rowids
 from pipeline.config import RunConfig
 from pipeline.ledgerview import has_ledger, read_ledger_view
 from pipeline.plan import FINISHED, DoneRows, Planner, check_manifest, settle_ids
+from pipeline.planstate import recorded_name_template
 from pipeline.prices import PriceTable
 from pipeline.request import effective_size
 from pipeline.sources import SourceCache
@@ -36,6 +37,7 @@ class Preview:
     invalid: int = 0  # rows that would be recorded invalid (cost nothing)
     cost_usd: float = 0.0  # of the rows to send, one image each at standard prices
     refused_kept: int = 0  # refused rows left alone (--rerun refused would send them)
+    renamed: str | None = None  # --name-template differs from the folder's: what that means
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class Preview:
             "invalid": self.invalid,
             "cost_usd": round(self.cost_usd, 4),
             "refused_kept": self.refused_kept,
+            "name_template_note": self.renamed,
         }
 
 
@@ -74,6 +77,12 @@ def preview(config: RunConfig, prices: PriceTable) -> Preview:
                 continue
             found.send[_why(statuses.get(item.row_id))] += 1
             found.cost_usd += prices.per_image(item.model, effective_size(item))
+    recorded_names = recorded_name_template(out)
+    if recorded_names is not None and recorded_names != (config.name_template,) and found.kept:
+        found.renamed = (
+            f"--name-template differs from the folder's ({recorded_names[0]!r}): its "
+            f"{found.kept} done rows keep their file names; `nanobatch rename` renames them"
+        )
     found.refused_kept = sum(
         1 for s in statuses.values() if s == Status.REFUSED.value
     ) if Status.REFUSED not in config.rerun else 0  # fmt: skip
@@ -101,4 +110,6 @@ def format_preview(found: Preview, out_dir: Path) -> str:
         lines.append(f"  {found.invalid} rows would be recorded invalid (cost nothing)")
     if found.refused_kept:
         lines.append(f"  {found.refused_kept} refused rows are kept (--rerun refused sends them)")
+    if found.renamed:
+        lines.append(f"  {found.renamed}")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.preview import preview
+from pipeline.prices import PriceTable
 from pipeline.rename import name_change_note, rename
 from pipeline.rows import Defaults, RowResolver, name_limit, output_name
 from pipeline.scheduler import run_manifest
@@ -159,6 +161,9 @@ async def test_a_changed_name_template_renames_nothing_until_asked_and_rename_se
     assert name_change_note(run_config(manifest, out, name_template="{sku}"), 3) is None
 
     changed = run_config(manifest, out, name_template="{category}/{sku}")
+    ahead = preview(changed, PriceTable())  # validate --out: says so before any run
+    assert ahead.renamed is not None
+    assert "3 done rows keep their file names" in ahead.renamed
     note = name_change_note(changed, 3)
     assert note is not None
     assert "nanobatch rename" in note
