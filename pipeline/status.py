@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from pipeline.barline import duration
+from pipeline.errors import NanobatchError
 from pipeline.ledger import LOCK_FILE
 from pipeline.ledgerview import has_ledger, read_ledger_view
 from pipeline.progress import STATUS_FILE
@@ -121,7 +122,10 @@ def folder_status(out_dir: Path) -> FolderStatus:
 
 def live_note(out_dir: Path) -> str | None:
     """One line for ``verify`` and ``report`` when a run is going or crashed before its fold."""
-    status = folder_status(out_dir)
+    try:
+        status = folder_status(out_dir)
+    except NanobatchError:
+        return None  # the command itself says what is wrong with the directory
     counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n)
     if status.state == "running":
         return (
