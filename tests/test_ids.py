@@ -20,7 +20,7 @@ from pipeline.rowids import ID_FILE, derive_v1
 from pipeline.runner import remaining_usd
 from pipeline.scheduler import run_manifest
 from pipeline.types import Status
-from tests.helpers import run_config, write_csv, write_parquet
+from tests.helpers import make_image, run_config, write_csv, write_parquet
 
 
 def ids(path: Path, **kw: Any) -> list[str]:
@@ -145,3 +145,23 @@ async def test_a_folder_from_before_the_record_keeps_its_derived_ids(tmp_path: P
 
     assert requests(app) == 0
     assert json.loads((out / ID_FILE).read_text())["derived"] == "v1"
+
+
+async def test_a_resume_from_the_same_data_in_another_format_sends_nothing(tmp_path: Path) -> None:
+    make_image(tmp_path / "a.png")
+    make_image(tmp_path / "b.png")
+    rows: list[dict[str, Any]] = [
+        {"prompt": "a mug", "images": ["a.png", "b.png"], "colour": "red"},
+        {"prompt": "a mug", "images": ["a.png"], "colour": "navy"},
+    ]
+    csv = write_csv(tmp_path / "m.csv", rows)  # images written as "a.png;b.png"
+    parquet = write_parquet(tmp_path / "m.parquet", rows)  # images as list<string>
+    out = tmp_path / "out"
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    await run(app, csv, out)
+    assert requests(app) == 2
+
+    await run(app, parquet, out)
+
+    assert requests(app) == 2
+    assert len(ledger_ids(out)) == 2
