@@ -65,7 +65,9 @@ def _open_batches(
 ) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     """Notes and raw record batches, every column as read; UsageError for an unusable file."""
     if path.is_dir():
-        raise UsageError(f"{path} is a directory; give the manifest file (.csv, .tsv, .xlsx or .parquet)")
+        raise UsageError(
+            f"{path} is a directory; give the manifest file (.csv, .tsv, .xlsx or .parquet)"
+        )
     if not path.exists():
         raise UsageError(f"manifest {path} does not exist")
     suffix = path.suffix.lower()
