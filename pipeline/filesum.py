@@ -69,3 +69,11 @@ def damage(path: Path) -> str | None:
     if digest in before | after:
         return None
     return f"its SHA-256 is not the one recorded in {sum_path(path).name}"
+
+
+def damaged_message(path: Path, why: str) -> str:
+    """What to do about a damaged ledger file (nothing paid for is lost by doing it)."""
+    return (
+        f"{path} is damaged ({why}): move it away (mv {path} {path}.damaged) and rerun; "
+        "images on disk whose request is unchanged are adopted, not paid for again"
+    )

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import OutDirLocked, UsageError
+from pipeline import filesum
+from pipeline.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked, UsageError
 from pipeline.journal import Journal, read_journal
 from pipeline.storage import (
     IMAGES_DIR,
@@ -153,10 +154,13 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     # Row groups of 64k rows: a resume streams the columns it needs instead of decoding
     # whole million-row column chunks at once.
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+        # Page checksums, verified on every read, and a whole-file digest beside it (filesum).
+        pq.write_table(
+            table, tmp, compression="zstd", row_group_size=65536, write_page_checksum=True
+        )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        filesum.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk gets the space back
         raise
@@ -181,6 +185,7 @@ class Ledger:
         self._lock()
         try:
             clean_temp_files(self.out_dir)
+            self._check()  # before anything is sent: a damaged ledger stops the run with exit 2
             self.crashed = self._records.path.exists()
             self.recovered = len(read_journal(self._records.path)[0])
             self.compact()
@@ -228,10 +233,16 @@ class Ledger:
             self._attempts.rollback(mark)  # the group is written again whole, or not at all
             raise
 
+    def _check(self) -> None:
+        path = self.out_dir / LEDGER_FILE
+        if why := filesum.damage(path):
+            raise LedgerDamaged(filesum.damaged_message(path, why))
+
     def compact(self) -> None:
         """Fold the journals into the Parquet files (atomically), then empty the journals."""
         records, _ = read_journal(self._records.path)
         if records:
+            self._check()
             latest = {r["row_id"]: r for r in records}  # a later record supersedes an earlier one
             fresh = _table(list(latest.values()), SCHEMA)
             table = self.read()
@@ -255,9 +266,11 @@ class Ledger:
         if not path.exists():
             return None
         try:
-            return pq.read_table(path, columns=columns, schema=SCHEMA)
+            return pq.read_table(
+                path, columns=columns, schema=SCHEMA, page_checksum_verification=True
+            )
         except (pa.ArrowInvalid, OSError) as e:
-            raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
+            raise LedgerDamaged(filesum.damaged_message(path, f"unreadable: {e}")) from None
 
     def iter_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         """The folded ledger's columns, a row group at a time (nothing if there is none)."""
@@ -265,10 +278,10 @@ class Ledger:
         if not path.exists():
             return
         try:
-            source = pq.ParquetFile(path, memory_map=True)
+            source = pq.ParquetFile(path, memory_map=True, page_checksum_verification=True)
             yield from source.iter_batches(columns=columns, use_threads=False)
         except (pa.ArrowInvalid, OSError) as e:
-            raise UsageError(f"{path} is not a readable ledger ({e}); move it away") from None
+            raise LedgerDamaged(filesum.damaged_message(path, f"unreadable: {e}")) from None
 
     def close(self) -> None:
         """Fold the journals into Parquet and release the directory.
@@ -285,6 +298,14 @@ class Ledger:
                 self._records.close(remove=False)
                 self._attempts.close(remove=False)
                 return
+            except UsageError as e:
+                # Requests were sent: not a usage error (exit 2 means nothing was). The
+                # journals are left in place, so every record of this run is kept for the next.
+                self._records.close(remove=False)
+                self._attempts.close(remove=False)
+                raise LedgerNotFolded(
+                    f"{e} (this run's records are kept in {self._records.path.name})"
+                ) from None
             self._records.close(remove=True)
             self._attempts.close(remove=True)
         finally:

@@ -92,7 +92,7 @@ def read_folded(out_dir: Path, schema: pa.Schema) -> pa.Table | None:
     if not path.exists():
         return None
     if why := filesum.damage(path):
-        raise LedgerDamaged(damaged_message(path, why))
+        raise LedgerDamaged(filesum.damaged_message(path, why))
     try:
         present = set(pq.read_schema(path).names)
         missing = [c for c in REQUIRED if c not in present]
@@ -101,7 +101,7 @@ def read_folded(out_dir: Path, schema: pa.Schema) -> pa.Table | None:
         wanted = [n for n in schema.names if n in present]
         table = pq.read_table(path, columns=wanted, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as e:
-        raise LedgerDamaged(damaged_message(path, f"not a readable ledger: {e}")) from None
+        raise LedgerDamaged(filesum.damaged_message(path, f"not a readable ledger: {e}")) from None
     arrays = [
         table[n].cast(schema.field(n).type)
         if n in present
@@ -109,14 +109,6 @@ def read_folded(out_dir: Path, schema: pa.Schema) -> pa.Table | None:
         for n in schema.names
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def damaged_message(path: Path, why: str) -> str:
-    """What to do about a damaged ledger file (nothing paid for is lost by doing it)."""
-    return (
-        f"{path} is damaged ({why}). Move it away (mv {path} {path}.damaged) and rerun: "
-        "images on disk whose request is unchanged are recorded again without being paid for"
-    )
 
 
 def _journal_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from pipeline.ledger import JOURNAL_FILE, Ledger, LedgerRecord
+from pipeline.errors import LedgerDamaged
+from pipeline.ledger import JOURNAL_FILE, LEDGER_FILE, Ledger, LedgerRecord
 from pipeline.ledgerview import read_ledger_view
 from pipeline.report import build_report
 from pipeline.storage import store_images
@@ -84,3 +86,17 @@ def test_a_torn_tail_is_left_out_and_a_damaged_record_costs_only_itself(tmp_path
         assert verify(tmp_path).damaged == view.damaged
     finally:
         crashed.close()
+
+
+def test_a_flipped_byte_in_the_parquet_ledger_is_caught_by_the_view(tmp_path: Path) -> None:
+    going(tmp_path).close()
+    path = tmp_path / LEDGER_FILE
+    data = bytearray(path.read_bytes())
+    for offset in (len(data) // 2, len(data) - 40):  # a data page; the footer
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x10
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(LedgerDamaged, match="is damaged"):
+            read_ledger_view(tmp_path)
+        with pytest.raises(LedgerDamaged):
+            verify(tmp_path)

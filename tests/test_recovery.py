@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.errors import LedgerDamaged
 from pipeline.scheduler import run_manifest
 from pipeline.verify import fix, verify
 from tests.helpers import run_config, write_csv
@@ -82,3 +84,26 @@ async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_p
     assert (out / "orphans" / "gone-row.png").exists()
     assert verify(out).problems == []
     assert verify(out).unreferenced == []
+
+
+def flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+async def test_a_damaged_ledger_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(
+        run_config(write_csv(tmp_path / "m.csv", rows[:4]), out), EmulatorTransport(app)
+    )
+    flip_middle_byte(out / "ledger.parquet")
+    app.reset_stats()
+
+    with pytest.raises(LedgerDamaged, match="move it away"):
+        await run_manifest(
+            run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app)
+        )
+    assert app.stats_snapshot()["requests"] == 0
