@@ -22,6 +22,9 @@ from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.storage import StoredImage, is_disk_error, store_images
 from pipeline.types import ImagePart
 
+# How a row's images are written: store_images, or a wrapper that writes more (provenance).
+ImageWriter = Callable[[Path, str, tuple[ImagePart, ...]], list[StoredImage]]
+
 log = structlog.get_logger("nanobatch")
 
 HEADROOM_FILE = ".headroom"
@@ -125,10 +128,12 @@ class DiskGuard:
                 f"{_mb(self.headroom.size - free)} more and rerun (nothing was sent)"
             ) from None
 
-    async def store(self, stem: str, images: tuple[ImagePart, ...]) -> list[StoredImage] | OSError:
+    async def store(
+        self, stem: str, images: tuple[ImagePart, ...], write: ImageWriter = store_images
+    ) -> list[StoredImage] | OSError:
         """Write a row's images; the error if they could not be (the row fails, not the run)."""
         try:
-            stored = await anyio.to_thread.run_sync(store_images, self.out_dir, stem, images)
+            stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
         except OSError as e:
             if not is_disk_error(e):
                 return e
@@ -138,7 +143,7 @@ class DiskGuard:
             if e.errno not in NO_SPACE or free_bytes(self.out_dir) < needed:
                 return e
             try:
-                stored = await anyio.to_thread.run_sync(store_images, self.out_dir, stem, images)
+                stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
             except OSError as again:
                 return again
         self.stored_bytes += sum(len(image.data) for image in images)

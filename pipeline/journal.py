@@ -20,6 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
+
+log = structlog.get_logger("nanobatch")
+
 _ROW_ID = re.compile(rb'"row_id":"((?:[^"\\]|\\.)*)"')
 
 
@@ -94,6 +98,25 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
             records.append(record)
         good = offset + len(line)
     return records, good
+
+
+def keep_damaged(journal: Path) -> list[Damaged]:
+    """Find the journal's damaged records, say what was lost, and keep their bytes in
+    ``<journal>.damaged`` (the fold that follows empties the journal)."""
+    damaged = [item for item in scan_journal(journal) if isinstance(item, Damaged)]
+    if damaged:
+        with open(journal.with_name(journal.name + ".damaged"), "ab") as f:
+            f.write(b"".join(d.data for d in damaged))
+            os.fsync(f.fileno())
+        rows = [row_id for d in damaged for row_id in d.row_ids]
+        log.warning(
+            "ledger.journal_damaged",
+            records=len(damaged),
+            rows=", ".join(rows) or "unreadable",
+            kept=f"{journal.name}.damaged",
+            meaning="those rows' images, if on disk, are adopted; other rows are sent again",
+        )
+    return damaged
 
 
 class Journal:

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from pipeline import filesum
 from pipeline.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked, UsageError
-from pipeline.journal import Journal, read_journal
+from pipeline.journal import Damaged, Journal, keep_damaged, read_journal
+from pipeline.provenance import PROVENANCE_DIR
 from pipeline.storage import (
     IMAGES_DIR,
     clean_temp_files,
@@ -174,6 +175,7 @@ class Ledger:
         self.out_dir = out_dir
         self.recovered = 0  # records a crashed run left in the journal, folded on open
         self.crashed = False  # the last run did not close cleanly (its journal was still there)
+        self.damaged: list[Damaged] = []  # journal records lost to damage on disk, found on open
         self._lock_fd: int | None = None
         self._records = Journal(out_dir / JOURNAL_FILE, durable=True)
         # Attempt history is diagnostics: flushed, not fsynced, per group.
@@ -188,6 +190,7 @@ class Ledger:
             self._check()  # before anything is sent: a damaged ledger stops the run with exit 2
             self.crashed = self._records.path.exists()
             self.recovered = len(read_journal(self._records.path)[0])
+            self.damaged = keep_damaged(self._records.path)
             self.compact()
             self._records.open()
             self._attempts.open()
@@ -226,6 +229,8 @@ class Ledger:
                 self._attempts.append([asdict(a) for a in attempts])
             if records:
                 folders = set().union(*(output_folders(r.output_paths) for r in records))
+                made = {PROVENANCE_DIR + f.removeprefix(IMAGES_DIR) for f in folders}
+                folders |= {f for f in made if (self.out_dir / f).is_dir()}  # provenance.py
                 for folder in sorted(folders):
                     fsync_dir(self.out_dir / folder)
                 self._records.append([asdict(r) for r in records])

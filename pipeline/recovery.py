@@ -1,10 +1,15 @@
-"""After a crash: images that were written but whose ledger record was not.
+"""Images on disk that the ledger does not know: adopted instead of paid for again.
 
-A run writes a row's images, then its ledger record. A kill between the two leaves paid-for
-images that the ledger does not know. They are adopted (recorded as succeeded, reason
-``ADOPTED``, without sending the row again) when their row is pending in this run, and moved
-to ``DIR/orphans/`` when no row of the manifest claims them. Only done after a run that did
-not close cleanly, so a normal resume never lists the images folder.
+A run writes a row's images, then its ledger record. A kill between the two, a journal record
+damaged on disk, or a damaged ledger moved away leaves paid-for images the ledger does not
+know. Whenever a pending row has a provenance record (``provenance``) whose fingerprint is the
+row's current request and whose files are all there, intact, the row is adopted: recorded as
+succeeded, reason ``ADOPTED``, without sending it again. That costs one failed ``open`` per
+pending row, no listing of the images folder.
+
+Images from before provenance records (no record) are adopted by file name only after a run
+that did not close cleanly, as before; the images folder is then listed, and files no row of
+the manifest claims are moved to ``DIR/orphans/``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
+from pipeline import provenance
 from pipeline.ledger import Ledger, LedgerRecord
 from pipeline.request import fingerprint, image_digest
-from pipeline.sources import SourceCache
+from pipeline.sources import SourceCache, SourceImageError
 from pipeline.storage import IMAGES_DIR, image_files, image_size
 from pipeline.types import Job, Status
 
@@ -66,13 +73,57 @@ def _number(rel: str) -> int:
     return int(match["n"]) if match else 0
 
 
-def adopt(job: Job, files: list[str], out_dir: Path, sources: SourceCache) -> LedgerRecord:
-    """A succeeded record for images a crashed run received but did not record."""
+def adoptable(
+    job: Job,
+    by_name: list[str],
+    out_dir: Path,
+    sources: SourceCache,
+    recorded: Callable[[str], list[str] | None],
+) -> LedgerRecord | None:
+    """A succeeded record for images on disk that ``job``'s current request made, or None.
+
+    ``by_name``: the files a crashed run left with the row's name (used only for images
+    without a provenance record). ``recorded``: the checksums the ledger already records for
+    a row, so a row sent again on purpose (``--rerun succeeded``) does not adopt its own image.
+    """
+    made = provenance.read(out_dir, job.output_stem)
+    if made is None:
+        return adopt(job, by_name, out_dir, sources) if by_name else None
+    if made.fingerprint is None or not made.files:
+        return None  # rejected by verify --fix
+    try:
+        current = fingerprint(job, [image_digest(p, sources) for p in job.images])
+    except (SourceImageError, OSError):
+        return None  # the row will fail as invalid when it is sent
+    digests = [digest for _, digest in made.files]
+    if current != made.fingerprint or recorded(job.row_id) == digests:
+        return None
+    return adopt(
+        job, [rel for rel, _ in made.files], out_dir, sources, expected=digests, made_by=current
+    )
+
+
+def adopt(
+    job: Job,
+    files: list[str],
+    out_dir: Path,
+    sources: SourceCache,
+    *,
+    expected: list[str] | None = None,
+    made_by: str | None = None,
+) -> LedgerRecord | None:
+    """A succeeded record for images a run received but did not record; None if a file is
+    missing or differs from its ``expected`` checksum."""
     digests = []
     width = height = None
     for i, rel in enumerate(files):
-        data = (out_dir / rel).read_bytes()
+        try:
+            data = (out_dir / rel).read_bytes()
+        except OSError:
+            return None
         digests.append(hashlib.sha256(data).hexdigest())
+        if expected is not None and digests[-1] != expected[i]:
+            return None
         if i == 0:
             width, height = image_size(data)
     ext = files[0].rsplit(".", 1)[-1].lower()
@@ -91,10 +142,20 @@ def adopt(job: Job, files: list[str], out_dir: Path, sources: SourceCache) -> Le
         width=width,
         height=height,
         mime_type=_MIME.get(ext, f"image/{ext}"),
-        text="received before a crash and recorded on the next run",
-        fingerprint=fingerprint(job, [image_digest(p, sources) for p in job.images]),
+        text="found on disk, made by this request; recorded without sending it again",
+        fingerprint=made_by or fingerprint(job, [image_digest(p, sources) for p in job.images]),
         metadata=job.metadata,
     )
+
+
+def recorded_digests(ledger: Ledger) -> dict[str, list[str]]:
+    """The checksums of each succeeded row's files, as the ledger records them."""
+    found: dict[str, list[str]] = {}
+    for batch in ledger.iter_batches(["row_id", "status", "sha256"]):
+        for row_id, status, digests in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+            if status == Status.SUCCEEDED.value:
+                found[row_id] = digests or []
+    return found
 
 
 def set_aside(out_dir: Path, orphans: dict[str, list[str]]) -> int:

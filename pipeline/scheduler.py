@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -25,7 +26,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline import planstate, rowids
+from pipeline import planstate, provenance, rowids
 from pipeline.adaptive import AdaptiveLimit
 from pipeline.budget import SpendingCap, attempt_cost, worst_case
 from pipeline.classify import classify, classify_failure
@@ -47,7 +48,7 @@ from pipeline.plan import (
     settle_ids,
 )
 from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
-from pipeline.recovery import adopt, claim, find_orphans, set_aside
+from pipeline.recovery import adoptable, claim, find_orphans, recorded_digests, set_aside
 from pipeline.rename import name_change_note
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
@@ -107,6 +108,7 @@ class Pipeline:
         self.result.max_cost_usd = config.max_cost_usd
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
         self.inflight = InFlight(config.out_dir)
+        self.recorded: dict[str, list[str]] = {}  # with --rerun succeeded: what rows have now
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(
             config.out_dir,
@@ -154,6 +156,8 @@ class Pipeline:
         batches = iter(planner)
         if self.ledger.crashed:
             self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)
+        if Status.SUCCEEDED in self.config.rerun:
+            self.recorded = await anyio.to_thread.run_sync(recorded_digests, self.ledger)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
         rec_send, rec_recv = anyio.create_memory_object_stream[Record](self.config.concurrency * 4)
         log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
@@ -207,23 +211,35 @@ class Pipeline:
     ) -> None:
         async with jobs, records:
             while not self.control.draining:
-                batch = await anyio.to_thread.run_sync(next, batches, None)
-                if batch is None:
+                planned = await anyio.to_thread.run_sync(self._next_batch, batches)
+                if planned is None:
                     return
+                batch, items = planned
                 self.result.skipped += batch.skipped
                 self.result.changed += batch.changed
-                for item in batch.items:
+                for item in items:
                     if self.control.draining:
                         return
                     if isinstance(item, InvalidRow):
                         await records.send(invalid_record(item))
-                    elif self.orphans and (files := claim(self.orphans, item)):
-                        adopted = await anyio.to_thread.run_sync(
-                            adopt, item, files, self.config.out_dir, self.sources
-                        )
-                        await records.send(adopted)
+                    elif isinstance(item, LedgerRecord):
+                        await records.send(item)  # adopted: made by this very request before
                     else:
                         await jobs.send(item)
+
+    def _next_batch(
+        self, batches: Iterator[PlannedBatch]
+    ) -> tuple[PlannedBatch, list[Job | InvalidRow | LedgerRecord]] | None:
+        """The next planned batch, its rows whose images are already on disk adopted."""
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        return batch, [self._adopt(i) if isinstance(i, Job) else i for i in batch.items]
+
+    def _adopt(self, job: Job) -> Job | LedgerRecord:
+        by_name = claim(self.orphans, job) if self.orphans else []
+        adopted = adoptable(job, by_name, self.config.out_dir, self.sources, self.recorded.get)
+        return adopted or job
 
     async def _worker(
         self,
@@ -431,7 +447,9 @@ class Pipeline:
         job = row.job
         stored: list[StoredImage] = []
         if status is Status.SUCCEEDED:
-            written = await self.disk.store(job.output_stem, outcome.images)
+            # With the record of the request that made them, written first (provenance).
+            write = partial(provenance.store, row_id=job.row_id, fingerprint=request.fingerprint)
+            written = await self.disk.store(job.output_stem, outcome.images, write)
             if isinstance(written, OSError):
                 # Received and paid for, but not kept: the row fails (its cost stays on it),
                 # the run goes on unless the disk itself is the trouble.

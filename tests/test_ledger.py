@@ -131,3 +131,28 @@ def test_read_journal_stops_at_a_torn_tail(tmp_path: Path) -> None:
     records, good = read_journal(path)
     assert [r["row_id"] for r in records] == ["a", "b"]
     assert good == len(whole)
+
+
+def test_a_damaged_journal_record_is_reported_and_the_records_after_it_are_kept(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.open()
+    ledger.append([record("a")])
+    ledger.append([record("b")])
+    ledger.append([record("c")])
+    os.close(ledger._lock_fd)  # type: ignore[arg-type]  # killed: the journal is all there is
+    journal = tmp_path / JOURNAL_FILE
+    data = bytearray(journal.read_bytes())
+    data[data.index(b'"row_id":"b"') + 20] ^= 0x01  # one flipped bit in b's record
+    journal.write_bytes(bytes(data))
+
+    recovered = Ledger(tmp_path)
+    recovered.open()
+    recovered.close()
+
+    rows = pq.read_table(tmp_path / LEDGER_FILE).to_pylist()
+    assert sorted(r["row_id"] for r in rows) == ["a", "c"]
+    assert [d.row_ids for d in recovered.damaged] == [["b"]]
+    kept = (tmp_path / (JOURNAL_FILE + ".damaged")).read_bytes()
+    assert b'"row_id":"b"' in kept  # the lost record's bytes, kept for a person to look at

@@ -11,8 +11,11 @@ import pytest
 from PIL import Image
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import LedgerDamaged
+from pipeline.errors import LedgerDamaged, LedgerNotFolded
+from pipeline.journal import read_journal
+from pipeline.result import RunResult
 from pipeline.scheduler import run_manifest
+from pipeline.types import Status
 from pipeline.verify import fix, verify
 from tests.helpers import run_config, write_csv
 
@@ -107,3 +110,78 @@ async def test_a_damaged_ledger_stops_the_run_before_anything_is_sent(tmp_path: 
             run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app)
         )
     assert app.stats_snapshot()["requests"] == 0
+
+
+async def test_after_a_damaged_ledger_is_moved_away_images_are_adopted_unless_the_row_changed(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(5)]
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    before = ledger(out)
+    (out / "ledger.parquet").rename(tmp_path / "ledger.parquet.damaged")  # what the message says
+    rows[2]["prompt"] = "an edited prompt"  # its old image is not the new request's
+    app.reset_stats()
+
+    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+
+    assert app.stats_snapshot()["requests"] == 1
+    after = ledger(out)
+    assert {r["row_id"] for r in after.values() if r["reason"] == "ADOPTED"} == {
+        "r0",
+        "r1",
+        "r3",
+        "r4",
+    }
+    assert all(after[i]["sha256"] == before[i]["sha256"] for i in ("r0", "r1", "r3", "r4"))
+    assert after["r2"]["prompt"] == "an edited prompt"
+    assert after["r2"]["sha256"] != before["r2"]["sha256"]
+    assert verify(out).problems == []
+
+
+async def test_rerun_succeeded_sends_again_instead_of_adopting_its_own_images(
+    tmp_path: Path,
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(3)])
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    app.reset_stats()
+    await run_manifest(
+        run_config(manifest, out, rerun=frozenset({Status.SUCCEEDED, Status.FAILED})),
+        EmulatorTransport(app),
+    )
+    assert app.stats_snapshot()["requests"] == 3
+    assert {r["reason"] for r in ledger(out).values()} == {"STOP"}
+
+
+async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_nothing_later(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(
+        run_config(write_csv(tmp_path / "m.csv", rows[:4]), out), EmulatorTransport(app)
+    )
+
+    async def rot(result: RunResult) -> None:  # the disk flips a bit while the run is going
+        flip_middle_byte(out / "ledger.parquet")
+
+    app.reset_stats()
+    with pytest.raises(LedgerNotFolded) as stopped:
+        await run_manifest(
+            run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app), [rot]
+        )
+    assert stopped.value.exit_code != 2  # requests were sent: exit 2 would say none were
+    assert app.stats_snapshot()["requests"] == 2
+    assert {r["row_id"] for r in read_journal(out / "ledger.journal")[0]} == {"r4", "r5"}
+
+    (out / "ledger.parquet").rename(tmp_path / "ledger.parquet.damaged")
+    app.reset_stats()
+    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    assert app.stats_snapshot()["requests"] == 0
+    assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
+    assert len(ledger(out)) == 6
+    assert verify(out).problems == []
