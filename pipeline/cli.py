@@ -280,26 +280,22 @@ def verify(
     ] = False,
 ) -> None:
     """Check that every succeeded row's files exist, decode and match their sha256."""
-    from pipeline.recovery import set_aside
-    from pipeline.verify import fix as fix_rows
+    from pipeline.verify import fix as fix_dir
     from pipeline.verify import format_verify
     from pipeline.verify import verify as verify_dir
 
     try:
-        result = verify_dir(out)
+        fixed = fix_dir(out) if fix else None
+        result = fixed.found if fixed else verify_dir(out)
     except NanobatchError as e:
         raise _fail(e) from None
     _live_note(out)
     typer.echo(format_verify(result))
-    if fix:
-        try:
-            fixed = fix_rows(out, result.problems)
-        except NanobatchError as e:
-            raise _fail(e) from None
-        moved = set_aside(out, {"": result.unreferenced})
+    if fixed:
         typer.echo(
-            f"fixed: {fixed} rows marked failed (VERIFY_FAILED; a rerun remakes them), "
-            f"damaged files moved to {out / 'broken'}, {moved} stray files to {out / 'orphans'}"
+            f"fixed: {fixed.fixed} rows marked failed (VERIFY_FAILED; a rerun remakes them), "
+            f"damaged files moved to {out / 'broken'}, "
+            f"{fixed.strays_moved} stray files to {out / 'orphans'}"
         )
     elif result.problems or result.unreferenced:
         typer.echo(f"run `nanobatch verify {out} --fix` to have the next run remake broken rows")

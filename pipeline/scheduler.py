@@ -153,6 +153,10 @@ class Pipeline:
         if not trusted:
             planstate.forget(out)  # rows recorded from now on may follow other inputs
         planner = Planner(self.config, done, self.sources, scan, verify_done=not trusted)
+        if not trusted and len(done):
+            # Read now, not when the first done row is planned: a ledger that cannot be read
+            # must stop the run before anything is sent.
+            await anyio.to_thread.run_sync(lambda: done.fingerprints)
         batches = iter(planner)
         if self.ledger.crashed:
             self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)

@@ -1,8 +1,17 @@
 """``nanobatch verify``: check that every succeeded row's files are there, intact and images.
 
-With ``fix``, broken rows are recorded as failed (reason ``VERIFY_FAILED``) so the next run
-regenerates them, and their damaged files are moved to ``DIR/broken/`` (kept, not deleted:
-they were paid for, and a person may want to look at them).
+The ledger is read as a run would read it (``ledgerview``: the Parquet file and the journal
+of a run that is going or crashed). Files under ``images/`` that no record names are either
+*unrecorded* (a provenance record lists them: a run received them and was killed, or is about
+to record them; the next run adopts them) or *strays*.
+
+``fix`` takes the directory's lock (refused while a run holds it), checks again under it,
+and records broken rows as failed (reason ``VERIFY_FAILED``) so the next run regenerates them.
+Their damaged files are moved to ``DIR/broken/`` (kept: they were paid for, and a person may
+want to look at them), strays to ``DIR/orphans/``; a file that a record names never moves.
+Order, so that a SIGKILL at any instant leaves no succeeded row without its image: the broken
+files' provenance records are marked (never adopted again), then the failure records are made
+durable, and only then are files moved.
 """
 
 from __future__ import annotations
@@ -10,17 +19,20 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from pipeline import provenance
+from pipeline.errors import OutDirLocked
 from pipeline.journal import Damaged
-from pipeline.ledger import Ledger, LedgerRecord
+from pipeline.ledger import JOURNAL_FILE, Ledger, LedgerRecord
 from pipeline.ledgerview import read_ledger_view, require_ledger
-from pipeline.storage import IMAGES_DIR, image_files
+from pipeline.recovery import set_aside
+from pipeline.storage import IMAGES_DIR, fsync_dir, image_files
 from pipeline.types import Status
 
 BROKEN_DIR = "broken"
@@ -38,9 +50,17 @@ class VerifyResult:
     checked_rows: int
     checked_files: int
     problems: list[Problem]
-    unreferenced: list[str]  # files under images/ that no ledger row names
+    unreferenced: list[str]  # files under images/ that no record names, nor a provenance record
     live: bool = False  # the journal had records: a run is going, or the last one crashed
     damaged: tuple[Damaged, ...] = ()  # journal records lost to damage on disk
+    unrecorded: list[str] = field(default_factory=list)  # received, not recorded: adopted next
+
+
+@dataclass(frozen=True, slots=True)
+class FixResult:
+    found: VerifyResult  # what verify found, under the lock
+    fixed: int  # broken rows recorded as failed (VERIFY_FAILED)
+    strays_moved: int  # files no record names, moved to DIR/orphans/
 
 
 def check_file(out_dir: Path, rel: str, expected_sha256: str) -> str | None:
@@ -92,41 +112,73 @@ def verify(out_dir: Path, *, workers: int = 4) -> VerifyResult:
         pairs = zip(checks, results, strict=True)
         problems += [Problem(c[0], c[1], what) for c, what in pairs if what]
     referenced = {rel for paths in table["output_paths"].to_pylist() for rel in paths or []}
+    unreferenced = sorted(present - referenced)
+    unrecorded = [rel for rel in unreferenced if _adoptable(out_dir, rel)]
+    strays = sorted(set(unreferenced) - set(unrecorded))
     return VerifyResult(
-        len(rows), len(checks), problems, sorted(present - referenced), view.live, view.damaged
+        len(rows), len(checks), problems, strays, view.live, view.damaged, unrecorded
     )
 
 
-def fix(out_dir: Path, problems: list[Problem]) -> int:
-    """Record broken rows as failed so the next run regenerates them; returns how many."""
+def _adoptable(out_dir: Path, rel: str) -> bool:
+    found = provenance.of_file(out_dir, rel)
+    return found is not None and found[1].fingerprint is not None
+
+
+def fix(out_dir: Path) -> FixResult:
+    """Under the directory's lock: record broken rows as failed so the next run regenerates
+    them, and move their files and the strays aside."""
+    require_ledger(out_dir)  # before the lock: never create files in a directory that is not ours
+    ledger = Ledger(out_dir)
+    try:
+        ledger.open()  # also folds a crashed run's journal, as a run would
+    except OutDirLocked:
+        raise OutDirLocked(
+            f"{out_dir} is in use by a running nanobatch: run verify --fix after it ends "
+            "(plain verify reads it meanwhile)"
+        ) from None
+    crashed = ledger.crashed
+    try:
+        found = verify(out_dir)  # again, under the lock: nothing can change it now
+        fixed = _fail_broken(ledger, found.problems)
+        # After a crash, images from before provenance records may be adopted by name by the
+        # next run: they stay where it looks for them.
+        strays = 0 if crashed else set_aside(out_dir, {"": found.unreferenced})
+    finally:
+        ledger.close()
+    if crashed:
+        (out_dir / JOURNAL_FILE).touch()  # keep the unclean-shutdown mark for the next run
+    return FixResult(found, fixed, strays)
+
+
+def _fail_broken(ledger: Ledger, problems: list[Problem]) -> int:
     broken_ids = {p.row_id for p in problems}
     if not broken_ids:
         return 0
-    ledger = Ledger(out_dir)
-    ledger.open()
-    try:
-        table = ledger.read()
-        assert table is not None
-        rows: list[dict[str, Any]] = [r for r in table.to_pylist() if r["row_id"] in broken_ids]
-        why = {p.row_id: f"{p.path or 'row'}: {p.what}" for p in problems}
-        records = []
-        for row in rows:
-            _move_aside(out_dir, row["output_paths"] or [])
-            record = LedgerRecord(**row)
-            records.append(
-                replace(
-                    record,
-                    status=Status.FAILED.value,
-                    reason="VERIFY_FAILED",
-                    output_paths=[],
-                    sha256=[],
-                    error=f"verify: {why[row['row_id']]}",
-                    finished_at=datetime.now(UTC),
-                )
-            )
-        ledger.append(records)
-    finally:
-        ledger.close()
+    out_dir = ledger.out_dir
+    table = ledger.read()
+    assert table is not None
+    rows: list[dict[str, Any]] = [r for r in table.to_pylist() if r["row_id"] in broken_ids]
+    why = {p.row_id: f"{p.path or 'row'}: {p.what}" for p in problems}
+    for row in rows:
+        provenance.reject(out_dir, row["row_id"], row["output_paths"] or [], row["sha256"] or [])
+    if provenance.folder(out_dir).is_dir():
+        fsync_dir(provenance.folder(out_dir))
+    records = [
+        replace(
+            LedgerRecord(**row),
+            status=Status.FAILED.value,
+            reason="VERIFY_FAILED",
+            output_paths=[],
+            sha256=[],
+            error=f"verify: {why[row['row_id']]}",
+            finished_at=datetime.now(UTC),
+        )
+        for row in rows
+    ]
+    ledger.append(records)  # durable before any file moves
+    for row in rows:
+        _move_aside(out_dir, row["output_paths"] or [])
     return len(records)
 
 
@@ -146,6 +198,13 @@ def format_verify(result: VerifyResult, most: int = 50) -> str:
     lines += [f"  row {p.row_id}: {p.path or '-'} {p.what}" for p in result.problems[:most]]
     if len(result.problems) > most:
         lines.append(f"  ... and {len(result.problems) - most} more")
+    if result.damaged:
+        rows = ", ".join(r for d in result.damaged for r in d.row_ids) or "unreadable"
+        lines.append(f"  {len(result.damaged)} journal records are damaged on disk (rows: {rows}); "
+                     "the next run adopts their images or sends those rows again")  # fmt: skip
+    if result.unrecorded:
+        lines.append(f"  {len(result.unrecorded)} images are not recorded yet: the next run "
+                     "adopts them if their rows' requests are unchanged")  # fmt: skip
     if result.unreferenced:
         lines.append(f"  {len(result.unreferenced)} files under images/ belong to no ledger row")
     return "\n".join(lines)

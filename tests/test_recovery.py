@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.client import ClientPool
+from pipeline.config import RunConfig
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import LedgerDamaged, LedgerNotFolded
+from pipeline.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
 from pipeline.journal import read_journal
+from pipeline.ledger import Ledger
+from pipeline.ledgerview import read_ledger_view
 from pipeline.result import RunResult
-from pipeline.scheduler import run_manifest
+from pipeline.scheduler import Pipeline, run_manifest
 from pipeline.types import Status
 from pipeline.verify import fix, verify
 from tests.helpers import run_config, write_csv
@@ -55,7 +61,7 @@ async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_re
     }
     assert result.unreferenced == ["images/stray.png"]
 
-    assert fix(out, result.problems) == 2
+    assert fix(out).fixed == 2
     rows = ledger(out)
     assert (rows["r0"]["status"], rows["r0"]["reason"]) == ("failed", "VERIFY_FAILED")
     assert (out / "broken" / "r1.png").exists()  # kept, not deleted
@@ -185,3 +191,101 @@ async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_no
     assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
     assert len(ledger(out)) == 6
     assert verify(out).problems == []
+
+
+async def run_and_die(config: RunConfig, app: EmulatorApp) -> Ledger:
+    """A run that records its rows in its journal and is then still going (the ledger open,
+    the directory locked); close its lock fd and it was killed."""
+    ledger = Ledger(config.out_dir)
+    ledger.open()
+    pool = ClientPool(EmulatorTransport(app), config.base_url, config.api_key, config.auth, 4)
+    async with pool:
+        await Pipeline(config, pool, ledger).run()
+    return ledger
+
+
+async def test_verify_fix_never_hides_what_a_running_or_crashed_run_recorded(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
+    out = tmp_path / "out"
+    app = emulator()
+    await run_manifest(
+        run_config(write_csv(tmp_path / "a.csv", rows[:3]), out), EmulatorTransport(app)
+    )
+    whole = run_config(write_csv(tmp_path / "m.csv", rows), out)
+    going = await run_and_die(whole, app)  # r3..r5 are in its journal only
+
+    found = verify(out)
+    assert (found.checked_rows, found.problems, found.unreferenced) == (6, [], [])
+    with pytest.raises(OutDirLocked, match="verify --fix after it ends"):
+        fix(out)
+
+    os.close(going._lock_fd)  # type: ignore[arg-type]  # SIGKILL: the journal is all there is
+    fixed = fix(out)
+    assert (fixed.fixed, fixed.strays_moved) == (0, 0)
+    assert not (out / "orphans").exists()
+    app.reset_stats()
+    await run_manifest(whole, EmulatorTransport(app))
+    assert app.stats_snapshot()["requests"] == 0
+    assert len(ledger(out)) == 6
+    assert verify(out).problems == []
+
+
+class Killed(BaseException):
+    """The process died here (nothing after this point of its own code runs)."""
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["", "images-without-provenance"])
+async def test_a_kill_at_any_moment_of_verify_fix_leaves_no_succeeded_row_without_its_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, older: bool
+) -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(3)]
+    base = tmp_path / "base"
+    app = emulator()
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    await run_manifest(run_config(manifest, base), EmulatorTransport(app))
+    broken = base / "images" / "r1.png"
+    broken.write_bytes(broken.read_bytes()[:-20])  # damaged on disk: checksum differs
+    if older:  # a folder from before provenance records: adopted by name after a crash
+        shutil.rmtree(base / "provenance")
+    real_replace, real_append = os.replace, Ledger.append
+    for moment in range(40):  # each rename and each ledger append is a moment to die before
+        out = tmp_path / f"killed-at-{moment}"
+        shutil.copytree(base, out)
+        steps = 0
+
+        def step() -> None:
+            nonlocal steps
+            if steps >= moment:  # noqa: B023 (read at call time, on purpose)
+                raise Killed
+            steps += 1
+
+        def replace(src: Any, dst: Any) -> None:
+            step()
+            real_replace(src, dst)
+
+        def append(self: Ledger, *args: Any) -> None:
+            step()
+            real_append(self, *args)
+
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(Ledger, "append", append)
+        try:
+            fix(out)
+            finished = True
+        except Killed:
+            finished = False
+        finally:
+            monkeypatch.undo()
+        view = {row["row_id"]: row for row in read_ledger_view(out).table.to_pylist()}
+        for row in view.values():
+            if row["status"] == "succeeded":
+                missing = [p for p in row["output_paths"] if not (out / p).exists()]
+                assert missing == [], f"killed at step {moment}: {row['row_id']} lost {missing}"
+        if view["r1"]["status"] == "failed":  # the next run sends r1 again: unless it adopts
+            await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+            assert ledger(out)["r1"]["reason"] != "ADOPTED"  # a broken image is never taken back
+        if finished:
+            break
+    assert finished, moment
