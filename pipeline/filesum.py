@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
-
-from pipeline.storage import write_atomic
 
 SUFFIX = ".sha256"
 
@@ -40,7 +39,27 @@ def listed(path: Path) -> set[str] | None:
 
 def _write(path: Path, digests: list[str]) -> None:
     lines = "".join(f"{digest}  {path.name}\n" for digest in digests)
-    write_atomic(sum_path(path), lines.encode())
+    write_small(sum_path(path), lines.encode(), path.parent)
+
+
+def write_small(target: Path, data: bytes, tmp_dir: Path) -> None:
+    """Replace ``target`` atomically and durably with a few bytes of the ledger's own
+    bookkeeping (digests, provenance records). Not through ``storage.write_all``, which writes
+    outputs: bookkeeping is written like the Parquet file it goes with. The temp file is a
+    ``.tmp-*`` in ``tmp_dir``, removed on the next open if a crash leaves it."""
+    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=tmp_dir)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def replace(tmp: Path, path: Path) -> None:

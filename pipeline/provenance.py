@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.storage import TMP_DIR, StoredImage, output_names, store_images, write_atomic
+from pipeline.filesum import write_small
+from pipeline.storage import TMP_DIR, StoredImage, output_names, store_images
 from pipeline.types import ImagePart
 
 PROVENANCE_DIR = "provenance"  # beside images/, which keeps only images
@@ -55,7 +56,7 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
     path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
     path.parent.mkdir(parents=True, exist_ok=True)
     (out_dir / TMP_DIR).mkdir(exist_ok=True)
-    write_atomic(path, json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR)
+    write_small(path, json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR)
 
 
 def store(
