@@ -155,7 +155,7 @@ def run(
     emulate_latency: Annotated[str, typer.Option(help="--latency SPEC of the emulator")] = "0",
     verbose: Verbose = 0,
 ) -> None:
-    """Generate an image for every pending row of MANIFEST into --out; reruns resume."""
+    """Generate an image for each pending row; reruns resume."""
     key = _api_key(api_key)
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
     transport: httpx.AsyncBaseTransport | None = None
@@ -233,7 +233,7 @@ def validate(
     out: PreviewOut = None,
     verbose: Verbose = 0,
 ) -> None:
-    """Check every row without the network; show the invalid ones, the cost and the upload."""
+    """Check every row and estimate the cost; sends nothing."""
     from pipeline.preview import format_preview, preview
     from pipeline.validate import format_validation
     from pipeline.validate import validate as validate_manifest
@@ -279,7 +279,7 @@ def verify(
         bool, typer.Option(help="Mark broken rows failed so a rerun remakes them")
     ] = False,
 ) -> None:
-    """Check that every succeeded row's files exist, decode and match their sha256."""
+    """Check that succeeded rows' images exist, decode, match."""
     from pipeline.verify import fix as fix_dir
     from pipeline.verify import format_verify
     from pipeline.verify import verify as verify_dir
@@ -311,9 +311,10 @@ def rename(
     name_template: NameTemplate = None,
     sheet: Sheet = None,
 ) -> None:
-    """Give finished rows' images the names the manifest and --name-template make now.
+    """Rename finished rows' images as the manifest names them now.
 
-    Sends nothing; the ledger records the new paths. Exit 1 if some rows could not be renamed.
+    The names come from the manifest and --name-template. Sends nothing; the ledger records
+    the new paths. Exit 1 if some rows could not be renamed.
     """
     from pipeline.rename import rename as rename_rows
 
@@ -331,7 +332,7 @@ def rename(
 
 @app.command()
 def report(out: OutDir) -> None:
-    """Summarise a run and write DIR/report.html, a contact sheet of every row."""
+    """Summarise a run and write its contact sheet, report.html."""
     from pipeline.report import build_report, format_report
 
     try:
@@ -344,7 +345,7 @@ def report(out: OutDir) -> None:
 
 @app.command()
 def status(out: OutDir, output_format: OutputFormat = "text") -> None:
-    """Show a directory's state: running or not, rows by status, spend, what a rerun does."""
+    """Show a directory's state: running, counts, spend, rerun."""
     from pipeline.status import folder_status, format_status
 
     try:
@@ -379,7 +380,7 @@ def emulator(
     api_key: Annotated[str | None, typer.Option(help="Accept only this key")] = None,
     seed: int = 0,
 ) -> None:
-    """Serve the local Gemini API emulator (no key, no network, no cost)."""
+    """Serve the local Gemini API emulator (no key, no cost)."""
     from pipeline.emulator import EmulatorConfig, parse_faults, parse_latency, serve
 
     try:
@@ -408,7 +409,7 @@ def demo(
     faults: Annotated[str, typer.Option(help="Emulator fault mix")] = DEMO_FAULTS,
     verbose: Verbose = 0,
 ) -> None:
-    """Run the demo manifest against a local emulator process; run it again to see a resume."""
+    """Run the demo job on a local emulator; again to see a resume."""
     from pipeline.demo import run_demo
 
     try:

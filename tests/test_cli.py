@@ -231,3 +231,11 @@ def test_scripts_nanobatch_works_without_uv_on_path(tmp_path: Path) -> None:
     assert "validate" in result.stdout
     assert "scripts/nanobatch" in README.split("## Quick start", 1)[1].split("###", 1)[0]
     assert "uv run nanobatch" not in README
+
+
+def test_the_command_list_fits_80_columns_without_cut_sentences() -> None:
+    shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}, prog_name="nanobatch")
+    listing = shown.output.split("Commands:", 1)[1]
+    assert "status" in listing
+    assert "..." not in listing  # every command's summary whole
+    assert max(len(line) for line in shown.output.splitlines()) <= 80
