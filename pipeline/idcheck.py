@@ -76,11 +76,11 @@ def scan_ids(
         count, groups = shared
         if scheme.column is None:
             shown = "; ".join(f"rows {_rows(rows)}" for _, rows in groups)
+            which = f"{shown} are" if count == 1 else f"{count} sets of rows are, e.g. {shown},"
             problems.append(
-                f"duplicate ids: {count} sets of rows are identical, the same value in every "
-                f"column ({shown}); without an id column a row's id comes from its values, so "
-                "identical rows clash: remove the copies, or give each row an id (an id, sku or "
-                "key column, or --id-column COL)"
+                f"duplicate ids: {which} identical (the same value in every column); without an "
+                "id column a row's id comes from its values, so identical rows clash: remove the "
+                "copies, or give each row an id (an id, sku or key column, or --id-column COL)"
             )
         else:
             shown = "; ".join(f"{v!r} in rows {_rows(rows)}" for v, rows in groups)
@@ -96,7 +96,7 @@ def scan_ids(
             "output_name column or --name-template unique per row"
         )
     if problems:
-        problems.append(f"({SHEET_ROWS})")
+        problems[-1] += f" ({SHEET_ROWS})"
     return problems, all_ids
 
 
