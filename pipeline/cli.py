@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
+import structlog
 import typer
 
 from pipeline.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
 from pipeline.errors import NanobatchError, UsageError
+from pipeline.logs import TERMINAL
 from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import check_out_dir, parse_rerun, parse_stop, parse_timeouts
@@ -73,8 +75,23 @@ def _fail(error: NanobatchError) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
+def _say(line: str, *, err: bool) -> None:
+    """A line for the user; once the terminal is gone (a hang-up), it goes to run.log."""
+    if not TERMINAL.gone:
+        try:
+            typer.echo(line, err=err)
+            return
+        except OSError:  # EIO from a hung-up terminal, EPIPE from a closed pipe
+            TERMINAL.detach()
+    structlog.get_logger("nanobatch").info("console.line", line=line)
+
+
 def _err(line: str) -> None:
-    typer.echo(line, err=True)
+    _say(line, err=True)
+
+
+def _out(line: str) -> None:
+    _say(line, err=False)
 
 
 def _check_format(output_format: str) -> None:
@@ -211,7 +228,7 @@ def run(
         raise _fail(e) from None
     from pipeline.runner import run_and_report  # the run machinery: only when running
 
-    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=typer.echo,
+    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=_out,
                                     err=_err, progress_every_s=progress_every))  # fmt: skip
 
 

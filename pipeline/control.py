@@ -1,7 +1,7 @@
 """Stopping a run well: drain (no new requests, in-flight ones finish, everything recorded)
 or cancel (abandon in-flight requests at once, still record what was received).
 
-The first SIGINT/SIGTERM, a deadline, the spending cap or a run-level API error drain; a
+The first SIGINT/SIGTERM/SIGHUP, a deadline, the spending cap or a run-level API error drain; a
 second signal cancels. Waits in the pool (backoff, a shared 429 pause) end early on drain,
 so a drained run exits promptly instead of sleeping out a minute-long retry delay.
 """
@@ -17,6 +17,8 @@ from enum import StrEnum
 import anyio
 import structlog
 
+from pipeline.logs import RUN_LOG, TERMINAL
+
 log = structlog.get_logger("nanobatch")
 
 
@@ -26,7 +28,7 @@ class Halt(StrEnum):
     API = "api"  # key, permission, model, daily quota: exit 3
     COST_CAP = "cost_cap"  # --max-cost reached: exit 4
     DEADLINE = "deadline"  # --stop-after / --stop-at: exit 4
-    INTERRUPTED = "interrupted"  # SIGINT / SIGTERM: exit 130
+    INTERRUPTED = "interrupted"  # SIGINT / SIGTERM / SIGHUP: exit 130
     DISK_FULL = "disk_full"  # the output disk is full, read-only or failing: exit 5
 
 
@@ -72,10 +74,23 @@ class RunControl:
         await self.sleep(deadline - time.monotonic())
 
     async def watch_signals(self) -> None:
-        """First SIGINT/SIGTERM drains, the second cancels."""
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        """First SIGINT/SIGTERM/SIGHUP drains, a second SIGINT/SIGTERM cancels.
+
+        A hang-up (terminal closed, ssh dropped) also means the console is gone: output
+        continues in run.log only. It never cancels, however many arrive: nobody at a closed
+        terminal asked to abandon requests that are already paid for. Under ``nohup`` (SIGHUP
+        ignored from the start) hang-ups stay ignored, as the user asked.
+        """
+        watched = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            watched.append(signal.SIGHUP)
+        with anyio.open_signal_receiver(*watched) as signals:
             async for signum in signals:
-                if not self.draining:
+                if signum == signal.SIGHUP:
+                    TERMINAL.detach()
+                    log.warning("run.signal", signal="SIGHUP", action="drain", console=RUN_LOG)
+                    self.drain(Halt.INTERRUPTED)
+                elif not self.draining:
                     log.warning("run.signal", signal=signal.Signals(signum).name, action="drain")
                     self.drain(Halt.INTERRUPTED)
                 else:

@@ -2,12 +2,18 @@
 
 Every event passes a redaction step first, so a key can never reach a console or a file even
 if some message were to carry it (none should: this is the safety net, not the mechanism).
+
+The console can vanish while a run goes on: a closed terminal or a dropped ssh session (a
+hang-up: writes to the terminal fail with EIO) or a closed pipe (EPIPE). ``TERMINAL`` is the
+console's state: once it is gone, nothing is written to it again and ``run.log`` alone
+carries on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
@@ -43,6 +49,48 @@ class Redact:
         return value
 
 
+class Terminal:
+    """The console (stdout and stderr) until it is gone.
+
+    ``detach`` points both file descriptors at /dev/null, so every later write, whoever makes
+    it (a log line, a progress bar, the summary, the interpreter's final flush), succeeds
+    without going anywhere: a vanished terminal can never crash the run.
+    """
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def detach(self) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+
+    def write(self, text: str) -> int:
+        """Write to whatever ``sys.stderr`` is now (structlog's file): the live bar swaps in a
+        proxy that prints lines above the bar, and a stream bound at setup would bypass it.
+        A failure means the terminal is gone."""
+        if not self.gone:
+            try:
+                sys.stderr.write(text)
+            except OSError:
+                self.detach()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                sys.stderr.flush()
+            except OSError:
+                self.detach()
+
+
+TERMINAL = Terminal()
+
+
 class JsonFile:
     """Append every event to a file as one JSON line, then pass it on."""
 
@@ -70,18 +118,6 @@ class ConsoleLevel:
         return event
 
 
-class _Stderr:
-    """Whatever ``sys.stderr`` is when a line is written: the live bar swaps in a proxy that
-    prints lines above the bar, and a stream bound at setup would bypass it (lines glued to
-    the bar)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None:
     """Configure structlog for a command; with ``out_dir``, also log to ``out_dir/run.log``."""
     console_level = logging.WARNING - 10 * min(verbose, 2)
@@ -100,6 +136,6 @@ def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if out_dir is not None else console_level
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, TERMINAL)),
         cache_logger_on_first_use=False,
     )

@@ -26,10 +26,13 @@ def slow_server() -> Iterator[BackgroundEmulator]:
         yield emulator
 
 
-def start(manifest: Path, out: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+def start(
+    manifest: Path, out: Path, url: str, *extra: str, nohup: bool = False
+) -> subprocess.Popen[str]:
+    """The CLI on the manifest (``nohup``: started by nohup(1), which ignores SIGHUP)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
-         "--base-url", url, "--concurrency", "4", *extra],
+        [*(["nohup"] if nohup else []), sys.executable, "-m", "pipeline", "run", str(manifest),
+         "--out", str(out), "--base-url", url, "--concurrency", "4", *extra],
         env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -126,3 +129,60 @@ def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
     assert final["done"] == 40
     assert final["counts"]["succeeded"] == len(recorded(out)) == 40
     assert final["in_flight"] == 0
+
+
+def run_log_events(out: Path) -> list[str]:
+    lines = (out / "run.log").read_text().splitlines()
+    return [json.loads(line)["event"] for line in lines]
+
+
+def test_a_hang_up_drains_and_the_run_outlives_its_terminal(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url)
+    wait_until_sending(slow_server)
+    process.send_signal(signal.SIGHUP)
+    # The terminal is gone: whatever the run writes to its console from now on fails.
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 130  # drained, as for SIGTERM; not killed by the signal
+    rows = recorded(out)
+    assert 0 < len(rows) < 200
+    assert slow_server.app.stats_snapshot()["billed"] == len(rows)  # in-flight ones recorded
+    assert not (out / "ledger.journal").exists()
+    assert verify(out).problems == []
+    status = json.loads((out / "status.json").read_text())
+    assert (status["state"], status["halt"]) == ("finished", "interrupted")
+    assert "console.line" in run_log_events(out)  # the summary went to run.log instead
+
+
+def test_a_console_that_vanishes_without_a_hang_up_does_not_stop_the_run(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url, "--limit", "40")
+    wait_until_sending(slow_server)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # a closed pipe: writes fail with EPIPE, no signal comes
+    process.stderr.close()
+    process.send_signal(signal.SIGTERM)  # its warning is the first write to fail
+    assert process.wait(timeout=60) == 130
+    rows = recorded(out)
+    assert slow_server.app.stats_snapshot()["billed"] == len(rows) > 0
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"
+
+
+def test_under_nohup_a_hang_up_is_ignored(
+    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(manifest, out, slow_server.base_url, "--limit", "4", nohup=True)
+    wait_until_sending(slow_server)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert len(recorded(out)) == 4
