@@ -119,6 +119,14 @@ def keep_damaged(journal: Path) -> list[Damaged]:
     return damaged
 
 
+def complete_length(path: Path) -> int:
+    """The byte length of a journal's complete lines (all but a torn tail), streamed."""
+    good = 0
+    for offset, line in _complete_lines(path):
+        good = offset + len(line)
+    return good
+
+
 class Journal:
     """An open journal file. ``durable`` journals fsync every append."""
 
@@ -129,7 +137,7 @@ class Journal:
 
     def open(self) -> None:
         """Open for appending, first cutting off a torn tail so new lines follow intact ones."""
-        _, good = read_journal(self.path)
+        good = complete_length(self.path)
         # Unbuffered: a failed append (disk full) must leave no bytes behind to be flushed later.
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open until close)
         self._file.truncate(good)

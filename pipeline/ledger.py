@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import filesum
 from pipeline.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked, UsageError
-from pipeline.journal import Damaged, Journal, keep_damaged, read_journal
+from pipeline.fold import FOLD_BATCH, fold_append, fold_latest, row_groups
+from pipeline.journal import Damaged, Journal, keep_damaged
 from pipeline.provenance import PROVENANCE_DIR
 from pipeline.storage import (
     IMAGES_DIR,
@@ -39,6 +38,7 @@ ATTEMPTS_FILE = "attempts.parquet"
 ATTEMPTS_JOURNAL_FILE = "attempts.journal"
 LOCK_FILE = ".lock"
 LEDGER_VERSION = "1"
+ROW_GROUP_ROWS = 65536
 
 SCHEMA = pa.schema(
     [
@@ -138,27 +138,16 @@ class AttemptRecord:
     cost_usd: float | None = None  # by the price table (None: recorded before costs were kept)
 
 
-def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Journal rows (timestamps as ISO text) as a table of ``schema``."""
-    for name in schema.names:
-        if pa.types.is_timestamp(schema.field(name).type):
-            for row in rows:
-                value = row.get(name)
-                if isinstance(value, str):
-                    row[name] = datetime.fromisoformat(value)
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    """Replace ``path`` atomically and durably."""
+def _write_parquet(tables: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:
+    """Replace ``path`` atomically and durably with the rows of ``tables``, streamed."""
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    # Row groups of 64k rows: a resume streams the columns it needs instead of decoding
-    # whole million-row column chunks at once.
     try:
         # Page checksums, verified on every read, and a whole-file digest beside it (filesum).
-        pq.write_table(
-            table, tmp, compression="zstd", row_group_size=65536, write_page_checksum=True
-        )
+        with pq.ParquetWriter(tmp, schema, compression="zstd", write_page_checksum=True) as writer:
+            # Row groups of 64k rows: a resume streams the columns it needs instead of
+            # decoding whole million-row column chunks at once.
+            for group in row_groups(tables, ROW_GROUP_ROWS):
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         filesum.replace(tmp, path)
@@ -171,8 +160,9 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 class Ledger:
     """Owns the output directory for one run: lock, journals, Parquet files."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, fold_batch: int = FOLD_BATCH) -> None:
         self.out_dir = out_dir
+        self.fold_batch = fold_batch  # journal records decoded at a time when folding
         self.recovered = 0  # records a crashed run left in the journal, folded on open
         self.crashed = False  # the last run did not close cleanly (its journal was still there)
         self.damaged: list[Damaged] = []  # journal records lost to damage on disk, found on open
@@ -189,9 +179,8 @@ class Ledger:
             clean_temp_files(self.out_dir)
             self._check()  # before anything is sent: a damaged ledger stops the run with exit 2
             self.crashed = self._records.path.exists()
-            self.recovered = len(read_journal(self._records.path)[0])
             self.damaged = keep_damaged(self._records.path)
-            self.compact()
+            self.recovered = self.compact()
             self._records.open()
             self._attempts.open()
         except BaseException:
@@ -243,27 +232,18 @@ class Ledger:
         if why := filesum.damage(path):
             raise LedgerDamaged(filesum.damaged_message(path, why))
 
-    def compact(self) -> None:
-        """Fold the journals into the Parquet files (atomically), then empty the journals."""
-        records, _ = read_journal(self._records.path)
-        if records:
-            self._check()
-            latest = {r["row_id"]: r for r in records}  # a later record supersedes an earlier one
-            fresh = _table(list(latest.values()), SCHEMA)
-            table = self.read()
-            if table is not None:
-                keep = pc.invert(pc.is_in(table["row_id"], value_set=fresh["row_id"]))
-                fresh = pa.concat_tables([table.filter(keep), fresh])
-            _write_parquet(fresh, self.out_dir / LEDGER_FILE)
+    def compact(self) -> int:
+        """Fold the journals into the Parquet files (atomically), then empty the journals;
+        returns the number of ledger records folded. Streams (see ``fold``): memory stays
+        bounded however long the journals are."""
+        ledger, attempts = self.out_dir / LEDGER_FILE, self.out_dir / ATTEMPTS_FILE
+        if self._records.path.exists() and self._records.path.stat().st_size:
+            self._check()  # never fold into a ledger damaged since it was opened
+        folded = fold_latest(self._records.path, ledger, SCHEMA, self.fold_batch, _write_parquet)
         self._records.clear()
-        attempts, _ = read_journal(self._attempts.path)
-        if attempts:
-            fresh = _table(attempts, ATTEMPTS_SCHEMA)
-            path = self.out_dir / ATTEMPTS_FILE
-            if path.exists():
-                fresh = pa.concat_tables([pq.read_table(path, schema=ATTEMPTS_SCHEMA), fresh])
-            _write_parquet(fresh, path)
+        fold_append(self._attempts.path, attempts, ATTEMPTS_SCHEMA, self.fold_batch, _write_parquet)
         self._attempts.clear()
+        return folded
 
     def read(self, columns: list[str] | None = None) -> pa.Table | None:
         """The folded ledger (without journal records not yet compacted), or None if empty."""

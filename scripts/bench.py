@@ -20,6 +20,8 @@ Scenarios (full size):
 5. resume: a 1,000,000-row manifest whose rows are all done: time to exit, peak RSS.
 6. streaming: ``nanobatch validate`` on a 1,000,000-row manifest: peak RSS (skipped until
    the command exists).
+7. fold: the restart after a crashed 1,000,000-row run folds 1,000,000 journal records (and
+   as many attempts) into the Parquet files: peak RSS and time of a child that only folds.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fold_scale
 from measure import (
     ROOT,
     ClientRun,
@@ -387,17 +390,39 @@ def scenario_validate(bench: Bench) -> Scenario:
     if not validate_available():
         result.skipped = "not implemented yet (`nanobatch validate --help` fails)"
         return result
-    log = bench.work / "s6-validate.log"
     argv = [sys.executable, "-m", "pipeline", "validate", str(bench.manifest(rows))]
+    _measure_alone(result, argv, bench.work / "s6-validate.log", "nanobatch validate")
+    return result
+
+
+def _measure_alone(result: Scenario, argv: list[str], log: Path, what: str) -> None:
+    """One process, no emulator: its peak RSS (the floor: under 300 MB) and time."""
     progress(f"    nanobatch: {' '.join(argv[1:])}")
     figures = run_measured(argv, env=dict(os.environ), log_path=log)
     rss = figures.peak_rss_mb
     result.metrics += [
         Metric("peak RSS", "MB", rss, floor="< 300 MB", met=rss < 300),
         Metric("wall time", "s", figures.wall_s),
+        Metric("client CPU (user+sys)", "s", figures.cpu_s),
     ]
     if figures.exit_code != 0:
-        result.problems.append(f"nanobatch validate exited with code {figures.exit_code} ({log})")
+        result.problems.append(f"{what} exited with code {figures.exit_code} ({log})")
+
+
+def scenario_fold(bench: Bench) -> Scenario:
+    records = bench.scaled(1_000_000)
+    result = Scenario(
+        7,
+        "fold",
+        f"an output directory as a crashed {records:,}-row run leaves it: {records:,} records in "
+        f"ledger.journal and as many in attempts.journal, no Parquet files; a child process "
+        f"opens and closes the ledger (`scripts/fold_scale.py`), which folds them",
+    )
+    out = bench.work / "s7"
+    progress(f"    preparing {records:,} journal records")
+    fold_scale.prepare(out, records, bench.work / "fixtures")
+    argv = [sys.executable, str(ROOT / "scripts" / "fold_scale.py"), str(out)]
+    _measure_alone(result, argv, bench.work / "s7-fold.log", "the fold")
     return result
 
 
@@ -408,6 +433,7 @@ SCENARIOS: dict[int, Callable[[Bench], Scenario]] = {
     4: scenario_quota,
     5: scenario_resume,
     6: scenario_validate,
+    7: scenario_fold,
 }
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -13,7 +16,15 @@ from hypothesis import strategies as st
 
 from pipeline.errors import OutDirLocked
 from pipeline.journal import decode_line, encode_line, read_journal
-from pipeline.ledger import JOURNAL_FILE, LEDGER_FILE, SCHEMA, Ledger, LedgerRecord
+from pipeline.ledger import (
+    ATTEMPTS_FILE,
+    JOURNAL_FILE,
+    LEDGER_FILE,
+    SCHEMA,
+    AttemptRecord,
+    Ledger,
+    LedgerRecord,
+)
 
 
 def record(row_id: str, status: str = "succeeded", **kw: object) -> LedgerRecord:
@@ -156,3 +167,104 @@ def test_a_damaged_journal_record_is_reported_and_the_records_after_it_are_kept(
     assert [d.row_ids for d in recovered.damaged] == [["b"]]
     kept = (tmp_path / (JOURNAL_FILE + ".damaged")).read_bytes()
     assert b'"row_id":"b"' in kept  # the lost record's bytes, kept for a person to look at
+
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)  # whole milliseconds: what the ledger stores
+
+
+def crash(ledger: Ledger) -> None:
+    """The process dies without close(): the journals are all there is."""
+    os.close(ledger._lock_fd)  # type: ignore[arg-type]
+    ledger._lock_fd = None
+
+
+def attempt(row_id: str, n: int) -> AttemptRecord:
+    return AttemptRecord(row_id=row_id, attempt=n, started_at=AT, finished_at=AT,
+                         latency_ms=1.5, http_status=200, outcome="success", reason="STOP",
+                         wait_s=0.0, possibly_billed=True)  # fmt: skip
+
+
+def test_a_journal_many_batches_long_folds_as_if_read_whole(tmp_path: Path) -> None:
+    old = [record(f"r{i:02d}", "failed", attempts=1, finished_at=AT) for i in range(12)]
+    old_attempts = [attempt(r.row_id, 1) for r in old]
+    first = Ledger(tmp_path)
+    first.open()
+    first.append(old, old_attempts)
+    first.close()
+
+    # 20 rows over many 3-record batches: rows 5-14 recorded twice and row 8 three times
+    # (the latest wins), rows 0-11 supersede the ledger's rows, rows 12-19 are new.
+    journal = [
+        record(f"r{i:02d}", "succeeded", attempts=n, text=str(n), finished_at=AT + timedelta(n))
+        for n, group in enumerate([range(20), range(5, 15), range(8, 9)], 2)
+        for i in group
+    ]
+    journal_attempts = [attempt(r.row_id, r.attempts) for r in journal]
+    crashed = Ledger(tmp_path, fold_batch=3)
+    crashed.open()
+    crashed.append(journal[:20], journal_attempts[:20])
+    crashed.append(journal[20:], journal_attempts[20:])
+    crash(crashed)
+    with open(tmp_path / JOURNAL_FILE, "ab") as f:
+        f.write(encode_line(asdict(record("r99")))[:-5])  # a torn tail is not folded
+
+    reopened = Ledger(tmp_path, fold_batch=3)
+    reopened.open()
+    reopened.close()
+
+    assert reopened.recovered == len(journal) == 31
+    table = pq.read_table(tmp_path / LEDGER_FILE)
+    assert table.schema == SCHEMA
+    latest = {r.row_id: asdict(r) for r in [*old, *journal]}  # the fold's meaning, all in memory
+    assert sorted(table.to_pylist(), key=lambda r: r["row_id"]) == sorted(
+        latest.values(), key=lambda r: r["row_id"]
+    )
+    assert {r["row_id"]: r["attempts"] for r in table.to_pylist()}["r08"] == 4
+    attempts = pq.read_table(tmp_path / ATTEMPTS_FILE).to_pylist()
+    assert attempts == [asdict(a) for a in [*old_attempts, *journal_attempts]]  # all, in order
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]  # no spill left
+
+
+def fold_peak(out: Path, records: int) -> int:
+    """Python memory at the peak of folding a crashed run's ``records`` journal records."""
+    crashed = Ledger(out)
+    crashed.open()
+    crashed.append([record(f"r{i:05d}", text="t" * 200, finished_at=AT, metadata="{}")
+                    for i in range(records)])  # fmt: skip
+    crash(crashed)
+    reopened = Ledger(out, fold_batch=50)
+    tracemalloc.start()
+    try:
+        reopened.open()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    reopened.close()
+    assert reopened.recovered == records
+    return peak
+
+
+def test_the_fold_holds_a_batch_of_records_at_a_time_however_long_the_journal(
+    tmp_path: Path,
+) -> None:
+    # Decoded records are Python objects (Arrow's buffers are not traced): a fold that held
+    # the whole journal would need four times the memory for four times the records.
+    small = fold_peak(tmp_path / "small", 300)
+    large = fold_peak(tmp_path / "large", 1200)
+    print(small, large)
+    assert large < 1.3 * small
+
+
+def test_a_ledger_from_before_a_column_existed_folds_with_nulls_in_it(tmp_path: Path) -> None:
+    older = pa.schema([f for f in SCHEMA if f.name not in ("cost_usd", "metadata")])
+    row = {**asdict(record("old", finished_at=AT)), "line": 7}
+    pq.write_table(pa.Table.from_pylist([row], schema=older), tmp_path / LEDGER_FILE)
+    ledger = Ledger(tmp_path)
+    ledger.open()
+    ledger.append([record("new", cost_usd=0.04, finished_at=AT)])
+    ledger.close()
+    table = pq.read_table(tmp_path / LEDGER_FILE)
+    assert table.schema == SCHEMA
+    rows = {r["row_id"]: r for r in table.to_pylist()}
+    assert (rows["old"]["line"], rows["old"]["cost_usd"]) == (7, None)
+    assert rows["new"]["cost_usd"] == 0.04
