@@ -434,7 +434,7 @@ def demo(
     except NanobatchError as e:
         raise _fail(e) from None
     setup_logging(verbose, [], out)
-    raise typer.Exit(run_demo(out, manifest, concurrency, faults, sys.argv[1:], typer.echo, _err))
+    raise typer.Exit(run_demo(out, manifest, concurrency, faults, sys.argv[1:], _out, _err))
 
 
 def main() -> None:
