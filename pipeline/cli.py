@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-import structlog
 import typer
 
 from pipeline.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
@@ -75,23 +74,12 @@ def _fail(error: NanobatchError) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
-def _say(line: str, *, err: bool) -> None:
-    """A line for the user; once the terminal is gone (a hang-up), it goes to run.log."""
-    if not TERMINAL.gone:
-        try:
-            typer.echo(line, err=err)
-            return
-        except OSError:  # EIO from a hung-up terminal, EPIPE from a closed pipe
-            TERMINAL.detach()
-    structlog.get_logger("nanobatch").info("console.line", line=line)
-
-
 def _err(line: str) -> None:
-    _say(line, err=True)
+    TERMINAL.say(line, err=True)
 
 
 def _out(line: str) -> None:
-    _say(line, err=False)
+    TERMINAL.say(line)
 
 
 def _check_format(output_format: str) -> None:

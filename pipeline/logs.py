@@ -69,6 +69,19 @@ class Terminal:
             os.dup2(null, fd)
         os.close(null)
 
+    def say(self, line: str, *, err: bool = False) -> None:
+        """A line for the user (stdout, or stderr with ``err``); once the terminal is gone, it
+        goes to run.log instead, as a ``console.line`` event."""
+        if not self.gone:
+            stream = sys.stderr if err else sys.stdout
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+                return
+            except OSError:  # EIO from a hung-up terminal, EPIPE from a closed pipe
+                self.detach()
+        structlog.get_logger("nanobatch").info("console.line", line=line)
+
     def write(self, text: str) -> int:
         """Write to whatever ``sys.stderr`` is now (structlog's file): the live bar swaps in a
         proxy that prints lines above the bar, and a stream bound at setup would bypass it.
