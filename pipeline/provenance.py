@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,15 @@ class Provenance:
 
 def folder(out_dir: Path) -> Path:
     return out_dir / PROVENANCE_DIR
+
+
+def any_records(out_dir: Path) -> bool:
+    """Whether any row of ``out_dir`` has a record (a first run has none to look up)."""
+    try:
+        with os.scandir(folder(out_dir)) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 def read(out_dir: Path, stem: str) -> Provenance | None:

@@ -109,6 +109,7 @@ class Pipeline:
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
         self.inflight = InFlight(config.out_dir)
         self.recorded: dict[str, list[str]] = {}  # with --rerun succeeded: what rows have now
+        self.has_provenance = False  # the directory holds provenance records: look rows up
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(
             config.out_dir,
@@ -162,6 +163,8 @@ class Pipeline:
             self.orphans = await anyio.to_thread.run_sync(find_orphans, self.ledger)
         if Status.SUCCEEDED in self.config.rerun:
             self.recorded = await anyio.to_thread.run_sync(recorded_digests, self.ledger)
+        # A first run has no images to adopt: no lookup per row (one failed open each).
+        self.has_provenance = await anyio.to_thread.run_sync(provenance.any_records, out)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](self.config.concurrency)
         rec_send, rec_recv = anyio.create_memory_object_stream[Record](self.config.concurrency * 4)
         log.info("run.started", manifest=str(self.config.manifest), done_before=len(done))
@@ -241,6 +244,8 @@ class Pipeline:
         return batch, [self._adopt(i) if isinstance(i, Job) else i for i in batch.items]
 
     def _adopt(self, job: Job) -> Job | LedgerRecord:
+        if not self.has_provenance and not self.orphans:
+            return job
         by_name = claim(self.orphans, job) if self.orphans else []
         adopted = adoptable(job, by_name, self.config.out_dir, self.sources, self.recorded.get)
         return adopted or job
