@@ -11,9 +11,21 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
+import anyio
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.emulator import (
+    BackgroundEmulator,
+    EmulatorConfig,
+    EmulatorTransport,
+    Payload,
+    create_app,
+    parse_latency,
+)
+from pipeline.scheduler import run_manifest
 from pipeline.status import folder_status, format_status
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, run_config, write_csv
 
 
 def nanobatch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,14 +80,15 @@ def test_status_of_a_finished_run_says_what_a_rerun_would_do(tmp_path: Path) -> 
             {"id": "c", "prompt": "x", "images": "gone.png"}]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
-    assert nanobatch("run", str(manifest), "--out", str(out), "--emulate").returncode == 1
+    app_ = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    anyio.run(run_manifest, run_config(manifest, out), EmulatorTransport(app_))
     found = folder_status(out)
     assert (found.state, found.running) == ("finished", False)
     assert found.counts == {"succeeded": 1, "refused": 1, "failed": 0, "invalid": 1}
     assert found.rerun["kept"] == 2
     assert found.rerun["revalidated_invalid"] == 1
     assert found.spend_usd > 0
-    shown = nanobatch("status", str(out))
-    assert shown.returncode == 0, shown.stderr
-    assert "finished" in shown.stdout
-    assert nanobatch("status", str(tmp_path / "nothing")).returncode == 0
+    shown = CliRunner().invoke(app, ["status", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "finished" in shown.output
+    assert CliRunner().invoke(app, ["status", str(tmp_path / "nothing")]).exit_code == 0
