@@ -18,7 +18,13 @@ from pipeline.errors import NanobatchError, UsageError
 from pipeline.logs import TERMINAL
 from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
-from pipeline.options import check_out_dir, parse_rerun, parse_stop, parse_timeouts
+from pipeline.options import (
+    check_out_dir,
+    parse_rerun,
+    parse_rerun_before,
+    parse_stop,
+    parse_timeouts,
+)
 from pipeline.prices import PriceTable
 from pipeline.sources import MAX_IMAGE_MIB
 
@@ -115,6 +121,14 @@ def run(
             "or a mix such as failed,refused",
         ),
     ] = "failed",
+    rerun_before: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="With --rerun succeeded/refused/all: leave rows that finished at or after "
+            "TIME (ISO 8601) alone; the printed command to continue sets it",
+        ),
+    ] = None,
     prompt_template: PromptTemplate = None,
     name_template: NameTemplate = None,
     fit_images: FitImages = False,
@@ -195,6 +209,7 @@ def run(
             id_column=id_column,
             sheet=sheet,
             rerun=parse_rerun(rerun, retry_refused=retry_refused),
+            rerun_before=parse_rerun_before(rerun_before),
             prompt_template=prompt_template,
             name_template=name_template,
             fit_images=fit_images,

@@ -86,6 +86,9 @@ class RunConfig:
     max_cost_usd: float | None = None  # spending cap: committed spend never passes it
     prices: PriceTable = field(default_factory=PriceTable)
     rerun: frozenset[Status] = frozenset({Status.FAILED})  # finished statuses to send again
+    # --rerun-before: succeeded/refused rows finished since then are not sent again (a
+    # continued rerun already redid them)
+    rerun_before: datetime | None = None
     ids_file: Path | None = None  # restrict the run to these row ids
     stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time
     handle_signals: bool = False  # the CLI's runs drain on SIGINT/SIGTERM

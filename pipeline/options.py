@@ -83,10 +83,32 @@ def parse_timeouts(text: str) -> dict[str, float]:
     return timeouts
 
 
-def continue_command(argv: list[str], max_cost: float | None = None) -> str:
+def parse_rerun_before(text: str | None) -> datetime | None:
+    """``--rerun-before 2026-12-01T19:30:00.123+00:00`` (a time without a zone is local)."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--rerun-before {text!r}: use an ISO 8601 time such as 2026-12-01T19:30:00+00:00"
+        ) from None
+    return at if at.tzinfo else at.astimezone()
+
+
+def continue_command(
+    argv: list[str],
+    max_cost: float | None = None,
+    rerun_before: datetime | None = None,
+    without: tuple[str, ...] = (),
+) -> str:
     """The command line that resumes this run, without any key given on it; with ``max_cost``,
-    naming that cap instead of the one given (rounded up to the cent)."""
-    dropped = ("--api-key", "--max-cost") if max_cost is not None else ("--api-key",)
+    naming that cap instead of the one given (rounded up to the cent); with ``rerun_before``,
+    pinning ``--rerun`` to the rows that had not been redone by then; ``without`` the flags
+    (with their values) named there."""
+    dropped: tuple[str, ...] = ("--api-key", *without)
+    dropped += ("--max-cost",) if max_cost is not None else ()
+    dropped += ("--rerun-before",) if rerun_before is not None else ()
     kept: list[str] = []
     skip = False
     for arg in argv:
@@ -101,6 +123,8 @@ def continue_command(argv: list[str], max_cost: float | None = None) -> str:
         kept.append(arg)
     if max_cost is not None:
         kept += ["--max-cost", f"{math.ceil(round(max_cost * 100, 6)) / 100:.2f}"]
+    if rerun_before is not None:
+        kept += ["--rerun-before", rerun_before.isoformat(timespec="milliseconds")]
     return shlex.join(["nanobatch", *kept])
 
 

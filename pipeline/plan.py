@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,6 +53,7 @@ class DoneRows:
     ids: pa.Array
     ledger: Ledger | None = None
     keep: tuple[str, ...] = ()
+    redone: Redone | None = None
     _fingerprints: pa.Array | None = None
 
     def __len__(self) -> int:
@@ -61,24 +63,47 @@ class DoneRows:
     def fingerprints(self) -> pa.Array:
         """Aligned with ``ids`` (the ledger is read the same way twice)."""
         if self._fingerprints is None:
-            self._fingerprints = _done_column(self.ledger, self.keep, "fingerprint")
+            self._fingerprints = _done_column(self.ledger, self.keep, "fingerprint", self.redone)
         return self._fingerprints
 
 
-def done_rows(ledger: Ledger, rerun: frozenset[Status]) -> DoneRows:
-    """Rows whose last outcome is finished and not selected by ``--rerun``."""
+@dataclass(frozen=True, slots=True)
+class Redone:
+    """Rows ``--rerun`` selects that are left alone all the same: they finished (as
+    succeeded or refused) at or after ``since``, so a continued rerun already redid them."""
+
+    statuses: tuple[str, ...]
+    since: datetime
+
+
+def done_rows(ledger: Ledger, rerun: frozenset[Status], before: datetime | None = None) -> DoneRows:
+    """Rows whose last outcome is finished and not selected by ``--rerun``; with ``before``
+    (``--rerun-before``), succeeded or refused rows finished since then are kept too."""
     keep = tuple(s.value for s in FINISHED if s not in rerun)
-    return DoneRows(_done_column(ledger, keep, "row_id"), ledger, keep)
+    paid = tuple(s.value for s in (Status.SUCCEEDED, Status.REFUSED) if s in rerun)
+    redone = Redone(paid, before) if before is not None and paid else None
+    return DoneRows(_done_column(ledger, keep, "row_id", redone), ledger, keep, redone)
 
 
-def _done_column(ledger: Ledger | None, keep: tuple[str, ...], column: str) -> pa.Array:
+def _done_column(
+    ledger: Ledger | None, keep: tuple[str, ...], column: str, redone: Redone | None = None
+) -> pa.Array:
     """One column of the done rows, read a row group at a time (a whole-file read of a
     million-row ledger needs several times its size in scratch memory)."""
     chunks = []
-    if ledger is not None and keep:
+    if ledger is not None and (keep or redone):
         statuses = pa.array(keep, pa.string())
-        for batch in ledger.iter_batches(["status", column]):
+        wanted = ["status", column] + (["finished_at"] if redone else [])
+        for batch in ledger.iter_batches(wanted):
             mask = pc.is_in(batch.column("status"), value_set=statuses)
+            if redone is not None:
+                recent = pc.and_(
+                    pc.is_in(batch.column("status"), pa.array(redone.statuses, pa.string())),
+                    pc.fill_null(
+                        pc.greater_equal(batch.column("finished_at"), redone.since), False
+                    ),
+                )
+                mask = pc.or_(mask, recent)
             chunks.append(batch.column(column).filter(mask))
     return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import anyio
 import httpx
@@ -63,6 +64,7 @@ def run_and_report(
 ) -> int:
     """Run with a progress view, print the summary, and return the exit code."""
     reporter = ProgressReporter(config.out_dir, emit=err, line_every_s=progress_every_s)
+    started = datetime.now(UTC)
     try:
         result = anyio.run(run_manifest, config, transport, [reporter.run])
     except NanobatchError as e:
@@ -73,28 +75,44 @@ def run_and_report(
         return 130
     reporter.write_status(result)
     out(format_summary(result, config.out_dir))
+    pin = redone_since(config, started)
     if result.halt is Halt.API and result.stopped is not None:
-        err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}")
+        again = f" To continue: {continue_command(argv, rerun_before=pin)}" if pin else ""
+        err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}{again}")
         return HALT_EXIT_CODES[Halt.API]
     if result.halt is Halt.DISK_FULL:
-        err(f"nanobatch: {disk_message(result, config, pending_rows(config))} "
-            f"To continue: {continue_command(argv)}")  # fmt: skip
+        left = pending_rows(replace(config, rerun_before=pin))
+        err(f"nanobatch: {disk_message(result, config, left)} "
+            f"To continue: {continue_command(argv, rerun_before=pin)}")  # fmt: skip
         return HALT_EXIT_CODES[Halt.DISK_FULL]
     if result.halt is not None:
-        left = pending_rows(config)
+        left = pending_rows(replace(config, rerun_before=pin))
         cap = None
         if result.halt is Halt.COST_CAP and config.max_cost_usd is not None:
             # The cap counts the whole job: repeating it would stop again at once.
-            cap = result.job_spent_usd + remaining_usd(config)
-        again = continue_command(argv, max_cost=cap)
+            cap = result.job_spent_usd + remaining_usd(replace(config, rerun_before=pin))
+        again = continue_command(argv, max_cost=cap, rerun_before=pin)
         err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
             f"To continue: {again}")  # fmt: skip
         return HALT_EXIT_CODES[result.halt]
-    if config.limit is not None and (left := pending_rows(replace(config, limit=None))):
+    if config.limit is not None and (
+        left := pending_rows(replace(config, limit=None, rerun_before=pin))
+    ):
+        again = continue_command(argv, rerun_before=pin, without=("--limit",)) if pin else ""
         err(f"nanobatch: --limit {config.limit}: {left} rows of the manifest remain; "
-            "run again without --limit to do them")  # fmt: skip
+            "run again without --limit to do them"
+            + (f". To continue: {again}" if again else ""))  # fmt: skip
     unfinished = (Status.FAILED.value, Status.INVALID.value)
     return 1 if any(result.by_status.get(s) for s in unfinished) else 0
+
+
+def redone_since(config: RunConfig, started: datetime) -> datetime | None:
+    """When rows redone by ``--rerun`` succeeded/refused began to be redone (this run's
+    start, or the first run's that the command continues), so that the command to continue
+    does not pay for them again; None when the run redoes no finished row that cost money."""
+    if not config.rerun & {Status.SUCCEEDED, Status.REFUSED}:
+        return None
+    return config.rerun_before or started
 
 
 def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
@@ -147,7 +165,7 @@ def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
 def remaining_usd(config: RunConfig) -> float:
     """What the rows a rerun would send should cost, one image each by the price table."""
     config = folder_ids(config)  # match done rows by the ids the folder was made with
-    done = done_rows(Ledger(config.out_dir), config.rerun)
+    done = done_rows(Ledger(config.out_dir), config.rerun, config.rerun_before)
     planner = Planner(
         config, done, SourceCache(max_bytes=0), check_manifest(config, done), verify_done=False
     )
@@ -160,9 +178,11 @@ def remaining_usd(config: RunConfig) -> float:
 
 
 def pending_rows(config: RunConfig) -> int:
-    """Manifest rows (within --limit) not yet succeeded or refused."""
+    """Manifest rows (within --limit) not yet succeeded or refused, or selected by --rerun
+    and not yet redone."""
     total = count_rows(config.manifest, config.batch_rows, config.limit, sheet=config.sheet)
-    return max(0, total - len(done_rows(Ledger(config.out_dir), frozenset({Status.FAILED}))))
+    done = done_rows(Ledger(config.out_dir), config.rerun | {Status.FAILED}, config.rerun_before)
+    return max(0, total - len(done))
 
 
 def _hours(seconds: float) -> str:

@@ -142,7 +142,8 @@ class Pipeline:
             self.inflight.close()
 
     async def _run(self, observers: Sequence[Observer]) -> RunResult:
-        done = await anyio.to_thread.run_sync(done_rows, self.ledger, self.config.rerun)
+        c = self.config
+        done = await anyio.to_thread.run_sync(done_rows, self.ledger, c.rerun, c.rerun_before)
         note = await anyio.to_thread.run_sync(name_change_note, self.config, len(done))
         if note:
             log.warning("run.name_template_changed", note=note)
