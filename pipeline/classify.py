@@ -105,6 +105,7 @@ class _ErrorBody:
     message: str | None = None
     reasons: tuple[str, ...] = ()  # google.rpc.ErrorInfo reasons, e.g. API_KEY_INVALID
     quota_ids: tuple[str, ...] = ()  # QuotaFailure violations' quotaId and quotaMetric
+    zero_quota: bool = False  # a QuotaFailure violation whose quotaValue is 0: never met
     retry_delay_s: float | None = None  # google.rpc.RetryInfo.retryDelay
 
     @property
@@ -118,6 +119,9 @@ def _classify_error(
     """Map an error code (the HTTP status, or one a gateway wrapped in a 200) to an Outcome."""
     http = response.status
     if code == 429 or (500 <= code < 600 and error.says_rate_limited):
+        if error.zero_quota:
+            # A limit of 0 (a free-tier metric on a paid project): waiting cannot help.
+            return Outcome(OutcomeKind.MODEL_ERROR, "NO_QUOTA", http, message=error.message)
         scope = _quota_scope(error.quota_ids)
         return Outcome(
             OutcomeKind.RATE_LIMIT,
@@ -149,8 +153,11 @@ def _client_error(http: int, code: int, error: _ErrorBody) -> Outcome:
         reason = "API_KEY_INVALID"
     elif code == 400 and error.status == "FAILED_PRECONDITION":
         reason = "FAILED_PRECONDITION"  # billing or region: no row can succeed
-    elif code in (401, 403, 404):
-        reason = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "MODEL_NOT_FOUND"}[code]
+    elif code == 404:
+        # The model (the only name in the URL a row chooses) is unknown at this endpoint.
+        return Outcome(OutcomeKind.MODEL_ERROR, "MODEL_NOT_FOUND", http, message=error.message)
+    elif code in (401, 403):
+        reason = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}[code]
     else:
         return Outcome(OutcomeKind.ROW_ERROR, "INVALID_REQUEST", http, message=error.message)
     return Outcome(OutcomeKind.RUN_ERROR, reason, http, message=error.message)
@@ -201,6 +208,7 @@ def _error_from_json(data: object) -> _ErrorBody | None:
         return _ErrorBody(message=jr.message(text)) if text else None
     reasons: list[str] = []
     quota_ids: list[str] = []
+    zero_quota = False
     retry_delay: float | None = None
     details = error.get("details")
     for detail in details if isinstance(details, list) else ():
@@ -215,6 +223,8 @@ def _error_from_json(data: object) -> _ErrorBody | None:
                 if isinstance(violation, dict):
                     for key in ("quotaId", "quota_id", "quotaMetric", "quota_metric"):
                         quota_ids.extend(q for q in [jr.string(violation.get(key))] if q)
+                    value = jr.get(violation, "quotaValue", "quota_value")
+                    zero_quota |= _is_zero(value)
         elif kind.endswith("google.rpc.RetryInfo") and retry_delay is None:
             retry_delay = parse_retry_delay(jr.get(detail, "retryDelay", "retry_delay"))
     return _ErrorBody(
@@ -223,8 +233,16 @@ def _error_from_json(data: object) -> _ErrorBody | None:
         message=jr.message(jr.string(error.get("message")) or jr.string(error.get("type"))),
         reasons=tuple(reasons),
         quota_ids=tuple(quota_ids),
+        zero_quota=zero_quota,
         retry_delay_s=retry_delay,
     )
+
+
+def _is_zero(value: object) -> bool:
+    # An int64 in proto3 JSON is a string ("0"); a gateway may send a number.
+    if isinstance(value, str):
+        return value.strip() == "0"
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
 
 
 def _snippet(body: bytes) -> str | None:

@@ -166,6 +166,12 @@ def run(
     stop_at: Annotated[
         str | None, typer.Option(help="Drain and stop at this local time, HH:MM")
     ] = None,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Seconds a stop waits for in-flight requests before abandoning them"
+        ),
+    ] = 60.0,
     progress_every: Annotated[
         float, typer.Option(help="Seconds between progress lines when not on a terminal")
     ] = 30.0,
@@ -226,6 +232,7 @@ def run(
             ),
             stop_at=parse_stop(stop_after, stop_at),
             handle_signals=True,
+            drain_grace_s=drain_grace,
         )
     except NanobatchError as e:
         raise _fail(e) from None
@@ -399,6 +406,9 @@ def emulator(
     rpm: Annotated[int | None, typer.Option(help="Per-minute limit (sliding window)")] = None,
     api_key: Annotated[str | None, typer.Option(help="Accept only this key")] = None,
     seed: int = 0,
+    no_quota: Annotated[
+        str, typer.Option(help="Models with a quota of 0 here (comma-separated): always 429")
+    ] = "",
 ) -> None:
     """Serve the local Gemini API emulator (no key, no cost)."""
     from pipeline.emulator import EmulatorConfig, parse_faults, parse_latency, serve
@@ -410,6 +420,7 @@ def emulator(
             latency=parse_latency(latency),
             faults=parse_faults(faults),
             rpm=rpm,
+            no_quota_models=frozenset(m.strip() for m in no_quota.split(",") if m.strip()),
         )
     except ValueError as e:
         raise _fail(UsageError(str(e))) from None

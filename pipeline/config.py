@@ -92,6 +92,7 @@ class RunConfig:
     ids_file: Path | None = None  # restrict the run to these row ids
     stop_at: datetime | None = None  # --stop-after / --stop-at, as an aware wall-clock time
     handle_signals: bool = False  # the CLI's runs drain on SIGINT/SIGTERM
+    drain_grace_s: float = 60.0  # how long a drain waits for in-flight requests
     batch_rows: int = 4096  # manifest rows read per batch
     disk_headroom_bytes: int | None = None  # space kept for a full disk; None: by concurrency
     sheet: str | None = None  # --sheet: the xlsx sheet to read (default: the first)

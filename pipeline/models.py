@@ -6,6 +6,7 @@ size is a one-line change here.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ def resolve_model(name: str) -> tuple[str, ModelSpec | None]:
     """Map a user-given model name to the id to send and its spec (None: unknown to us).
 
     GA names are sent as written (the API accepts both); only nicknames are rewritten.
-    An unknown model is not an error here: the server has the last word (a 404 stops the run).
+    An unknown model is not an error here (new models appear before this table knows them):
+    ``validate`` warns, and the server has the last word (a 404 fails that model's rows).
     """
     name = name.strip().removeprefix("models/")
     canonical = ALIASES.get(name, name)
@@ -98,6 +100,13 @@ def check_prompt_length(spec: ModelSpec | None, model: str, chars: int) -> str |
         f"takes at most {limit:,} input tokens (~{limit * CHARS_PER_TOKEN:,} characters): "
         "shorten it"
     )
+
+
+def unknown_model(name: str) -> str:
+    """Names a model id the table does not know, with a did-you-mean when one is close."""
+    known = [*MODELS, *ALIASES]
+    close = difflib.get_close_matches(name.strip().removeprefix("models/"), known, n=1)
+    return f"unknown model {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def check_image_size(spec: ModelSpec, size: str) -> str | None:

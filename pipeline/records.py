@@ -42,7 +42,11 @@ class RowState:
             cost_usd=round(cost_usd, 6),
         )
 
-    def cancelled_record(self, started: float, cost_usd: float) -> AttemptRecord:
+    def cancelled_record(
+        self, started: float, cost_usd: float, why: Outcome | None = None
+    ) -> AttemptRecord:
+        """An attempt given up before its answer: ``CANCELLED`` or ``ABANDONED``."""
+        why = why or CANCELLED
         return AttemptRecord(
             row_id=self.job.row_id,
             attempt=self.attempts,
@@ -51,15 +55,17 @@ class RowState:
             latency_ms=round((time.monotonic() - started) * 1000, 1),
             http_status=None,
             outcome="cancelled",
-            reason=CANCELLED.reason,
+            reason=why.reason,
             wait_s=0.0,
-            possibly_billed=possibly_billed(CANCELLED),
+            possibly_billed=possibly_billed(why),
             cost_usd=round(cost_usd, 6),
         )
 
 
 # An attempt abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it.
 CANCELLED = Outcome(OutcomeKind.TRANSIENT, "CANCELLED", delivery=Delivery.NO_ANSWER)
+# One still in flight when a drain's --drain-grace ran out: likewise.
+ABANDONED = Outcome(OutcomeKind.TRANSIENT, "ABANDONED", delivery=Delivery.NO_ANSWER)
 
 
 def ledger_record(

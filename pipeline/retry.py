@@ -4,7 +4,8 @@ Each outcome kind has exactly one policy. Refusals are final within a run (the s
 refused again, and some gateways bill refusals; ``--rerun refused`` sends them again in a later
 run); a 429 waits what the server asked; transient faults back off exponentially with jitter;
 a per-day quota stops the run (or, with --on-quota wait, sleeps until it resets); a bad key
-stops the run.
+stops the run; a model no row can use (unknown, or with a quota of 0) fails the rows of that
+model, never retried.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Action(StrEnum):
     FINISH = "finish"  # record the row with ``status``
     RETRY = "retry"  # wait ``wait_s``, then send again
     STOP_RUN = "stop_run"  # the run cannot go on; the row stays pending
+    FAIL_MODEL = "fail_model"  # fail this row and every other row of its model, unsent
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ def decide(
             return Decision(Action.STOP_RUN)
         case OutcomeKind.ROW_ERROR:
             return Decision(Action.FINISH, Status.FAILED)
+        case OutcomeKind.MODEL_ERROR:
+            return Decision(Action.FAIL_MODEL, Status.FAILED)
         case OutcomeKind.REFUSAL:
             if outcome.reason in TEXT_ONLY_REASONS and budget.text_only < config.text_only_retries:
                 budget.text_only += 1

@@ -28,6 +28,7 @@ from pipeline.models import (
     covering_size,
     map_size,
     resolve_model,
+    unknown_model,
 )
 from pipeline.prices import PriceTable
 from pipeline.rowimages import BadImages, SourceImages
@@ -150,6 +151,7 @@ class RowResolver:
         self.warnings: list[RowWarning] = []
         self.warning_count = 0
         self._max_warnings = max_warnings
+        self._unknown_models: set[str] = set()  # warned about once each, at the first row
 
     def _warn(self, row_id: str, line: int, field: str, message: str) -> None:
         self.warning_count += 1
@@ -174,9 +176,17 @@ class RowResolver:
     def _resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job:
         d = self._defaults
         prompt = self._prompt(row)
-        model, spec = resolve_model(_text(row.get("model")) or d.model)
+        column = _text(row.get("model"))
+        model, spec = resolve_model(column or d.model)
         if why := check_model_id(model):  # it goes into the request's URL path
             raise _Invalid("model", why)
+        if spec is None and model not in self._unknown_models:
+            self._unknown_models.add(model)
+            # A warning, not an error: new models appear before the table knows them.
+            field, fate = ("model", "its rows fail") if column else ("--model", "the run stops")
+            self._warn(row_id, line, field, f"{unknown_model(model)}: sent as written, priced "
+                       f"like the dearest model; if the API does not know it, {fate} "
+                       "(said once, at its first row)")  # fmt: skip
         size, ratio = self._size_and_ratio(row_id, line, row, spec)
         if spec is not None:
             if size is not None and (why := check_image_size(spec, size)):

@@ -129,7 +129,8 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
         "API_KEY_INVALID": f"the API rejected {source}",
         "UNAUTHENTICATED": f"the API did not accept {source}",
         "PERMISSION_DENIED": f"{source} has no permission for this model at {base_url}",
-        "MODEL_NOT_FOUND": "the model does not exist at this endpoint (check --model)",
+        "MODEL_NOT_FOUND": "a model does not exist at this endpoint",
+        "NO_QUOTA": "the project has no quota for a model on this route",
         "QUOTA_EXHAUSTED": "the daily quota is used up; it resets at midnight Pacific time "
         f"(in {_hours(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",

@@ -11,7 +11,6 @@ groups. Nothing is created per row up front, so memory does not depend on the ma
 from __future__ import annotations
 
 import functools
-import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -23,7 +22,6 @@ from typing import Any
 import anyio
 import httpx
 import structlog
-from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline import planstate, provenance, rowids
@@ -34,11 +32,12 @@ from pipeline.client import ClientPool, GeminiClient
 from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
 from pipeline.diskspace import DiskGuard, default_headroom, describe, open_ledger
-from pipeline.errors import UsageError
+from pipeline.grace import DrainGrace
 from pipeline.imagecheck import decoded_mime
 from pipeline.inflight import InFlight
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
-from pipeline.manifest import SHEET_ROWS
+from pipeline.models import resolve_model
+from pipeline.pacing import RateGate, smooth_limiter
 from pipeline.plan import (
     PlannedBatch,
     Planner,
@@ -47,12 +46,12 @@ from pipeline.plan import (
     ledger_ids,
     settle_ids,
 )
-from pipeline.records import CANCELLED, RowState, invalid_record, ledger_record, unstored
+from pipeline.records import ABANDONED, CANCELLED, RowState, invalid_record, ledger_record, unstored
 from pipeline.recovery import adoptable, claim, find_orphans, recorded_digests, set_aside
 from pipeline.rename import name_change_note
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
-from pipeline.retry import Action, decide
+from pipeline.retry import Action, Decision, decide
 from pipeline.sources import SourceCache, SourceImageError
 from pipeline.spend import spent_in
 from pipeline.storage import StoredImage
@@ -67,27 +66,18 @@ from pipeline.types import (
     RawResponse,
     Status,
 )
-from pipeline.validate import row_label, validate
+from pipeline.unusable import UnusableModels
+from pipeline.validate import strict_check
 
 log = structlog.get_logger("nanobatch")
 
+# Rows in progress per request slot. Most of a row's life under faults is spent waiting (a
+# 429's delay, a backoff, the shared pause); a waiting row holds no slot, so twice as many
+# rows as slots keep the slots busy. Requests in flight never pass --concurrency.
+ROWS_PER_SLOT = 2
+
 Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
 Observer = Callable[[RunResult], Coroutine[Any, Any, None]]  # runs beside the pool: progress views
-
-
-class RateGate:
-    """A pause shared by every worker: when the server says "wait", nobody sends until then."""
-
-    def __init__(self) -> None:
-        self._until = 0.0
-
-    def pause_until(self, deadline: float) -> None:
-        self._until = max(self._until, deadline)
-
-    async def wait(self, control: RunControl) -> None:
-        # Sleep to the known deadline; loop only because another worker may have extended it.
-        while self._until > time.monotonic() and not control.draining:
-            await control.sleep_until(self._until)
 
 
 class Pipeline:
@@ -101,10 +91,12 @@ class Pipeline:
         self.sources = SourceCache()
         self.adaptive = AdaptiveLimit(config.concurrency)
         self.gate = RateGate()
-        self.limiter = _smooth_limiter(config.rpm)
+        self.limiter = smooth_limiter(config.rpm)
         self.rng = random.Random()
         self.control = RunControl()
         self.spend = SpendingCap(config.max_cost_usd)
+        self.grace = DrainGrace(config.drain_grace_s)
+        self.models = UnusableModels(resolve_model(config.model)[0])
         self.result.max_cost_usd = config.max_cost_usd
         self.orphans: dict[str, list[str]] = {}  # images a crashed run left unrecorded
         self.inflight = InFlight(config.out_dir)
@@ -124,7 +116,7 @@ class Pipeline:
         """
         self.config = await anyio.to_thread.run_sync(self._settle_ids)
         if self.config.strict:
-            await anyio.to_thread.run_sync(_strict_check, self.config)
+            await anyio.to_thread.run_sync(strict_check, self.config)
         # What a killed run had in flight may have been billed: into the history it goes.
         lost = await anyio.to_thread.run_sync(self.inflight.recover)
         if lost:
@@ -172,6 +164,7 @@ class Pipeline:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, rec_recv)
             async with anyio.create_task_group() as watchers:
+                watchers.start_soon(self.grace.watch, self.control)
                 if self.config.handle_signals:
                     watchers.start_soon(self.control.watch_signals)
                 if self.config.stop_at is not None:
@@ -180,13 +173,15 @@ class Pipeline:
                     watchers.start_soon(observer, self.result)
                 async with anyio.create_task_group() as pool:
                     self.control.attach(pool.cancel_scope)
-                    for index in range(self.config.concurrency):
+                    for index in range(workers(self.config)):
                         client = self.clients.for_worker(index)
                         pool.start_soon(self._worker, client, jobs_recv.clone(), rec_send.clone())
                     jobs_recv.close()
                     pool.start_soon(self._produce, batches, jobs_send, rec_send)
                 watchers.cancel_scope.cancel()
         self.result.halt = self.control.halt
+        if self.result.halt is None and (unusable := self.models.all_unusable()) is not None:
+            self.result.stopped, self.result.halt = unusable, Halt.API
         whole_manifest = self.config.limit is None and self.config.ids_file is None
         if self.orphans and whole_manifest and not self.control.draining:
             await anyio.to_thread.run_sync(set_aside, self.config.out_dir, self.orphans)
@@ -306,12 +301,18 @@ class Pipeline:
         while True:
             await self.gate.wait(self.control)
             if self.limiter is not None:
-                await self.limiter.acquire()
+                with self.grace.wait():  # a drain must not wait for --rpm tokens
+                    await self.limiter.acquire()
             if self.control.draining:
                 return  # not sent: the row stays pending for the next run
+            if (unusable := self.models.check(job)) is not None:
+                # Its model is unusable: the row fails without being sent.
+                decision = Decision(Action.FINISH, Status.FAILED)
+                outcome, latency_ms = unusable, 0.0
+                break
             sent = await self._send(client, row, request, records)
             if sent is None:
-                return  # the spending cap: not sent, the row stays pending
+                return  # the spending cap or a drain: not sent, the row stays pending
             outcome, latency_ms, cost = sent
             decision = decide(outcome, row.retry, self.config.retry, self.rng)
             log.debug(
@@ -326,32 +327,36 @@ class Pipeline:
                 wait_s=round(decision.wait_s, 3),
             )
             await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
+            if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
+                self._stop(self.models.stopping(job))  # the default model: no row can go on
+                return
+            if decision.action is Action.FAIL_MODEL:
+                outcome = self.models.for_row(job)
             if decision.action is Action.STOP_RUN:
                 self._stop(outcome)
                 return
-            if decision.action is Action.RETRY:
-                self.result.retried[outcome.reason] += 1
-                if decision.pause_pool:
-                    self.gate.pause_until(time.monotonic() + decision.wait_s)
-                self.result.retrying += 1
-                try:
-                    await self.control.sleep(decision.wait_s)
-                finally:
-                    self.result.retrying -= 1
-                continue
-            assert decision.status is not None
-            # What was received is paid for: writing it and its record must not be cancelled
-            # halfway by a second Ctrl-C.
-            with anyio.CancelScope(shield=True):
-                record = await self._record(
-                    row,
-                    request=request,
-                    outcome=outcome,
-                    status=decision.status,
-                    latency_ms=latency_ms,
-                )
-                await records.send(record)
-            return
+            if decision.action is not Action.RETRY:
+                break
+            self.result.retried[outcome.reason] += 1
+            if decision.pause_pool:
+                self.gate.pause_until(time.monotonic() + decision.wait_s)
+            self.result.retrying += 1
+            try:
+                await self.control.sleep(decision.wait_s)
+            finally:
+                self.result.retrying -= 1
+        assert decision.status is not None
+        # What was received is paid for: writing it and its record must not be cancelled
+        # halfway by a second Ctrl-C.
+        with anyio.CancelScope(shield=True):
+            record = await self._record(
+                row,
+                request=request,
+                outcome=outcome,
+                status=decision.status,
+                latency_ms=latency_ms,
+            )
+            await records.send(record)
 
     async def _send(
         self,
@@ -361,15 +366,22 @@ class Pipeline:
         records: MemoryObjectSendStream[Record],
     ) -> tuple[Outcome, float, float] | None:
         """One attempt: reserve its worst-case cost, send, settle; the outcome, its latency and
-        its cost. None if the cap forbids it."""
+        its cost. None if it was not sent (the cap, a drain) or was abandoned when a drain's
+        grace ran out."""
         reserved = worst_case(row.job, row.size, self.config.prices)
         if not self.spend.reserve(reserved):
             self.control.drain(Halt.COST_CAP)
             return None
-        row.attempts += 1
-        row.started_at = datetime.now(UTC)
-        started = time.monotonic()
-        async with self.adaptive.limiter:
+        async with self.adaptive.slot(request.timeout_s):
+            # A drain that began while this waited for a slot: send nothing more (the cap's own
+            # drain excepted: this request fits under the cap, it holds its reservation).
+            if self.control.draining and self.control.halt is not Halt.COST_CAP:
+                self.spend.settle(reserved, 0.0)
+                return None
+            row.attempts += 1
+            # The attempt's times cover the request only, not the wait for a slot.
+            row.started_at = datetime.now(UTC)
+            started = time.monotonic()
             try:
                 self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
             except OSError as e:
@@ -381,25 +393,38 @@ class Pipeline:
             self.result.requests += 1
             self.result.in_flight += 1
             try:
-                outcome = await self._attempt(client, request)
+                with self.grace.flight() as flight:
+                    outcome = await self._attempt(client, request)
             except anyio.get_cancelled_exc_class():
                 # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill
                 # it, so it is charged at its worst case and the attempt history says so.
                 with anyio.CancelScope(shield=True):
-                    cost = attempt_cost(CANCELLED, row.job, row.size, self.config.prices)
-                    self._charge(row, reserved, cost)
-                    self.result.cancelled.append(row.job.row_id)
-                    await records.send(row.cancelled_record(started, cost))
+                    await self._abandon(row, reserved, started, CANCELLED, records)
                 raise
             finally:
                 self.result.in_flight -= 1
-        if _is_overload(outcome):
-            self.adaptive.on_overload()
-        elif outcome.kind is not OutcomeKind.TRANSIENT:
-            self.adaptive.on_success()
+        if flight.cancelled_caught:
+            # Still going when the drain's grace ran out: left pending for the next run.
+            await self._abandon(row, reserved, started, ABANDONED, records)
+            return None
+        self.adaptive.on_answer(outcome)
         cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
         self._charge(row, reserved, cost)
         return outcome, (time.monotonic() - started) * 1000, cost
+
+    async def _abandon(
+        self,
+        row: RowState,
+        reserved: float,
+        started: float,
+        why: Outcome,
+        records: MemoryObjectSendStream[Record],
+    ) -> None:
+        """Record an attempt given up before its answer (possibly billed, by the one rule)."""
+        cost = attempt_cost(why, row.job, row.size, self.config.prices)
+        self._charge(row, reserved, cost)
+        self.result.cancelled.append(row.job.row_id)
+        await records.send(row.cancelled_record(started, cost, why))
 
     def _charge(self, row: RowState, reserved: float, cost: float) -> None:
         self.spend.settle(reserved, cost)
@@ -501,9 +526,7 @@ async def run_manifest(
     ledger = Ledger(config.out_dir)
     await anyio.to_thread.run_sync(open_ledger, ledger)
     try:
-        pool = ClientPool(
-            transport, config.base_url, config.api_key, config.auth, config.concurrency
-        )
+        pool = ClientPool(transport, config.base_url, config.api_key, config.auth, workers(config))
         async with pool:
             return await Pipeline(config, pool, ledger).run(observers)
     finally:
@@ -511,29 +534,6 @@ async def run_manifest(
             await anyio.to_thread.run_sync(ledger.close)
 
 
-def _smooth_limiter(rpm: float | None) -> AsyncLimiter | None:
-    """A leaky bucket that paces requests evenly instead of spending a minute's budget at once."""
-    if not rpm:
-        return None
-    burst = max(1, math.floor(rpm / 600))  # a few requests of slack at high rates, none at low
-    return AsyncLimiter(burst, 60.0 * burst / rpm)
-
-
-def _strict_check(config: RunConfig) -> None:
-    """--strict: any invalid row stops the run before the first request."""
-    found = validate(config, config.prices)
-    if found.invalid_count:
-        shown = "; ".join(
-            row_label(r.line, r.row_id, config.ids) + f" {r.field}: {r.reason}"
-            for r in found.invalid[:3]
-        )
-        raise UsageError(
-            f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
-            + (" ..." if found.invalid_count > 3 else "")
-            + f" ({SHEET_ROWS})"
-        )
-
-
-def _is_overload(outcome: Outcome) -> bool:
-    """The server is telling us to send less: back off the whole pool, not just this row."""
-    return outcome.kind is OutcomeKind.RATE_LIMIT or outcome.http_status in (502, 503)
+def workers(config: RunConfig) -> int:
+    """Rows in progress at once (each worker holds one)."""
+    return ROWS_PER_SLOT * config.concurrency

@@ -27,7 +27,8 @@ class OutcomeKind(StrEnum):
     RATE_LIMIT = "rate_limit"  # 429: wait what the server asked
     TRANSIENT = "transient"  # 408/5xx/timeout/connection/malformed: backoff and retry
     ROW_ERROR = "row_error"  # 400 about this row: retrying cannot help
-    RUN_ERROR = "run_error"  # key, permission, unknown model, billing: stop the whole run
+    MODEL_ERROR = "model_error"  # no row can use this model (404, a quota of 0): fail its rows
+    RUN_ERROR = "run_error"  # key, permission, billing: stop the whole run
 
 
 class Delivery(StrEnum):
@@ -72,7 +73,8 @@ class Outcome:
     ``reason`` is the ledger's reason vocabulary: ``STOP`` for a success, a finishReason or
     ``PROMPT_BLOCKED:<blockReason>`` for a refusal, ``RATE_LIMITED``, ``QUOTA_EXHAUSTED``,
     ``SERVER_ERROR_<code>``, ``TIMEOUT``, ``CONNECTION``, ``MALFORMED_RESPONSE``,
-    ``INVALID_REQUEST`` or a run-level reason (``API_KEY_INVALID``, ``PERMISSION_DENIED``...).
+    ``INVALID_REQUEST``, a model-level reason (``MODEL_NOT_FOUND``, ``NO_QUOTA``) or a run-level
+    reason (``API_KEY_INVALID``, ``PERMISSION_DENIED``...).
     """
 
     kind: OutcomeKind

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.config import RunConfig
+from pipeline.errors import UsageError
 from pipeline.manifest import SHEET_ROWS, sheet_row
 from pipeline.plan import DoneRows, Planner, check_options, manifest_problems, scan, settle_ids
 from pipeline.prices import PriceTable
@@ -219,3 +220,18 @@ def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
     if ids is not None and ids.column is None:
         return f"row {sheet_row(line)}"
     return f"row {sheet_row(line)} ({row_id})"
+
+
+def strict_check(config: RunConfig) -> None:
+    """--strict: any invalid row stops the run before the first request."""
+    found = validate(config, config.prices)
+    if found.invalid_count:
+        shown = "; ".join(
+            row_label(r.line, r.row_id, config.ids) + f" {r.field}: {r.reason}"
+            for r in found.invalid[:3]
+        )
+        raise UsageError(
+            f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
+            + (" ..." if found.invalid_count > 3 else "")
+            + f" ({SHEET_ROWS})"
+        )

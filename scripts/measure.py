@@ -277,6 +277,13 @@ def baseline_outputs(out_dir: Path) -> tuple[int, int, float | None]:
     return succeeded, failed, phase
 
 
+def terminal_rows(out_dir: Path) -> int:
+    """Rows of a nanobatch ledger with a final status (succeeded, refused, failed, invalid)."""
+    if not (out_dir / LEDGER_FILE).exists():
+        return 0
+    return int(pq.read_table(out_dir / LEDGER_FILE, columns=["row_id"]).num_rows)
+
+
 def images_within(out_dir: Path, seconds: float) -> int:
     """Images a client received within ``seconds`` of sending its first request, from its own
     records (a time box measured on the client's side, exact to its clock)."""
@@ -320,6 +327,7 @@ class Clients:
         client: str = "nanobatch",
         fresh: bool = True,
         stop_after: Callable[[], None] | None = None,
+        timeout_s: float = CLIENT_TIMEOUT_S,
     ) -> ClientRun:
         """``nanobatch run`` (as ``python -m pipeline run``) on the manifest."""
         argv = [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out_dir)]
@@ -335,6 +343,7 @@ class Clients:
             rows=rows,
             fresh=fresh,
             stop_after=stop_after,
+            timeout_s=timeout_s,
         )
 
     def baseline(
@@ -374,6 +383,7 @@ class Clients:
         rows: int,
         fresh: bool = True,
         stop_after: Callable[[], None] | None = None,
+        timeout_s: float = CLIENT_TIMEOUT_S,
     ) -> ClientRun:
         """Reset the emulator's counters, run one client measured, and collect what it did.
 
@@ -386,7 +396,9 @@ class Clients:
         cpu_before = emu.cpu_s()
         log = out_dir.parent / f"{slug(client)}.log"
         progress(f"    {client}: {' '.join(argv[1:])}")
-        figures = run_measured(argv, env=_client_env(), log_path=log, stop_after=stop_after)
+        figures = run_measured(
+            argv, env=_client_env(), log_path=log, stop_after=stop_after, timeout_s=timeout_s
+        )
         stats = emu.stats()
         cpu_after = emu.cpu_s()
         succeeded, failed, phase = outputs(out_dir)

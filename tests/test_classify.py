@@ -28,10 +28,11 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF-final"
 NOW = 1_445_412_480.0  # Wed, 21 Oct 2015 07:28:00 GMT
 
 SUCCESS, REFUSAL, RATE_LIMIT = OutcomeKind.SUCCESS, OutcomeKind.REFUSAL, OutcomeKind.RATE_LIMIT
-TRANSIENT, ROW_ERROR, RUN_ERROR = (
+TRANSIENT, ROW_ERROR, RUN_ERROR, MODEL_ERROR = (
     OutcomeKind.TRANSIENT,
     OutcomeKind.ROW_ERROR,
     OutcomeKind.RUN_ERROR,
+    OutcomeKind.MODEL_ERROR,
 )
 IMAGE_SAFETY_MESSAGE = (
     "Unable to show the generated image. The image was filtered out because it violated "
@@ -94,14 +95,14 @@ def google_error(code: int, status: str, message: str, *details: dict[str, Any])
 FREE_TIER_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 
 
-def quota_failure(*quota_ids: str) -> dict[str, Any]:
+def quota_failure(*quota_ids: str, value: object = "10") -> dict[str, Any]:
     return {
         "@type": "type.googleapis.com/google.rpc.QuotaFailure",
         "violations": [
             {
                 "quotaMetric": FREE_TIER_METRIC,
                 "quotaId": quota_id,
-                "quotaValue": "10",
+                "quotaValue": value,
             }
             for quota_id in quota_ids
         ],
@@ -465,6 +466,46 @@ SHAPES = [
         quota=QuotaScope.DAY,
     ),
     case(
+        response(
+            429,
+            google_error(
+                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_MINUTE, value="0")
+            ),
+        ),
+        MODEL_ERROR,
+        "NO_QUOTA",
+        "429-quota-value-0-can-never-be-met",
+        retry_after_s=None,
+        quota=None,
+        message=QUOTA_MESSAGE,
+    ),
+    case(
+        response(
+            429,
+            google_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                QUOTA_MESSAGE,
+                quota_failure(PER_DAY, value=0),
+                retry_info("20s"),
+            ),
+        ),
+        MODEL_ERROR,
+        "NO_QUOTA",
+        "429-quota-value-0-as-a-number-even-with-retry-info",
+    ),
+    case(
+        response(
+            429,
+            google_error(
+                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_MINUTE, value=False)
+            ),
+        ),
+        RATE_LIMIT,
+        "RATE_LIMITED",
+        "429-quota-value-false-is-not-zero",
+    ),
+    case(
         response(429, b"", {"retry-after": "7"}),
         RATE_LIMIT,
         "RATE_LIMITED",
@@ -635,7 +676,7 @@ SHAPES = [
     ),
     case(
         response(404, google_error(404, "NOT_FOUND", MODEL_404)),
-        RUN_ERROR,
+        MODEL_ERROR,
         "MODEL_NOT_FOUND",
         "404-model",
         message=MODEL_404,
@@ -873,7 +914,8 @@ candidates = json_values | some_of(
 )
 details = some_of(
     **{"@type": leaves, "retryDelay": json_values, "reason": leaves},
-    violations=st.lists(some_of(quotaId=leaves, quotaMetric=leaves), max_size=2) | leaves,
+    violations=st.lists(some_of(quotaId=leaves, quotaMetric=leaves, quotaValue=leaves), max_size=2)
+    | leaves,
 )
 response_like = some_of(
     candidates=st.lists(candidates, max_size=3) | leaves,

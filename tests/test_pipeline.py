@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.adaptive import AdaptiveLimit
+from pipeline.client import ClientPool
 from pipeline.config import ApiKey, RetryConfig
 from pipeline.emulator import (
     EmulatorApp,
@@ -18,9 +21,11 @@ from pipeline.emulator import (
     Payload,
     create_app,
     parse_faults,
+    parse_latency,
 )
+from pipeline.ledger import Ledger
 from pipeline.result import RunResult
-from pipeline.scheduler import run_manifest
+from pipeline.scheduler import Pipeline, run_manifest
 from tests.helpers import make_image, run_config, write_csv, write_parquet
 
 FAULTS = (
@@ -283,3 +288,52 @@ async def test_limit_sends_only_the_first_rows(tmp_path: Path) -> None:
     await run(run_config(manifest, tmp_path / "out", limit=5), app)
     assert sorted(ledger(tmp_path / "out")) == [f"r{i:04d}" for i in range(5)]
     assert app.stats_snapshot()["requests"] == 5
+
+
+async def test_a_hung_request_holds_its_own_slot_not_the_pool(tmp_path: Path) -> None:
+    # The first row hangs (until its 3 s timeout); the next ones answer 503 three times, which
+    # used to halve the limit down to the one slot the hung request holds.
+    rows = [{"id": "hung", "prompt": "a product photo #hangx1"}]
+    rows += [{"id": f"busy{i}", "prompt": f"a busy photo {i} #503x3"} for i in range(8)]
+    rows += prompts(30)
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    retry = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005,
+                        timeouts_s={"1K": 3.0})  # fmt: skip
+    config = run_config(manifest, tmp_path / "out", concurrency=8, retry=retry)
+
+    await run(config, emulator())
+
+    attempts = pq.read_table(tmp_path / "out" / "attempts.parquet").to_pylist()
+    hung = next(a for a in attempts if a["row_id"] == "hung" and a["reason"] == "TIMEOUT")
+    others = [a for a in attempts if a["row_id"] != "hung"]
+    assert all(row["status"] == "succeeded" for row in ledger(tmp_path / "out").values())
+    # Every other row was done while the hung request was still waiting for its answer.
+    assert max(a["finished_at"] for a in others) < hung["finished_at"]
+
+
+async def test_attempt_latency_counts_the_request_not_the_wait_for_a_slot(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", prompts(4))
+    app = emulator(latency=parse_latency("0.05"))
+    config = run_config(manifest, tmp_path / "out", concurrency=4)
+    ledger_ = Ledger(config.out_dir)
+    ledger_.open()
+    try:
+        async with ClientPool(EmulatorTransport(app), config.base_url, config.api_key,
+                              config.auth, config.concurrency) as pool:  # fmt: skip
+            pipeline = Pipeline(config, pool, ledger_)
+            pipeline.adaptive = AdaptiveLimit(1)  # four workers, one slot: rows queue for it
+            await pipeline.run()
+    finally:
+        ledger_.close()
+
+    attempts = sorted(
+        pq.read_table(tmp_path / "out" / "attempts.parquet").to_pylist(),
+        key=lambda a: a["started_at"],
+    )
+    assert len(attempts) == 4
+    # One slot: each attempt starts after the previous one ended, and its latency is its own.
+    for before, after in itertools.pairwise(attempts):
+        assert after["started_at"] >= before["finished_at"]
+    for a in attempts:
+        span_ms = (a["finished_at"] - a["started_at"]).total_seconds() * 1000
+        assert a["latency_ms"] <= span_ms + 5

@@ -26,6 +26,8 @@ def outcome(kind: OutcomeKind, reason: str = "X", **kw: object) -> Outcome:
         (OutcomeKind.REFUSAL, "PROMPT_BLOCKED:SAFETY", Action.FINISH, Status.REFUSED),
         (OutcomeKind.ROW_ERROR, "INVALID_REQUEST", Action.FINISH, Status.FAILED),
         (OutcomeKind.RUN_ERROR, "API_KEY_INVALID", Action.STOP_RUN, None),
+        (OutcomeKind.MODEL_ERROR, "MODEL_NOT_FOUND", Action.FAIL_MODEL, Status.FAILED),
+        (OutcomeKind.MODEL_ERROR, "NO_QUOTA", Action.FAIL_MODEL, Status.FAILED),
         (OutcomeKind.TRANSIENT, "SERVER_ERROR_503", Action.RETRY, None),
     ],
 )

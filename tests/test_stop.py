@@ -9,14 +9,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
+from pipeline.config import RetryConfig
+from pipeline.control import Halt
+from pipeline.emulator import (
+    BackgroundEmulator,
+    EmulatorConfig,
+    EmulatorTransport,
+    Payload,
+    create_app,
+    parse_faults,
+    parse_latency,
+)
+from pipeline.scheduler import run_manifest
 from pipeline.verify import verify
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, run_config, write_csv
 
 
 @pytest.fixture
@@ -186,3 +199,44 @@ def test_under_nohup_a_hang_up_is_ignored(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert len(recorded(out)) == 4
+
+
+async def test_a_drain_abandons_a_hung_request_after_the_grace(tmp_path: Path) -> None:
+    rows = [{"id": "hung", "prompt": "p #hang"}] + [{"id": f"r{i}", "prompt": f"p {i}"}
+                                                    for i in range(3)]  # fmt: skip
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    app = create_app(EmulatorConfig(faults=parse_faults("hang_s=3600"), payload=Payload.COMPACT))
+    retry = RetryConfig(timeouts_s={"1K": 3600.0})  # only the grace can end the hung request
+    stop_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    config = run_config(manifest, tmp_path / "out", concurrency=4, retry=retry,
+                        stop_at=stop_at, drain_grace_s=0.2)  # fmt: skip
+
+    with anyio.fail_after(60):  # not the hour the request would take
+        result = await run_manifest(config, EmulatorTransport(app))
+
+    assert result.halt is Halt.DEADLINE
+    rows_ = {str(row["row_id"]): row for row in recorded(tmp_path / "out")}
+    assert "hung" not in rows_  # left pending: the next run sends it again
+    assert sorted(rows_) == ["r0", "r1", "r2"]
+    assert all(row["status"] == "succeeded" for row in rows_.values())
+    attempts = pq.read_table(tmp_path / "out" / "attempts.parquet").to_pylist()
+    hung = [a for a in attempts if a["row_id"] == "hung"]
+    assert [(a["reason"], a["possibly_billed"]) for a in hung] == [("ABANDONED", True)]
+    assert app.stats_snapshot()["billed"] == 4  # the emulator did bill the hung generation
+    assert result.spent_usd > 3 * 0.067  # ...and so does the run's spend: at its worst case
+
+
+async def test_a_drain_does_not_wait_for_rpm_tokens(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
+                                              for i in range(4)])  # fmt: skip
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    stop_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    # One request a minute: the other workers queue for tokens minutes away.
+    config = run_config(manifest, tmp_path / "out", concurrency=4, rpm=1, stop_at=stop_at)
+
+    with anyio.fail_after(30):
+        result = await run_manifest(config, EmulatorTransport(app))
+
+    assert result.halt is Halt.DEADLINE
+    assert len(recorded(tmp_path / "out")) == 1
+    assert app.stats_snapshot()["requests"] == 1

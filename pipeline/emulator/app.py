@@ -1,8 +1,9 @@
 """The ASGI application: routes, authentication, and the order of checks of ``generateContent``.
 
 Order of checks, as Google's front end applies them: route and method -> API key -> model
-exists (404) -> body and validation (400) -> ``--rpm`` window (429, not counted in the window)
--> injected transient fault -> refusal (trigger token or sticky draw) -> success.
+exists (404) -> body and validation (400) -> a model without quota (``--no-quota``: 429 with
+quotaValue 0) -> ``--rpm`` window (429, not counted in the window) -> injected transient
+fault -> refusal (trigger token or sticky draw) -> success.
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ class EmulatorApp:
         fingerprint = request.fingerprint
         now = config.clock()
         state.check_retry(fingerprint, now)
+        if request.model_id in config.no_quota_models:
+            state.rate_limited += 1
+            await exchange.error(errors.no_quota(model=request.model_id))
+            return
         if config.rpm is not None and await self._rate_limited(request, exchange, now):
             return
         occurrence = state.occurrence(fingerprint)

@@ -37,6 +37,9 @@ class EmulatorConfig:
     latency: LatencySpec = field(default_factory=LatencySpec)
     faults: FaultSpec = field(default_factory=FaultSpec)
     rpm: int | None = None
+    # Models this project has a quota of 0 for (a free-tier metric on a paid project): every
+    # request for them is a 429 whose QuotaFailure says quotaValue "0", without RetryInfo.
+    no_quota_models: frozenset[str] = frozenset()
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     payload: Payload = Payload.REALISTIC

@@ -173,6 +173,41 @@ def quota_exhausted(
     )
 
 
+def no_quota(*, model: str) -> ApiError:
+    """The 429 of a quota whose limit is 0, e.g. a free-tier metric on a paid project: it looks
+    like a per-minute limit, but carries no RetryInfo, and waiting never helps."""
+    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+        "To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
+        f"* Quota exceeded for metric: {metric}, limit: 0, model: {model}"
+    )
+    violation = {
+        "quotaMetric": metric,
+        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": "0",
+    }
+    return ApiError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        message,
+        (
+            {"@type": TYPE_PREFIX + "QuotaFailure", "violations": [violation]},
+            {
+                "@type": TYPE_PREFIX + "Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            },
+        ),
+    )
+
+
 def whole_seconds(seconds: float) -> float:
     """Round a wait up to whole seconds, as RetryInfo delays are usually given."""
     return float(max(1, math.ceil(seconds - 1e-9)))
