@@ -10,6 +10,7 @@ groups. Nothing is created per row up front, so memory does not depend on the ma
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import time
@@ -51,7 +52,7 @@ from pipeline.recovery import adoptable, claim, find_orphans, recorded_digests, 
 from pipeline.rename import name_change_note
 from pipeline.request import PreparedRequest, effective_size, prepare
 from pipeline.result import RunResult
-from pipeline.retry import Action, Decision, decide
+from pipeline.retry import Action, decide
 from pipeline.sources import SourceCache, SourceImageError
 from pipeline.spend import spent_in
 from pipeline.storage import StoredImage
@@ -307,36 +308,45 @@ class Pipeline:
                 return  # not sent: the row stays pending for the next run
             if (unusable := self.models.check(job)) is not None:
                 # Its model is unusable: the row fails without being sent.
-                decision = Decision(Action.FINISH, Status.FAILED)
-                outcome, latency_ms = unusable, 0.0
-                break
-            sent = await self._send(client, row, request, records)
-            if sent is None:
-                return  # the spending cap or a drain: not sent, the row stays pending
-            outcome, latency_ms, cost = sent
-            decision = decide(outcome, row.retry, self.config.retry, self.rng)
-            log.debug(
-                "row.attempt",
-                row_id=job.row_id,
-                attempt=row.attempts,
-                kind=outcome.kind.value,
-                reason=outcome.reason,
-                http_status=outcome.http_status,
-                latency_ms=round(latency_ms, 1),
-                action=decision.action.value,
-                wait_s=round(decision.wait_s, 3),
-            )
-            await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
-            if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
-                self._stop(self.models.stopping(job))  # the default model: no row can go on
+                await self._finish(
+                    row, records, request=request, outcome=unusable, status=Status.FAILED
+                )
                 return
-            if decision.action is Action.FAIL_MODEL:
-                outcome = self.models.for_row(job)
-            if decision.action is Action.STOP_RUN:
-                self._stop(outcome)
-                return
+            # The slot is held until a final answer is recorded: a paid answer in hand counts
+            # as a request in flight, so a kill can lose at most --concurrency of them.
+            async with contextlib.AsyncExitStack() as slot:
+                sent = await self._send(client, row, request, records, slot)
+                if sent is None:
+                    return  # the cap or a drain: not sent (or abandoned), the row stays pending
+                outcome, latency_ms, cost = sent
+                decision = decide(outcome, row.retry, self.config.retry, self.rng)
+                log.debug(
+                    "row.attempt",
+                    row_id=job.row_id,
+                    attempt=row.attempts,
+                    kind=outcome.kind.value,
+                    reason=outcome.reason,
+                    http_status=outcome.http_status,
+                    latency_ms=round(latency_ms, 1),
+                    action=decision.action.value,
+                    wait_s=round(decision.wait_s, 3),
+                )
+                await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
+                if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
+                    self._stop(self.models.stopping(job))  # the default model: no row can go on
+                    return
+                if decision.action is Action.STOP_RUN:
+                    self._stop(outcome)
+                    return
+                if decision.action is not Action.RETRY:
+                    if decision.action is Action.FAIL_MODEL:
+                        outcome = self.models.for_row(job)
+                    assert decision.status is not None
+                    await self._finish(row, records, request=request, outcome=outcome,
+                                       status=decision.status, latency_ms=latency_ms)  # fmt: skip
+            self.adaptive.on_answer(outcome)  # with the slot let go: what is borrowed is the burst
             if decision.action is not Action.RETRY:
-                break
+                return
             self.result.retried[outcome.reason] += 1
             if decision.pause_pool:
                 self.gate.pause_until(time.monotonic() + decision.wait_s)
@@ -345,16 +355,22 @@ class Pipeline:
                 await self.control.sleep(decision.wait_s)
             finally:
                 self.result.retrying -= 1
-        assert decision.status is not None
+
+    async def _finish(
+        self,
+        row: RowState,
+        records: MemoryObjectSendStream[Record],
+        *,
+        request: PreparedRequest,
+        outcome: Outcome,
+        status: Status,
+        latency_ms: float = 0.0,
+    ) -> None:
         # What was received is paid for: writing it and its record must not be cancelled
         # halfway by a second Ctrl-C.
         with anyio.CancelScope(shield=True):
             record = await self._record(
-                row,
-                request=request,
-                outcome=outcome,
-                status=decision.status,
-                latency_ms=latency_ms,
+                row, request=request, outcome=outcome, status=status, latency_ms=latency_ms
             )
             await records.send(record)
 
@@ -364,50 +380,50 @@ class Pipeline:
         row: RowState,
         request: PreparedRequest,
         records: MemoryObjectSendStream[Record],
+        slot: contextlib.AsyncExitStack,
     ) -> tuple[Outcome, float, float] | None:
-        """One attempt: reserve its worst-case cost, send, settle; the outcome, its latency and
-        its cost. None if it was not sent (the cap, a drain) or was abandoned when a drain's
-        grace ran out."""
+        """One attempt: reserve its worst-case cost, take a slot (held by ``slot``), send,
+        settle; the outcome, its latency and its cost. None if it was not sent (the cap, a
+        drain) or was abandoned when a drain's grace ran out."""
         reserved = worst_case(row.job, row.size, self.config.prices)
         if not self.spend.reserve(reserved):
             self.control.drain(Halt.COST_CAP)
             return None
-        async with self.adaptive.slot(request.timeout_s):
-            # A drain that began while this waited for a slot: send nothing more (the cap's own
-            # drain excepted: this request fits under the cap, it holds its reservation).
-            if self.control.draining and self.control.halt is not Halt.COST_CAP:
-                self.spend.settle(reserved, 0.0)
-                return None
-            row.attempts += 1
-            # The attempt's times cover the request only, not the wait for a slot.
-            row.started_at = datetime.now(UTC)
-            started = time.monotonic()
-            try:
-                self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
-            except OSError as e:
-                # A request a kill could leave unaccounted for is never sent.
-                self.spend.settle(reserved, 0.0)
-                row.attempts -= 1
-                self._disk_trouble(e)
-                return None
-            self.result.requests += 1
-            self.result.in_flight += 1
-            try:
-                with self.grace.flight() as flight:
-                    outcome = await self._attempt(client, request)
-            except anyio.get_cancelled_exc_class():
-                # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill
-                # it, so it is charged at its worst case and the attempt history says so.
-                with anyio.CancelScope(shield=True):
-                    await self._abandon(row, reserved, started, CANCELLED, records)
-                raise
-            finally:
-                self.result.in_flight -= 1
+        await slot.enter_async_context(self.adaptive.slot(request.timeout_s))
+        # A drain that began while this waited for a slot: send nothing more (the cap's own
+        # drain excepted: this request fits under the cap, it holds its reservation).
+        if self.control.draining and self.control.halt is not Halt.COST_CAP:
+            self.spend.settle(reserved, 0.0)
+            return None
+        row.attempts += 1
+        # The attempt's times cover the request only, not the wait for a slot.
+        row.started_at = datetime.now(UTC)
+        started = time.monotonic()
+        try:
+            self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
+        except OSError as e:
+            # A request a kill could leave unaccounted for is never sent.
+            self.spend.settle(reserved, 0.0)
+            row.attempts -= 1
+            self._disk_trouble(e)
+            return None
+        self.result.requests += 1
+        self.result.in_flight += 1
+        try:
+            with self.grace.flight() as flight:
+                outcome = await self._attempt(client, request)
+        except anyio.get_cancelled_exc_class():
+            # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it,
+            # so it is charged at its worst case and the attempt history says so.
+            with anyio.CancelScope(shield=True):
+                await self._abandon(row, reserved, started, CANCELLED, records)
+            raise
+        finally:
+            self.result.in_flight -= 1
         if flight.cancelled_caught:
             # Still going when the drain's grace ran out: left pending for the next run.
             await self._abandon(row, reserved, started, ABANDONED, records)
             return None
-        self.adaptive.on_answer(outcome)
         cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
         self._charge(row, reserved, cost)
         return outcome, (time.monotonic() - started) * 1000, cost
