@@ -257,7 +257,8 @@ class ClientPool:
         self._clients = [GeminiClient(h, base_url, api_key, auth, gate) for h in self._http]
 
     def for_worker(self, index: int) -> GeminiClient:
-        return self._clients[index // WORKERS_PER_POOL]
+        # A pool made for fewer workers than ask (a caller's own) shares its clients round.
+        return self._clients[(index // WORKERS_PER_POOL) % len(self._clients)]
 
     async def __aenter__(self) -> ClientPool:
         return self
