@@ -63,6 +63,12 @@ def test_the_key_appears_in_no_output_whatever_happens(tmp_path: Path) -> None:
             nanobatch("run", str(manifest), "--out", str(tmp_path / "wrong"), "--base-url", url,
                       *fast, env_key=KEY[:-1] + "9"),
             nanobatch("verify", str(out)),
+            # The newer read-outs of a folder, on the finished job and on the stopped one.
+            nanobatch("status", str(out), "--format", "json"),
+            nanobatch("status", str(tmp_path / "wrong"), "--format", "json"),
+            nanobatch("status", str(tmp_path / "wrong")),
+            nanobatch("validate", str(manifest), "--out", str(out)),
+            nanobatch("report", str(out)),
         ]  # fmt: skip
     outputs: list[str] = []
     for result in runs:
@@ -70,6 +76,8 @@ def test_the_key_appears_in_no_output_whatever_happens(tmp_path: Path) -> None:
     assert runs[0].returncode == 1  # every row failed: their errors are in the ledger
     assert runs[3].returncode in (0, 1), runs[3].stderr
     assert runs[4].returncode == 3  # the wrong key stopped the run
+    assert [r.returncode for r in runs[6:]] == [0] * 5, [r.stderr for r in runs[6:]]
+    assert (out / "ids.json").exists()
     assert (out / "run.log").stat().st_size > 0
     assert (out / "status.json").exists()
     assert [o for o in outputs if KEY in o or KEY[:-1] + "9" in o] == []
