@@ -188,3 +188,16 @@ def test_validate_out_previews_what_a_rerun_would_send_and_cost(tmp_path: Path) 
                                      "--format", "json"])  # fmt: skip
     assert json.loads(shown.stdout)["out"]["send"] == 3
     assert pq.read_table(out / "ledger.parquet").num_rows == 4  # a preview writes nothing
+
+
+def test_an_unknown_model_is_a_warning_with_a_did_you_mean(tmp_path: Path) -> None:
+    rows = [{"id": "a", "prompt": "p", "model": "gemini-3.1-flash-image-preveiw"},
+            {"id": "b", "prompt": "p", "model": "gemini-3.1-flash-image-preveiw"},
+            {"id": "c", "prompt": "p", "model": "brand-new-model"},
+            {"id": "d", "prompt": "p"}]  # fmt: skip
+    config = RunConfig(manifest=write_csv(tmp_path / "m.csv", rows), out_dir=tmp_path)
+    found = validate(config, PriceTable())
+    assert (found.valid, found.invalid_count) == (4, 0)  # new models exist: not an error
+    assert [(w.row_id, w.field) for w in found.warnings] == [("a", "model"), ("c", "model")]
+    assert "did you mean 'gemini-3.1-flash-image-preview'?" in found.warnings[0].message
+    assert "did you mean" not in found.warnings[1].message
