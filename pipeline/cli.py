@@ -1,5 +1,7 @@
 """The ``nanobatch`` command: the only place that reads argv and the environment, sets up
-logging, calls ``anyio.run`` (through ``runner``) and maps errors to exit codes."""
+logging, calls ``anyio.run`` (through ``runner``) and maps errors to exit codes. Here: the app,
+run and validate; the shared option declarations are in ``cli_options``, the small commands
+(verify, rename, report, status, emulator, demo) in ``cli_commands``."""
 
 from __future__ import annotations
 
@@ -13,9 +15,30 @@ from typing import Annotated
 import httpx
 import typer
 
+from pipeline.cli_commands import demo, emulator, rename, report, status, verify
+from pipeline.cli_options import (
+    AspectRatio,
+    FitImages,
+    IdColumn,
+    Ids,
+    ImageSize,
+    Limit,
+    Manifest,
+    Model,
+    NameTemplate,
+    OutputFormat,
+    PreviewOut,
+    Prices,
+    PromptTemplate,
+    Sheet,
+    Verbose,
+    check_format,
+    fail,
+    say,
+    say_err,
+)
 from pipeline.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
 from pipeline.errors import NanobatchError, UsageError
-from pipeline.logs import TERMINAL
 from pipeline.logs import setup as setup_logging
 from pipeline.models import DEFAULT_MODEL
 from pipeline.options import (
@@ -26,7 +49,6 @@ from pipeline.options import (
     parse_timeouts,
 )
 from pipeline.prices import PriceTable
-from pipeline.sources import MAX_IMAGE_MIB
 
 app = typer.Typer(
     add_completion=False,
@@ -36,34 +58,6 @@ app = typer.Typer(
 )
 
 EMULATED_BASE_URL = "http://emulator.invalid"
-DEMO_FAULTS = "429=0.05,500=0.02,503=0.03,reset=0.01,truncate=0.01,unsafe=0.02,retry_delay=1"
-
-# Options shared by run and validate: one declaration each.
-Manifest = Annotated[Path, typer.Argument(
-    metavar="MANIFEST", help="CSV, TSV, xlsx or Parquet file, one row per image")]  # fmt: skip
-IdColumn = Annotated[str | None, typer.Option(
-    metavar="COL", help="Column of row ids (default: one named id, sku or key)")]  # fmt: skip
-Sheet = Annotated[str | None, typer.Option(
-    metavar="NAME", help="xlsx: the sheet to read (default: the first)")]  # fmt: skip
-OutDir = Annotated[Path, typer.Argument(metavar="DIR", help="Output directory of a run")]
-Model = Annotated[str, typer.Option(metavar="M", help="Default model for rows without one")]
-ImageSize = Annotated[str | None, typer.Option(metavar="S", help="512, 1K, 2K or 4K")]
-AspectRatio = Annotated[str | None, typer.Option(metavar="R", help="e.g. 1:1, 16:9")]
-Limit = Annotated[int | None, typer.Option(metavar="N", min=1, help="Only the first N rows")]
-Ids = Annotated[Path | None, typer.Option(metavar="FILE", help="Only the row ids in FILE")]
-PromptTemplate = Annotated[str | None, typer.Option(
-    metavar="T", help='Prompt from columns, e.g. "Photo of {title} in {colour}"')]  # fmt: skip
-NameTemplate = Annotated[str | None, typer.Option(
-    metavar="T", help='Output file names from columns, e.g. "{sku}-{variant}"')]  # fmt: skip
-FitImages = Annotated[bool, typer.Option(
-    help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
-)]  # fmt: skip
-Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
-PreviewOut = Annotated[Path | None, typer.Option(
-    "--out", metavar="DIR", help="Also what a run on DIR would send now and cost")]  # fmt: skip
-OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]
-Verbose = Annotated[int, typer.Option(
-    "--verbose", "-v", count=True, help="-v: info, -vv: every attempt (run.log: all)")]  # fmt: skip
 
 
 def _api_key(flag: str | None) -> ApiKey | None:
@@ -73,24 +67,6 @@ def _api_key(flag: str | None) -> ApiKey | None:
         if value := os.environ.get(name, "").strip():
             return ApiKey(value, name)
     return None
-
-
-def _fail(error: NanobatchError) -> typer.Exit:
-    typer.echo(f"nanobatch: {error}", err=True)
-    return typer.Exit(error.exit_code)
-
-
-def _err(line: str) -> None:
-    TERMINAL.say(line, err=True)
-
-
-def _out(line: str) -> None:
-    TERMINAL.say(line)
-
-
-def _check_format(output_format: str) -> None:
-    if output_format not in ("text", "json"):
-        raise UsageError(f"--format {output_format!r}: use text or json")
 
 
 @app.command(options_metavar="--out DIR [OPTIONS]")
@@ -235,11 +211,11 @@ def run(
             drain_grace_s=drain_grace,
         )
     except NanobatchError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     from pipeline.runner import run_and_report  # the run machinery: only when running
 
-    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=_out,
-                                    err=_err, progress_every_s=progress_every))  # fmt: skip
+    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=say,
+                                    err=say_err, progress_every_s=progress_every))  # fmt: skip
 
 
 @app.command()
@@ -267,7 +243,7 @@ def validate(
 
     setup_logging(verbose, [])
     try:
-        _check_format(output_format)
+        check_format(output_format)
         table = PriceTable.load(prices)
         config = RunConfig(
             manifest=manifest,
@@ -286,7 +262,7 @@ def validate(
         found = validate_manifest(config, table)
         ahead = preview(replace(config, out_dir=out), table) if out and not found.problems else None
     except NanobatchError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     if output_format == "json":
         extra = {"out": ahead.to_json()} if ahead else {}
         typer.echo(json.dumps(found.to_json(table) | extra, indent=1))
@@ -295,160 +271,13 @@ def validate(
         if ahead and out:
             typer.echo(format_preview(ahead, out))
     if found.problems:  # a run would stop on these before sending anything
-        _err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
+        say_err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
     raise typer.Exit(2 if found.invalid_count or found.problems else 0)
 
 
-@app.command()
-def verify(
-    out: OutDir,
-    fix: Annotated[
-        bool, typer.Option(help="Mark broken rows failed so a rerun remakes them")
-    ] = False,
-) -> None:
-    """Check that succeeded rows' images exist, decode, match."""
-    from pipeline.verify import fix as fix_dir
-    from pipeline.verify import format_verify
-    from pipeline.verify import verify as verify_dir
-
-    try:
-        fixed = fix_dir(out) if fix else None
-        result = fixed.found if fixed else verify_dir(out)
-    except NanobatchError as e:
-        raise _fail(e) from None
-    _live_note(out)
-    typer.echo(format_verify(result))
-    if fixed:
-        typer.echo(
-            f"fixed: {fixed.fixed} rows marked failed (VERIFY_FAILED; a rerun remakes them), "
-            f"damaged files moved to {out / 'broken'}, "
-            f"{fixed.strays_moved} stray files to {out / 'orphans'}"
-        )
-    elif result.problems or result.unreferenced:
-        typer.echo(f"run `nanobatch verify {out} --fix` to have the next run remake broken rows")
-    if not result.problems and not result.unreferenced:
-        typer.echo("all intact")
-    raise typer.Exit(1 if result.problems or result.unreferenced else 0)
-
-
-@app.command()
-def rename(
-    manifest: Manifest,
-    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory of a run")],
-    name_template: NameTemplate = None,
-    sheet: Sheet = None,
-) -> None:
-    """Rename finished rows' images as the manifest names them now.
-
-    The names come from the manifest and --name-template. Sends nothing; the ledger records
-    the new paths. Exit 1 if some rows could not be renamed.
-    """
-    from pipeline.rename import rename as rename_rows
-
-    try:
-        config = RunConfig(manifest, out, name_template=name_template, sheet=sheet)
-        done = rename_rows(config)
-    except NanobatchError as e:
-        raise _fail(e) from None
-    typer.echo(f"renamed {done.files} files of {done.rows} rows; {done.unchanged} rows already "
-               f"had their name, {len(done.skipped)} left as they were")  # fmt: skip
-    for line in done.skipped[:20]:
-        typer.echo(f"  row {line}")
-    raise typer.Exit(1 if done.skipped else 0)
-
-
-@app.command()
-def report(out: OutDir) -> None:
-    """Summarise a run and write its contact sheet, report.html."""
-    from pipeline.report import build_report, format_report
-
-    try:
-        found = build_report(out)
-    except NanobatchError as e:
-        raise _fail(e) from None
-    _live_note(out)
-    typer.echo(format_report(found, out))
-
-
-@app.command()
-def status(out: OutDir, output_format: OutputFormat = "text") -> None:
-    """Show a directory's state: running, counts, spend, rerun."""
-    from pipeline.status import folder_status, format_status
-
-    try:
-        _check_format(output_format)
-        found = folder_status(out)
-    except NanobatchError as e:
-        raise _fail(e) from None
-    text = json.dumps(found.to_json(), indent=1) if output_format == "json" else None
-    typer.echo(text or format_status(found))
-
-
-def _live_note(out: Path) -> None:
-    """verify and report on a directory whose run is going, or crashed before its fold."""
-    from pipeline.status import live_note
-
-    if note := live_note(out):
-        _err(f"nanobatch: {note}")
-
-
-@app.command()
-def emulator(
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    latency: Annotated[
-        str,
-        typer.Option(
-            help="SECONDS, uniform:LOW-HIGH or lognormal:MEAN[:SIGMA], each optionally @size"
-        ),
-    ] = "0",
-    faults: Annotated[str, typer.Option(help='e.g. "429=0.2,500=0.05,unsafe=0.02"')] = "",
-    rpm: Annotated[int | None, typer.Option(help="Per-minute limit (sliding window)")] = None,
-    api_key: Annotated[str | None, typer.Option(help="Accept only this key")] = None,
-    seed: int = 0,
-    no_quota: Annotated[
-        str, typer.Option(help="Models with a quota of 0 here (comma-separated): always 429")
-    ] = "",
-) -> None:
-    """Serve the local Gemini API emulator (no key, no cost)."""
-    from pipeline.emulator import EmulatorConfig, parse_faults, parse_latency, serve
-
-    try:
-        config = EmulatorConfig(
-            api_key=api_key,
-            seed=seed,
-            latency=parse_latency(latency),
-            faults=parse_faults(faults),
-            rpm=rpm,
-            no_quota_models=frozenset(m.strip() for m in no_quota.split(",") if m.strip()),
-        )
-    except ValueError as e:
-        raise _fail(UsageError(str(e))) from None
-    serve(
-        config,
-        host,
-        port,
-        on_ready=lambda url: print(f"nanobatch emulator listening on {url}", flush=True),
-    )
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Output directory")] = Path("out/demo"),
-    manifest: Annotated[Path, typer.Option(help="Demo manifest")] = Path("manifests/demo.csv"),
-    concurrency: int = 16,
-    faults: Annotated[str, typer.Option(help="Emulator fault mix")] = DEMO_FAULTS,
-    verbose: Verbose = 0,
-) -> None:
-    """Run the demo job on a local emulator; again to see a resume."""
-    from pipeline.demo import run_demo
-
-    try:
-        check_out_dir(out)
-    except NanobatchError as e:
-        raise _fail(e) from None
-    setup_logging(verbose, [], out)
-    raise typer.Exit(run_demo(out, manifest, concurrency, faults, sys.argv[1:], _out, _err))
+# The small commands, registered after run and validate: --help lists them in this order.
+for command in (verify, rename, report, status, emulator, demo):
+    app.command()(command)
 
 
 def main() -> None:
