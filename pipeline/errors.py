@@ -11,6 +11,8 @@ NanobatchError                 anything that stops a run with a message for the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class NanobatchError(Exception):
     """Base of every error that ends a run with a one-line message instead of a traceback."""
@@ -55,3 +57,29 @@ class DiskFull(NanobatchError):
     """The output disk is full (or read-only): nothing more can be kept, so nothing is sent."""
 
     exit_code = 5
+
+
+def user_error(
+    group: BaseExceptionGroup[BaseException], consequences: tuple[type[BaseException], ...] = ()
+) -> NanobatchError | None:
+    """The error to show when a task group failed because of a ``NanobatchError``.
+
+    anyio's task groups wrap whatever their tasks raise in an exception group; a run-level error
+    raised inside the pool must still reach the user as one line, not a group traceback. The
+    group may also hold ``consequences`` of that error (other tasks finding a stream closed);
+    anything else (a bug) means None: the group propagates as it is, loudly.
+    """
+    leaves = [e for e in _leaves(group) if not isinstance(e, consequences)]
+    if leaves and all(isinstance(e, NanobatchError) for e in leaves):
+        error = leaves[0]
+        assert isinstance(error, NanobatchError)
+        return error
+    return None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for e in group.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            yield from _leaves(e)
+        else:
+            yield e

@@ -27,6 +27,7 @@ from pipeline.client import ClientPool, GeminiClient
 from pipeline.config import RunConfig
 from pipeline.control import Halt, RunControl
 from pipeline.diskspace import DiskGuard, default_headroom, open_ledger
+from pipeline.errors import user_error
 from pipeline.grace import DrainGrace
 from pipeline.inflight import InFlight
 from pipeline.ledger import AttemptRecord, Ledger, LedgerRecord
@@ -231,6 +232,12 @@ async def run_manifest(
         pool = ClientPool(transport, config.base_url, config.api_key, config.auth, workers(config))
         async with pool:
             return await Pipeline(config, pool, ledger).run(observers)
+    except BaseExceptionGroup as group:
+        # Other tasks then find the record stream closed: consequences, not causes.
+        closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+        if (error := user_error(group, closed)) is None:
+            raise
+        raise error from None
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(ledger.close)

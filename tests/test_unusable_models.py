@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.errors import LedgerNotFolded
+from pipeline.ledger import Ledger
 from pipeline.runner import run_and_report
 from pipeline.scheduler import run_manifest
 from tests.helpers import run_config, write_csv
@@ -121,3 +124,25 @@ def test_when_every_row_names_an_unknown_model_the_run_exits_3(tmp_path: Path) -
     assert code == 3
     assert {row["reason"] for row in ledger(tmp_path / "out").values()} == {"MODEL_NOT_FOUND"}
     assert any(" (id r" in line and "`model` column" in line for line in errors)
+
+
+def test_a_run_level_error_inside_the_pool_is_one_line_not_a_group_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": "p"} for i in range(8)])
+    appended: list[int] = []
+
+    def append(self: Ledger, rows: Any, attempts: Any) -> None:
+        appended.append(1)
+        raise LedgerNotFolded("the ledger's disk went away")
+
+    monkeypatch.setattr(Ledger, "append", append)
+    errors: list[str] = []
+    config = run_config(manifest, tmp_path / "out", concurrency=2)
+
+    code = run_and_report(config, EmulatorTransport(emulator()), argv=[], out=lambda _: None,
+                          err=errors.append)  # fmt: skip
+
+    assert appended  # raised inside the task group, by the ledger writer
+    assert code == LedgerNotFolded.exit_code
+    assert errors == ["nanobatch: the ledger's disk went away"]
