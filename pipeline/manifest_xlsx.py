@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from openpyxl import load_workbook
-from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 
 from pipeline.errors import UsageError
 
@@ -53,6 +50,10 @@ def xlsx_batches(
 
 
 def _open(path: Path, *, data_only: bool) -> Any:
+    # Imported here: openpyxl takes a fifth of a second to import, and most runs read no .xlsx.
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         return load_workbook(path, read_only=True, data_only=data_only)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as e:
@@ -72,6 +73,8 @@ def _batches(path: Path, sheet: str, batch_rows: int) -> Iterator[pa.RecordBatch
 
 
 def _read(path: Path, sheet: Any, formulas: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    from openpyxl.utils import get_column_letter
+
     rows = zip(sheet.iter_rows(), formulas.iter_rows(values_only=True), strict=False)
     first = next(rows, None)
     header = [_text(c.value, c.number_format) for c in first[0]] if first else []
