@@ -23,3 +23,26 @@ def _bytecode_cache_for_subprocesses(tmp_path_factory: pytest.TempPathFactory) -
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
         patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
         yield
+
+
+# The files whose tests wait longest (real processes, kills, deadlines, a browser), longest
+# first: xdist hands out tests in collection order, so starting these first keeps one worker
+# from running them alone at the end while the other sits idle.
+SLOW_FIRST = (
+    "test_kill.py",
+    "test_report.py",
+    "test_redaction.py",
+    "test_stop.py",
+    "test_pipeline.py",
+    "test_status.py",
+    "test_continue.py",
+    "test_budget.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order and stay together
