@@ -153,19 +153,15 @@ class DiskGuard:
         self, ledger: Ledger, rows: Sequence[LedgerRecord], attempts: Sequence[AttemptRecord]
     ) -> bool:
         """Make records durable; False if the disk refused them even with the reserve freed."""
-        try:
-            await anyio.to_thread.run_sync(ledger.append, rows, attempts)
-            return True
-        except OSError as e:
-            if not is_disk_error(e):
-                raise
-            self._trouble(e)
-        try:
-            await anyio.to_thread.run_sync(ledger.append, rows, attempts)
-            return True
-        except OSError as e:
-            if not is_disk_error(e):
-                raise
+        for tries_left in (1, 0):
+            try:
+                await anyio.to_thread.run_sync(ledger.append, rows, attempts)
+                return True
+            except OSError as e:
+                if not is_disk_error(e):
+                    raise
+                if tries_left:
+                    self._trouble(e)  # frees the reserve: the second try has room
         log.error("disk.records_lost", rows=[r.row_id for r in rows])
         return False
 

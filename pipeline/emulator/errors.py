@@ -126,6 +126,13 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0") + "s"
 
 
+_QUOTA_PREAMBLE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+    "To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
+)
+
+
 def quota_exhausted(
     *, model: str, retry_delay_s: float, per_day: bool, limit: int, exact_delay_s: float
 ) -> ApiError:
@@ -141,35 +148,15 @@ def quota_exhausted(
         metric = "generativelanguage.googleapis.com/generate_requests_per_model"
         quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
     message = (
-        "You exceeded your current quota, please check your plan and billing details. For more "
-        "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
-        "To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
-        f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {model}\n"
+        f"{_QUOTA_PREAMBLE}* Quota exceeded for metric: {metric}, limit: {limit}, model: {model}\n"
         f"Please retry in {exact_delay_s:.6f}s."
     )
-    violation = {
-        "quotaMetric": metric,
-        "quotaId": quota_id,
-        "quotaDimensions": {"location": "global", "model": model},
-        "quotaValue": str(limit),
+    retry: dict[str, object] = {
+        "@type": TYPE_PREFIX + "RetryInfo",
+        "retryDelay": format_duration(retry_delay_s),
     }
-    return ApiError(
-        429,
-        "RESOURCE_EXHAUSTED",
-        message,
-        (
-            {"@type": TYPE_PREFIX + "QuotaFailure", "violations": [violation]},
-            {
-                "@type": TYPE_PREFIX + "Help",
-                "links": [
-                    {
-                        "description": "Learn more about Gemini API quotas",
-                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                    }
-                ],
-            },
-            {"@type": TYPE_PREFIX + "RetryInfo", "retryDelay": format_duration(retry_delay_s)},
-        ),
+    return _quota_error(
+        message, metric=metric, quota_id=quota_id, model=model, limit=limit, extra=(retry,)
     )
 
 
@@ -177,35 +164,37 @@ def no_quota(*, model: str) -> ApiError:
     """The 429 of a quota whose limit is 0, e.g. a free-tier metric on a paid project: it looks
     like a per-minute limit, but carries no RetryInfo, and waiting never helps."""
     metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
-    message = (
-        "You exceeded your current quota, please check your plan and billing details. For more "
-        "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
-        "To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
-        f"* Quota exceeded for metric: {metric}, limit: 0, model: {model}"
-    )
+    message = f"{_QUOTA_PREAMBLE}* Quota exceeded for metric: {metric}, limit: 0, model: {model}"
+    quota_id = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    return _quota_error(message, metric=metric, quota_id=quota_id, model=model, limit=0, extra=())
+
+
+def _quota_error(
+    message: str,
+    *,
+    metric: str,
+    quota_id: str,
+    model: str,
+    limit: int,
+    extra: tuple[dict[str, object], ...],
+) -> ApiError:
+    """A RESOURCE_EXHAUSTED error with Google's QuotaFailure and Help details, then ``extra``."""
     violation = {
         "quotaMetric": metric,
-        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+        "quotaId": quota_id,
         "quotaDimensions": {"location": "global", "model": model},
-        "quotaValue": "0",
+        "quotaValue": str(limit),
     }
-    return ApiError(
-        429,
-        "RESOURCE_EXHAUSTED",
-        message,
-        (
-            {"@type": TYPE_PREFIX + "QuotaFailure", "violations": [violation]},
-            {
-                "@type": TYPE_PREFIX + "Help",
-                "links": [
-                    {
-                        "description": "Learn more about Gemini API quotas",
-                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                    }
-                ],
-            },
-        ),
+    help_link = {
+        "description": "Learn more about Gemini API quotas",
+        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+    }
+    details: tuple[dict[str, object], ...] = (
+        {"@type": TYPE_PREFIX + "QuotaFailure", "violations": [violation]},
+        {"@type": TYPE_PREFIX + "Help", "links": [help_link]},
+        *extra,
     )
+    return ApiError(429, "RESOURCE_EXHAUSTED", message, details)
 
 
 def whole_seconds(seconds: float) -> float:
