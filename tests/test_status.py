@@ -91,4 +91,13 @@ def test_status_of_a_finished_run_says_what_a_rerun_would_do(tmp_path: Path) -> 
     shown = CliRunner().invoke(app, ["status", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "finished" in shown.output
-    assert CliRunner().invoke(app, ["status", str(tmp_path / "nothing")]).exit_code == 0
+    assert CliRunner().invoke(app, ["status", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def test_status_of_a_folder_that_is_not_there_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    for out in (tmp_path / "missing", tmp_path / "a-file"):
+        result = CliRunner().invoke(app, ["status", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert not (tmp_path / "missing").exists()  # looking never creates the folder
