@@ -20,8 +20,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.journal import encode_line
-from pipeline.ledger import (
+from pipeline.store.journal import encode_line
+from pipeline.store.ledger import (
     ATTEMPTS_JOURNAL_FILE,
     JOURNAL_FILE,
     AttemptRecord,

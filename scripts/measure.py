@@ -34,11 +34,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline.core.models import DEFAULT_MODEL, resolve_model
+from pipeline.core.types import Job
 from pipeline.emulator import EmulatorProcess
-from pipeline.ledger import ATTEMPTS_FILE, LEDGER_FILE, SCHEMA
-from pipeline.models import DEFAULT_MODEL, resolve_model
-from pipeline.request import fingerprint
-from pipeline.types import Job
+from pipeline.providers.gemini.request import fingerprint
+from pipeline.store.ledger import ATTEMPTS_FILE, LEDGER_FILE, SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 # Any non-empty key: the emulator accepts every key unless started with --api-key.

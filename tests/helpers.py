@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipeline.config import ApiKey, RetryConfig, RunConfig
+from pipeline.core.config import ApiKey, RetryConfig, RunConfig
 
 # Backoff in milliseconds instead of seconds: tests exercise the policy, not the clock.
 FAST_RETRY = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pipeline.adaptive import AdaptiveLimit
-from pipeline.types import Outcome, OutcomeKind
+from pipeline.core.types import Outcome, OutcomeKind
+from pipeline.run.adaptive import AdaptiveLimit
 
 
 def test_overload_halves_and_successes_raise_back_to_the_cap() -> None:

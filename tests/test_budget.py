@@ -18,9 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.budget import SpendingCap, attempt_cost, possibly_billed, worst_case
-from pipeline.classify import classify, classify_failure
-from pipeline.control import Halt
+from pipeline.commands.report import build_report
+from pipeline.commands.run import run_and_report
+from pipeline.core.budget import SpendingCap, attempt_cost, possibly_billed, worst_case
+from pipeline.core.prices import PriceTable
+from pipeline.core.types import Delivery, Job, Outcome, OutcomeKind, TransportFailure
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorConfig,
@@ -29,13 +31,11 @@ from pipeline.emulator import (
     create_app,
     parse_latency,
 )
-from pipeline.journal import encode_line
-from pipeline.prices import PriceTable
-from pipeline.report import build_report
-from pipeline.runner import run_and_report
-from pipeline.scheduler import run_manifest
-from pipeline.spend import spent_in
-from pipeline.types import Delivery, Job, Outcome, OutcomeKind, TransportFailure
+from pipeline.providers.gemini.classify import classify, classify_failure
+from pipeline.run.control import Halt
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.journal import encode_line
+from pipeline.store.spend import spent_in
 from tests.helpers import FAST_RETRY, TEST_KEY, run_config, write_csv
 from tests.test_classify import blocked, candidate, generation, image, response
 

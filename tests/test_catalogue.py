@@ -12,9 +12,9 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.errors import UsageError
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import UsageError
-from pipeline.scheduler import run_manifest
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv
 
 ROWS = [

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.classify import classify, classify_failure
-from pipeline.durations import parse_retry_after, parse_retry_delay
-from pipeline.types import (
+from pipeline.core.durations import parse_retry_after, parse_retry_delay
+from pipeline.core.types import (
     ImagePart,
     Outcome,
     OutcomeKind,
@@ -21,6 +20,7 @@ from pipeline.types import (
     TransportFailure,
     Usage,
 )
+from pipeline.providers.gemini.classify import classify, classify_failure
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-final"
 PNG_DRAFT = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-draft"

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import RunConfig
+from pipeline.cli.app import app
+from pipeline.core.config import RunConfig
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
-from pipeline.plan import DoneRows, check_manifest
-from pipeline.sources import MAX_IMAGE_BYTES, MAX_IMAGE_MIB, MAX_REQUEST_INLINE_MIB
+from pipeline.plan.planner import DoneRows, check_manifest
+from pipeline.plan.sources import MAX_IMAGE_BYTES, MAX_IMAGE_MIB, MAX_REQUEST_INLINE_MIB
 from tests.helpers import TEST_KEY, write_csv
 
 

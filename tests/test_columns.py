@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.manifest import inspect, read_batches
-from pipeline.models import DEFAULT_MODEL
-from pipeline.rows import Defaults, RowResolver
-from pipeline.types import Job
+from pipeline.core.models import DEFAULT_MODEL
+from pipeline.core.types import Job
+from pipeline.plan.manifest import inspect, read_batches
+from pipeline.plan.rows import Defaults, RowResolver
 from tests.helpers import make_image, write_csv
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.options import parse_rerun
+from pipeline.core.types import Status
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload
-from pipeline.ledger import Ledger, LedgerRecord
-from pipeline.options import parse_rerun
-from pipeline.plan import done_rows
-from pipeline.types import Status
+from pipeline.plan.planner import done_rows
+from pipeline.store.ledger import Ledger, LedgerRecord
 from tests.helpers import TEST_KEY, write_csv
 from tests.test_cli import nanobatch
 

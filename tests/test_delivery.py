@@ -10,11 +10,11 @@ import httpx
 import pytest
 from anyio.abc import SocketStream
 
-from pipeline.budget import possibly_billed
-from pipeline.classify import classify, classify_failure
-from pipeline.client import GeminiClient, new_http_client
-from pipeline.config import ApiKey
-from pipeline.types import NoAnswer, TransportFailure
+from pipeline.core.budget import possibly_billed
+from pipeline.core.config import ApiKey
+from pipeline.core.types import NoAnswer, TransportFailure
+from pipeline.providers.gemini.classify import classify, classify_failure
+from pipeline.providers.http import GeminiClient, new_http_client
 
 KEY = ApiKey("test-key-0123456789", "test")
 

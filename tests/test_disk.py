@@ -17,14 +17,14 @@ import anyio
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import storage
-from pipeline.control import Halt
+from pipeline.commands.run import run_and_report
+from pipeline.commands.verify import verify
+from pipeline.core.errors import DiskFull
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import DiskFull
-from pipeline.journal import Journal, read_journal
-from pipeline.runner import run_and_report
-from pipeline.scheduler import run_manifest
-from pipeline.verify import verify
+from pipeline.run.control import Halt
+from pipeline.run.scheduler import run_manifest
+from pipeline.store import storage
+from pipeline.store.journal import Journal, read_journal
 from tests.helpers import run_config, write_csv
 
 ROWS = 40
@@ -148,10 +148,10 @@ def test_a_failed_journal_append_leaves_nothing_to_duplicate(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("pipeline.journal.os.fsync", failing_fsync)
+    monkeypatch.setattr("pipeline.store.journal.os.fsync", failing_fsync)
     with pytest.raises(OSError, match="Input/output"):
         journal.append([{"n": 2}])
-    monkeypatch.setattr("pipeline.journal.os.fsync", real_fsync)
+    monkeypatch.setattr("pipeline.store.journal.os.fsync", real_fsync)
     journal.append([{"n": 2}])  # written again whole, as the run's writer does
     journal.close(remove=False)
 

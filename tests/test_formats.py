@@ -8,9 +8,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.manifest import inspect, read_batches
-from pipeline.manifest_csv import BLOCK_SIZE
+from pipeline.core.errors import UsageError
+from pipeline.plan.manifest import inspect, read_batches
+from pipeline.plan.manifest_csv import BLOCK_SIZE
 
 
 def rows(path: Path, sheet: str | None = None) -> list[dict[str, object]]:

@@ -11,15 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.commands.run import remaining_usd
+from pipeline.core.errors import UsageError
+from pipeline.core.types import Status
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import UsageError
-from pipeline.idcheck import check_ids
-from pipeline.ledger import Ledger, LedgerRecord
-from pipeline.manifest import read_batches
-from pipeline.rowids import ID_FILE, derive_v1
-from pipeline.runner import remaining_usd
-from pipeline.scheduler import run_manifest
-from pipeline.types import Status
+from pipeline.plan.idcheck import check_ids
+from pipeline.plan.manifest import read_batches
+from pipeline.plan.rowids import ID_FILE, derive_v1
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.ledger import Ledger, LedgerRecord
 from tests.helpers import make_image, run_config, write_csv, write_parquet
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.commands.verify import verify
 from pipeline.emulator import EmulatorProcess
-from pipeline.journal import read_journal
-from pipeline.verify import verify
+from pipeline.store.journal import read_journal
 from tests.helpers import TEST_KEY, write_csv
 
 ROWS = 240

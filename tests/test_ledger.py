@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import OutDirLocked
-from pipeline.journal import decode_line, encode_line, read_journal
-from pipeline.ledger import (
+from pipeline.core.errors import OutDirLocked
+from pipeline.store.journal import decode_line, encode_line, read_journal
+from pipeline.store.ledger import (
     ATTEMPTS_FILE,
     JOURNAL_FILE,
     LEDGER_FILE,

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.errors import LedgerDamaged
-from pipeline.ledger import JOURNAL_FILE, LEDGER_FILE, Ledger, LedgerRecord
-from pipeline.ledgerview import read_ledger_view
-from pipeline.report import build_report
-from pipeline.storage import store_images
-from pipeline.types import ImagePart
-from pipeline.verify import verify
+from pipeline.commands.report import build_report
+from pipeline.commands.verify import verify
+from pipeline.core.errors import LedgerDamaged
+from pipeline.core.types import ImagePart
+from pipeline.store.ledger import JOURNAL_FILE, LEDGER_FILE, Ledger, LedgerRecord
+from pipeline.store.ledgerview import read_ledger_view
+from pipeline.store.storage import store_images
 
 
 def png(colour: tuple[int, int, int] = (1, 2, 3)) -> bytes:

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given
 from PIL import Image
 
-from pipeline.classify import classify
-from pipeline.scheduler import run_manifest
-from pipeline.types import OutcomeKind, RawResponse
+from pipeline.core.types import OutcomeKind, RawResponse
+from pipeline.providers.gemini.classify import classify
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import TEST_KEY, run_config, write_csv
 from tests.test_classify import SETTINGS, assert_well_formed, json_values, response_like, statuses
 

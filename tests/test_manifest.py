@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.idcheck import check_ids
-from pipeline.manifest import read_batches
-from pipeline.models import DEFAULT_MODEL
-from pipeline.rowids import derive_v2 as derive_id
-from pipeline.rows import Defaults, RowResolver
-from pipeline.types import InvalidRow, Job
+from pipeline.core.errors import UsageError
+from pipeline.core.models import DEFAULT_MODEL
+from pipeline.core.types import InvalidRow, Job
+from pipeline.plan.idcheck import check_ids
+from pipeline.plan.manifest import read_batches
+from pipeline.plan.rowids import derive_v2 as derive_id
+from pipeline.plan.rows import Defaults, RowResolver
 from tests.helpers import make_image, write_csv, write_parquet
 
 DEFAULTS = Defaults(DEFAULT_MODEL, None, None)

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import RunConfig
+from pipeline.commands.validate import validate
+from pipeline.core.config import RunConfig
+from pipeline.core.errors import UsageError
+from pipeline.core.models import check_model_id
+from pipeline.core.prices import PriceTable
+from pipeline.core.types import InvalidRow, Job
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import UsageError
-from pipeline.models import check_model_id
-from pipeline.prices import PriceTable
-from pipeline.rows import Defaults, RowResolver
-from pipeline.scheduler import run_manifest
-from pipeline.types import InvalidRow, Job
-from pipeline.validate import validate
+from pipeline.plan.rows import Defaults, RowResolver
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import run_config, write_csv
 
 FLASH = "gemini-3.1-flash-image-preview"

@@ -8,15 +8,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline.commands.preview import preview
+from pipeline.commands.rename import name_change_note, rename
+from pipeline.commands.thumbs import make_thumbnail
+from pipeline.commands.verify import verify
+from pipeline.core.prices import PriceTable
+from pipeline.core.types import InvalidRow, Job
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.preview import preview
-from pipeline.prices import PriceTable
-from pipeline.rename import name_change_note, rename
-from pipeline.rows import Defaults, RowResolver, name_limit, output_name
-from pipeline.scheduler import run_manifest
-from pipeline.thumbs import make_thumbnail
-from pipeline.types import InvalidRow, Job
-from pipeline.verify import verify
+from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv
 from tests.test_cli import nanobatch
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.options import continue_command, parse_rerun, parse_stop, parse_timeouts
-from pipeline.types import Status
+from pipeline.core.errors import UsageError
+from pipeline.core.options import continue_command, parse_rerun, parse_stop, parse_timeouts
+from pipeline.core.types import Status
 
 NOW = datetime(2026, 11, 21, 18, 0, tzinfo=timezone(timedelta(hours=1)))
 

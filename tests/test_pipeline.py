@@ -11,9 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.adaptive import AdaptiveLimit
-from pipeline.client import ClientPool
-from pipeline.config import ApiKey, RetryConfig
+from pipeline.core.config import ApiKey, RetryConfig
 from pipeline.emulator import (
     EmulatorApp,
     EmulatorConfig,
@@ -23,9 +21,11 @@ from pipeline.emulator import (
     parse_faults,
     parse_latency,
 )
-from pipeline.ledger import Ledger
-from pipeline.result import RunResult
-from pipeline.scheduler import Pipeline, run_manifest
+from pipeline.providers.http import ClientPool
+from pipeline.run.adaptive import AdaptiveLimit
+from pipeline.run.result import RunResult
+from pipeline.run.scheduler import Pipeline, run_manifest
+from pipeline.store.ledger import Ledger
 from tests.helpers import make_image, run_config, write_csv, write_parquet
 
 FAULTS = (

@@ -12,10 +12,10 @@ import anyio
 import pytest
 import structlog
 
-from pipeline.barline import bar_line
-from pipeline.logs import setup as setup_logging
-from pipeline.progress import ProgressReporter, snapshot
-from pipeline.result import RunResult
+from pipeline.commands.barline import bar_line
+from pipeline.commands.progress import ProgressReporter, snapshot
+from pipeline.core.logs import setup as setup_logging
+from pipeline.run.result import RunResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -12,17 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.client import ClientPool
-from pipeline.config import RunConfig
+from pipeline.commands.verify import fix, verify
+from pipeline.core.config import RunConfig
+from pipeline.core.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
+from pipeline.core.types import Status
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
-from pipeline.journal import read_journal
-from pipeline.ledger import Ledger
-from pipeline.ledgerview import read_ledger_view
-from pipeline.result import RunResult
-from pipeline.scheduler import Pipeline, run_manifest
-from pipeline.types import Status
-from pipeline.verify import fix, verify
+from pipeline.providers.http import ClientPool
+from pipeline.run.result import RunResult
+from pipeline.run.scheduler import Pipeline, run_manifest
+from pipeline.store.journal import read_journal
+from pipeline.store.ledger import Ledger
+from pipeline.store.ledgerview import read_ledger_view
 from tests.helpers import run_config, write_csv
 
 

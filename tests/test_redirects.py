@@ -15,8 +15,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pipeline.config import AuthStyle
-from pipeline.scheduler import run_manifest
+from pipeline.core.config import AuthStyle
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import TEST_KEY, run_config, write_csv
 
 

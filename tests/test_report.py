@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.commands.report import build_report, format_report
+from pipeline.commands.thumbs import THUMB_PX
+from pipeline.core.errors import UsageError
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import UsageError
-from pipeline.ledger import ATTEMPTS_SCHEMA, SCHEMA
-from pipeline.report import build_report, format_report
-from pipeline.scheduler import run_manifest
-from pipeline.thumbs import THUMB_PX
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.ledger import ATTEMPTS_SCHEMA, SCHEMA
 from tests.helpers import run_config, write_csv
 
 HOSTILE = "a mug </script><b>bold</b> <!-- x __TILES__ & more"

@@ -8,7 +8,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ApiKey, AuthStyle
+from pipeline.core.config import ApiKey, AuthStyle
+from pipeline.core.types import Status
 from pipeline.emulator import (
     EmulatorApp,
     EmulatorConfig,
@@ -17,9 +18,8 @@ from pipeline.emulator import (
     create_app,
     parse_faults,
 )
-from pipeline.result import RunResult
-from pipeline.scheduler import run_manifest
-from pipeline.types import Status
+from pipeline.run.result import RunResult
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv
 
 

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from pipeline.config import RetryConfig
-from pipeline.retry import PACIFIC, Action, Budget, backoff, decide, seconds_until_quota_reset
-from pipeline.types import Outcome, OutcomeKind, QuotaScope, Status
+from pipeline.core.config import RetryConfig
+from pipeline.core.retry import PACIFIC, Action, Budget, backoff, decide, seconds_until_quota_reset
+from pipeline.core.types import Outcome, OutcomeKind, QuotaScope, Status
 
 CONFIG = RetryConfig(max_attempts=5, backoff_base_s=3.0, backoff_cap_s=60.0, jitter_s=1.0)
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.config import RetryConfig
-from pipeline.models import MODELS, map_size
-from pipeline.request import prepare
-from pipeline.rows import Defaults, RowResolver, output_name, safe_name
-from pipeline.sources import MAX_IMAGE_BYTES, SourceCache
-from pipeline.types import InvalidRow, Job
+from pipeline.core.config import RetryConfig
+from pipeline.core.models import MODELS, map_size
+from pipeline.core.types import InvalidRow, Job
+from pipeline.plan.rows import Defaults, RowResolver, output_name, safe_name
+from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
+from pipeline.providers.gemini.request import prepare
 from tests.helpers import make_image
 
 FLASH = "gemini-3.1-flash-image-preview"

@@ -14,14 +14,14 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from pipeline.config import RunConfig
+from pipeline.commands.validate import Validation, validate
+from pipeline.core.config import RunConfig
+from pipeline.core.prices import PriceTable
+from pipeline.core.types import InvalidRow, Job
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.prices import PriceTable
-from pipeline.rows import Defaults, RowResolver
-from pipeline.scheduler import run_manifest
-from pipeline.sources import SourceCache, SourceImageError
-from pipeline.types import InvalidRow, Job
-from pipeline.validate import Validation, validate
+from pipeline.plan.rows import Defaults, RowResolver
+from pipeline.plan.sources import SourceCache, SourceImageError
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv
 
 FLASH = "gemini-3.1-flash-image-preview"

@@ -14,7 +14,8 @@ from pathlib import Path
 import anyio
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.app import app
+from pipeline.commands.status import folder_status, format_status
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorConfig,
@@ -23,8 +24,7 @@ from pipeline.emulator import (
     create_app,
     parse_latency,
 )
-from pipeline.scheduler import run_manifest
-from pipeline.status import folder_status, format_status
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import TEST_KEY, run_config, write_csv
 
 

@@ -16,8 +16,8 @@ import anyio
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import RetryConfig
-from pipeline.control import Halt
+from pipeline.commands.verify import verify
+from pipeline.core.config import RetryConfig
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorConfig,
@@ -27,8 +27,8 @@ from pipeline.emulator import (
     parse_faults,
     parse_latency,
 )
-from pipeline.scheduler import run_manifest
-from pipeline.verify import verify
+from pipeline.run.control import Halt
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import TEST_KEY, run_config, write_csv
 
 

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.config import RetryConfig
-from pipeline.request import fingerprint, prepare
-from pipeline.sources import SourceCache, sniff_mime
-from pipeline.storage import extension, output_names, store_images
-from pipeline.types import ImagePart, Job
+from pipeline.core.config import RetryConfig
+from pipeline.core.types import ImagePart, Job
+from pipeline.plan.sources import SourceCache, sniff_mime
+from pipeline.providers.gemini.request import fingerprint, prepare
+from pipeline.store.storage import extension, output_names, store_images
 from tests.helpers import make_image
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.commands.run import run_and_report
+from pipeline.core.errors import LedgerNotFolded
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import LedgerNotFolded
-from pipeline.ledger import Ledger
-from pipeline.runner import run_and_report
-from pipeline.scheduler import run_manifest
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.ledger import Ledger
 from tests.helpers import run_config, write_csv
 
 PRO = "gemini-3-pro-image-preview"

@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import RunConfig
+from pipeline.cli.app import app
+from pipeline.commands.preview import preview
+from pipeline.commands.validate import validate
+from pipeline.core.config import RunConfig
+from pipeline.core.errors import UsageError
+from pipeline.core.prices import PriceTable
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.errors import UsageError
-from pipeline.preview import preview
-from pipeline.prices import PriceTable
-from pipeline.scheduler import run_manifest
-from pipeline.validate import validate
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv
 
 

@@ -124,7 +124,7 @@ def test_nanobatch_emulator_command_end_to_end() -> None:
             process = stack.enter_context(EmulatorProcess(["--seed", "3", "--faults", "503=1"]))
         except RuntimeError as error:
             if "No such command" in str(error):
-                pytest.skip("pipeline.cli has no emulator command yet")
+                pytest.skip("pipeline.cli.app has no emulator command yet")
             raise
         response = httpx.post(process.base_url + PATH, json=body(), headers=HEADERS)
         assert response.status_code == 503

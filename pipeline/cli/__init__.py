@@ -1,0 +1,1 @@
+"""The ``nanobatch`` command line: argv and the environment in, exit codes out."""

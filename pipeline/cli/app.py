@@ -1,0 +1,285 @@
+"""The ``nanobatch`` command: the only place that reads argv and the environment, sets up
+logging, calls ``anyio.run`` (through ``runner``) and maps errors to exit codes. Here: the app,
+run and validate; the shared option declarations are in ``cli_options``, the small commands
+(verify, rename, report, status, emulator, demo) in ``cli_commands``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from pipeline.cli.commands import demo, emulator, rename, report, status, verify
+from pipeline.cli.params import (
+    AspectRatio,
+    FitImages,
+    IdColumn,
+    Ids,
+    ImageSize,
+    Limit,
+    Manifest,
+    Model,
+    NameTemplate,
+    OutputFormat,
+    PreviewOut,
+    Prices,
+    PromptTemplate,
+    Sheet,
+    Verbose,
+    check_format,
+    fail,
+    say,
+    say_err,
+)
+from pipeline.core.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
+from pipeline.core.errors import NanobatchError, UsageError
+from pipeline.core.logs import setup as setup_logging
+from pipeline.core.models import DEFAULT_MODEL
+from pipeline.core.options import (
+    check_out_dir,
+    parse_rerun,
+    parse_rerun_before,
+    parse_stop,
+    parse_timeouts,
+)
+from pipeline.core.prices import PriceTable
+
+app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode=None,  # plain help: it wraps to the terminal, readable at 80 columns
+    no_args_is_help=True,
+    help="Generate images in bulk with Gemini's image models, resumably.",
+)
+
+EMULATED_BASE_URL = "http://emulator.invalid"
+
+
+def _api_key(flag: str | None) -> ApiKey | None:
+    if flag:
+        return ApiKey(flag, "--api-key")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        if value := os.environ.get(name, "").strip():
+            return ApiKey(value, name)
+    return None
+
+
+@app.command(options_metavar="--out DIR [OPTIONS]")
+def run(
+    manifest: Manifest,
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Output directory (images + ledger)")
+    ],
+    model: Model = DEFAULT_MODEL,
+    image_size: ImageSize = None,
+    aspect_ratio: AspectRatio = None,
+    concurrency: Annotated[int, typer.Option(metavar="N", min=1, max=1024)] = 16,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute ceiling")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
+    auth: Annotated[
+        AuthStyle, typer.Option(help="How to send the key: header (Google), bearer, query")
+    ] = AuthStyle.HEADER,
+    limit: Limit = None,
+    ids: Ids = None,
+    id_column: IdColumn = None,
+    sheet: Sheet = None,
+    rerun: Annotated[
+        str,
+        typer.Option(
+            metavar="WHAT",
+            help="Finished rows to send again: failed, refused, succeeded, all, none, "
+            "or a mix such as failed,refused",
+        ),
+    ] = "failed",
+    rerun_before: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="With --rerun succeeded/refused/all: leave rows that finished at or after "
+            "TIME (ISO 8601) alone; the printed command to continue sets it",
+        ),
+    ] = None,
+    prompt_template: PromptTemplate = None,
+    name_template: NameTemplate = None,
+    fit_images: FitImages = False,
+    strict: Annotated[
+        bool, typer.Option(help="Stop before any request if a row is invalid")
+    ] = False,
+    max_cost: Annotated[
+        float | None, typer.Option(min=0.0, help="Spending cap in USD: never committed past it")
+    ] = None,
+    prices: Prices = None,
+    follow_image_links: Annotated[
+        bool,
+        typer.Option(help="Fetch image links in answers, for gateways that answer with links"),
+    ] = False,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per row on errors")] = 5,
+    backoff_base: Annotated[
+        float, typer.Option(min=0.0, help="First backoff in seconds; doubles, capped at 60")
+    ] = 3.0,
+    retry_refused: Annotated[
+        bool,
+        typer.Option(
+            help="Also send refused rows again (adds refused to --rerun); Google bills "
+            "refusals $0, gateways may bill them"
+        ),
+    ] = False,
+    on_quota: Annotated[
+        str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
+    ] = "stop",
+    timeouts: Annotated[
+        str, typer.Option(help="Per-size request timeouts, e.g. 4K=600 (default 120/120/180/360)")
+    ] = "",
+    stop_after: Annotated[
+        str | None, typer.Option(help="Drain and stop after this long, e.g. 7h, 45m")
+    ] = None,
+    stop_at: Annotated[
+        str | None, typer.Option(help="Drain and stop at this local time, HH:MM")
+    ] = None,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Seconds a stop waits for in-flight requests before abandoning them"
+        ),
+    ] = 60.0,
+    progress_every: Annotated[
+        float, typer.Option(help="Seconds between progress lines when not on a terminal")
+    ] = 30.0,
+    emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
+    emulate_faults: Annotated[str, typer.Option(help="--faults SPEC of the emulator")] = "",
+    emulate_latency: Annotated[str, typer.Option(help="--latency SPEC of the emulator")] = "0",
+    verbose: Verbose = 0,
+) -> None:
+    """Generate an image for each pending row; reruns resume."""
+    key = _api_key(api_key)
+    url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
+    transport: httpx.AsyncBaseTransport | None = None
+    try:
+        check_out_dir(out)
+        setup_logging(verbose, [key.reveal()] if key else [], out)
+        if emulate:
+            from pipeline.commands.demo import emulator_transport
+
+            transport = emulator_transport(emulate_faults, emulate_latency)
+            url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
+        elif key is None:
+            raise UsageError(
+                "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), pass --api-key, "
+                "or rehearse with --emulate"
+            )
+        if on_quota not in ("stop", "wait"):
+            raise UsageError(f"--on-quota {on_quota!r}: use stop or wait")
+        config = RunConfig(
+            manifest=manifest,
+            out_dir=out,
+            model=model,
+            image_size=image_size,
+            aspect_ratio=aspect_ratio,
+            concurrency=concurrency,
+            rpm=rpm,
+            base_url=url,
+            api_key=key,
+            auth=auth,
+            limit=limit,
+            ids_file=ids,
+            id_column=id_column,
+            sheet=sheet,
+            rerun=parse_rerun(rerun, retry_refused=retry_refused),
+            rerun_before=parse_rerun_before(rerun_before),
+            prompt_template=prompt_template,
+            name_template=name_template,
+            fit_images=fit_images,
+            follow_image_links=follow_image_links,
+            strict=strict,
+            max_cost_usd=max_cost,
+            prices=PriceTable.load(prices),
+            retry=RetryConfig(
+                max_attempts=max_attempts,
+                backoff_base_s=backoff_base,
+                jitter_s=min(1.0, backoff_base),
+                wait_for_daily_quota=on_quota == "wait",
+                timeouts_s=parse_timeouts(timeouts),
+            ),
+            stop_at=parse_stop(stop_after, stop_at),
+            handle_signals=True,
+            drain_grace_s=drain_grace,
+        )
+    except NanobatchError as e:
+        raise fail(e) from None
+    from pipeline.commands.run import run_and_report  # the run machinery: only when running
+
+    raise typer.Exit(run_and_report(config, transport, argv=sys.argv[1:], out=say,
+                                    err=say_err, progress_every_s=progress_every))  # fmt: skip
+
+
+@app.command()
+def validate(
+    manifest: Manifest,
+    model: Model = DEFAULT_MODEL,
+    image_size: ImageSize = None,
+    aspect_ratio: AspectRatio = None,
+    limit: Limit = None,
+    ids: Ids = None,
+    id_column: IdColumn = None,
+    sheet: Sheet = None,
+    prompt_template: PromptTemplate = None,
+    name_template: NameTemplate = None,
+    fit_images: FitImages = False,
+    prices: Prices = None,
+    output_format: OutputFormat = "text",
+    out: PreviewOut = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Check every row and estimate the cost; sends nothing."""
+    from pipeline.commands.preview import format_preview, preview
+    from pipeline.commands.validate import format_validation
+    from pipeline.commands.validate import validate as validate_manifest
+
+    setup_logging(verbose, [])
+    try:
+        check_format(output_format)
+        table = PriceTable.load(prices)
+        config = RunConfig(
+            manifest=manifest,
+            out_dir=Path("."),
+            model=model,
+            image_size=image_size,
+            aspect_ratio=aspect_ratio,
+            limit=limit,
+            ids_file=ids,
+            id_column=id_column,
+            sheet=sheet,
+            prompt_template=prompt_template,
+            name_template=name_template,
+            fit_images=fit_images,
+        )
+        found = validate_manifest(config, table)
+        ahead = preview(replace(config, out_dir=out), table) if out and not found.problems else None
+    except NanobatchError as e:
+        raise fail(e) from None
+    if output_format == "json":
+        extra = {"out": ahead.to_json()} if ahead else {}
+        typer.echo(json.dumps(found.to_json(table) | extra, indent=1))
+    else:
+        typer.echo(format_validation(found, table, manifest))
+        if ahead and out:
+            typer.echo(format_preview(ahead, out))
+    if found.problems:  # a run would stop on these before sending anything
+        say_err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
+    raise typer.Exit(2 if found.invalid_count or found.problems else 0)
+
+
+# The small commands, registered after run and validate: --help lists them in this order.
+for command in (verify, rename, report, status, emulator, demo):
+    app.command()(command)
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

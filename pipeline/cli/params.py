@@ -1,0 +1,59 @@
+"""What the ``nanobatch`` commands share: option declarations (one each, so run, validate and
+the small commands describe a flag the same way), the one-line user error, terminal output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.core.errors import NanobatchError, UsageError
+from pipeline.core.logs import TERMINAL
+from pipeline.plan.sources import MAX_IMAGE_MIB
+
+# Options shared by the commands: one declaration each.
+Manifest = Annotated[Path, typer.Argument(
+    metavar="MANIFEST", help="CSV, TSV, xlsx or Parquet file, one row per image")]  # fmt: skip
+IdColumn = Annotated[str | None, typer.Option(
+    metavar="COL", help="Column of row ids (default: one named id, sku or key)")]  # fmt: skip
+Sheet = Annotated[str | None, typer.Option(
+    metavar="NAME", help="xlsx: the sheet to read (default: the first)")]  # fmt: skip
+OutDir = Annotated[Path, typer.Argument(metavar="DIR", help="Output directory of a run")]
+Model = Annotated[str, typer.Option(metavar="M", help="Default model for rows without one")]
+ImageSize = Annotated[str | None, typer.Option(metavar="S", help="512, 1K, 2K or 4K")]
+AspectRatio = Annotated[str | None, typer.Option(metavar="R", help="e.g. 1:1, 16:9")]
+Limit = Annotated[int | None, typer.Option(metavar="N", min=1, help="Only the first N rows")]
+Ids = Annotated[Path | None, typer.Option(metavar="FILE", help="Only the row ids in FILE")]
+PromptTemplate = Annotated[str | None, typer.Option(
+    metavar="T", help='Prompt from columns, e.g. "Photo of {title} in {colour}"')]  # fmt: skip
+NameTemplate = Annotated[str | None, typer.Option(
+    metavar="T", help='Output file names from columns, e.g. "{sku}-{variant}"')]  # fmt: skip
+FitImages = Annotated[bool, typer.Option(
+    help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
+)]  # fmt: skip
+Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+PreviewOut = Annotated[Path | None, typer.Option(
+    "--out", metavar="DIR", help="Also what a run on DIR would send now and cost")]  # fmt: skip
+OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]
+Verbose = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, help="-v: info, -vv: every attempt (run.log: all)")]  # fmt: skip
+
+
+def fail(error: NanobatchError) -> typer.Exit:
+    """The one line a user error gets, and the exit that carries its code."""
+    typer.echo(f"nanobatch: {error}", err=True)
+    return typer.Exit(error.exit_code)
+
+
+def say_err(line: str) -> None:
+    TERMINAL.say(line, err=True)
+
+
+def say(line: str) -> None:
+    TERMINAL.say(line)
+
+
+def check_format(output_format: str) -> None:
+    if output_format not in ("text", "json"):
+        raise UsageError(f"--format {output_format!r}: use text or json")

@@ -1,0 +1,1 @@
+"""What each command does beyond running: validate, verify, report, status, progress, summary."""

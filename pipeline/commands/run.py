@@ -1,0 +1,191 @@
+"""Run a manifest as a command does: progress view, summary, messages and the exit code.
+
+Exit codes (one table in the README, for cron users): 0 every row succeeded or was refused;
+1 some row ended failed or invalid; 2 nothing was sent because of a usage or input error;
+3 stopped by the API; 4 stopped by the spending cap or a deadline; 5 stopped because the
+output disk is full (or read-only, or failing); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import anyio
+import httpx
+
+from pipeline.commands.progress import ProgressReporter
+from pipeline.commands.summary import format_summary
+from pipeline.core.budget import worst_case
+from pipeline.core.config import ApiKey, RunConfig
+from pipeline.core.errors import NanobatchError
+from pipeline.core.options import continue_command
+from pipeline.core.retry import seconds_until_quota_reset
+from pipeline.core.types import Job, Status
+from pipeline.plan.manifest import count_rows
+from pipeline.plan.planner import Planner, check_manifest, done_rows, folder_ids
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.gemini.request import effective_size
+from pipeline.run.control import Halt
+from pipeline.run.result import RunResult
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.diskspace import default_headroom, free_bytes
+from pipeline.store.ledger import Ledger
+
+HALT_EXIT_CODES = {
+    Halt.API: 3,
+    Halt.COST_CAP: 4,
+    Halt.DEADLINE: 4,
+    Halt.INTERRUPTED: 130,
+    Halt.DISK_FULL: 5,
+}
+_HALT_WORDS = {
+    Halt.COST_CAP: "the spending cap was reached",
+    Halt.DEADLINE: "the deadline was reached",
+    Halt.INTERRUPTED: "interrupted",
+    Halt.API: "the API stopped the run",
+    Halt.DISK_FULL: "the output disk is full",
+}
+
+
+_RETRY_IN = re.compile(r"Please retry in [0-9.]+\s*m?s\.?", re.IGNORECASE)
+
+
+def run_and_report(
+    config: RunConfig,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    argv: list[str],
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    progress_every_s: float = 30.0,
+) -> int:
+    """Run with a progress view, print the summary, and return the exit code."""
+    reporter = ProgressReporter(config.out_dir, emit=err, line_every_s=progress_every_s)
+    started = datetime.now(UTC)
+    try:
+        result = anyio.run(run_manifest, config, transport, [reporter.run])
+    except NanobatchError as e:
+        err(f"nanobatch: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:  # only before the run's own signal handling is in place
+        err("nanobatch: interrupted; finished rows are saved, rerun to continue")
+        return 130
+    reporter.write_status(result)
+    out(format_summary(result, config.out_dir))
+    pin = redone_since(config, started)
+    if result.halt is Halt.API and result.stopped is not None:
+        again = f" To continue: {continue_command(argv, rerun_before=pin)}" if pin else ""
+        err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}{again}")
+        return HALT_EXIT_CODES[Halt.API]
+    if result.halt is Halt.DISK_FULL:
+        left = pending_rows(replace(config, rerun_before=pin))
+        err(f"nanobatch: {disk_message(result, config, left)} "
+            f"To continue: {continue_command(argv, rerun_before=pin)}")  # fmt: skip
+        return HALT_EXIT_CODES[Halt.DISK_FULL]
+    if result.halt is not None:
+        left = pending_rows(replace(config, rerun_before=pin))
+        cap = None
+        if result.halt is Halt.COST_CAP and config.max_cost_usd is not None:
+            # The cap counts the whole job: repeating it would stop again at once.
+            cap = result.job_spent_usd + remaining_usd(replace(config, rerun_before=pin))
+        again = continue_command(argv, max_cost=cap, rerun_before=pin)
+        err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
+            f"To continue: {again}")  # fmt: skip
+        return HALT_EXIT_CODES[result.halt]
+    if config.limit is not None and (
+        left := pending_rows(replace(config, limit=None, rerun_before=pin))
+    ):
+        again = continue_command(argv, rerun_before=pin, without=("--limit",)) if pin else ""
+        err(f"nanobatch: --limit {config.limit}: {left} rows of the manifest remain; "
+            "run again without --limit to do them"
+            + (f". To continue: {again}" if again else ""))  # fmt: skip
+    unfinished = (Status.FAILED.value, Status.INVALID.value)
+    return 1 if any(result.by_status.get(s) for s in unfinished) else 0
+
+
+def redone_since(config: RunConfig, started: datetime) -> datetime | None:
+    """When rows redone by ``--rerun`` succeeded/refused began to be redone (this run's
+    start, or the first run's that the command continues), so that the command to continue
+    does not pay for them again; None when the run redoes no finished row that cost money."""
+    if not config.rerun & {Status.SUCCEEDED, Status.REFUSED}:
+        return None
+    return config.rerun_before or started
+
+
+def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
+    """One sentence on why the API stopped the run, naming the key's source, never the key."""
+    stopped = result.stopped
+    assert stopped is not None
+    source = f"the key from {key.source}" if key else "no API key"
+    message = " ".join((stopped.message or "").split())
+    if stopped.reason == "QUOTA_EXHAUSTED":
+        # Google's text says "Please retry in 5s", true of its per-minute window only.
+        message = _RETRY_IN.sub("", message).strip()
+    detail = f": {message.rstrip('.')}" if message else ""
+    what = {
+        "API_KEY_INVALID": f"the API rejected {source}",
+        "UNAUTHENTICATED": f"the API did not accept {source}",
+        "PERMISSION_DENIED": f"{source} has no permission for this model at {base_url}",
+        "MODEL_NOT_FOUND": "a model does not exist at this endpoint",
+        "NO_QUOTA": "the project has no quota for a model on this route",
+        "QUOTA_EXHAUSTED": "the daily quota is used up; it resets at midnight Pacific time "
+        f"(in {_hours(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
+        "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
+        "REDIRECTED": "the API answered with a redirect, which is not followed",
+    }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
+    return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
+
+
+def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
+    """One sentence: what the disk said, what was lost, and how much space a rerun needs."""
+    out = config.out_dir
+    lost = (
+        f"; {result.unstored} received images could not be stored "
+        f"({result.unstored_bytes / 1e6:.1f} MB): recorded as failed and billed"
+        if result.unstored
+        else ""
+    )
+    if not (result.disk_error or "").startswith(("ENOSPC", "EDQUOT")):
+        return (f"stopped: {out} cannot be written ({result.disk_error}){lost}; {left} rows "
+                "left. Make it writable, check the disk, then rerun.")  # fmt: skip
+    reserve = config.disk_headroom_bytes
+    reserve = default_headroom(config.concurrency) if reserve is None else reserve
+    done = result.by_status.get(Status.SUCCEEDED.value, 0)
+    per_row = result.stored_bytes / done if done and result.stored_bytes else 4e6
+    needed = reserve + per_row * left
+    free = free_bytes(out)
+    return (f"stopped: the disk is full at {out} ({result.disk_error}){lost}; {left} rows left "
+            f"need about {needed / 1e6:.0f} MB ({per_row / 1e6:.1f} MB per image plus "
+            f"{reserve / 1e6:.0f} MB kept in reserve) and {free / 1e6:.1f} MB is free: free at "
+            f"least {max(needed - free, 0) / 1e6:.0f} MB more, then rerun.")  # fmt: skip
+
+
+def remaining_usd(config: RunConfig) -> float:
+    """What the rows a rerun would send should cost, one image each by the price table."""
+    config = folder_ids(config)  # match done rows by the ids the folder was made with
+    done = done_rows(Ledger(config.out_dir), config.rerun, config.rerun_before)
+    planner = Planner(
+        config, done, SourceCache(max_bytes=0), check_manifest(config, done), verify_done=False
+    )
+    return sum(
+        worst_case(job, effective_size(job), config.prices)
+        for batch in planner
+        for job in batch.items
+        if isinstance(job, Job)
+    )
+
+
+def pending_rows(config: RunConfig) -> int:
+    """Manifest rows (within --limit) not yet succeeded or refused, or selected by --rerun
+    and not yet redone."""
+    total = count_rows(config.manifest, config.batch_rows, config.limit, sheet=config.sheet)
+    done = done_rows(Ledger(config.out_dir), config.rerun | {Status.FAILED}, config.rerun_before)
+    return max(0, total - len(done))
+
+
+def _hours(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"

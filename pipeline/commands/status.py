@@ -1,0 +1,178 @@
+"""``nanobatch status DIR``: the state of an output directory at a glance, read-only.
+
+Whether a run is going comes from the directory's lock (an ``flock`` that dies with its
+process, so a killed run is never reported as running) and ``status.json`` (the heartbeat with
+the run's live figures). The counts are the ledger as a run would see it, journal included
+(``ledgerview``), so a run that is going or crashed before its first fold shows what it recorded.
+Spend is every attempt's cost over all runs (``spend``), what ``--max-cost`` counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from pipeline.commands.barline import duration
+from pipeline.commands.progress import STATUS_FILE
+from pipeline.core.errors import NanobatchError
+from pipeline.core.types import Status
+from pipeline.store.ledger import LOCK_FILE
+from pipeline.store.ledgerview import has_ledger, read_ledger_view
+from pipeline.store.spend import spent_in
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What ``nanobatch status`` reports; also its ``--format json``."""
+
+    out_dir: str
+    state: str  # running, finished, stopped (halt says why), crashed, or empty
+    running: bool  # a live process holds the directory's lock
+    pid: int | None  # of the run going (or of the last one, from status.json)
+    halt: str | None  # why the last run stopped early, if it did
+    updated_at: str | None  # status.json's heartbeat
+    counts: dict[str, int] = field(default_factory=dict)  # rows by last status, journal included
+    rows: int = 0
+    unfolded_rows: int = 0  # rows only in the journal: a run is going or crashed
+    spend_usd: float = 0.0  # every attempt over all runs
+    progress: dict[str, Any] | None = None  # the running run's status.json figures
+    rerun: dict[str, int] = field(default_factory=dict)  # what a rerun would do with known rows
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lock_holder(out_dir: Path) -> int | None:
+    """The pid of the live run holding ``out_dir``'s lock, or None if no process holds it."""
+    try:
+        fd = os.open(out_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no run ever opened this directory
+    try:
+        try:
+            # A shared lock is refused only while a run holds its exclusive one; given at once.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 64).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_heartbeat(out_dir: Path) -> dict[str, Any] | None:
+    """``status.json`` as the last run left it (None if absent or half-written)."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((out_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    return None
+
+
+def folder_status(out_dir: Path) -> FolderStatus:
+    """The directory's state now; raises UsageError for a damaged ledger."""
+    holder = lock_holder(out_dir)
+    beat = read_heartbeat(out_dir)
+    counts: dict[str, int] = {}
+    rows = unfolded = 0
+    if has_ledger(out_dir):
+        view = read_ledger_view(out_dir, ["row_id", "status"])
+        rows, unfolded = view.table.num_rows, view.journal_records
+        for item in pc.value_counts(view.table["status"]).to_pylist():
+            counts[item["values"]] = item["counts"]
+    counts = {s.value: counts.get(s.value, 0) for s in Status}
+    if holder is not None:
+        state = "running"
+    elif (beat is not None and beat.get("state") == "running") or unfolded:
+        state = "crashed"  # the heartbeat or journal of a run that did not end cleanly
+    elif beat is not None and beat.get("halt"):
+        state = "stopped"
+    elif beat is not None or rows:
+        state = "finished"
+    else:
+        state = "empty"
+    pid = holder or (beat.get("pid") if beat else None)
+    return FolderStatus(
+        out_dir=str(out_dir),
+        state=state,
+        running=holder is not None,
+        pid=pid if isinstance(pid, int) else None,
+        halt=beat.get("halt") if beat else None,
+        updated_at=beat.get("updated_at") if beat else None,
+        counts=counts,
+        rows=rows,
+        unfolded_rows=unfolded,
+        spend_usd=round(spent_in(out_dir), 4) if rows or beat else 0.0,
+        progress=beat if holder is not None else None,
+        rerun={
+            "kept": counts["succeeded"] + counts["refused"],
+            "retried_failed": counts["failed"],
+            "revalidated_invalid": counts["invalid"],
+            "refused_with_rerun_refused": counts["refused"],
+        },
+    )
+
+
+def live_note(out_dir: Path) -> str | None:
+    """One line for ``verify`` and ``report`` when a run is going or crashed before its fold."""
+    try:
+        status = folder_status(out_dir)
+    except NanobatchError:
+        return None  # the command itself says what is wrong with the directory
+    counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n)
+    if status.state == "running":
+        return (
+            f"a run is going in {status.out_dir} (pid {status.pid}): figures as of now, "
+            f"its journal included ({counts or 'nothing recorded yet'})"
+        )
+    if status.state == "crashed":
+        return (
+            f"the last run in {status.out_dir} did not end cleanly: figures include its journal "
+            f"({counts or 'nothing recorded'}); a rerun folds it and continues"
+        )
+    return None
+
+
+def format_status(status: FolderStatus) -> str:
+    """The report for people."""
+    words = {
+        "running": f"running (pid {status.pid})",
+        "finished": "finished",
+        "stopped": f"stopped early ({status.halt}); a rerun continues",
+        "crashed": "not running; the last run did not end cleanly (a rerun recovers it)",
+        "empty": "empty: no run has recorded anything here",
+    }
+    lines = [f"{status.out_dir}: {words[status.state]}"]
+    if status.updated_at:
+        lines.append(f"  heartbeat (status.json): {status.updated_at}")
+    if status.progress is not None:
+        p = status.progress
+        eta = p.get("eta_s")
+        cap = p.get("max_cost_usd")
+        lines.append(
+            f"  this run: {p.get('done', 0)}/{p.get('to_do', 0)} rows, "
+            f"{p.get('in_flight', 0)} in flight, ETA {duration(eta) if eta is not None else '-'}"
+            + (f", cap ${cap:,.2f}" if isinstance(cap, (int, float)) else "")
+        )
+    counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n) or "none"
+    unfolded = f" ({status.unfolded_rows} from the journal)" if status.unfolded_rows else ""
+    lines.append(f"  rows recorded: {status.rows}: {counts}{unfolded}")
+    lines.append(f"  spend so far (every attempt, all runs): ${status.spend_usd:.2f}")
+    r = status.rerun
+    lines.append(
+        f"  a rerun (default --rerun failed) keeps {r['kept']} done rows, retries "
+        f"{r['retried_failed']} failed, validates {r['revalidated_invalid']} invalid again, "
+        "and sends the manifest's rows not recorded yet"
+    )
+    if r["refused_with_rerun_refused"]:
+        lines.append(
+            f"  --rerun failed,refused would also send {r['refused_with_rerun_refused']} refused"
+        )
+    return "\n".join(lines)

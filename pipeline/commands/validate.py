@@ -1,0 +1,244 @@
+"""``nanobatch validate``: check every row of a manifest without the network, and say what the
+job will cost and upload before a cent is spent. ``run --strict`` uses the same pass."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.core.config import RunConfig
+from pipeline.core.errors import UsageError
+from pipeline.core.prices import PriceTable
+from pipeline.core.types import InvalidRow, Job
+from pipeline.plan.manifest import SHEET_ROWS, sheet_row
+from pipeline.plan.planner import (
+    DoneRows,
+    Planner,
+    check_options,
+    manifest_problems,
+    scan,
+    settle_ids,
+)
+from pipeline.plan.rowids import IdScheme
+from pipeline.plan.rows import RowWarning
+from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
+from pipeline.providers.gemini.request import effective_size, is_uri, prepare
+
+MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
+_EXAMPLE_DATA_CHARS = 60
+
+
+@dataclass(slots=True)
+class Validation:
+    """What a validation pass found."""
+
+    rows: int = 0
+    valid: int = 0
+    invalid_count: int = 0
+    invalid: list[InvalidRow] = field(default_factory=list)
+    warning_count: int = 0
+    warnings: list[RowWarning] = field(default_factory=list)
+    images_by_model_size: Counter[tuple[str, str]] = field(default_factory=Counter)
+    upload_bytes: int = 0
+    source_files: int = 0  # distinct local source images
+    example_body: dict[str, Any] | None = None
+    standard_usd: float = 0.0
+    batch_usd: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the file: columns, ids, format
+    problems: list[str] = field(default_factory=list)  # whole-file: a run would not start
+    ids: IdScheme | None = None
+
+    def to_json(self, prices: PriceTable) -> dict[str, Any]:
+        """The report for machines (``--format json``)."""
+        return {
+            "notes": self.notes,
+            "problems": self.problems,
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid": self.invalid_count,
+            "invalid_rows": [
+                {
+                    "row_id": r.row_id,
+                    "line": r.line,
+                    "row": sheet_row(r.line),
+                    "field": r.field,
+                    "reason": r.reason,
+                }
+                for r in self.invalid
+            ],
+            "warnings": self.warning_count,
+            "warning_rows": [
+                {
+                    "row_id": w.row_id,
+                    "line": w.line,
+                    "row": sheet_row(w.line),
+                    "field": w.field,
+                    "message": w.message,
+                }
+                for w in self.warnings
+            ],
+            "cost": [
+                {
+                    "model": model,
+                    "image_size": size,
+                    "images": n,
+                    "standard_usd": round(n * prices.per_image(model, size), 4),
+                    "batch_usd": round(n * prices.per_image(model, size, batch=True), 4),
+                }
+                for (model, size), n in sorted(self.images_by_model_size.items())
+            ],
+            "standard_usd": round(self.standard_usd, 4),
+            "batch_usd": round(self.batch_usd, 4),
+            "upload_bytes": self.upload_bytes,
+            "distinct_source_files": self.source_files,
+            "example_request": self.example_body,
+        }
+
+
+def validate(config: RunConfig, prices: PriceTable) -> Validation:
+    """Check every row (within --limit and --ids) as ``run`` would, sending nothing.
+
+    Whole-file problems (duplicate ids, shared output names) are listed, not raised, so the
+    rows are still checked; raises UsageError for a file that cannot be read at all.
+    """
+    check_options(config)
+    nothing_done = DoneRows(pa.array([], pa.string()))
+    if config.ids is None:
+        config, header = settle_ids(config)
+        notes = header.notes
+    else:
+        notes = []
+    problems, ids = manifest_problems(config)
+    sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
+    planner = Planner(config, nothing_done, sources, scan(config, nothing_done, ids))
+    del ids
+    result = Validation(notes=notes, problems=problems, ids=config.ids)
+    sizes: dict[str, int] = {}
+    for batch in planner:
+        for item in batch.items:
+            result.rows += 1
+            if isinstance(item, InvalidRow):
+                result.invalid_count += 1
+                if len(result.invalid) < MAX_LISTED:
+                    result.invalid.append(item)
+                continue
+            result.valid += 1
+            size = effective_size(item)
+            result.images_by_model_size[(item.model, size)] += 1
+            result.standard_usd += prices.per_image(item.model, size)
+            result.batch_usd += prices.per_image(item.model, size, batch=True)
+            result.upload_bytes += _upload_bytes(item, sizes)
+            if result.example_body is None:
+                result.example_body = _example(item, config, sources)
+    result.warning_count = planner.resolver.warning_count
+    result.warnings = planner.resolver.warnings[:MAX_LISTED]
+    result.source_files = len(sizes)
+    return result
+
+
+def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
+    """Bytes this row's request carries: base64 of each local image, plus the text."""
+    total = len(job.prompt.encode()) + len((job.system_instruction or "").encode())
+    for image in job.images:
+        if is_uri(image):
+            total += len(image)
+            continue
+        if image not in sizes:
+            sizes[image] = os.path.getsize(image)
+        total += 4 * math.ceil(min(sizes[image], MAX_IMAGE_BYTES) / 3)
+    return total
+
+
+def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any]:
+    """The first valid row's request body, with image data shortened for reading."""
+    body: dict[str, Any] = json.loads(
+        prepare(job, sources, config.retry, fit_images=config.fit_images).body
+    )
+    for part in body["contents"][0]["parts"]:
+        inline = part.get("inlineData")
+        if inline and len(inline["data"]) > _EXAMPLE_DATA_CHARS:
+            inline["data"] = (
+                f"{inline['data'][:_EXAMPLE_DATA_CHARS]}... ({len(inline['data'])} chars)"
+            )
+    return {"model": job.model, "row_id": job.row_id, "line": job.line, "body": body}
+
+
+def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> str:
+    """The report for people."""
+    lines = [f"note: {note}" for note in found.notes]
+    lines += [f"problem: {problem}" for problem in found.problems]
+    lines.append(
+        f"{manifest}: {found.rows} rows: {found.valid} valid, {found.invalid_count} invalid, "
+        f"{found.warning_count} warnings"
+    )
+    if found.invalid or found.warnings:
+        lines.append(f"({SHEET_ROWS})")
+    if found.invalid:
+        lines.append("invalid rows (cost nothing; fix them and run again):")
+        lines += [
+            f"  {row_label(r.line, r.row_id, found.ids)} {r.field}: {r.reason}"
+            for r in found.invalid[:50]
+        ]
+        if found.invalid_count > 50:
+            lines.append(f"  ... and {found.invalid_count - 50} more (--format json lists them)")
+    if found.warnings:
+        lines.append("warnings:")
+        lines += [
+            f"  {row_label(w.line, w.row_id, found.ids)} {w.field}: {w.message}"
+            for w in found.warnings[:20]
+        ]
+        if found.warning_count > 20:
+            lines.append(f"  ... and {found.warning_count - 20} more")
+    lines.append("estimated cost (valid rows x price per image):")
+    header = f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'batch':>11}"
+    lines.append(header)
+    for (model, size), n in sorted(found.images_by_model_size.items()):
+        standard = n * prices.per_image(model, size)
+        batch = n * prices.per_image(model, size, batch=True)
+        lines.append(
+            f"  {model:<32} {size:>4} {n:>8} {f'${standard:,.2f}':>11} {f'${batch:,.2f}':>11}"
+        )
+    total = f"  {'total':<32} {'':>4} {found.valid:>8} "
+    lines.append(total + f"{f'${found.standard_usd:,.2f}':>11} {f'${found.batch_usd:,.2f}':>11}")
+    lines.append(
+        f"upload: {found.upload_bytes / 1e6:,.1f} MB in requests "
+        f"({found.source_files} distinct source files)"
+    )
+    if found.example_body is not None:
+        example = found.example_body
+        lines.append(
+            f"example request ({example['model']}, "
+            f"{row_label(example['line'], example['row_id'], found.ids)}):"
+        )
+        lines.append(json.dumps(found.example_body["body"], indent=1))
+    return "\n".join(lines)
+
+
+def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
+    """``row 3 (SKU-1)``: the spreadsheet's row number, and the id when it is the user's own
+    (a derived id is a hash that means nothing to anyone)."""
+    if ids is not None and ids.column is None:
+        return f"row {sheet_row(line)}"
+    return f"row {sheet_row(line)} ({row_id})"
+
+
+def strict_check(config: RunConfig) -> None:
+    """--strict: any invalid row stops the run before the first request."""
+    found = validate(config, config.prices)
+    if found.invalid_count:
+        shown = "; ".join(
+            row_label(r.line, r.row_id, config.ids) + f" {r.field}: {r.reason}"
+            for r in found.invalid[:3]
+        )
+        raise UsageError(
+            f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
+            + (" ..." if found.invalid_count > 3 else "")
+            + f" ({SHEET_ROWS})"
+        )

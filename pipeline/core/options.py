@@ -1,0 +1,143 @@
+"""Parsing of flag values: pure functions from text to typed settings, each raising
+``UsageError`` with a message that shows the accepted form."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pipeline.core.config import DEFAULT_TIMEOUTS_S
+from pipeline.core.errors import UsageError
+from pipeline.core.types import Status
+
+
+def parse_rerun(text: str, *, retry_refused: bool = False) -> frozenset[Status]:
+    """``--rerun failed,refused`` -> the finished statuses to send again.
+
+    ``--retry-refused`` is the older spelling of adding ``refused``: one mechanism, so a
+    refused row recorded by any earlier run is sent again, once per run.
+    """
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if retry_refused:
+        names = (names - {"none"}) | {"refused"}
+    if "all" in names:
+        return frozenset({Status.SUCCEEDED, Status.REFUSED, Status.FAILED})
+    if names == {"none"}:
+        return frozenset()
+    allowed = {"failed": Status.FAILED, "refused": Status.REFUSED, "succeeded": Status.SUCCEEDED}
+    if unknown := names - set(allowed):
+        raise UsageError(
+            f"--rerun {text!r}: unknown {', '.join(sorted(unknown))}; "
+            "use failed, refused, succeeded, all or none (comma-separated)"
+        )
+    return frozenset(allowed[n] for n in names)
+
+
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
+)
+
+
+def parse_stop(
+    stop_after: str | None, stop_at: str | None, now: datetime | None = None
+) -> datetime | None:
+    """``--stop-after 7h`` / ``--stop-at 06:30`` as an aware wall-clock time (the earlier wins)."""
+    now = now or datetime.now().astimezone()
+    candidates = []
+    if stop_after:
+        match = _DURATION.match(stop_after.strip().lower())
+        if not match or not any(match.groupdict().values()):
+            raise UsageError(f"--stop-after {stop_after!r}: use e.g. 90s, 45m, 7h or 1h30m")
+        seconds = sum(float(match[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+        candidates.append(now + timedelta(seconds=seconds))
+    if stop_at:
+        try:
+            clock = datetime.strptime(stop_at.strip(), "%H:%M").time()
+        except ValueError:
+            raise UsageError(f"--stop-at {stop_at!r}: use a local time such as 06:30") from None
+        at = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+        candidates.append(at if at > now else at + timedelta(days=1))
+    return min(candidates) if candidates else None
+
+
+def parse_timeouts(text: str) -> dict[str, float]:
+    """``--timeouts "2K=240,4K=600"`` over the defaults."""
+    timeouts = dict(DEFAULT_TIMEOUTS_S)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        size, _, seconds = part.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if size.strip() not in timeouts or value <= 0:
+            raise UsageError(
+                f"--timeouts {part!r}: expected SIZE=SECONDS with SIZE one of "
+                f"{', '.join(timeouts)}, e.g. --timeouts 4K=600"
+            )
+        timeouts[size.strip()] = value
+    return timeouts
+
+
+def parse_rerun_before(text: str | None) -> datetime | None:
+    """``--rerun-before 2026-12-01T19:30:00.123+00:00`` (a time without a zone is local)."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--rerun-before {text!r}: use an ISO 8601 time such as 2026-12-01T19:30:00+00:00"
+        ) from None
+    return at if at.tzinfo else at.astimezone()
+
+
+def continue_command(
+    argv: list[str],
+    max_cost: float | None = None,
+    rerun_before: datetime | None = None,
+    without: tuple[str, ...] = (),
+) -> str:
+    """The command line that resumes this run, without any key given on it; with ``max_cost``,
+    naming that cap instead of the one given (rounded up to the cent); with ``rerun_before``,
+    pinning ``--rerun`` to the rows that had not been redone by then; ``without`` the flags
+    (with their values) named there."""
+    dropped: tuple[str, ...] = ("--api-key", *without)
+    dropped += ("--max-cost",) if max_cost is not None else ()
+    dropped += ("--rerun-before",) if rerun_before is not None else ()
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in dropped:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{flag}=" for flag in dropped)):
+            continue
+        kept.append(arg)
+    if max_cost is not None:
+        kept += ["--max-cost", f"{math.ceil(round(max_cost * 100, 6)) / 100:.2f}"]
+    if rerun_before is not None:
+        kept += ["--rerun-before", rerun_before.isoformat(timespec="milliseconds")]
+    return shlex.join(["nanobatch", *kept])
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``--out`` and prove it takes files, before anything is sent or logged there."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a directory; choose another path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UsageError(f"--out {out}: cannot write there ({why}); choose another path") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: not writable; choose another path")

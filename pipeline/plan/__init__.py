@@ -1,0 +1,1 @@
+"""What a run has to do: manifest readers, row resolution, sources, fingerprints, the plan."""

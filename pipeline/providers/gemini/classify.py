@@ -1,0 +1,352 @@
+"""Classify one HTTP answer, or a request that got none, into an ``Outcome``.
+
+Pure and total: (status, headers, body) in, a value out; no I/O, no logging, and no exception
+for any server input. The HTTP status decides the kind and the body refines the reason, so an
+unknown finishReason, a gateway's error page or a truncated body still lands somewhere sensible.
+
+A 2xx generation is read once (one JSON parse, each image decoded once) and judged on the
+evidence, most trusted first:
+
+1. a non-thought image: ``inlineData``/``inline_data``; failing that a ``data:image/...`` URI in
+   text -> SUCCESS. An image that was made and paid for is never thrown away, whatever
+   finishReason or token counts say. A link (``fileData`` or a URL in text) is an image only
+   with ``follow_links`` (``--follow-image-links``): SUCCESS, with the links to download.
+   Without it, text that mentions a link is text (rule 6: TEXT_ONLY).
+2. ``promptFeedback`` with no candidates, or with a ``blockReason`` -> ``PROMPT_BLOCKED:<reason>``.
+3. a candidate we could not read (wrong types, undecodable image data) -> MALFORMED_RESPONSE,
+   because a misread is not evidence of a refusal.
+4. ``candidatesTokenCount == 0`` -> the finishReason, or NO_IMAGE when that says STOP.
+5. finishReason other than STOP -> that finishReason, known or not.
+6. TEXT_ONLY when the model only wrote text, else NO_IMAGE.
+
+Each outcome also says how far the attempt got (``Delivery``): an error the server reported
+(any non-2xx status, or a gateway's error object in a 2xx body) is ``ERROR``; every other 2xx,
+readable or not, is ``ANSWERED``. ``budget.possibly_billed`` decides the money from that alone.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, assert_never
+
+from pipeline.core import jsonread as jr
+from pipeline.core.durations import parse_retry_after, parse_retry_delay
+from pipeline.core.types import (
+    Delivery,
+    Outcome,
+    OutcomeKind,
+    QuotaScope,
+    RawResponse,
+    TransportFailure,
+    Usage,
+)
+from pipeline.providers.gemini.extract import read_candidates
+
+STOP = "STOP"
+MALFORMED = "MALFORMED_RESPONSE"
+
+_MAX_SNIPPET = 200  # for HTML and plain-text bodies: enough to say what went wrong
+_PAGE_HEAD = 65_536  # how much of an error page is looked at for a title or a snippet
+
+_TAG = re.compile(r"<[^<>]*>")  # [^<>] keeps it linear on a page full of stray '<'
+
+
+def classify(
+    response: RawResponse, *, now: float | None = None, follow_links: bool = False
+) -> Outcome:
+    """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``;
+    ``follow_links`` counts image links in the answer as its images (rule 1)."""
+    if 200 <= response.status < 300:
+        return _classify_2xx(response, now, follow_links)
+    error = _error_from_bytes(response.body)
+    return _server_failed(_classify_error(response.status, error, response, now))
+
+
+def classify_failure(failure: TransportFailure, message: str, sent: bool = True) -> Outcome:
+    """Classify a request that got no usable HTTP answer: worth another attempt, except a
+    redirect, which every request would meet again (the base URL is wrong): it stops the run.
+    ``sent`` says whether it may have reached the server (the client knows; see ``NoAnswer``)."""
+    match failure:
+        case TransportFailure.TIMEOUT:
+            reason = "TIMEOUT"
+        case TransportFailure.CONNECTION:
+            reason = "CONNECTION"
+        case TransportFailure.REDIRECT:  # the server answered, with no generation: not billed
+            return Outcome(
+                OutcomeKind.RUN_ERROR,
+                "REDIRECTED",
+                message=jr.message(message),
+                delivery=Delivery.ERROR,
+            )
+        case _:
+            assert_never(failure)
+    delivery = Delivery.NO_ANSWER if sent else Delivery.NOT_SENT
+    return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message), delivery=delivery)
+
+
+def _server_failed(outcome: Outcome) -> Outcome:
+    """An answer in which the server said it failed (an error status, or a gateway's error
+    object in a 2xx body): it did not bill a generation."""
+    return replace(outcome, delivery=Delivery.ERROR)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorBody:
+    """What an error body says, in Google's ``google.rpc.Status`` shape or a gateway's."""
+
+    code: int | None = None  # error.code: Google's HTTP code, or a gateway's upstream code
+    status: str | None = None  # canonical status name, e.g. RESOURCE_EXHAUSTED
+    message: str | None = None
+    reasons: tuple[str, ...] = ()  # google.rpc.ErrorInfo reasons, e.g. API_KEY_INVALID
+    quota_ids: tuple[str, ...] = ()  # QuotaFailure violations' quotaId and quotaMetric
+    zero_quota: bool = False  # a QuotaFailure violation whose quotaValue is 0: never met
+    retry_delay_s: float | None = None  # google.rpc.RetryInfo.retryDelay
+
+    @property
+    def says_rate_limited(self) -> bool:
+        return self.code == 429 or self.status == "RESOURCE_EXHAUSTED"
+
+
+def _classify_error(
+    code: int, error: _ErrorBody, response: RawResponse, now: float | None
+) -> Outcome:
+    """Map an error code (the HTTP status, or one a gateway wrapped in a 200) to an Outcome."""
+    http = response.status
+    if code == 429 or (500 <= code < 600 and error.says_rate_limited):
+        if error.zero_quota:
+            # A limit of 0 (a free-tier metric on a paid project): waiting cannot help.
+            return Outcome(OutcomeKind.MODEL_ERROR, "NO_QUOTA", http, message=error.message)
+        scope = _quota_scope(error.quota_ids)
+        return Outcome(
+            OutcomeKind.RATE_LIMIT,
+            "QUOTA_EXHAUSTED" if scope is QuotaScope.DAY else "RATE_LIMITED",
+            http_status=http,
+            message=error.message,
+            retry_after_s=_retry_after(error, response.headers, now),
+            quota=scope,
+        )
+    if code == 408 or 500 <= code < 600:
+        return Outcome(
+            OutcomeKind.TRANSIENT,
+            "TIMEOUT" if code == 408 else f"SERVER_ERROR_{code}",
+            http_status=http,
+            message=error.message,
+            retry_after_s=_retry_after(error, response.headers, now),
+        )
+    if 400 <= code < 500:
+        return _client_error(http, code, error)
+    return _malformed(http, error.message or f"unexpected HTTP status {code}")
+
+
+def _client_error(http: int, code: int, error: _ErrorBody) -> Outcome:
+    # ErrorInfo.reason is the structured signal; the message is consulted only without it.
+    bad_key = "API_KEY_INVALID" in error.reasons or (
+        not error.reasons and "api key not valid" in (error.message or "").lower()
+    )
+    if bad_key and code in (400, 401, 403):
+        reason = "API_KEY_INVALID"
+    elif code == 400 and error.status == "FAILED_PRECONDITION":
+        reason = "FAILED_PRECONDITION"  # billing or region: no row can succeed
+    elif code == 404:
+        # The model (the only name in the URL a row chooses) is unknown at this endpoint.
+        return Outcome(OutcomeKind.MODEL_ERROR, "MODEL_NOT_FOUND", http, message=error.message)
+    elif code in (401, 403):
+        reason = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}[code]
+    else:
+        return Outcome(OutcomeKind.ROW_ERROR, "INVALID_REQUEST", http, message=error.message)
+    return Outcome(OutcomeKind.RUN_ERROR, reason, http, message=error.message)
+
+
+def _quota_scope(quota_ids: Sequence[str]) -> QuotaScope:
+    # Normalised so "GenerateRequestsPerDay..." and "requests_per_day" read alike.
+    names = [q.lower().replace("_", "").replace("-", "") for q in quota_ids]
+    if any("perday" in n for n in names):
+        return QuotaScope.DAY  # dominates: waiting out a minute window will not clear it
+    if any("perminute" in n for n in names):
+        return QuotaScope.MINUTE
+    return QuotaScope.UNKNOWN
+
+
+def _retry_after(error: _ErrorBody, headers: dict[str, str], now: float | None) -> float | None:
+    # Google puts the delay in the body; the header is what proxies and gateways send.
+    if error.retry_delay_s is not None:
+        return error.retry_delay_s
+    header = headers.get("retry-after")
+    return parse_retry_after(header, now=now) if isinstance(header, str) else None
+
+
+def _error_from_bytes(body: bytes) -> _ErrorBody:
+    if body[:64].lstrip()[:1] in (b"{", b"["):
+        try:
+            data = jr.loads(body)
+        except (ValueError, RecursionError):
+            data = None
+        error = _error_from_json(data)
+        if error is not None:
+            return error
+    return _ErrorBody(message=_snippet(body))
+
+
+def _error_from_json(data: object) -> _ErrorBody | None:
+    """Read an error object; None when ``data`` holds none."""
+    if isinstance(data, list) and data:
+        data = data[0]  # streamGenerateContent wraps its Status in a list
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, str):
+        return _ErrorBody(message=jr.message(error))
+    if not isinstance(error, dict):
+        # FastAPI-style {"detail": ...} or a bare {"message": ...}: a message, not a code.
+        text = jr.string(data.get("message")) or jr.string(data.get("detail"))
+        return _ErrorBody(message=jr.message(text)) if text else None
+    reasons: list[str] = []
+    quota_ids: list[str] = []
+    zero_quota = False
+    retry_delay: float | None = None
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        kind = jr.string(detail.get("@type")) or ""
+        if kind.endswith("google.rpc.ErrorInfo"):
+            reasons.extend(r for r in [jr.string(detail.get("reason"))] if r)
+        elif kind.endswith("google.rpc.QuotaFailure"):
+            violations = detail.get("violations")
+            for violation in violations if isinstance(violations, list) else ():
+                if isinstance(violation, dict):
+                    for key in ("quotaId", "quota_id", "quotaMetric", "quota_metric"):
+                        quota_ids.extend(q for q in [jr.string(violation.get(key))] if q)
+                    value = jr.get(violation, "quotaValue", "quota_value")
+                    zero_quota |= _is_zero(value)
+        elif kind.endswith("google.rpc.RetryInfo") and retry_delay is None:
+            retry_delay = parse_retry_delay(jr.get(detail, "retryDelay", "retry_delay"))
+    return _ErrorBody(
+        code=jr.integer(error.get("code")),
+        status=jr.string(error.get("status")),
+        message=jr.message(jr.string(error.get("message")) or jr.string(error.get("type"))),
+        reasons=tuple(reasons),
+        quota_ids=tuple(quota_ids),
+        zero_quota=zero_quota,
+        retry_delay_s=retry_delay,
+    )
+
+
+def _is_zero(value: object) -> bool:
+    # An int64 in proto3 JSON is a string ("0"); a gateway may send a number.
+    if isinstance(value, str):
+        return value.strip() == "0"
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
+
+
+def _snippet(body: bytes) -> str | None:
+    """A short human line from a non-JSON body: an HTML page's title, else its first words."""
+    head = body[:_PAGE_HEAD]
+    lowered = head.lower()  # bytes.lower() keeps offsets valid, unlike str.lower()
+    if head.lstrip()[:1] == b"<":
+        start = lowered.find(b"<title")
+        open_end = lowered.find(b">", start) if start != -1 else -1
+        close = lowered.find(b"</title", open_end) if open_end != -1 else -1
+        if close != -1:
+            title = jr.squash(html.unescape(head[open_end + 1 : close].decode("utf-8", "replace")))
+            if title:
+                return jr.message(title, _MAX_SNIPPET)
+        text = html.unescape(_TAG.sub(" ", head.decode("utf-8", "replace")))
+    else:
+        text = head.decode("utf-8", "replace")
+    return jr.message(jr.squash(text), _MAX_SNIPPET)
+
+
+# --- 2xx ----------------------------------------------------------------------------------
+
+
+def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) -> Outcome:
+    http = response.status
+    try:
+        data = jr.loads(response.body)
+    except (ValueError, RecursionError):
+        # A truncated JSON body's first words are base64 noise; a page's title is worth showing.
+        snippet = (
+            None if response.body[:64].lstrip()[:1] in (b"{", b"[") else _snippet(response.body)
+        )
+        detail = f": {snippet}" if snippet else ""
+        return _malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
+    candidates = data.get("candidates") if isinstance(data, dict) else None
+    feedback = jr.get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or (not candidates and feedback is None):
+        # A gateway that says "error" with a 200: its error code is the better evidence.
+        error = _error_from_json(data)
+        if error is not None:
+            code = 429 if error.says_rate_limited else error.code
+            if code is not None and code >= 400:
+                return _server_failed(_classify_error(code, error, response, now))
+        what = "is not a JSON object" if not isinstance(data, dict) else "has no candidates"
+        return _malformed(http, (error.message if error else None) or f"body {what}")
+    return _classify_generation(data, candidates, feedback, http, follow_links)
+
+
+def _classify_generation(
+    data: dict[str, Any], candidates: object, feedback: object, http: int, follow_links: bool
+) -> Outcome:
+    reading = read_candidates(candidates, links=follow_links)
+    usage = _usage(jr.get(data, "usageMetadata", "usage_metadata"))
+    common: dict[str, Any] = {
+        "http_status": http,
+        "text": reading.text,
+        "usage": usage,
+        "model_version": jr.string(jr.get(data, "modelVersion", "model_version")),
+        "response_id": jr.string(jr.get(data, "responseId", "response_id")),
+    }
+    if reading.images or reading.image_urls:
+        notes = [m for m in (reading.finish_message, reading.problem) if m]
+        return Outcome(
+            OutcomeKind.SUCCESS,
+            reading.finish_reason or STOP,
+            images=reading.images,
+            image_urls=reading.image_urls,
+            message="; ".join(notes) or None,
+            **common,
+        )
+    if isinstance(feedback, dict):
+        block = jr.enum(jr.get(feedback, "blockReason", "block_reason"))
+        if block is not None or not candidates:
+            # proto3 JSON omits a default enum, so a bare promptFeedback means UNSPECIFIED.
+            reason = f"PROMPT_BLOCKED:{block or 'BLOCKED_REASON_UNSPECIFIED'}"
+            block_message = jr.string(
+                jr.get(feedback, "blockReasonMessage", "block_reason_message")
+            )
+            return Outcome(OutcomeKind.REFUSAL, reason, message=jr.message(block_message), **common)
+    elif feedback is not None:
+        return _malformed(http, "promptFeedback is not an object")
+    if reading.problem is not None:
+        return _malformed(http, reading.problem)
+    finish = reading.finish_reason
+    if usage.output_tokens == 0:
+        reason = finish if finish not in (None, STOP) else "NO_IMAGE"
+    elif finish not in (None, STOP):
+        reason = finish
+    else:
+        reason = "TEXT_ONLY" if reading.text else "NO_IMAGE"
+    return Outcome(OutcomeKind.REFUSAL, reason, message=reading.finish_message, **common)
+
+
+def _usage(metadata: object) -> Usage:
+    if not isinstance(metadata, dict):
+        return Usage()
+    return Usage(
+        prompt_tokens=jr.integer(jr.get(metadata, "promptTokenCount", "prompt_token_count")),
+        output_tokens=jr.integer(
+            jr.get(metadata, "candidatesTokenCount", "candidates_token_count")
+        ),
+        thoughts_tokens=jr.integer(jr.get(metadata, "thoughtsTokenCount", "thoughts_token_count")),
+    )
+
+
+def _malformed(http: int, message: str) -> Outcome:
+    return Outcome(OutcomeKind.TRANSIENT, MALFORMED, http, message=jr.message(message))

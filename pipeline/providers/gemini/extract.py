@@ -1,0 +1,189 @@
+"""What a generation's candidates hold: its images (inline or data URIs), its text, its finish
+reason, and anything that could not be read. Thought parts are drafts and are skipped.
+
+An image comes only from an image part: ``inlineData`` in a non-thought part, or a
+``data:image/...;base64,`` URI in text. A link is never an image by default: on the native
+protocol text is the model talking (a refusal's explanation can carry a policy URL), and
+``fileData.fileUri`` points at somebody's file. Only with ``links`` (``--follow-image-links``,
+for gateways that answer that way) are image links in text and ``fileData`` gathered, for the
+caller to download.
+
+Images are decoded once; gateways' fallbacks (data URIs and links in text) are only looked for
+when there is no inline image, because they cost a scan of the text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core import jsonread as jr
+from pipeline.core.mime import sniff
+from pipeline.core.types import ImagePart
+
+MAX_TEXT = 20_000  # model text is an explanation, not an output
+# A base64 payload, standard or URL-safe alphabet; matched from a known start, never searched.
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]*=*")
+_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+", re.IGNORECASE)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".avif")
+_DATA_URI = "data:image/"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Everything the candidates said that matters here."""
+
+    images: tuple[ImagePart, ...] = ()
+    image_urls: tuple[str, ...] = ()
+    text: str | None = None
+    finish_reason: str | None = None
+    finish_message: str | None = None
+    problem: str | None = None  # why part of it could not be read; None when all of it could
+
+
+def read_candidates(candidates: object, *, links: bool = False) -> Reading:
+    """Read the non-thought parts of every candidate; never raises for odd structures.
+
+    ``links``: also gather image links (``fileData`` and URLs in text) into ``image_urls``.
+    """
+    problems: list[str] = []
+    parts: list[dict[str, Any]] = []
+    finish: str | None = None
+    finish_message: str | None = None
+    if candidates is not None and not isinstance(candidates, list):
+        problems.append("candidates is not a list")
+    for candidate in candidates if isinstance(candidates, list) else ():
+        if not isinstance(candidate, dict):
+            problems.append("a candidate is not an object")
+            continue
+        finish = finish or jr.enum(jr.get(candidate, "finishReason", "finish_reason"))
+        finish_message = finish_message or jr.string(
+            jr.get(candidate, "finishMessage", "finish_message")
+        )
+        content = candidate.get("content")
+        found = content.get("parts") if isinstance(content, dict) else None
+        if content is not None and not isinstance(content, dict):
+            problems.append("candidate content is not an object")
+        elif found is not None and not isinstance(found, list):
+            problems.append("content parts is not a list")
+        for part in found if isinstance(found, list) else ():
+            if not isinstance(part, dict):
+                problems.append("a part is not an object")
+            elif not jr.is_thought(part.get("thought")):  # thought parts are drafts, never outputs
+                parts.append(part)
+
+    images: list[ImagePart] = []
+    linked: list[str] = []
+    texts: list[str] = []
+    for part in parts:
+        inline = jr.get(part, "inlineData", "inline_data")
+        if inline is not None:
+            image, problem = _inline_image(inline)
+            images.extend([image] if image else [])
+            problems.extend([problem] if problem else [])
+        if links:
+            linked.extend(u for u in [_file_url(jr.get(part, "fileData", "file_data"))] if u)
+        text = part.get("text")
+        if isinstance(text, str):
+            texts.append(text)
+        elif text is not None:
+            problems.append("a text part is not a string")
+    # Gateways' fallbacks, only looked for when there is no inline image (they cost a scan).
+    if not images and texts:
+        texts = _take_data_uris(texts, images, problems)
+    urls = jr.dedupe([*linked, *_image_urls(texts)]) if links and not images else ()
+    joined = "\n".join(texts).strip()
+    return Reading(
+        images=tuple(images),
+        image_urls=urls,
+        text=jr.cap(joined, MAX_TEXT) or None,
+        finish_reason=finish,
+        finish_message=jr.message(finish_message),
+        problem="; ".join(jr.dedupe(problems)) or None,
+    )
+
+
+def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
+    """(image, None), (None, why it is unreadable), or (None, None) for non-image data."""
+    if not isinstance(inline, dict):
+        return None, "inlineData is not an object"
+    mime = jr.string(jr.get(inline, "mimeType", "mime_type")) or ""
+    mime = mime.split(";", 1)[0].strip().lower()
+    if mime and not mime.startswith("image/") and mime != "application/octet-stream":
+        return None, None  # audio or a document: not an output of an image run
+    data = inline.get("data")
+    decoded = jr.b64decode(data) if isinstance(data, str) else None
+    if not decoded:
+        return None, "image data is missing or not valid base64"
+    if not mime.startswith("image/"):
+        mime = sniff(decoded[:32]) or "application/octet-stream"  # kept: it was paid for
+    return ImagePart(decoded, mime), None
+
+
+def _take_data_uris(texts: list[str], images: list[ImagePart], problems: list[str]) -> list[str]:
+    """Move ``data:image/...;base64,`` payloads from ``texts`` into ``images``; return the rest."""
+    kept: list[str] = []
+    for text in texts:
+        pieces: list[str] = []
+        pos = 0
+        while (start := text.find(_DATA_URI, pos)) != -1:
+            comma = text.find(",", start, start + 100)
+            header = text[start + 5 : comma] if comma != -1 else ""
+            if not header.endswith(";base64") or len(header.split()) != 1:
+                pieces.append(text[pos : start + len(_DATA_URI)])
+                pos = start + len(_DATA_URI)
+                continue
+            run = _B64_RUN.match(text, comma + 1)
+            end = run.end() if run else comma + 1
+            decoded = jr.b64decode(text[comma + 1 : end])
+            if decoded:
+                images.append(ImagePart(decoded, header.split(";", 1)[0].lower()))
+            else:
+                problems.append("a data: URI holds invalid base64")
+            # Drop the whole markdown image around it, not just the URI: "![image]()" is noise.
+            opening = _link_start(text, start)
+            cut_from, cut_to = (
+                (opening, end + 1) if opening != -1 and text[end : end + 1] == ")" else (start, end)
+            )
+            pieces.append(text[pos:cut_from])
+            pos = cut_to
+        pieces.append(text[pos:])
+        rest = "".join(pieces).strip()
+        if rest:
+            kept.append(rest)
+    return kept
+
+
+def _image_urls(texts: list[str]) -> list[str]:
+    """Links in text that are images: markdown ``![..](url)`` or a path with an image suffix."""
+    urls: list[str] = []
+    for text in texts:
+        for match in _URL.finditer(text):
+            url = match.group().rstrip(".,;:!?")
+            path = url.split("?", 1)[0].split("#", 1)[0].lower()
+            opening = _link_start(text, match.start())
+            if path.endswith(_IMAGE_SUFFIXES) or (opening != -1 and text[opening] == "!"):
+                urls.append(url)
+    return urls
+
+
+def _link_start(text: str, start: int) -> int:
+    """Index of the ``[`` or ``![`` opening a markdown link whose target begins at ``start``."""
+    if text[start - 2 : start] != "](":
+        return -1
+    # Bounded look-back: alt text is short, and an unbounded rfind per URL could go quadratic.
+    opening = text.rfind("[", max(0, start - 1000), start - 2)
+    if opening == -1 or "]" in text[opening + 1 : start - 2] or "\n" in text[opening:start]:
+        return -1
+    return opening - 1 if text[opening - 1 : opening] == "!" else opening
+
+
+def _file_url(file_data: object) -> str | None:
+    if not isinstance(file_data, dict):
+        return None
+    uri = jr.string(jr.get(file_data, "fileUri", "file_uri"))
+    mime = jr.string(jr.get(file_data, "mimeType", "mime_type")) or "image/"
+    if uri and uri.lower().startswith(("https://", "http://")) and mime.startswith("image/"):
+        return uri
+    return None

@@ -1,0 +1,1 @@
+"""Running a plan: the run shell, the online executor, pacing, stopping well."""

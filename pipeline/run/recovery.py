@@ -1,0 +1,175 @@
+"""Images on disk that the ledger does not know: adopted instead of paid for again.
+
+A run writes a row's images, then its ledger record. A kill between the two, a journal record
+damaged on disk, or a damaged ledger moved away leaves paid-for images the ledger does not
+know. Whenever a pending row has a provenance record (``provenance``) whose fingerprint is the
+row's current request and whose files are all there, intact, the row is adopted: recorded as
+succeeded, reason ``ADOPTED``, without sending it again. That costs one failed ``open`` per
+pending row, no listing of the images folder.
+
+Images from before provenance records (no record) are adopted by file name only after a run
+that did not close cleanly, as before; the images folder is then listed, and files no row of
+the manifest claims are moved to ``DIR/orphans/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from pipeline.core.types import Job, Status
+from pipeline.plan.sources import SourceCache, SourceImageError
+from pipeline.providers.gemini.request import fingerprint, image_digest
+from pipeline.store import provenance
+from pipeline.store.ledger import Ledger, LedgerRecord
+from pipeline.store.storage import IMAGES_DIR, image_files, image_size
+
+log = structlog.get_logger("nanobatch")
+
+ORPHANS_DIR = "orphans"
+_NUMBERED = re.compile(r"^(?P<id>.+)_(?P<n>\d+)$")
+_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+
+
+def find_orphans(ledger: Ledger) -> dict[str, list[str]]:
+    """Unrecorded image files, keyed by the row ids they could belong to."""
+    table = ledger.read(["output_paths"])
+    referenced: set[str] = set()
+    if table is not None:
+        for paths in table["output_paths"].to_pylist():
+            referenced.update(paths or [])
+    orphans: dict[str, list[str]] = {}
+    folder = ledger.out_dir / IMAGES_DIR
+    for name in sorted(image_files(folder)):
+        rel = f"{IMAGES_DIR}/{name}"
+        if name.rsplit("/", 1)[-1].startswith(".") or rel in referenced:
+            continue
+        stem = name.rsplit(".", 1)[0]  # "category/sku" for a name template with folders
+        orphans.setdefault(stem, []).append(rel)
+        if match := _NUMBERED.match(stem):
+            orphans.setdefault(match["id"], []).append(rel)
+    return orphans
+
+
+def claim(orphans: dict[str, list[str]], job: Job) -> list[str]:
+    """The orphan files that belong to ``job``, removed from ``orphans``."""
+    files = orphans.pop(job.output_stem, [])
+    single = [f for f in files if f.split("/", 1)[1].rsplit(".", 1)[0] == job.output_stem]
+    chosen = single or sorted(files, key=_number)
+    for paths in orphans.values():
+        for f in chosen:
+            if f in paths:
+                paths.remove(f)
+    return chosen
+
+
+def _number(rel: str) -> int:
+    match = _NUMBERED.match(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return int(match["n"]) if match else 0
+
+
+def adoptable(
+    job: Job,
+    by_name: list[str],
+    out_dir: Path,
+    sources: SourceCache,
+    recorded: Callable[[str], list[str] | None],
+) -> LedgerRecord | None:
+    """A succeeded record for images on disk that ``job``'s current request made, or None.
+
+    ``by_name``: the files a crashed run left with the row's name (used only for images
+    without a provenance record). ``recorded``: the checksums the ledger already records for
+    a row, so a row sent again on purpose (``--rerun succeeded``) does not adopt its own image.
+    """
+    made = provenance.read(out_dir, job.output_stem)
+    if made is None:
+        return adopt(job, by_name, out_dir, sources) if by_name else None
+    if made.fingerprint is None or not made.files:
+        return None  # rejected by verify --fix
+    try:
+        current = fingerprint(job, [image_digest(p, sources) for p in job.images])
+    except (SourceImageError, OSError):
+        return None  # the row will fail as invalid when it is sent
+    digests = [digest for _, digest in made.files]
+    if current != made.fingerprint or recorded(job.row_id) == digests:
+        return None
+    return adopt(
+        job, [rel for rel, _ in made.files], out_dir, sources, expected=digests, made_by=current
+    )
+
+
+def adopt(
+    job: Job,
+    files: list[str],
+    out_dir: Path,
+    sources: SourceCache,
+    *,
+    expected: list[str] | None = None,
+    made_by: str | None = None,
+) -> LedgerRecord | None:
+    """A succeeded record for images a run received but did not record; None if a file is
+    missing or differs from its ``expected`` checksum."""
+    digests = []
+    width = height = None
+    for i, rel in enumerate(files):
+        try:
+            data = (out_dir / rel).read_bytes()
+        except OSError:
+            return None
+        digests.append(hashlib.sha256(data).hexdigest())
+        if expected is not None and digests[-1] != expected[i]:
+            return None
+        if i == 0:
+            width, height = image_size(data)
+    ext = files[0].rsplit(".", 1)[-1].lower()
+    log.warning("row.adopted", row_id=job.row_id, files=files)
+    return LedgerRecord(
+        row_id=job.row_id,
+        line=job.line,
+        status=Status.SUCCEEDED.value,
+        reason="ADOPTED",
+        model=job.model,
+        prompt=job.prompt,
+        image_size=job.image_size,
+        aspect_ratio=job.aspect_ratio,
+        output_paths=files,
+        sha256=digests,
+        width=width,
+        height=height,
+        mime_type=_MIME.get(ext, f"image/{ext}"),
+        text="found on disk, made by this request; recorded without sending it again",
+        fingerprint=made_by or fingerprint(job, [image_digest(p, sources) for p in job.images]),
+        metadata=job.metadata,
+    )
+
+
+def recorded_digests(ledger: Ledger) -> dict[str, list[str]]:
+    """The checksums of each succeeded row's files, as the ledger records them."""
+    found: dict[str, list[str]] = {}
+    for batch in ledger.iter_batches(["row_id", "status", "sha256"]):
+        for row_id, status, digests in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+            if status == Status.SUCCEEDED.value:
+                found[row_id] = digests or []
+    return found
+
+
+def set_aside(out_dir: Path, orphans: dict[str, list[str]]) -> int:
+    """Move files no row claimed to ``DIR/orphans/`` (kept: they were paid for)."""
+    files = {f for paths in orphans.values() for f in paths}
+    if files:
+        target = out_dir / ORPHANS_DIR
+        target.mkdir(exist_ok=True)
+        for rel in sorted(files):
+            source = out_dir / rel
+            if source.exists():
+                # Sub-folders are kept: two folders may each hold a file of the same name.
+                moved = target / rel.split("/", 1)[1]
+                moved.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, moved)
+        log.warning("run.orphans_set_aside", count=len(files), folder=str(target))
+    return len(files)

@@ -1,0 +1,47 @@
+"""What a run did: counters the pool updates, summaries and progress views read."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.core.types import Outcome
+from pipeline.run.control import Halt
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did, for the summary and the exit code."""
+
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    to_do: int = 0  # rows this run expects to send (known before the first request)
+    skipped: int = 0  # rows already done before this run
+    changed: int = 0  # done rows sent again because their prompt, settings or photos changed
+    requests: int = 0  # HTTP attempts sent
+    retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    stopped: Outcome | None = None  # the API answer that stopped the run, if one did
+    halt: Halt | None = None  # why the run stopped before the manifest was done
+    spent_usd: float = 0.0  # by the price table, settled attempts of this run only
+    spent_before_usd: float = 0.0  # what earlier runs recorded in the same output directory
+    max_cost_usd: float | None = None  # --max-cost: a cap on the whole job, not on this run
+    disk_error: str | None = None  # the write error that stopped the run (ENOSPC, EIO...)
+    stored_bytes: int = 0  # image bytes written by this run
+    unstored: int = 0  # answers received (and paid for) whose images could not be written
+    unstored_bytes: int = 0
+    unrecorded: int = 0  # outcomes whose ledger record could not be written (disk full)
+    in_flight: int = 0  # gauges, for progress displays
+    retrying: int = 0
+    cancelled: list[str] = field(default_factory=list)  # rows abandoned mid-request (2nd Ctrl-C)
+
+    @property
+    def job_spent_usd(self) -> float:
+        """Spend so far over every run in the output directory: what the cap counts."""
+        return self.spent_before_usd + self.spent_usd
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started

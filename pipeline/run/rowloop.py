@@ -1,0 +1,274 @@
+"""The per-row attempt loop a worker runs: wait for the shared rate gate and --rpm, take a
+request slot, reserve the attempt's worst-case cost under the cap, send, act on the retry
+policy's decision, and record the row's attempts and its final outcome (its images stored
+first). ``Pipeline`` (scheduler) owns the state this loop shares with the rest of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from datetime import UTC, datetime
+from functools import partial
+
+import anyio
+import structlog
+from aiolimiter import AsyncLimiter
+from anyio.streams.memory import MemoryObjectSendStream
+
+from pipeline.core.budget import SpendingCap, attempt_cost, worst_case
+from pipeline.core.config import RunConfig
+from pipeline.core.retry import Action, decide
+from pipeline.core.types import InvalidRow, Job, Outcome, Status
+from pipeline.plan.sources import SourceCache, SourceImageError
+from pipeline.providers.gemini.request import PreparedRequest, effective_size, prepare
+from pipeline.providers.http import GeminiClient
+from pipeline.run.adaptive import AdaptiveLimit
+from pipeline.run.attempt import attempt
+from pipeline.run.control import Halt, RunControl
+from pipeline.run.grace import DrainGrace
+from pipeline.run.pacing import RateGate
+from pipeline.run.result import RunResult
+from pipeline.run.unusable import UnusableModels
+from pipeline.store import provenance
+from pipeline.store.diskspace import DiskGuard, describe
+from pipeline.store.inflight import InFlight
+from pipeline.store.ledger import AttemptRecord, LedgerRecord
+from pipeline.store.records import (
+    ABANDONED,
+    CANCELLED,
+    RowState,
+    invalid_record,
+    ledger_record,
+    unstored,
+)
+from pipeline.store.storage import StoredImage
+
+log = structlog.get_logger("nanobatch")
+
+Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
+
+
+class RowLoop:
+    """Sends rows to their outcomes; the run's shared state is set up by ``Pipeline``."""
+
+    config: RunConfig
+    result: RunResult
+    sources: SourceCache
+    adaptive: AdaptiveLimit
+    gate: RateGate
+    limiter: AsyncLimiter | None
+    rng: random.Random
+    control: RunControl
+    spend: SpendingCap
+    grace: DrainGrace
+    models: UnusableModels
+    inflight: InFlight
+    disk: DiskGuard
+
+    async def _process(
+        self, client: GeminiClient, job: Job, records: MemoryObjectSendStream[Record]
+    ) -> None:
+        """Send one row until it reaches an outcome and record it (unless the run stops first)."""
+        try:
+            request = await anyio.to_thread.run_sync(self._prepare, job)
+        except SourceImageError as e:
+            await records.send(invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
+            return
+        row = RowState(job, effective_size(job))
+        while True:
+            await self.gate.wait(self.control)
+            if self.limiter is not None:
+                with self.grace.wait():  # a drain must not wait for --rpm tokens
+                    await self.limiter.acquire()
+            if self.control.draining:
+                return  # not sent: the row stays pending for the next run
+            if (unusable := self.models.check(job)) is not None:
+                # Its model is unusable: the row fails without being sent.
+                await self._finish(
+                    row, records, request=request, outcome=unusable, status=Status.FAILED
+                )
+                return
+            # The slot is held until a final answer is recorded: a paid answer in hand counts
+            # as a request in flight, so a kill can lose at most --concurrency of them.
+            async with contextlib.AsyncExitStack() as slot:
+                sent = await self._send(client, row, request, records, slot)
+                if sent is None:
+                    return  # the cap or a drain: not sent (or abandoned), the row stays pending
+                outcome, latency_ms, cost = sent
+                decision = decide(outcome, row.retry, self.config.retry, self.rng)
+                log.debug(
+                    "row.attempt",
+                    row_id=job.row_id,
+                    attempt=row.attempts,
+                    kind=outcome.kind.value,
+                    reason=outcome.reason,
+                    http_status=outcome.http_status,
+                    latency_ms=round(latency_ms, 1),
+                    action=decision.action.value,
+                    wait_s=round(decision.wait_s, 3),
+                )
+                await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
+                if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
+                    self._stop(self.models.stopping(job))  # the default model: no row can go on
+                    return
+                if decision.action is Action.STOP_RUN:
+                    self._stop(outcome)
+                    return
+                if decision.action is not Action.RETRY:
+                    if decision.action is Action.FAIL_MODEL:
+                        outcome = self.models.for_row(job)
+                    assert decision.status is not None
+                    await self._finish(row, records, request=request, outcome=outcome,
+                                       status=decision.status, latency_ms=latency_ms)  # fmt: skip
+            self.adaptive.on_answer(outcome)  # with the slot let go: what is borrowed is the burst
+            if decision.action is not Action.RETRY:
+                return
+            self.result.retried[outcome.reason] += 1
+            if decision.pause_pool:
+                self.gate.pause_until(time.monotonic() + decision.wait_s)
+            self.result.retrying += 1
+            try:
+                await self.control.sleep(decision.wait_s)
+            finally:
+                self.result.retrying -= 1
+
+    async def _finish(
+        self,
+        row: RowState,
+        records: MemoryObjectSendStream[Record],
+        *,
+        request: PreparedRequest,
+        outcome: Outcome,
+        status: Status,
+        latency_ms: float = 0.0,
+    ) -> None:
+        # What was received is paid for: writing it and its record must not be cancelled
+        # halfway by a second Ctrl-C.
+        with anyio.CancelScope(shield=True):
+            record = await self._record(
+                row, request=request, outcome=outcome, status=status, latency_ms=latency_ms
+            )
+            await records.send(record)
+
+    async def _send(
+        self,
+        client: GeminiClient,
+        row: RowState,
+        request: PreparedRequest,
+        records: MemoryObjectSendStream[Record],
+        slot: contextlib.AsyncExitStack,
+    ) -> tuple[Outcome, float, float] | None:
+        """One attempt: reserve its worst-case cost, take a slot (held by ``slot``), send,
+        settle; the outcome, its latency and its cost. None if it was not sent (the cap, a
+        drain) or was abandoned when a drain's grace ran out."""
+        reserved = worst_case(row.job, row.size, self.config.prices)
+        if not self.spend.reserve(reserved):
+            self.control.drain(Halt.COST_CAP)
+            return None
+        await slot.enter_async_context(self.adaptive.slot(request.timeout_s))
+        # A drain that began while this waited for a slot: send nothing more (the cap's own
+        # drain excepted: this request fits under the cap, it holds its reservation).
+        if self.control.draining and self.control.halt is not Halt.COST_CAP:
+            self.spend.settle(reserved, 0.0)
+            return None
+        row.attempts += 1
+        # The attempt's times cover the request only, not the wait for a slot.
+        row.started_at = datetime.now(UTC)
+        started = time.monotonic()
+        try:
+            self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
+        except OSError as e:
+            # A request a kill could leave unaccounted for is never sent.
+            self.spend.settle(reserved, 0.0)
+            row.attempts -= 1
+            self._disk_trouble(e)
+            return None
+        self.result.requests += 1
+        self.result.in_flight += 1
+        try:
+            with self.grace.flight() as flight:
+                outcome = await attempt(
+                    client, request, follow_links=self.config.follow_image_links
+                )
+        except anyio.get_cancelled_exc_class():
+            # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it,
+            # so it is charged at its worst case and the attempt history says so.
+            with anyio.CancelScope(shield=True):
+                await self._abandon(row, reserved, started, CANCELLED, records)
+            raise
+        finally:
+            self.result.in_flight -= 1
+        if flight.cancelled_caught:
+            # Still going when the drain's grace ran out: left pending for the next run.
+            await self._abandon(row, reserved, started, ABANDONED, records)
+            return None
+        cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
+        self._charge(row, reserved, cost)
+        return outcome, (time.monotonic() - started) * 1000, cost
+
+    async def _abandon(
+        self,
+        row: RowState,
+        reserved: float,
+        started: float,
+        why: Outcome,
+        records: MemoryObjectSendStream[Record],
+    ) -> None:
+        """Record an attempt given up before its answer (possibly billed, by the one rule)."""
+        cost = attempt_cost(why, row.job, row.size, self.config.prices)
+        self._charge(row, reserved, cost)
+        self.result.cancelled.append(row.job.row_id)
+        await records.send(row.cancelled_record(started, cost, why))
+
+    def _charge(self, row: RowState, reserved: float, cost: float) -> None:
+        self.spend.settle(reserved, cost)
+        row.cost_usd += cost
+        self.result.spent_usd = self.spend.spent_usd
+
+    def _prepare(self, job: Job) -> PreparedRequest:
+        return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
+
+    async def _record(
+        self,
+        row: RowState,
+        *,
+        request: PreparedRequest,
+        outcome: Outcome,
+        status: Status,
+        latency_ms: float,
+    ) -> LedgerRecord:
+        job = row.job
+        stored: list[StoredImage] = []
+        if status is Status.SUCCEEDED:
+            # With the record of the request that made them, written first (provenance).
+            write = partial(provenance.store, row_id=job.row_id, fingerprint=request.fingerprint)
+            written = await self.disk.store(job.output_stem, outcome.images, write)
+            if isinstance(written, OSError):
+                # Received and paid for, but not kept: the row fails (its cost stays on it),
+                # the run goes on unless the disk itself is the trouble.
+                self.result.unstored += 1
+                self.result.unstored_bytes += sum(len(i.data) for i in outcome.images)
+                status = Status.FAILED
+                outcome = unstored(outcome, job.output_stem, written)
+            else:
+                stored = written
+        return ledger_record(
+            row,
+            fingerprint=request.fingerprint,
+            outcome=outcome,
+            status=status,
+            latency_ms=latency_ms,
+            stored=stored,
+        )
+
+    def _disk_trouble(self, error: OSError) -> None:
+        self.result.disk_error = describe(error)
+        self.control.drain(Halt.DISK_FULL)
+
+    def _stop(self, outcome: Outcome) -> None:
+        if not self.control.draining:
+            self.result.stopped = outcome
+            log.error("run.stopping", reason=outcome.reason, http_status=outcome.http_status)
+        self.control.drain(Halt.API)

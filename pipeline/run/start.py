@@ -1,0 +1,106 @@
+"""What a run starts from, read before anything is sent: the folder's id scheme, the done
+rows, one scan of the manifest, whether the done rows can be trusted without re-checking
+them (a trusted resume), and what is on disk to adopt (images a crashed or earlier run made
+but did not record), then the adoption itself as the planned batches are handed out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+
+from pipeline.commands.rename import name_change_note
+from pipeline.core.config import RunConfig
+from pipeline.core.types import InvalidRow, Job, Status
+from pipeline.plan import planstate, rowids
+from pipeline.plan.planner import (
+    DoneRows,
+    PlannedBatch,
+    Planner,
+    Scan,
+    check_manifest,
+    done_rows,
+    ledger_ids,
+    settle_ids,
+)
+from pipeline.plan.sources import SourceCache
+from pipeline.run.recovery import adoptable, claim, find_orphans, recorded_digests
+from pipeline.store import provenance
+from pipeline.store.ledger import Ledger, LedgerRecord
+
+log = structlog.get_logger("nanobatch")
+
+
+def settled_ids(config: RunConfig, ledger: Ledger) -> RunConfig:
+    """The run's id scheme: the folder's record, else --id-column or the header (recorded
+    now, before any row is); a different one stops the run before anything is sent."""
+    out = config.out_dir
+    recorded, rows = rowids.load(out, ledger_ids(ledger))
+    config, header = settle_ids(config, recorded, rows)
+    if recorded is None or not (out / rowids.ID_FILE).exists():
+        rowids.save(out, header.ids)
+    for note in header.notes:
+        log.warning("manifest.note", note=note)
+    return config
+
+
+@dataclass
+class RunStart:
+    """The plan of one run and what it may adopt instead of sending."""
+
+    config: RunConfig
+    sources: SourceCache
+    done: DoneRows
+    scan: Scan
+    inputs: dict[str, Any]
+    trusted: bool  # every done row was checked against these inputs by an earlier run
+    planner: Planner
+    orphans: dict[str, list[str]] = field(default_factory=dict)  # images left unrecorded
+    recorded: dict[str, list[str]] = field(default_factory=dict)  # --rerun succeeded: rows' now
+    has_provenance: bool = False  # the directory holds provenance records: look rows up
+
+    def next_batch(
+        self, batches: Iterator[PlannedBatch]
+    ) -> tuple[PlannedBatch, list[Job | InvalidRow | LedgerRecord]] | None:
+        """The next planned batch, its rows whose images are already on disk adopted."""
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        return batch, [self._adopt(i) if isinstance(i, Job) else i for i in batch.items]
+
+    def _adopt(self, job: Job) -> Job | LedgerRecord:
+        if not self.has_provenance and not self.orphans:
+            return job
+        by_name = claim(self.orphans, job) if self.orphans else []
+        adopted = adoptable(job, by_name, self.config.out_dir, self.sources, self.recorded.get)
+        return adopted or job
+
+
+async def start(config: RunConfig, ledger: Ledger, sources: SourceCache) -> RunStart:
+    """Read everything the run's plan depends on (in threads: it is file work)."""
+    done = await anyio.to_thread.run_sync(done_rows, ledger, config.rerun, config.rerun_before)
+    note = await anyio.to_thread.run_sync(name_change_note, config, len(done))
+    if note:
+        log.warning("run.name_template_changed", note=note)
+    scan = await anyio.to_thread.run_sync(check_manifest, config, done)
+    inputs = await anyio.to_thread.run_sync(planstate.inputs, config)
+    out = config.out_dir
+    trusted = await anyio.to_thread.run_sync(planstate.trusted, out, inputs, sources)
+    if not trusted:
+        planstate.forget(out)  # rows recorded from now on may follow other inputs
+    planner = Planner(config, done, sources, scan, verify_done=not trusted)
+    if not trusted and len(done):
+        # Read now, not when the first done row is planned: a ledger that cannot be read
+        # must stop the run before anything is sent.
+        await anyio.to_thread.run_sync(lambda: done.fingerprints)
+    begun = RunStart(config, sources, done, scan, inputs, trusted, planner)
+    if ledger.crashed:
+        begun.orphans = await anyio.to_thread.run_sync(find_orphans, ledger)
+    if Status.SUCCEEDED in config.rerun:
+        begun.recorded = await anyio.to_thread.run_sync(recorded_digests, ledger)
+    # A first run has no images to adopt: no lookup per row (one failed open each).
+    begun.has_provenance = await anyio.to_thread.run_sync(provenance.any_records, out)
+    return begun

@@ -1,0 +1,105 @@
+"""Which request made each image: a small record per row beside its images.
+
+``DIR/provenance/<name>`` (``<name>``: the row's file name stem, never longer than an image's
+name) holds, as JSON, the row id, the fingerprint of the request that made the images, and
+each image's path and SHA-256. It is written (atomically) before the images, so no image of
+this version is ever on disk without it. With it, images the ledger does not know (a crash
+before their record, a journal record damaged on disk, a damaged ledger moved away) are
+adopted only when the row's current request is the one that made them: an edited prompt's old
+image is never taken for the new one. ``verify --fix`` rewrites the record of files it found
+broken without a fingerprint, so they are never adopted. Images from before these records
+existed have none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.types import ImagePart
+from pipeline.store.filesum import write_small
+from pipeline.store.storage import TMP_DIR, StoredImage, output_names, store_images
+
+PROVENANCE_DIR = "provenance"  # beside images/, which keeps only images
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What made one row's images."""
+
+    row_id: str
+    fingerprint: str | None  # None: rejected by verify --fix, never to be adopted
+    files: tuple[tuple[str, str], ...]  # (path relative to the output directory, sha256)
+
+
+def folder(out_dir: Path) -> Path:
+    return out_dir / PROVENANCE_DIR
+
+
+def any_records(out_dir: Path) -> bool:
+    """Whether any row of ``out_dir`` has a record (a first run has none to look up)."""
+    try:
+        with os.scandir(folder(out_dir)) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
+def read(out_dir: Path, stem: str) -> Provenance | None:
+    """The record of the row whose file name stem is ``stem``; None if none (or unreadable)."""
+    try:
+        data = json.loads((folder(out_dir) / stem).read_bytes())
+        files = tuple((str(rel), str(digest)) for rel, digest in data["files"])
+        fingerprint = data["fingerprint"]
+        return Provenance(str(data["row_id"]), None if fingerprint is None else str(fingerprint),
+                          files)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write(out_dir: Path, stem: str, record: Provenance) -> None:
+    data = {"row_id": record.row_id, "fingerprint": record.fingerprint,
+            "files": [list(f) for f in record.files]}  # fmt: skip
+    path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / TMP_DIR).mkdir(exist_ok=True)
+    write_small(path, json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR)
+
+
+def store(
+    out_dir: Path, stem: str, images: tuple[ImagePart, ...], *, row_id: str, fingerprint: str
+) -> list[StoredImage]:
+    """``store_images``, with the record of the request that made them written first."""
+    names = output_names(stem, images)
+    digests = [hashlib.sha256(image.data).hexdigest() for image in images]
+    write(out_dir, stem, Provenance(row_id, fingerprint, tuple(zip(names, digests, strict=True))))
+    return store_images(out_dir, stem, images)
+
+
+def stems(rel: str) -> list[str]:
+    """The stems a row whose image is ``rel`` may have (``<stem>_<n>.<ext>`` for several)."""
+    name = rel.split("/", 1)[-1].rsplit(".", 1)[0]  # "images/" off; "category/sku" stays
+    base, sep, n = name.rpartition("_")
+    return [name, base] if sep and n.isdigit() and base else [name]
+
+
+def of_file(out_dir: Path, rel: str) -> tuple[str, Provenance] | None:
+    """The stem and record that list the image ``rel``, if any."""
+    for stem in stems(rel):
+        record = read(out_dir, stem)
+        if record is not None and any(path == rel for path, _ in record.files):
+            return stem, record
+    return None
+
+
+def reject(out_dir: Path, row_id: str, rel_paths: list[str], digests: list[str]) -> None:
+    """Mark a row's files broken, never to be adopted (also images from before records)."""
+    if not rel_paths:
+        return
+    found = of_file(out_dir, rel_paths[0])
+    stem = found[0] if found else stems(rel_paths[0])[0 if len(rel_paths) == 1 else -1]
+    files = found[1].files if found else tuple(zip(rel_paths, digests, strict=False))
+    write(out_dir, stem, Provenance(row_id, None, files))

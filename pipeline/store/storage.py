@@ -1,0 +1,188 @@
+"""Output files: atomic writes (temp file, fsync, rename), names and checksums.
+
+A file is either wholly there under its final name or not there at all; a crash leaves at
+most a temp file, which ``clean_temp_files`` removes on the next start. Images are written
+through ``DIR/.tmp/`` (short names, outside ``images/``), so no output name, however long or
+odd, can collide with a temp file or be taken for one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.core.types import ImagePart
+
+IMAGES_DIR = "images"
+TMP_DIR = ".tmp"  # in-progress image files: a sibling of images/, so renames stay atomic
+_TMP_PREFIX = ".tmp-"
+_tmp_names = itertools.count()
+
+# Errors no other file name would escape: every later write fails too. (A name the file system
+# rejects, ENAMETOOLONG, is one row's problem and fails that row alone.)
+DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
+
+_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/heic": "heic",
+    "image/heif": "heif",
+    "image/gif": "gif",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image durable on disk."""
+
+    rel_path: str  # relative to the output directory, with forward slashes
+    sha256: str
+    width: int | None  # None: the bytes did not parse as an image (kept anyway: it was paid for)
+    height: int | None
+    mime_type: str
+
+
+def is_disk_error(error: BaseException) -> bool:
+    """Whether ``error`` means the output disk cannot take more writes (not one bad name)."""
+    return isinstance(error, OSError) and error.errno in DISK_ERRNOS
+
+
+def extension(mime_type: str) -> str:
+    """File extension for a MIME type; unknown image types keep their subtype."""
+    mime = mime_type.split(";", maxsplit=1)[0].strip().lower()
+    # The server names the type: keep only letters and digits so it can never form a path.
+    subtype = "".join(c for c in mime.rpartition("/")[2] if c.isascii() and c.isalnum())
+    return _EXTENSIONS.get(mime) or subtype[:8] or "bin"
+
+
+def output_names(row_id: str, images: tuple[ImagePart, ...]) -> list[str]:
+    """``images/<id>.<ext>``, or ``images/<id>_<n>.<ext>`` when a row produced several."""
+    if len(images) == 1:
+        return [f"{IMAGES_DIR}/{row_id}.{extension(images[0].mime_type)}"]
+    return [
+        f"{IMAGES_DIR}/{row_id}_{n}.{extension(im.mime_type)}" for n, im in enumerate(images, 1)
+    ]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte to ``fd``. The one place file contents are written: a test replaces it
+    to make the disk fail (ENOSPC, EIO) without filling a real one."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` so that ``path`` is either complete or absent, even across a power cut.
+
+    The temp file is next to ``path``, or in ``tmp_dir`` (same file system) when given.
+    A failed write removes its temp file: a full disk gets its space back.
+    """
+    if tmp_dir is None:
+        tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
+    else:
+        tmp = tmp_dir / f"{os.getpid()}-{next(_tmp_names)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> list[StoredImage]:
+    """Write a row's images and describe them. Blocking: call it from a worker thread.
+
+    The files' contents are fsynced; their names become durable with the directory's fsync,
+    which the ledger does once per group of records, before the records themselves. A stem
+    with ``/`` (``--name-template "{category}/{sku}"``) makes sub-folders of ``images/``;
+    raises OSError if one would lead outside it (a symlinked folder).
+    """
+    stored = []
+    tmp_dir = out_dir / TMP_DIR
+    tmp_dir.mkdir(exist_ok=True)
+    for rel, image in zip(output_names(row_id, images), images, strict=True):
+        target = out_dir / rel
+        if target.parent != out_dir / IMAGES_DIR:
+            make_folders(out_dir / IMAGES_DIR, target.parent)
+        write_atomic(target, image.data, tmp_dir)
+        width, height = image_size(image.data)
+        digest = hashlib.sha256(image.data).hexdigest()
+        stored.append(StoredImage(rel, digest, width, height, image.mime_type))
+    return stored
+
+
+def image_size(data: bytes) -> tuple[int | None, int | None]:
+    """Pixel size from the image header (no full decode); (None, None) if it is not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # Pillow raises many types for bad data; any of them means "not an image"
+        return None, None
+
+
+def make_folders(images: Path, folder: Path) -> None:
+    """Create ``folder`` under ``images`` a level at a time (durably); a symbolic link or a
+    file on the way is refused, so an output never lands outside ``images/``."""
+    current = images
+    for part in folder.relative_to(images).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise OSError(f"{current} is not a folder nanobatch made: not writing through it")
+        if not current.exists():
+            current.mkdir(exist_ok=True)
+            fsync_dir(current.parent)  # the new folder's name is durable like a file's
+
+
+def image_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` (sub-folders included), relative to it, with ``/``."""
+    found = []
+    for parent, _, files in os.walk(folder):
+        prefix = Path(parent).relative_to(folder).as_posix()
+        found += [name if prefix == "." else f"{prefix}/{name}" for name in files]
+    return found
+
+
+def output_folders(rel_paths: list[str]) -> set[str]:
+    """The folders (relative to the output directory) whose renames a record depends on."""
+    return {rel.rsplit("/", 1)[0] for rel in rel_paths}
+
+
+def clean_temp_files(out_dir: Path) -> int:
+    """Remove temp files a killed run left behind; returns how many.
+
+    Only in ``DIR/.tmp/`` and ``DIR/.tmp-*`` (the ledger's own files): never in ``images/``,
+    where every file, whatever its name, is an output.
+    """
+    removed = 0
+    leftovers = [*out_dir.glob(f"{_TMP_PREFIX}*")]
+    if (out_dir / TMP_DIR).is_dir():
+        leftovers += (out_dir / TMP_DIR).iterdir()
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
