@@ -15,7 +15,7 @@ from pipeline.commands.run import remaining_usd
 from pipeline.core.errors import UsageError
 from pipeline.core.types import Status
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
-from pipeline.plan.idcheck import check_ids
+from pipeline.plan.idcheck import scan_ids
 from pipeline.plan.manifest import read_batches
 from pipeline.plan.rowids import ID_FILE, derive_v1
 from pipeline.run.scheduler import run_manifest
@@ -47,7 +47,7 @@ def test_a_column_named_sku_key_or_id_in_any_case_is_the_id(tmp_path: Path, head
     rows = [{header: s, "prompt": "studio photo"} for s in ("00123", "A-7", "b9")]
     path = write_csv(tmp_path / "m.csv", rows)
     assert ids(path) == ["00123", "A-7", "b9"]
-    assert check_ids(path, 100) == []
+    assert scan_ids(path, 100)[0] == []
 
 
 def test_id_column_option_chooses_the_column_and_an_unknown_one_is_a_usage_error(
@@ -89,20 +89,20 @@ def test_rows_that_differ_only_in_a_metadata_column_get_their_own_derived_ids(
 ) -> None:
     rows = [{"prompt": "a mug", "colour": c} for c in ("red", "navy")]
     path = write_csv(tmp_path / "m.csv", rows)
-    assert check_ids(path, 100) == []
+    assert scan_ids(path, 100)[0] == []
     assert len(set(ids(path))) == 2
 
 
 def test_identical_rows_are_named_by_spreadsheet_row_not_by_hash(tmp_path: Path) -> None:
     rows = [{"prompt": "x"}, {"prompt": "same"}, {"prompt": "y"}, {"prompt": "same"}]
-    text = " ".join(check_ids(write_csv(tmp_path / "m.csv", rows), 2))
+    text = " ".join(scan_ids(write_csv(tmp_path / "m.csv", rows), 2)[0])
     assert "rows 3 and 5" in text  # header = row 1
     assert "row-" not in text
 
 
 def test_every_duplicate_and_every_bad_id_is_listed_in_one_pass(tmp_path: Path) -> None:
     rows = [{"sku": s, "prompt": "p"} for s in ("a", "b", "a", "b", "c/d", "e")]
-    text = " ".join(check_ids(write_csv(tmp_path / "m.csv", rows), 2))
+    text = " ".join(scan_ids(write_csv(tmp_path / "m.csv", rows), 2)[0])
     assert "'a' in rows 2 and 4" in text
     assert "'b' in rows 3 and 5" in text
     assert "row 6: id 'c/d'" in text

@@ -12,7 +12,7 @@ import pytest
 from pipeline.core.errors import UsageError
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.types import InvalidRow, Job
-from pipeline.plan.idcheck import check_ids
+from pipeline.plan.idcheck import scan_ids
 from pipeline.plan.manifest import read_batches
 from pipeline.plan.rowids import derive_v2 as derive_id
 from pipeline.plan.rows import Defaults, RowResolver
@@ -102,18 +102,18 @@ def test_derived_ids_are_stable_and_content_based() -> None:
 
 def test_duplicate_and_unsafe_ids_are_reported_before_anything_runs(tmp_path: Path) -> None:
     rows = [{"id": i, "prompt": "p"} for i in ["a", "b", "a", "../etc", "x/y", "ok"]]
-    problems = check_ids(write_csv(tmp_path / "m.csv", rows), 2)
+    problems = scan_ids(write_csv(tmp_path / "m.csv", rows), 2)[0]
     text = " ".join(problems)
     assert "'../etc'" in text
     assert "'x/y'" in text
     assert "duplicate" in text
     assert "'a' in rows 2 and 4" in text  # spreadsheet rows: the header is row 1
-    assert check_ids(write_csv(tmp_path / "ok.csv", rows[:2]), 2) == []
+    assert scan_ids(write_csv(tmp_path / "ok.csv", rows[:2]), 2)[0] == []
 
 
 def test_rows_without_id_column_get_derived_ids_and_identical_rows_clash(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "m.csv", [{"prompt": "same"}, {"prompt": "same"}, {"prompt": "x"}])
-    assert any("duplicate" in p for p in check_ids(path, 10))
+    assert any("duplicate" in p for p in scan_ids(path, 10)[0])
 
 
 def test_a_valid_row_resolves_against_defaults(tmp_path: Path) -> None:

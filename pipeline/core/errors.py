@@ -5,8 +5,10 @@ NanobatchError                 anything that stops a run with a message for the 
 │   └── LedgerDamaged          ledger.parquet fails its checksums, found before anything was sent
 ├── LedgerNotFolded            ledger.parquet went bad mid-run; records kept in the journal (exit 1)
 ├── OutDirLocked               another run holds the output directory (exit 2)
-├── RunStopped                 the API refused the run: key, permission, model, quota (exit 3)
 └── DiskFull                   the output disk has no room for the run's reserve (exit 5)
+
+An API that refuses the whole run (key, permission, model, quota) is not one of these: the run
+ends as ``Halt.API`` (run/control.py) with its finished rows flushed, exit 3.
 """
 
 from __future__ import annotations
@@ -41,16 +43,6 @@ class OutDirLocked(NanobatchError):
     """Another live process is writing to the same output directory."""
 
     exit_code = 2
-
-
-class RunStopped(NanobatchError):
-    """The API refused the run as a whole; the remaining rows stay pending for a rerun."""
-
-    exit_code = 3
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class DiskFull(NanobatchError):

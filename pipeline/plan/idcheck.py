@@ -19,11 +19,6 @@ _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{1,2}$|^$|^\s|\s$")
 MAX_ID_LENGTH = 200
 
 
-def check_ids(path: Path, batch_rows: int, limit: int | None = None) -> list[str]:
-    """Problems with the manifest's ids as a whole (duplicates, unsafe names); empty if none."""
-    return scan_ids(path, batch_rows, limit)[0]
-
-
 def scan_ids(
     path: Path,
     batch_rows: int,

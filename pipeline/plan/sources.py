@@ -146,14 +146,6 @@ def too_big(path: str, size: int) -> str:
     )
 
 
-def check_source(path: str) -> str | None:
-    """Why ``path`` cannot be sent as it is, or None. Reads only the first bytes."""
-    info = inspect_source(path)
-    if info.problem is None and info.size > MAX_IMAGE_BYTES:
-        return too_big(path, info.size)
-    return info.problem
-
-
 def fit_image(path: str, data: bytes, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
     """Downscale and re-encode an image until it is at most ``limit`` bytes; says by how much.
 
