@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
+from pipeline.core.idscheme import IdScheme
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.manifest import SHEET_ROWS, sheet_row
@@ -26,7 +27,6 @@ from pipeline.plan.planner import (
     scan,
     settle_ids,
 )
-from pipeline.plan.rowids import IdScheme
 from pipeline.plan.rows import RowWarning
 from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
 from pipeline.providers.gemini.request import effective_size, is_uri, prepare

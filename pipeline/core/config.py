@@ -7,10 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import Status
-from pipeline.plan.rowids import IdScheme
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.core.idscheme import IdScheme
 from pipeline.plan.manifest import SHEET_ROWS, RowBatch, inspect, read_batches, sheet_row
-from pipeline.plan.rowids import IdScheme
 
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|^\.{1,2}$|^$|^\s|\s$")
 MAX_ID_LENGTH = 200

@@ -20,10 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.errors import UsageError
+from pipeline.core.idscheme import IdScheme
 from pipeline.plan.columns import Binding, bind, rename
 from pipeline.plan.manifest_csv import csv_batches
 from pipeline.plan.manifest_xlsx import xlsx_batches
-from pipeline.plan.rowids import IdScheme, choose, ids_of
+from pipeline.plan.rowids import choose, ids_of
 
 SHEET_ROWS = "row numbers as a spreadsheet shows them: the header is row 1"
 _PARQUET = (".parquet", ".pq")

@@ -19,12 +19,12 @@ import structlog
 
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
+from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import check_model_id, resolve_model
 from pipeline.core.types import InvalidRow, Job, Status
 from pipeline.plan import rowids
 from pipeline.plan.idcheck import scan_ids
 from pipeline.plan.manifest import Header, RowBatch, inspect, read_batches
-from pipeline.plan.rowids import IdScheme
 from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name, template_fields
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.gemini.request import fingerprint, image_digest, is_uri

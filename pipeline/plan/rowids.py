@@ -23,7 +23,6 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.core.errors import UsageError
+from pipeline.core.idscheme import IdScheme
 from pipeline.plan.columns import normalise
 from pipeline.store.storage import write_atomic
 
@@ -41,29 +41,11 @@ _V1_CONTENT = ("prompt", "images", "model", "aspect_ratio", "image_size")  # fro
 _V1_ID = re.compile(r"^row-[0-9a-f]{16}$")
 
 
-@dataclass(frozen=True, slots=True)
-class IdScheme:
-    """How a manifest's rows get their ids."""
-
-    column: str | None = None  # the column whose text is the id (header as written)
-    derived: str = "v2"  # with no column: "v2", or "v1" for folders made before v2
-
-    def describe(self) -> str:
-        if self.column is not None:
-            return f"column {self.column!r}"
-        if self.derived == "v1":
-            return "derived from each row's prompt and settings (the older way)"
-        return "derived from each row's values"
-
-    def same_as(self, other: IdScheme) -> bool:
-        if (self.column is None) != (other.column is None):
-            return False
-        if self.column is not None and other.column is not None:
-            return normalise(self.column) == normalise(other.column)
-        return self.derived == other.derived
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": 1, "column": self.column, "derived": self.derived}
+def same_scheme(a: IdScheme, b: IdScheme) -> bool:
+    """Whether two schemes read the same ids (a column's header may be spelled differently)."""
+    if a.column is None or b.column is None:
+        return a.column is None and b.column is None and a.derived == b.derived
+    return normalise(a.column) == normalise(b.column)
 
 
 def choose(
@@ -82,7 +64,7 @@ def choose(
                 f"--id-column {option!r}: the manifest has no such column (columns: {columns})"
             )
         chosen = IdScheme(column)
-        if recorded is not None and not chosen.same_as(recorded):
+        if recorded is not None and not same_scheme(chosen, recorded):
             raise UsageError(scheme_change(recorded, chosen, finished))
         return chosen, notes
     if recorded is not None:
