@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.core.config import RetryConfig
+from pipeline.core.mime import extension
 from pipeline.core.types import ImagePart, Job
 from pipeline.plan.sources import SourceCache, sniff_mime
 from pipeline.providers.gemini.request import fingerprint, prepare
-from pipeline.store.storage import extension, output_names, store_images
+from pipeline.store.storage import output_names, store_images
 from tests.helpers import make_image
 
 

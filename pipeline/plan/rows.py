@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.mime import MAX_EXTENSION
 from pipeline.core.models import (
     ModelSpec,
     check_aspect_ratio,
@@ -41,9 +42,8 @@ KNOWN_COLUMNS = frozenset({
 })  # fmt: skip
 MAX_NAME_LENGTH = 150
 NAME_MAX_BYTES = 255  # a file name's limit on nearly every file system (ext4, APFS, NTFS...)
-# What a stem must leave room for: "_<n>" when a row returns several images, and ".<ext>"
-# (an extension is at most 8 characters, see ``storage.extension``).
-_NAME_SUFFIX_BYTES = len("_99.") + 8
+# What a stem must leave room for: "_<n>" when a row returns several images, and ".<ext>".
+_NAME_SUFFIX_BYTES = len("_99.") + MAX_EXTENSION
 _WXH = re.compile(r"^\s*(\d{2,5})\s*[xX×*]\s*(\d{2,5})\s*$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from pipeline.core.mime import type_of_extension
 from pipeline.core.types import Job, Status
 from pipeline.plan.sources import SourceCache, SourceImageError
 from pipeline.providers.gemini.request import fingerprint, image_digest
@@ -33,7 +34,6 @@ log = structlog.get_logger("nanobatch")
 
 ORPHANS_DIR = "orphans"
 _NUMBERED = re.compile(r"^(?P<id>.+)_(?P<n>\d+)$")
-_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 def find_orphans(ledger: Ledger) -> dict[str, list[str]]:
@@ -126,7 +126,6 @@ def adopt(
             return None
         if i == 0:
             width, height = image_size(data)
-    ext = files[0].rsplit(".", 1)[-1].lower()
     log.warning("row.adopted", row_id=job.row_id, files=files)
     return LedgerRecord(
         row_id=job.row_id,
@@ -141,7 +140,7 @@ def adopt(
         sha256=digests,
         width=width,
         height=height,
-        mime_type=_MIME.get(ext, f"image/{ext}"),
+        mime_type=type_of_extension(files[0].rsplit(".", 1)[-1]),
         text="found on disk, made by this request; recorded without sending it again",
         fingerprint=made_by or fingerprint(job, [image_digest(p, sources) for p in job.images]),
         metadata=job.metadata,

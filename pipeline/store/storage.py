@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.core.mime import extension
 from pipeline.core.types import ImagePart
 
 IMAGES_DIR = "images"
@@ -30,15 +31,6 @@ _tmp_names = itertools.count()
 DISK_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 )
-
-_EXTENSIONS = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/webp": "webp",
-    "image/heic": "heic",
-    "image/heif": "heif",
-    "image/gif": "gif",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +47,6 @@ class StoredImage:
 def is_disk_error(error: BaseException) -> bool:
     """Whether ``error`` means the output disk cannot take more writes (not one bad name)."""
     return isinstance(error, OSError) and error.errno in DISK_ERRNOS
-
-
-def extension(mime_type: str) -> str:
-    """File extension for a MIME type; unknown image types keep their subtype."""
-    mime = mime_type.split(";", maxsplit=1)[0].strip().lower()
-    # The server names the type: keep only letters and digits so it can never form a path.
-    subtype = "".join(c for c in mime.rpartition("/")[2] if c.isascii() and c.isalnum())
-    return _EXTENSIONS.get(mime) or subtype[:8] or "bin"
 
 
 def output_names(row_id: str, images: tuple[ImagePart, ...]) -> list[str]:
