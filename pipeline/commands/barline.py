@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.commands.figures import duration
+
 BAR_MIN = 10  # a narrower bar says nothing
 BAR_MAX = 40
 PREFIX = "nanobatch "
@@ -39,12 +41,11 @@ def _essentials(status: dict[str, Any], *, short: bool) -> str:
     if counts.get("invalid"):
         shown.append((counts["invalid"], names[3]))
     sep = " " if short else ", "
-    eta = status["eta_s"]
     parts = [
         f"{status['done']}/{status['to_do']}",
         sep.join(f"{n} {name}" for n, name in shown),
         f"${status['spend_usd']:.2f}",
-        f"ETA {duration(eta)}" if eta is not None else "ETA -",
+        f"ETA {duration(status['eta_s'])}",
     ]
     return (" " if short else " | ").join(parts)
 
@@ -61,11 +62,3 @@ def _extras(status: dict[str, Any], elapsed_s: float) -> list[str]:
 def _bar(done: int, total: int, width: int) -> str:
     filled = round(width * done / total) if total else 0
     return "━" * filled + "─" * (width - filled)
-
-
-def duration(seconds: float) -> str:
-    """``0m35s``, ``1h05m``: short and fixed in form."""
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

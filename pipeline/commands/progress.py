@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from pipeline.commands.barline import bar_line, duration
+from pipeline.commands.barline import bar_line
+from pipeline.commands.figures import duration
 from pipeline.core.types import Status
 from pipeline.run.result import RunResult
 from pipeline.store.storage import write_atomic
@@ -66,7 +67,6 @@ def snapshot(result: RunResult) -> dict[str, Any]:
 def describe(status: dict[str, Any]) -> str:
     """One line for logs and non-TTY consoles."""
     counts = status["counts"]
-    eta = status["eta_s"]
     invalid = f", {counts['invalid']} invalid" if counts.get("invalid") else ""
     parts = [
         f"{status['done']}/{status['to_do']} rows",
@@ -74,7 +74,7 @@ def describe(status: dict[str, Any]) -> str:
         + invalid,
         f"{status['in_flight']} in flight, {status['retrying']} retrying",
         f"{status['rows_per_min']:.0f}/min",
-        f"ETA {duration(eta)}" if eta is not None else "ETA -",
+        f"ETA {duration(status['eta_s'])}",
     ]
     parts.append(f"${status['spend_usd']:.2f} (projected ${status['projected_usd']:.2f})")
     return " | ".join(parts)

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.commands.figures import duration
 from pipeline.commands.report_html import render
 from pipeline.commands.summary import status_lines
 from pipeline.commands.thumbs import make_thumbnails
@@ -210,20 +211,12 @@ def _headline(report: Report) -> str:
     parts = [_rows(report.rows), f"{report.images} images"]
     parts.append(f"{'~' if report.estimated_rows else ''}${report.spend_usd:,.2f}")
     if report.duration_s:
-        parts.append(_duration(report.duration_s))
+        parts.append(duration(report.duration_s))
     return " · ".join(parts)
 
 
 def _rows(n: int) -> str:
     return f"{n} row" if n == 1 else f"{n} rows"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f} s"
 
 
 def format_report(report: Report, out_dir: Path | None = None) -> str:
@@ -243,7 +236,7 @@ def format_report(report: Report, out_dir: Path | None = None) -> str:
         runs = f" over {report.runs} runs" if report.runs > 1 else ""
         requests = f", {report.requests} requests" if report.requests else ""
         lines.append(
-            f"duration: {_duration(report.duration_s)}{runs}{requests}, {rate:,.1f} images/min"
+            f"duration: {duration(report.duration_s)}{runs}{requests}, {rate:,.1f} images/min"
         )
     if report.slowest:
         lines.append("slowest:")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import anyio
 import httpx
 
+from pipeline.commands.figures import duration
 from pipeline.commands.progress import ProgressReporter
 from pipeline.commands.summary import format_summary
 from pipeline.core.budget import worst_case
@@ -132,7 +133,7 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
         "MODEL_NOT_FOUND": "a model does not exist at this endpoint",
         "NO_QUOTA": "the project has no quota for a model on this route",
         "QUOTA_EXHAUSTED": "the daily quota is used up; it resets at midnight Pacific time "
-        f"(in {_hours(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
+        f"(in {duration(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
         "REDIRECTED": "the API answered with a redirect, which is not followed",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
@@ -184,8 +185,3 @@ def pending_rows(config: RunConfig) -> int:
     total = count_rows(config.manifest, config.batch_rows, config.limit, sheet=config.sheet)
     done = done_rows(Ledger(config.out_dir), config.rerun | {Status.FAILED}, config.rerun_before)
     return max(0, total - len(done))
-
-
-def _hours(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m"

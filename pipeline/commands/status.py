@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from pipeline.commands.barline import duration
+from pipeline.commands.figures import duration
 from pipeline.commands.progress import STATUS_FILE
 from pipeline.core.errors import NanobatchError
 from pipeline.core.types import Status
@@ -154,11 +154,10 @@ def format_status(status: FolderStatus) -> str:
         lines.append(f"  heartbeat (status.json): {status.updated_at}")
     if status.progress is not None:
         p = status.progress
-        eta = p.get("eta_s")
         cap = p.get("max_cost_usd")
         lines.append(
             f"  this run: {p.get('done', 0)}/{p.get('to_do', 0)} rows, "
-            f"{p.get('in_flight', 0)} in flight, ETA {duration(eta) if eta is not None else '-'}"
+            f"{p.get('in_flight', 0)} in flight, ETA {duration(p.get('eta_s'))}"
             + (f", cap ${cap:,.2f}" if isinstance(cap, (int, float)) else "")
         )
     counts = ", ".join(f"{n} {s}" for s, n in status.counts.items() if n) or "none"
