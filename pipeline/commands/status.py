@@ -13,11 +13,10 @@ import contextlib
 import fcntl
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pyarrow.compute as pc
 
 from pipeline.commands.figures import duration
 from pipeline.commands.progress import STATUS_FILE
@@ -80,14 +79,12 @@ def folder_status(out_dir: Path) -> FolderStatus:
     """The directory's state now; raises UsageError for a damaged ledger."""
     holder = lock_holder(out_dir)
     beat = read_heartbeat(out_dir)
-    counts: dict[str, int] = {}
+    found: Counter[str] = Counter()
     rows = unfolded = 0
     if has_ledger(out_dir):
         view = read_ledger_view(out_dir, ["row_id", "status"])
-        rows, unfolded = view.table.num_rows, view.journal_records
-        for item in pc.value_counts(view.table["status"]).to_pylist():
-            counts[item["values"]] = item["counts"]
-    counts = {s.value: counts.get(s.value, 0) for s in Status}
+        rows, unfolded, found = view.table.num_rows, view.journal_records, view.by_status()
+    counts = {s.value: found[s.value] for s in Status}
     if holder is not None:
         state = "running"
     elif (beat is not None and beat.get("state") == "running") or unfolded:

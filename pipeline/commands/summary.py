@@ -5,24 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 from pipeline.core.types import Status
 from pipeline.run.result import RunResult
 from pipeline.store.ledger import LEDGER_FILE
+from pipeline.store.ledgerview import has_ledger, read_ledger_view
 
 _ORDER = [s.value for s in Status]
 
 
 def ledger_totals(out_dir: Path) -> Counter[str]:
     """Rows per status over the whole ledger (this run and earlier ones)."""
-    path = out_dir / LEDGER_FILE
-    if not path.exists():
+    if not has_ledger(out_dir):
         return Counter()
-    statuses = pq.read_table(path, columns=["status"])["status"]
-    counts = pc.value_counts(statuses).to_pylist()
-    return Counter({c["values"]: c["counts"] for c in counts})
+    return read_ledger_view(out_dir, ["status"]).by_status()
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -9,11 +9,13 @@ a fold between the two reads loses nothing). A journal line damaged on disk is l
 ``damaged``; the intact records after it are kept. ``ledger.parquet`` is checked against its
 page checksums and its whole-file digest (``filesum``).
 
-``nanobatch verify``, ``report`` and ``status`` read directories through this; nothing here writes.
+``nanobatch verify``, ``report``, ``status`` and the end-of-run summary read directories through
+this; nothing here writes.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +47,11 @@ class LedgerView:
     def live(self) -> bool:
         """A run is going, or the last one did not end cleanly: the journal has records."""
         return self.journal_records > 0 or bool(self.damaged)
+
+    def by_status(self) -> Counter[str]:
+        """Rows per (last) status; the view must have been read with the status column."""
+        counts = pc.value_counts(self.table["status"]).to_pylist()
+        return Counter({c["values"]: c["counts"] for c in counts})
 
 
 def has_ledger(out_dir: Path) -> bool:
