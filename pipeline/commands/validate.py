@@ -4,7 +4,6 @@ job will cost and upload before a cent is spent. ``run --strict`` uses the same 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pipeline.plan.planner import (
     settle_ids,
 )
 from pipeline.plan.rows import RowWarning
-from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
+from pipeline.plan.sources import SourceCache, inline_bytes
 from pipeline.providers.gemini.request import effective_size, is_uri, prepare
 
 MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
@@ -152,7 +151,7 @@ def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
             continue
         if image not in sizes:
             sizes[image] = os.path.getsize(image)
-        total += 4 * math.ceil(min(sizes[image], MAX_IMAGE_BYTES) / 3)
+        total += inline_bytes(sizes[image])
     return total
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pipeline.plan.sources import (
     MAX_IMAGE_BYTES,
     MAX_REQUEST_INLINE_BYTES,
     MAX_REQUEST_INLINE_MIB,
+    inline_bytes,
     inspect_source,
     too_big,
 )
@@ -63,7 +63,7 @@ class SourceImages:
             if "://" in item:
                 raise BadImages(f"{item}: only http(s):// and gs:// links are accepted")
             path = self._local(item, warn)
-            inline += 4 * math.ceil(min(self._size(item, path), MAX_IMAGE_BYTES) / 3)
+            inline += inline_bytes(self._size(item, path))
             images.append(path)
         if inline > MAX_REQUEST_INLINE_BYTES:
             raise BadImages(

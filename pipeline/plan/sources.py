@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 import os
 import stat
 import threading
@@ -31,6 +32,12 @@ MAX_IMAGE_BYTES = MAX_IMAGE_MIB * 2**20
 MAX_REQUEST_INLINE_BYTES = MAX_REQUEST_INLINE_MIB * 2**20
 MAX_FIT_SOURCE_MIB = 100  # the most --fit-images reads of one photo (a 100 MP TIFF-sized PNG)
 MAX_FIT_SOURCE_BYTES = MAX_FIT_SOURCE_MIB * 2**20
+
+
+def inline_bytes(file_size: int) -> int:
+    """What a local image of ``file_size`` bytes adds to a request: its base64 text (a larger
+    image is sent only after --fit-images brought it down to the per-image limit)."""
+    return 4 * math.ceil(min(file_size, MAX_IMAGE_BYTES) / 3)
 
 
 def sniff_mime(head: bytes) -> str | None:
