@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from pipeline.core.types import Outcome, OutcomeKind
-from pipeline.run.adaptive import AdaptiveLimit
+from pipeline.run.online.adaptive import AdaptiveLimit
 
 
 def test_overload_halves_and_successes_raise_back_to_the_cap() -> None:

@@ -9,12 +9,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline.commands.preview import preview
-from pipeline.commands.rename import name_change_note, rename
+from pipeline.commands.rename import rename
 from pipeline.commands.thumbs import make_thumbnail
 from pipeline.commands.verify import verify
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.plan.planstate import name_change_note
 from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name
 from pipeline.run.scheduler import run_manifest
 from tests.helpers import make_image, run_config, write_csv

@@ -22,7 +22,7 @@ from pipeline.emulator import (
     parse_latency,
 )
 from pipeline.providers.http import ClientPool
-from pipeline.run.adaptive import AdaptiveLimit
+from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
 from pipeline.store.ledger import Ledger

@@ -11,7 +11,6 @@ crash in between leaves the renamed files unrecorded, and the next run moves the
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,21 +38,6 @@ class Renamed:
     files: int = 0
     unchanged: int = 0  # finished rows whose name is already the current one
     skipped: list[str] = field(default_factory=list)  # "row id: why", left as they were
-
-
-def name_change_note(config: RunConfig, done: int) -> str | None:
-    """At a run's start: if the folder's name template changed and it has finished rows, what
-    that means and how to rename them (a run itself renames nothing)."""
-    change = name_template_change(config.out_dir, config.name_template)
-    if change is None or not done:
-        return None
-    again = f" --name-template {shlex.quote(config.name_template)}" if config.name_template else ""
-    return (
-        f"--name-template changed from {change[0]!r} to {config.name_template!r}: {done} "
-        "finished rows keep their old file names, only rows made from now on get the new ones. "
-        f"To rename the finished ones (nothing is sent): nanobatch rename "
-        f"{shlex.quote(str(config.manifest))} --out {shlex.quote(str(config.out_dir))}{again}"
-    )
 
 
 def new_paths(paths: list[str], stem: str) -> list[str]:

@@ -5,12 +5,16 @@ the bytes of its source images. When all three are what they were at the end of 
 that planned the whole manifest, no done row can have changed: the resume skips checking them
 one by one (which for a million rows costs seconds of Python). Any difference, or no state,
 and every done row is checked. The manifest is compared by content hash, not by mtime.
+
+The folder also records the name template its files follow, so a run can say when a changed
+template leaves finished rows under their old names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +103,18 @@ def name_template_change(out_dir: Path, template: str | None) -> tuple[str | Non
         return None
     write_atomic(out_dir / NAMES_FILE, json.dumps({"name_template": template}).encode())
     return recorded
+
+
+def name_change_note(config: RunConfig, done: int) -> str | None:
+    """At a run's start: if the folder's name template changed and it has finished rows, what
+    that means and how to rename them (a run itself renames nothing)."""
+    change = name_template_change(config.out_dir, config.name_template)
+    if change is None or not done:
+        return None
+    again = f" --name-template {shlex.quote(config.name_template)}" if config.name_template else ""
+    return (
+        f"--name-template changed from {change[0]!r} to {config.name_template!r}: {done} "
+        "finished rows keep their old file names, only rows made from now on get the new ones. "
+        f"To rename the finished ones (nothing is sent): nanobatch rename "
+        f"{shlex.quote(str(config.manifest))} --out {shlex.quote(str(config.out_dir))}{again}"
+    )

@@ -1,7 +1,8 @@
-"""What a run starts from, read before anything is sent: the folder's id scheme, the done
-rows, one scan of the manifest, whether the done rows can be trusted without re-checking
-them (a trusted resume), and what is on disk to adopt (images a crashed or earlier run made
-but did not record), then the adoption itself as the planned batches are handed out."""
+"""What a run starts from, read before anything is sent: the folder's id scheme, what a killed
+run had in flight, what earlier runs spent, the done rows, one scan of the manifest, whether
+the done rows can be trusted without re-checking them (a trusted resume), and what is on disk
+to adopt (images a crashed or earlier run made but did not record), then the adoption itself
+as the planned batches are handed out."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 import anyio
 import structlog
 
-from pipeline.commands.rename import name_change_note
 from pipeline.core.config import RunConfig
 from pipeline.core.types import InvalidRow, Job, Status
 from pipeline.plan import planstate, rowids
@@ -26,10 +26,13 @@ from pipeline.plan.planner import (
     ledger_ids,
     settle_ids,
 )
+from pipeline.plan.planstate import name_change_note
 from pipeline.plan.sources import SourceCache
 from pipeline.run.recovery import adoptable, claim, find_orphans, recorded_digests
 from pipeline.store import provenance
+from pipeline.store.inflight import InFlight
 from pipeline.store.ledger import Ledger, LedgerRecord
+from pipeline.store.spend import spent_in
 
 log = structlog.get_logger("nanobatch")
 
@@ -45,6 +48,20 @@ def settled_ids(config: RunConfig, ledger: Ledger) -> RunConfig:
     for note in header.notes:
         log.warning("manifest.note", note=note)
     return config
+
+
+async def recover_in_flight(inflight: InFlight, ledger: Ledger) -> None:
+    """What a killed run had in flight may have been billed: into the attempt history it goes
+    (so the job's spend counts it); then this run's own notes are opened."""
+    lost = await anyio.to_thread.run_sync(inflight.recover)
+    if lost:
+        await anyio.to_thread.run_sync(ledger.append, [], lost)
+    await anyio.to_thread.run_sync(inflight.open)
+
+
+async def earlier_spend(config: RunConfig) -> float:
+    """What earlier runs in the output directory spent (the cap is the job's, not the run's)."""
+    return await anyio.to_thread.run_sync(spent_in, config.out_dir)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The per-row attempt loop a worker runs: wait for the shared rate gate and --rpm, take a
 request slot, reserve the attempt's worst-case cost under the cap, send, act on the retry
 policy's decision, and record the row's attempts and its final outcome (its images stored
-first). ``Pipeline`` (scheduler) owns the state this loop shares with the rest of the run.
+first). What it shares with the rest of the run comes from the shell (``RunServices``) and
+from the online executor (its slots, pacing and drain grace).
 """
 
 from __future__ import annotations
@@ -15,26 +16,23 @@ from functools import partial
 import anyio
 import structlog
 from aiolimiter import AsyncLimiter
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline.core.budget import SpendingCap, attempt_cost, worst_case
-from pipeline.core.config import RunConfig
+from pipeline.core.budget import attempt_cost, worst_case
 from pipeline.core.retry import Action, decide
 from pipeline.core.types import InvalidRow, Job, Outcome, Status
-from pipeline.plan.sources import SourceCache, SourceImageError
+from pipeline.plan.sources import SourceImageError
 from pipeline.providers.gemini.request import PreparedRequest, effective_size, prepare
 from pipeline.providers.http import GeminiClient
-from pipeline.run.adaptive import AdaptiveLimit
-from pipeline.run.attempt import attempt
-from pipeline.run.control import Halt, RunControl
-from pipeline.run.grace import DrainGrace
-from pipeline.run.pacing import RateGate
-from pipeline.run.result import RunResult
+from pipeline.run.control import Halt
+from pipeline.run.executor import Record, RunServices
+from pipeline.run.online.adaptive import AdaptiveLimit
+from pipeline.run.online.attempt import attempt
+from pipeline.run.online.grace import DrainGrace
+from pipeline.run.online.pacing import RateGate
 from pipeline.run.unusable import UnusableModels
 from pipeline.store import provenance
-from pipeline.store.diskspace import DiskGuard, describe
-from pipeline.store.inflight import InFlight
-from pipeline.store.ledger import AttemptRecord, LedgerRecord
+from pipeline.store.ledger import LedgerRecord
 from pipeline.store.records import (
     ABANDONED,
     CANCELLED,
@@ -47,25 +45,50 @@ from pipeline.store.storage import StoredImage
 
 log = structlog.get_logger("nanobatch")
 
-Record = LedgerRecord | AttemptRecord  # what workers hand to the ledger writer
-
 
 class RowLoop:
-    """Sends rows to their outcomes; the run's shared state is set up by ``Pipeline``."""
+    """Sends rows to their outcomes, one request per attempt; one instance serves every worker."""
 
-    config: RunConfig
-    result: RunResult
-    sources: SourceCache
-    adaptive: AdaptiveLimit
-    gate: RateGate
-    limiter: AsyncLimiter | None
-    rng: random.Random
-    control: RunControl
-    spend: SpendingCap
-    grace: DrainGrace
-    models: UnusableModels
-    inflight: InFlight
-    disk: DiskGuard
+    def __init__(
+        self,
+        services: RunServices,
+        *,
+        adaptive: AdaptiveLimit,
+        gate: RateGate,
+        limiter: AsyncLimiter | None,
+        grace: DrainGrace,
+        models: UnusableModels,
+        rng: random.Random,
+    ) -> None:
+        self.services = services
+        # The run's, shared with the shell and its writer.
+        self.config = services.config
+        self.result = services.result
+        self.sources = services.sources
+        self.control = services.control
+        self.spend = services.spend
+        self.inflight = services.inflight
+        self.disk = services.disk
+        # The online executor's, shared by its workers.
+        self.adaptive = adaptive
+        self.gate = gate
+        self.limiter = limiter
+        self.grace = grace
+        self.models = models
+        self.rng = rng
+
+    async def work(
+        self,
+        client: GeminiClient,
+        jobs: MemoryObjectReceiveStream[Job],
+        records: MemoryObjectSendStream[Record],
+    ) -> None:
+        """One worker: take rows from ``jobs`` one at a time until the stream ends."""
+        async with jobs, records:
+            async for job in jobs:
+                if self.control.draining:
+                    continue  # drain: rows left here stay pending for the next run
+                await self._process(client, job, records)
 
     async def _process(
         self, client: GeminiClient, job: Job, records: MemoryObjectSendStream[Record]
@@ -111,10 +134,12 @@ class RowLoop:
                 )
                 await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
                 if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
-                    self._stop(self.models.stopping(job))  # the default model: no row can go on
+                    self.services.stop(
+                        self.models.stopping(job)
+                    )  # the default model: no row can go on
                     return
                 if decision.action is Action.STOP_RUN:
-                    self._stop(outcome)
+                    self.services.stop(outcome)
                     return
                 if decision.action is not Action.RETRY:
                     if decision.action is Action.FAIL_MODEL:
@@ -183,7 +208,7 @@ class RowLoop:
             # A request a kill could leave unaccounted for is never sent.
             self.spend.settle(reserved, 0.0)
             row.attempts -= 1
-            self._disk_trouble(e)
+            self.services.disk_trouble(e)
             return None
         self.result.requests += 1
         self.result.in_flight += 1
@@ -262,13 +287,3 @@ class RowLoop:
             latency_ms=latency_ms,
             stored=stored,
         )
-
-    def _disk_trouble(self, error: OSError) -> None:
-        self.result.disk_error = describe(error)
-        self.control.drain(Halt.DISK_FULL)
-
-    def _stop(self, outcome: Outcome) -> None:
-        if not self.control.draining:
-            self.result.stopped = outcome
-            log.error("run.stopping", reason=outcome.reason, http_status=outcome.http_status)
-        self.control.drain(Halt.API)
