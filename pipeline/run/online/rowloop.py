@@ -134,9 +134,8 @@ class RowLoop:
                 )
                 await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
                 if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
-                    self.services.stop(
-                        self.models.stopping(job)
-                    )  # the default model: no row can go on
+                    # The default model: no row can go on.
+                    self.services.stop(self.models.stopping(job))
                     return
                 if decision.action is Action.STOP_RUN:
                     self.services.stop(outcome)
