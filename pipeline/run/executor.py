@@ -15,8 +15,9 @@ their results. The shell does not know which: it hands every executor the same t
   that stop a run (``stop`` for a run-level API answer, ``disk_trouble`` for a write error).
 
 An executor owns both streams once handed them: it closes them when it returns. It returns
-when the job stream ends, or early when the run drains (rows it has not started stay pending
-for the next run). Afterwards the shell asks it once for a verdict (``stopped``): a reason to
+when the job stream ends, or early when the run drains: then it may close the job stream
+before it ends (the producer stops feeding) and rows it has not started stay pending for the
+next run. Afterwards the shell asks it once for a verdict (``stopped``): a reason to
 stop the run that only the whole run can show (every model it used proved unusable).
 """
 

@@ -144,4 +144,9 @@ class RunShell:
                     elif isinstance(item, LedgerRecord):
                         await records.send(item)  # adopted: made by this very request before
                     else:
-                        await jobs.send(item)
+                        try:
+                            await jobs.send(item)
+                        except anyio.BrokenResourceError:
+                            if control.draining:
+                                return  # the executor stopped taking jobs: a drain
+                            raise
