@@ -305,15 +305,14 @@ def _number(value: object, field: str, low: float, high: float) -> float | None:
 
 
 def _integer(value: object) -> int | None:
-    text = _text(value)
-    if text is None:
-        return None
     try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if not number.is_integer() or not -(2**31) <= number < 2**31:
-        raise _Invalid("seed", f"{text!r} is not a whole number (32-bit)")
+        number = _number(value, "seed", -(2**31), 2**31 - 1)
+    except _Invalid:
+        number = math.nan  # one message for every way a seed is wrong
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise _Invalid("seed", f"{_text(value)!r} is not a whole number (32-bit)")
     return int(number)
 
 
