@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.core.config import ApiKey, RetryConfig, RunConfig
+from pipeline.store.journal import Damaged, scan_journal
 
 # Backoff in milliseconds instead of seconds: tests exercise the policy, not the clock.
 FAST_RETRY = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005)
@@ -37,6 +38,11 @@ def write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     """A Parquet manifest; ``images`` as list<string>."""
     pq.write_table(pa.Table.from_pylist(list(rows)), path)
     return path
+
+
+def journal_records(path: Path) -> list[dict[str, Any]]:
+    """A journal's intact records in order, damaged lines and a torn tail left out."""
+    return [r for r in scan_journal(path) if not isinstance(r, Damaged)]
 
 
 def make_image(path: Path, size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> Path:

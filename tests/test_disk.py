@@ -24,8 +24,8 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Pa
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store import storage
-from pipeline.store.journal import Journal, read_journal
-from tests.helpers import run_config, write_csv
+from pipeline.store.journal import Journal
+from tests.helpers import journal_records, run_config, write_csv
 
 ROWS = 40
 
@@ -155,7 +155,7 @@ def test_a_failed_journal_append_leaves_nothing_to_duplicate(
     journal.append([{"n": 2}])  # written again whole, as the run's writer does
     journal.close(remove=False)
 
-    assert read_journal(tmp_path / "j")[0] == [{"n": 1}, {"n": 2}]
+    assert journal_records(tmp_path / "j") == [{"n": 1}, {"n": 2}]
 
 
 @pytest.fixture

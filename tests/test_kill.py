@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 
 from pipeline.commands.verify import verify
 from pipeline.emulator import EmulatorProcess
-from pipeline.store.journal import read_journal
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, journal_records, write_csv
 
 ROWS = 240
 CONCURRENCY = 16
@@ -28,8 +27,7 @@ def recorded_ids(out: Path) -> set[str]:
     ids: set[str] = set()
     if (out / "ledger.parquet").exists():
         ids.update(pq.read_table(out / "ledger.parquet", columns=["row_id"])["row_id"].to_pylist())
-    records, _ = read_journal(out / "ledger.journal")
-    ids.update(r["row_id"] for r in records)
+    ids.update(r["row_id"] for r in journal_records(out / "ledger.journal"))
     return ids
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.errors import OutDirLocked
-from pipeline.store.journal import decode_line, encode_line, read_journal
+from pipeline.store.journal import complete_length, decode_line, encode_line
 from pipeline.store.ledger import (
     ATTEMPTS_FILE,
     JOURNAL_FILE,
@@ -25,6 +25,7 @@ from pipeline.store.ledger import (
     Ledger,
     LedgerRecord,
 )
+from tests.helpers import journal_records
 
 
 def record(row_id: str, status: str = "succeeded", **kw: object) -> LedgerRecord:
@@ -139,9 +140,8 @@ def test_read_journal_stops_at_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / JOURNAL_FILE
     whole = encode_line(asdict(record("a"))) + encode_line(asdict(record("b")))
     path.write_bytes(whole + encode_line(asdict(record("c")))[:-7])
-    records, good = read_journal(path)
-    assert [r["row_id"] for r in records] == ["a", "b"]
-    assert good == len(whole)
+    assert [r["row_id"] for r in journal_records(path)] == ["a", "b"]
+    assert complete_length(path) == len(whole)
 
 
 def test_a_damaged_journal_record_is_reported_and_the_records_after_it_are_kept(

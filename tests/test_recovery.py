@@ -20,10 +20,9 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Pa
 from pipeline.providers.http import ClientPool
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
-from pipeline.store.journal import read_journal
 from pipeline.store.ledger import Ledger
 from pipeline.store.ledgerview import read_ledger_view
-from tests.helpers import run_config, write_csv
+from tests.helpers import journal_records, run_config, write_csv
 
 
 def emulator() -> EmulatorApp:
@@ -182,7 +181,7 @@ async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_no
         )
     assert stopped.value.exit_code != 2  # requests were sent: exit 2 would say none were
     assert app.stats_snapshot()["requests"] == 2
-    assert {r["row_id"] for r in read_journal(out / "ledger.journal")[0]} == {"r4", "r5"}
+    assert {r["row_id"] for r in journal_records(out / "ledger.journal")} == {"r4", "r5"}
 
     (out / "ledger.parquet").rename(tmp_path / "ledger.parquet.damaged")
     app.reset_stats()

@@ -88,18 +88,6 @@ def scan_journal(path: Path) -> Iterator[dict[str, Any] | Damaged]:
         yield record if record is not None else Damaged(offset, line)
 
 
-def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The intact records of a journal (damaged lines left out), and the byte length of its
-    complete lines (all but a torn tail)."""
-    records: list[dict[str, Any]] = []
-    good = 0
-    for offset, line in _complete_lines(path):
-        if (record := decode_line(line)) is not None:
-            records.append(record)
-        good = offset + len(line)
-    return records, good
-
-
 def keep_damaged(journal: Path) -> list[Damaged]:
     """Find the journal's damaged records, say what was lost, and keep their bytes in
     ``<journal>.damaged`` (the fold that follows empties the journal)."""
