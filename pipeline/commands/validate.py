@@ -180,21 +180,22 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
     if found.invalid or found.warnings:
         lines.append(f"({SHEET_ROWS})")
     if found.invalid:
-        lines.append("invalid rows (cost nothing; fix them and run again):")
-        lines += [
-            f"  {row_label(r.line, r.row_id, found.ids)} {r.field}: {r.reason}"
-            for r in found.invalid[:50]
-        ]
-        if found.invalid_count > 50:
-            lines.append(f"  ... and {found.invalid_count - 50} more (--format json lists them)")
+        lines += _rows_listed(
+            "invalid rows (cost nothing; fix them and run again):",
+            [(r.line, r.row_id, f"{r.field}: {r.reason}") for r in found.invalid],
+            found,
+            total=found.invalid_count,
+            most=50,
+            more=" (--format json lists them)",
+        )
     if found.warnings:
-        lines.append("warnings:")
-        lines += [
-            f"  {row_label(w.line, w.row_id, found.ids)} {w.field}: {w.message}"
-            for w in found.warnings[:20]
-        ]
-        if found.warning_count > 20:
-            lines.append(f"  ... and {found.warning_count - 20} more")
+        lines += _rows_listed(
+            "warnings:",
+            [(w.line, w.row_id, f"{w.field}: {w.message}") for w in found.warnings],
+            found,
+            total=found.warning_count,
+            most=20,
+        )
     lines.append("estimated cost (valid rows x price per image):")
     header = f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'batch':>11}"
     lines.append(header)
@@ -218,6 +219,23 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
         )
         lines.append(json.dumps(found.example_body["body"], indent=1))
     return "\n".join(lines)
+
+
+def _rows_listed(
+    title: str,
+    items: list[tuple[int, str, str]],
+    found: Validation,
+    *,
+    total: int,
+    most: int,
+    more: str = "",
+) -> list[str]:
+    """``title``, the first ``most`` rows' (line, id, what) each labelled, and how many more."""
+    lines = [title]
+    lines += [f"  {row_label(line, rid, found.ids)} {what}" for line, rid, what in items[:most]]
+    if total > most:
+        lines.append(f"  ... and {total - most} more{more}")
+    return lines
 
 
 def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
