@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 import anyio.to_thread
 
 from pipeline.emulator import errors, responses
+from pipeline.emulator.batch_routes import BatchSurface
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.errors import ApiError
 from pipeline.emulator.exchange import JSON, Exchange, Receive, Scope, Send, cut
@@ -31,6 +32,7 @@ from pipeline.emulator.models import find_model
 from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.specs import FaultKind
 from pipeline.emulator.stats import RunState
+from pipeline.emulator.timestamps import WallClock
 from pipeline.emulator.validate import GenerationRequest, validate
 
 _GEMINI_PATH = re.compile(
@@ -71,15 +73,20 @@ class EmulatorApp:
         # One --rpm window per model, as Google's quota is per project and model.
         self._windows: dict[str, SlidingWindow] = {}
         self._renderer = Renderer(config.payload, config.image_cache_bytes)
+        # The Files and Batch APIs (their own modules; they share the state and the renderer).
+        self.batch = BatchSurface(config, self._state, self._renderer, WallClock(config.clock))
 
     def stats_snapshot(self) -> dict[str, object]:
         """The counters served at ``GET /_emulator/stats``."""
+        self.batch.engine.advance()  # bill the batch jobs that have ended by now
         return self._state.snapshot()
 
     def reset_stats(self) -> None:
-        """Forget the run: counters, fingerprints, retry deadlines, the rpm window."""
+        """Forget the run: counters, fingerprints, retry deadlines, the rpm window, batch jobs
+        and files."""
         self._state.reset()
         self._windows.clear()
+        self.batch.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -93,7 +100,8 @@ class EmulatorApp:
         exchange = Exchange(receive, send, self._state, self.config)
         self._state.arrived()
         try:
-            await self._api(scope, exchange)
+            if not await self.batch.handle(scope, exchange, self._authenticate_key):
+                await self._api(scope, exchange)
         finally:
             # Runs on cancellation too (an in-process client gave up): the request still counts.
             if not exchange.recorded:
@@ -133,6 +141,9 @@ class EmulatorApp:
             await exchange.error(request)
             return
         await self._generate(request, exchange, vertex=route.vertex_name is not None)
+
+    def _authenticate_key(self, scope: Scope) -> ApiError | None:
+        return self._authenticate(scope, _Route("v1beta", "", None))
 
     def _authenticate(self, scope: Scope, route: _Route) -> ApiError | None:
         headers = dict(scope["headers"])

@@ -6,9 +6,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 import anyio
 
+from pipeline.emulator.batchspecs import (
+    DEFAULT_BATCH_DELAY,
+    BatchFaultSpec,
+    parse_batch_delay,
+)
 from pipeline.emulator.specs import FaultSpec, LatencySpec
 
 
@@ -45,7 +51,21 @@ class EmulatorConfig:
     payload: Payload = Payload.REALISTIC
     # Encoded images kept for reuse by content key (least recently used dropped first).
     image_cache_bytes: int = 256 * 1024 * 1024
+    # Multiplies every simulated duration of the Batch API (job delays, a late file's wait).
+    time_scale: float = 1.0
+    # Batch API: seconds from a job's creation to its end (drawn per job), job-level faults,
+    # whether a cancelled job bills the requests it had completed (UNCONFIRMED at Google), and
+    # how many unfinished jobs a project may have.
+    batch_delay: LatencySpec = field(default_factory=lambda: parse_batch_delay(DEFAULT_BATCH_DELAY))
+    batch_faults: BatchFaultSpec = field(default_factory=BatchFaultSpec)
+    batch_cancel_bills: bool = True
+    batch_max_jobs: int = 100
+    # Where the Files API keeps its bytes: a temporary directory made under this one (None: the
+    # system's temporary directory), removed when the app is garbage-collected or Python exits.
+    files_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.rpm is not None and self.rpm < 1:
             raise ValueError(f"rpm must be a positive integer, got {self.rpm}")
+        if not self.time_scale > 0:
+            raise ValueError(f"time scale must be > 0, got {self.time_scale}")

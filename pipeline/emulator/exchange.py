@@ -6,7 +6,7 @@ The exchange records how it ended in the run's ``by_status`` counter exactly onc
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import anyio
@@ -21,6 +21,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json; charset=UTF-8"
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 class Exchange:
@@ -49,21 +50,50 @@ class Exchange:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _start(self, status: int, length: int) -> None:
-        headers = [(b"content-type", JSON), (b"content-length", str(length).encode())]
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives, for bodies too large to hold (uploads); stops early
+        if the client goes away, which the caller notices by counting bytes."""
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _start(self, status: int, length: int, headers: Headers = ()) -> None:
+        if not any(name == b"content-type" for name, _ in headers):
+            headers = [(b"content-type", JSON), *headers]
+        headers = [*headers, (b"content-length", str(length).encode())]
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
-    async def reply(self, status: int, body: bytes | list[bytes]) -> None:
+    async def reply(self, status: int, body: bytes | list[bytes], headers: Headers = ()) -> None:
         """Send an answer; a list of pieces is written piece by piece, never joined."""
         self._record(str(status))
         pieces = [body] if isinstance(body, bytes) else body
-        await self._start(status, sum(len(piece) for piece in pieces))
+        await self._start(status, sum(len(piece) for piece in pieces), headers)
         for piece in pieces[:-1]:
             await self._send({"type": "http.response.body", "body": piece, "more_body": True})
         await self._send({"type": "http.response.body", "body": pieces[-1]})
 
-    async def error(self, error: ApiError) -> None:
-        await self.reply(error.code, error.body())
+    async def error(self, error: ApiError, headers: Headers = ()) -> None:
+        await self.reply(error.code, error.body(), headers)
+
+    async def stream(
+        self, status: int, length: int, headers: Headers, chunks: AsyncIterator[bytes]
+    ) -> int:
+        """Send ``length`` bytes as ``chunks`` yields them (a file read from disk); the bytes
+        sent. Stops early if the client goes away (an incomplete body, as on a real socket)."""
+        self._record(str(status))
+        await self._start(status, length, headers)
+        sent = 0
+        async for chunk in chunks:
+            sent += len(chunk)
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await self._send({"type": "http.response.body", "body": b""})
+        return sent
 
     async def reset(self, body: list[bytes], length: int) -> None:
         """Announce the whole body, send its first ``length`` bytes, then drop the connection."""

@@ -3,8 +3,10 @@ fingerprint, how often it was seen, whether it was billed and when a 429 told it
 
 Billing model: a request is billed the moment it is admitted to a successful generation
 (including a ``hang``), so a client that times out or disconnects is still charged, as with
-Google. Refusals, 4xx, 429, 5xx, ``reset`` and ``truncate`` are not billed. ``billed_duplicates``
-is billed generations minus distinct billed fingerprints: how often the client paid twice.
+Google. Refusals, 4xx, 429, 5xx, ``reset`` and ``truncate`` are not billed. A Batch API result
+is billed (at the batch price, in ``batch_billed``) when its job ends with it. ``billed_duplicates``
+is billed generations, online and batch, minus distinct billed fingerprints: how often the client
+paid twice for the same request, whatever the mode.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class RunState:
         self.rate_limited = 0
         self.faults: Counter[str] = Counter()
         self.max_in_flight = self.in_flight
+        # The Batch and Files APIs.
+        self.batch_jobs_created = 0
+        self.batch_requests = 0
+        self.batch_billed = 0
+        self.files_uploaded = 0
+        self.upload_bytes = 0
+        self.download_bytes = 0
         self._billed_fingerprints: set[bytes] = set()
         self._seen: Counter[bytes] = Counter()
         # fingerprint -> clock time before which a retry is early (set by every 429 answer)
@@ -51,6 +60,11 @@ class RunState:
 
     def bill(self, fingerprint: bytes) -> None:
         self.billed += 1
+        self._billed_fingerprints.add(fingerprint)
+
+    def bill_batch(self, fingerprint: bytes) -> None:
+        """A batch result billed (at the batch price); the same fingerprints as online."""
+        self.batch_billed += 1
         self._billed_fingerprints.add(fingerprint)
 
     def occurrence(self, fingerprint: bytes) -> int:
@@ -79,7 +93,7 @@ class RunState:
             "requests": self.requests,
             "by_status": dict(sorted(self.by_status.items())),
             "billed": self.billed,
-            "billed_duplicates": self.billed - len(self._billed_fingerprints),
+            "billed_duplicates": self.billed + self.batch_billed - len(self._billed_fingerprints),
             "distinct_billed": len(self._billed_fingerprints),
             "early_retries": self.early_retries,
             "refused": self.refused,
@@ -87,4 +101,10 @@ class RunState:
             "faults": dict(sorted(self.faults.items())),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "batch_jobs_created": self.batch_jobs_created,
+            "batch_requests": self.batch_requests,
+            "batch_billed": self.batch_billed,
+            "files_uploaded": self.files_uploaded,
+            "upload_bytes": self.upload_bytes,
+            "download_bytes": self.download_bytes,
         }
