@@ -129,11 +129,32 @@ def emulator(
     no_quota: Annotated[
         str, typer.Option(help="Models with a quota of 0 here (comma-separated): always 429")
     ] = "",
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplies simulated durations (batch delays), e.g. 0.01")
+    ] = 1.0,
+    batch_delay: Annotated[
+        str, typer.Option(help="Batch job create-to-end seconds: SECONDS, uniform:, lognormal:")
+    ] = "uniform:10-30",
+    batch_faults: Annotated[
+        str, typer.Option(help='e.g. "stuck=0.05,expire=0.02,late_file=0.2,line_error=0.01"')
+    ] = "",
+    batch_cancel_bills: Annotated[
+        str, typer.Option(help="Does a cancelled batch bill its completed requests? yes|no")
+    ] = "yes",
 ) -> None:
     """Serve the local Gemini API emulator (no key, no cost)."""
-    from pipeline.emulator import EmulatorConfig, parse_faults, parse_latency, serve
+    from pipeline.emulator import (
+        EmulatorConfig,
+        parse_batch_delay,
+        parse_batch_faults,
+        parse_faults,
+        parse_latency,
+        serve,
+    )
 
     try:
+        if batch_cancel_bills not in ("yes", "no"):
+            raise ValueError(f"--batch-cancel-bills must be yes or no, not {batch_cancel_bills!r}")
         config = EmulatorConfig(
             api_key=api_key,
             seed=seed,
@@ -141,6 +162,10 @@ def emulator(
             faults=parse_faults(faults),
             rpm=rpm,
             no_quota_models=frozenset(m.strip() for m in no_quota.split(",") if m.strip()),
+            time_scale=time_scale,
+            batch_delay=parse_batch_delay(batch_delay),
+            batch_faults=parse_batch_faults(batch_faults),
+            batch_cancel_bills=batch_cancel_bills == "yes",
         )
     except ValueError as e:
         raise shared.fail(UsageError(str(e))) from None
