@@ -130,7 +130,7 @@ def emulator(
         str, typer.Option(help="Models with a quota of 0 here (comma-separated): always 429")
     ] = "",
     time_scale: Annotated[
-        float, typer.Option(help="Multiplies simulated durations (batch delays), e.g. 0.01")
+        float, typer.Option(help="Multiply every emulated wait (0.01: an hour in 36 s)")
     ] = 1.0,
     batch_delay: Annotated[
         str, typer.Option(help="Batch job create-to-end seconds: SECONDS, uniform:, lognormal:")
@@ -141,6 +141,27 @@ def emulator(
     batch_cancel_bills: Annotated[
         str, typer.Option(help="Does a cancelled batch bill its completed requests? yes|no")
     ] = "yes",
+    flex_latency: Annotated[
+        str, typer.Option(help="Flex tier latency, in the --latency syntax")
+    ] = "lognormal:240:0.7",
+    shed_status: Annotated[int, typer.Option(help="Status of a shed Flex request: 429|503")] = 503,
+    no_flex: Annotated[str, typer.Option(help="Models that refuse Flex (comma-separated)")] = "",
+    token_ttl: Annotated[float, typer.Option(help="Seconds an issued OAuth token lasts")] = 3600,
+    bearer: Annotated[
+        str, typer.Option(help="Vertex tokens accepted: any|issued (only ours, unexpired)")
+    ] = "any",
+    vertex_projects: Annotated[
+        str, typer.Option(help="The only Vertex projects that exist (comma-separated)")
+    ] = "",
+    error_array: Annotated[
+        float, typer.Option(help="Share of Vertex errors sent as a JSON array")
+    ] = 0.0,
+    chat_shape: Annotated[
+        str, typer.Option(help="Chat gateway image shape: images|parts|markdown|link")
+    ] = "images",
+    chat_errors: Annotated[
+        str, typer.Option(help="Chat gateway error convention: raw|upstream|mixed")
+    ] = "raw",
 ) -> None:
     """Serve the local Gemini API emulator (no key, no cost)."""
     from pipeline.emulator import (
@@ -152,6 +173,9 @@ def emulator(
         serve,
     )
 
+    def names(text: str) -> frozenset[str]:
+        return frozenset(m.strip() for m in text.split(",") if m.strip())
+
     try:
         if batch_cancel_bills not in ("yes", "no"):
             raise ValueError(f"--batch-cancel-bills must be yes or no, not {batch_cancel_bills!r}")
@@ -161,11 +185,20 @@ def emulator(
             latency=parse_latency(latency),
             faults=parse_faults(faults),
             rpm=rpm,
-            no_quota_models=frozenset(m.strip() for m in no_quota.split(",") if m.strip()),
+            no_quota_models=names(no_quota),
             time_scale=time_scale,
             batch_delay=parse_batch_delay(batch_delay),
             batch_faults=parse_batch_faults(batch_faults),
             batch_cancel_bills=batch_cancel_bills == "yes",
+            flex_latency=parse_latency(flex_latency),
+            shed_status=shed_status,
+            no_flex_models=names(no_flex),
+            token_ttl_s=token_ttl,
+            bearer=bearer,
+            vertex_projects=names(vertex_projects),
+            error_array=error_array,
+            chat_shape=chat_shape,
+            chat_errors=chat_errors,
         )
     except ValueError as e:
         raise shared.fail(UsageError(str(e))) from None

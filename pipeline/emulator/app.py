@@ -1,67 +1,34 @@
-"""The ASGI application: routes, authentication, and the order of checks of ``generateContent``.
+"""The ASGI application: which surface a request is for, and the order of checks before a
+generation.
 
-Order of checks, as Google's front end applies them: route and method -> API key -> model
-exists (404) -> body and validation (400) -> a model without quota (``--no-quota``: 429 with
-quotaValue 0) -> ``--rpm`` window (429, not counted in the window) -> injected transient
-fault -> refusal (trigger token or sticky draw) -> success.
+Order of checks, as Google's front end applies them: route and method -> credentials (key or
+token, and on Vertex the project) -> model exists, and on Vertex is served at that location
+(404) -> body and validation (400) -> tier allowed (400) -> then the generation pipeline
+(``generation.py``: quota, rpm, shedding, faults, refusals, success). The chat gateway adds its
+own key and request translation first, and words Google's answers its way. The Files and Batch
+APIs (``batch_routes.py``) answer their own paths.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-import anyio.to_thread
-
-from pipeline.emulator import errors, responses
+from pipeline.emulator import access, chat, errors, links, metadata, tiers, vertex
 from pipeline.emulator.batch_routes import BatchSurface
+from pipeline.emulator.chatanswers import ChatDialect
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.dialects import GOOGLE
 from pipeline.emulator.errors import ApiError
-from pipeline.emulator.exchange import JSON, Exchange, Receive, Scope, Send, cut
-from pipeline.emulator.faults import (
-    cut_fraction,
-    find_triggers,
-    latency_s,
-    refusal,
-    transient_fault,
-)
-from pipeline.emulator.images import THREAD_PIXELS, Renderer
+from pipeline.emulator.exchange import Exchange, Receive, Scope, Send, respond
+from pipeline.emulator.generation import Call, Generator
 from pipeline.emulator.models import find_model
-from pipeline.emulator.ratelimit import SlidingWindow
-from pipeline.emulator.specs import FaultKind
+from pipeline.emulator.routes import Action, ApiRoute, RouteKind, api_route
 from pipeline.emulator.stats import RunState
+from pipeline.emulator.surfaces import Surfaces
 from pipeline.emulator.timestamps import WallClock
-from pipeline.emulator.validate import GenerationRequest, validate
-
-_GEMINI_PATH = re.compile(
-    r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:]+):generateContent$"
-)
-_VERTEX_PATH = re.compile(
-    r"^/(?P<version>v1|v1beta1)/(?P<name>projects/[^/]+/locations/[^/]+/publishers/google/"
-    r"models/(?P<model>[^/:]+)):generateContent$"
-)
-_DEFAULT_MINUTE_LIMIT = 10
-_DAY_LIMIT = 250
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """One admitted attempt at a request: what every answer to it is computed from."""
-
-    request: GenerationRequest
-    answer: responses.Answer
-    occurrence: int
-    latency_s: float
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    version: str
-    model: str
-    vertex_name: str | None  # the Vertex resource name; None for the Gemini API
+from pipeline.emulator.validate import validate
 
 
 class EmulatorApp:
@@ -70,11 +37,11 @@ class EmulatorApp:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self._state = RunState()
-        # One --rpm window per model, as Google's quota is per project and model.
-        self._windows: dict[str, SlidingWindow] = {}
-        self._renderer = Renderer(config.payload, config.image_cache_bytes)
+        self._generator = Generator(config, self._state)
+        self._surfaces = Surfaces(config)
         # The Files and Batch APIs (their own modules; they share the state and the renderer).
-        self.batch = BatchSurface(config, self._state, self._renderer, WallClock(config.clock))
+        renderer = self._generator.renderer
+        self.batch = BatchSurface(config, self._state, renderer, WallClock(config.clock))
 
     def stats_snapshot(self) -> dict[str, object]:
         """The counters served at ``GET /_emulator/stats``."""
@@ -83,9 +50,9 @@ class EmulatorApp:
 
     def reset_stats(self) -> None:
         """Forget the run: counters, fingerprints, retry deadlines, the rpm window, batch jobs
-        and files."""
+        and files (issued OAuth tokens stay valid)."""
         self._state.reset()
-        self._windows.clear()
+        self._generator.reset()
         self.batch.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,14 +61,29 @@ class EmulatorApp:
             return
         if scope["type"] != "http":
             return
-        if scope["path"].startswith("/_emulator/"):
+        path, method = scope["path"], scope["method"]
+        counters = self._state.routes
+        if path.startswith(links.PREFIX) and method == "GET":
+            await self._surfaces.hosted_image(scope, send, counters)
+            return
+        if path.startswith("/_emulator/"):
             await self._control(scope, send)
+            return
+        if path == "/token" and method == "POST":
+            await self._surfaces.token(scope, receive, send, counters)
+            return
+        if metadata.is_metadata(path, dict(scope["headers"])):
+            await self._surfaces.metadata(scope, receive, send, counters)
+            return
+        route = api_route(method, path)
+        if route is not None and route.action is Action.GET_MODEL:
+            await self._surfaces.model_read(route, scope, receive, send, counters)
             return
         exchange = Exchange(receive, send, self._state, self.config)
         self._state.arrived()
         try:
             if not await self.batch.handle(scope, exchange, self._authenticate_key):
-                await self._api(scope, exchange)
+                await self._api(scope, route, exchange)
         finally:
             # Runs on cancellation too (an in-process client gave up): the request still counts.
             if not exchange.recorded:
@@ -115,194 +97,112 @@ class EmulatorApp:
         elif path == "/_emulator/reset" and method == "POST":
             self.reset_stats()
             status, body = 200, json.dumps(self.stats_snapshot()).encode()
+        elif path == "/_emulator/expire-tokens" and method == "POST":
+            self._surfaces.tokens.expire_all(self.config.clock())
+            status, body = 200, json.dumps(self.stats_snapshot()).encode()
         else:
             status, body = 404, errors.route_not_found().body()
-        headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body)
 
-    async def _api(self, scope: Scope, exchange: Exchange) -> None:
-        route = _route(scope)
+    def _authenticate_key(self, scope: Scope) -> ApiError | None:
+        """The Gemini API's key check, for the Files and Batch APIs."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return access.gemini(access.Credentials.of(dict(scope["headers"]), query), self.config)
+
+    async def _api(self, scope: Scope, route: ApiRoute | None, exchange: Exchange) -> None:
         body = await exchange.read_body()
         if route is None:
             await exchange.error(errors.route_not_found())
             return
-        denied = self._authenticate(scope, route)
+        self._state.routes.routed(route.kind)
+        headers = dict(scope["headers"])
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        credentials = access.Credentials.of(headers, query)
+        if route.kind is RouteKind.CHAT:
+            await self._chat(scope, body, credentials, exchange)
+            return
+        config = self.config
+        if route.vertex:
+            key = scope["path"].encode() + b"\n" + body
+            exchange.render_error = vertex.error_renderer(config.seed, config.error_array, key)
+            denied = access.vertex_route(
+                route, credentials, config, self._surfaces.tokens, config.clock()
+            )
+        else:
+            denied = access.gemini(credentials, config)
         if denied is not None:
             await exchange.error(denied)
             return
         model_id = route.model.removeprefix("models/")
         model = find_model(model_id)
-        if model is None:
+        if model is None or (route.vertex and not vertex.serves(route, model_id)):
             await exchange.error(errors.model_not_found(model_id, route.version, route.vertex_name))
             return
-        request = validate(model_id, model, body, vertex=route.vertex_name is not None)
+        request = validate(model_id, model, body, vertex=route.vertex)
         if isinstance(request, ApiError):
             await exchange.error(request)
             return
-        await self._generate(request, exchange, vertex=route.vertex_name is not None)
-
-    def _authenticate_key(self, scope: Scope) -> ApiError | None:
-        return self._authenticate(scope, _Route("v1beta", "", None))
-
-    def _authenticate(self, scope: Scope, route: _Route) -> ApiError | None:
-        headers = dict(scope["headers"])
-        bearer = headers.get(b"authorization", b"").decode("latin-1")
-        token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else ""
-        expected = self.config.api_key
-        if route.vertex_name is not None:
-            if not token:
-                return errors.vertex_unauthenticated(missing=True)
-            if expected is not None and token != expected:
-                return errors.vertex_unauthenticated(missing=False)
-            return None
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        key = headers.get(b"x-goog-api-key", b"").decode("latin-1") or (query.get("key") or [""])[0]
-        key = key or token
-        if not key:
-            return errors.unregistered_caller()
-        if expected is not None and key != expected:
-            return errors.api_key_invalid()
-        return None
-
-    async def _generate(
-        self, request: GenerationRequest, exchange: Exchange, *, vertex: bool
-    ) -> None:
-        config, state = self.config, self._state
-        fingerprint = request.fingerprint
-        now = config.clock()
-        state.check_retry(fingerprint, now)
-        if request.model_id in config.no_quota_models:
-            state.rate_limited += 1
-            await exchange.error(errors.no_quota(model=request.model_id))
-            return
-        if config.rpm is not None and await self._rate_limited(request, exchange, now):
-            return
-        occurrence = state.occurrence(fingerprint)
-        triggers = find_triggers(request.prompt)
-        seed, faults = config.seed, config.faults
-        attempt = _Attempt(
-            request=request,
-            answer=responses.new_answer(seed, vertex=vertex),
-            occurrence=occurrence,
-            latency_s=latency_s(config.latency, seed, fingerprint, occurrence, request.image_size),
-            now=now,
+        choice = tiers.choose(
+            route,
+            headers,
+            request.service_tier,
+            model_id=model_id,
+            model_name=model.name,
+            no_flex=config.no_flex_models,
         )
-        fault = transient_fault(seed, faults, fingerprint, occurrence, triggers)
-        if fault is not None:
-            state.faults[fault.value] += 1
-            await self._inject(fault, attempt, exchange)
+        if isinstance(choice, ApiError):
+            await exchange.error(choice)
             return
-        refused = refusal(seed, faults, fingerprint, occurrence, triggers)
-        if refused is not None:
-            state.refused += 1
-            state.faults[refused[0].value] += 1
-            await self._refuse(*refused, attempt, exchange)
-            return
-        # Admitted to a successful generation: billed now, whatever happens to the connection.
-        state.bill(fingerprint)
-        if await exchange.wait(attempt.latency_s):
-            await exchange.reply(200, await self._image_body(request, attempt.answer))
+        call = Call(route.kind.value, choice, GOOGLE, vertex=route.vertex)
+        await self._generator.generate(request, exchange, call)
 
-    async def _rate_limited(
-        self, request: GenerationRequest, exchange: Exchange, now: float
-    ) -> bool:
-        """Apply ``--rpm``: answer 429 (True) when this model's window is full."""
-        limit = self.config.rpm or 1
-        window = self._windows.setdefault(request.model_id, SlidingWindow(limit))
-        wait = window.admit(now)
-        if wait is None:
-            return False
-        self._state.rate_limited += 1
-        delay = errors.whole_seconds(wait)
-        self._state.told_to_wait(request.fingerprint, now, delay)
-        await exchange.error(
-            errors.quota_exhausted(
-                model=request.model_id,
-                retry_delay_s=delay,
-                per_day=False,
-                limit=limit,
-                exact_delay_s=wait,
-            )
-        )
-        return True
-
-    async def _inject(self, fault: FaultKind, attempt: _Attempt, exchange: Exchange) -> None:
-        """Answer with a transient fault. Quota and overload answer at once; the rest after the
-        attempt's latency, as they happen during or after generation."""
-        faults, request = self.config.faults, attempt.request
-        if fault in (FaultKind.RATE_LIMIT, FaultKind.QUOTA_DAY):
-            delay = faults.retry_delay_s
-            self._state.told_to_wait(request.fingerprint, attempt.now, delay)
-            per_day = fault is FaultKind.QUOTA_DAY
-            limit = _DAY_LIMIT if per_day else (self.config.rpm or _DEFAULT_MINUTE_LIMIT)
-            await exchange.error(
-                errors.quota_exhausted(
-                    model=request.model_id,
-                    retry_delay_s=delay,
-                    per_day=per_day,
-                    limit=limit,
-                    exact_delay_s=delay,
-                )
-            )
-        elif fault is FaultKind.UNAVAILABLE:
-            await exchange.error(errors.overloaded())
-        elif fault is FaultKind.HANG:
-            # A hang is a generation that finishes (and is billed) long after any timeout.
-            self._state.bill(request.fingerprint)
-            if await exchange.wait(faults.hang_s):
-                await exchange.reply(200, await self._image_body(request, attempt.answer))
-        elif not await exchange.wait(attempt.latency_s):
-            return
-        elif fault is FaultKind.INTERNAL:
-            await exchange.error(errors.internal())
-        elif fault is FaultKind.DEADLINE:
-            await exchange.error(errors.deadline_exceeded())
-        else:
-            body = await self._image_body(request, attempt.answer)
-            fraction = cut_fraction(self.config.seed, request.fingerprint, attempt.occurrence)
-            kept = int(sum(len(piece) for piece in body) * fraction)
-            if fault is FaultKind.RESET:
-                await exchange.reset(body, kept)
-            else:  # truncate: a complete HTTP answer whose JSON stops midway
-                await exchange.reply(200, cut(body, kept))
-
-    async def _refuse(
-        self, kind: FaultKind, reason: str, attempt: _Attempt, exchange: Exchange
+    async def _chat(
+        self, scope: Scope, body: bytes, credentials: access.Credentials, exchange: Exchange
     ) -> None:
-        if not await exchange.wait(attempt.latency_s):
+        config = self.config
+        denied = chat.authenticate(credentials.bearer, config.api_key)
+        translated = denied or chat.translate(body)
+        if isinstance(translated, chat.GatewayError):
+            await exchange.reply(*translated.encoded())
             return
-        request, answer = attempt.request, attempt.answer
-        if kind is FaultKind.BLOCK:
-            await exchange.reply(200, responses.blocked(request, answer, reason))
-        elif kind is FaultKind.NO_IMAGE:
-            await exchange.reply(200, responses.text_only(request, answer))
-        else:
-            await exchange.reply(200, responses.image_refused(request, answer, kind))
-
-    async def _image_body(
-        self, request: GenerationRequest, answer: responses.Answer
-    ) -> list[bytes]:
-        width, height = request.model.pixels(request.image_size, request.aspect_ratio)
-        if width * height > THREAD_PIXELS:
-            image = await anyio.to_thread.run_sync(self._renderer.final_image, request)
-        else:
-            image = self._renderer.final_image(request)
-        thought = self._renderer.thought_image(request) if request.model.thinks else None
-        return responses.success(request, answer, image, thought)
-
-
-def _route(scope: Scope) -> _Route | None:
-    if scope["method"] != "POST":
-        return None
-    path = scope["path"]
-    match = _GEMINI_PATH.match(path)
-    if match is not None:
-        return _Route(match["version"], match["model"], None)
-    match = _VERTEX_PATH.match(path)
-    if match is not None:
-        return _Route(match["version"], match["model"], match["name"])
-    return None
+        digest = hashlib.sha256(body).digest()
+        exchange.render_error = chat.wrap_google_error(config.chat_errors, config.seed, digest)
+        model = find_model(translated.model_id)
+        if model is None:
+            unknown = chat.gateway_error(400, f"{translated.model} is not a valid model ID")
+            await exchange.reply(*unknown.encoded())
+            return
+        request = validate(translated.model_id, model, translated.gemini_body)
+        if isinstance(request, ApiError):
+            await exchange.error(request)
+            return
+        no_credit = chat.out_of_credit(request.prompt)
+        if no_credit is not None:
+            await exchange.reply(*no_credit.encoded())
+            return
+        route = ApiRoute(RouteKind.CHAT, Action.GENERATE, "v1", translated.model_id)
+        choice = tiers.choose(
+            route,
+            {},
+            request.service_tier,
+            model_id=translated.model_id,
+            model_name=model.name,
+            no_flex=config.no_flex_models,
+        )
+        if isinstance(choice, ApiError):
+            await exchange.error(choice)
+            return
+        host = dict(scope["headers"]).get(b"host", b"localhost").decode("latin-1")
+        base_url = f"{scope.get('scheme', 'http')}://{host}"
+        dialect = ChatDialect(
+            config.chat_shape,
+            model=translated.model,
+            tier=choice.tier,
+            tier_asked=choice.asked,
+            base_url=base_url,
+            links=self._surfaces.links,
+        )
+        await self._generator.generate(request, exchange, Call(route.kind, choice, dialect, False))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

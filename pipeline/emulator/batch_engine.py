@@ -32,6 +32,7 @@ from pipeline.emulator.faults import latency_s, unit
 from pipeline.emulator.filestore import FileStore
 from pipeline.emulator.images import Renderer
 from pipeline.emulator.models import ModelInfo
+from pipeline.emulator.pricing import price_micros
 from pipeline.emulator.stats import RunState
 from pipeline.emulator.timestamps import WallClock
 
@@ -155,6 +156,7 @@ class BatchEngine:
         self.jobs[job_id] = job
         self._state.batch_jobs_created += 1
         self._state.batch_requests += len(items)
+        self._state.routes.tiered("batch", len(items))
         return job
 
     def advance(self) -> None:
@@ -174,7 +176,8 @@ class BatchEngine:
         for index in job.results:
             item = job.items[index]
             if item.billable and item.request is not None:
-                self._state.bill_batch(item.request.fingerprint)
+                micros = price_micros(item.request, "batch")
+                self._state.bill_batch(item.request.fingerprint, micros=micros)
             if item.refusal is not None:
                 self._state.refused += 1
             if item.fault is not None:

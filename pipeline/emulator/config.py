@@ -15,7 +15,10 @@ from pipeline.emulator.batchspecs import (
     BatchFaultSpec,
     parse_batch_delay,
 )
-from pipeline.emulator.specs import FaultSpec, LatencySpec
+from pipeline.emulator.specs import FaultSpec, LatencySpec, parse_latency
+
+# Flex holds a request for minutes (Google's target: 1 to 15) before answering.
+DEFAULT_FLEX_LATENCY = "lognormal:240:0.7"
 
 
 class Payload(StrEnum):
@@ -51,7 +54,9 @@ class EmulatorConfig:
     payload: Payload = Payload.REALISTIC
     # Encoded images kept for reuse by content key (least recently used dropped first).
     image_cache_bytes: int = 256 * 1024 * 1024
-    # Multiplies every simulated duration of the Batch API (job delays, a late file's wait).
+    # The simulation's speed: every emulated wait (latency, Flex, hangs, the retry delays it
+    # asks for, the --rpm window, batch job delays, a late file's wait) is multiplied by it, so
+    # 0.01 plays an hour in 36 s.
     time_scale: float = 1.0
     # Batch API: seconds from a job's creation to its end (drawn per job), job-level faults,
     # whether a cancelled job bills the requests it had completed (UNCONFIRMED at Google), and
@@ -63,9 +68,33 @@ class EmulatorConfig:
     # Where the Files API keeps its bytes: a temporary directory made under this one (None: the
     # system's temporary directory), removed when the app is garbage-collected or Python exits.
     files_dir: Path | None = None
+    # Routes and tiers (see routes.py, tiers.py, oauth.py, chat.py).
+    flex_latency: LatencySpec = field(default_factory=lambda: parse_latency(DEFAULT_FLEX_LATENCY))
+    shed_status: int = 503
+    no_flex_models: frozenset[str] = frozenset()
+    token_ttl_s: float = 3600.0
+    bearer: str = "any"  # "any": any bearer token on Vertex; "issued": only ours, unexpired
+    vertex_projects: frozenset[str] = frozenset()  # empty: every project exists
+    error_array: float = 0.0  # share of Vertex errors sent as a JSON array [{"error": ...}]
+    chat_shape: str = "images"  # images | parts | markdown | link
+    chat_errors: str = "raw"  # raw | upstream | mixed
+    wall_clock: Callable[[], float] = time.time  # JWT iat/exp are wall-clock times
 
     def __post_init__(self) -> None:
         if self.rpm is not None and self.rpm < 1:
             raise ValueError(f"rpm must be a positive integer, got {self.rpm}")
         if not self.time_scale > 0:
             raise ValueError(f"time scale must be > 0, got {self.time_scale}")
+        if self.shed_status not in (429, 503):
+            raise ValueError(f"shed status must be 429 or 503, got {self.shed_status}")
+        if not self.token_ttl_s > 0:
+            raise ValueError(f"token ttl must be > 0 seconds, got {self.token_ttl_s}")
+        if not 0 <= self.error_array <= 1:
+            raise ValueError(f"error array rate must be in [0, 1], got {self.error_array}")
+        for name, value, allowed in (
+            ("bearer", self.bearer, ("any", "issued")),
+            ("chat shape", self.chat_shape, ("images", "parts", "markdown", "link")),
+            ("chat errors", self.chat_errors, ("raw", "upstream", "mixed")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

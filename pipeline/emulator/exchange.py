@@ -24,6 +24,10 @@ JSON = b"application/json; charset=UTF-8"
 Headers = Sequence[tuple[bytes, bytes]]
 
 
+def google_error(error: ApiError) -> tuple[int, bytes]:
+    return error.code, error.body()
+
+
 class Exchange:
     """One HTTP request/response; remembers whether an answer was recorded in the stats."""
 
@@ -34,21 +38,17 @@ class Exchange:
         self._send = send
         self._state = state
         self._sleep = config.sleep
+        self._time_scale = config.time_scale
         self.recorded = False
+        # How an ApiError is written on this exchange's route (Vertex arrays, gateway shapes).
+        self.render_error: Callable[[ApiError], tuple[int, bytes]] = google_error
 
     def _record(self, key: str) -> None:
         self.recorded = True
         self._state.answered(key)
 
     async def read_body(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                return b"".join(chunks)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(self._receive)
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
         """The request body as it arrives, for bodies too large to hold (uploads); stops early
@@ -79,7 +79,8 @@ class Exchange:
         await self._send({"type": "http.response.body", "body": pieces[-1]})
 
     async def error(self, error: ApiError, headers: Headers = ()) -> None:
-        await self.reply(error.code, error.body(), headers)
+        status, body = self.render_error(error)
+        await self.reply(status, body, headers)
 
     async def stream(
         self, status: int, length: int, headers: Headers, chunks: AsyncIterator[bytes]
@@ -104,7 +105,9 @@ class Exchange:
         # Returning now leaves the response incomplete: the server closes the connection.
 
     async def wait(self, seconds: float) -> bool:
-        """Sleep, unless the client goes away first; False if it did."""
+        """Sleep ``seconds`` of emulated time (scaled by ``--time-scale``), unless the client goes
+        away first; False if it did."""
+        seconds *= self._time_scale
         if seconds <= 0:
             return True
         gone = False
@@ -121,6 +124,30 @@ class Exchange:
             await self._sleep(seconds)
             group.cancel_scope.cancel()
         return not gone
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """A whole answer outside an API exchange (control, OAuth, metadata): not in ``by_status``."""
+    start = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*start, *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def cut(pieces: list[bytes], length: int) -> bytes:

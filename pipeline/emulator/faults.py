@@ -31,7 +31,7 @@ from pipeline.emulator.specs import (
 DEFAULT_BLOCK_REASON = "PROHIBITED_CONTENT"
 _TOKEN = re.compile(
     r"#(?P<kind>429day|429|500|503|504|reset|truncate|hang|block|unsafe|prohibited|recitation"
-    r"|imageother|noimage)(?::(?P<reason>[A-Za-z_]+))?(?:x(?P<limit>\d+))?(?![\w])",
+    r"|imageother|noimage|shed)(?::(?P<reason>[A-Za-z_]+))?(?:x(?P<limit>\d+))?(?![\w])",
     re.IGNORECASE,
 )
 _NORMAL = NormalDist()
@@ -86,7 +86,7 @@ def transient_fault(
 ) -> FaultKind | None:
     """The accident (429, 5xx, reset, truncate, hang) that befalls this attempt, if any."""
     for trigger in triggers:
-        if not trigger.kind.is_refusal and trigger.applies(occurrence):
+        if trigger.kind in TRANSIENT_KINDS and trigger.applies(occurrence):
             return trigger.kind
     if not spec.rates:
         return None

@@ -45,7 +45,7 @@ FINISH_MESSAGES: dict[FaultKind, tuple[str, str]] = {
         "prompt. You will not be charged for blocked images. Try rephrasing the prompt.",
     ),
 }
-_NO_IMAGE_TEXT = (
+NO_IMAGE_TEXT = (
     "I'm unable to create that image. I can't generate images for this request, but I'm happy "
     "to help with a different description."
 )
@@ -58,10 +58,14 @@ class Answer:
     seed: int
     vertex: bool
     response_id: str
+    traffic_type: str = "ON_DEMAND"  # Vertex's usageMetadata.trafficType
+    service_tier: str | None = None  # the Gemini API's usageMetadata.serviceTier, when asked
 
 
-def new_answer(seed: int, *, vertex: bool) -> Answer:
-    return Answer(seed=seed, vertex=vertex, response_id=secrets.token_urlsafe(17))
+def new_answer(
+    seed: int, *, vertex: bool, traffic_type: str = "ON_DEMAND", service_tier: str | None = None
+) -> Answer:
+    return Answer(seed, vertex, secrets.token_urlsafe(17), traffic_type, service_tier)
 
 
 def _tokens(chars: int) -> int:
@@ -75,6 +79,11 @@ def _prompt_usage(request: GenerationRequest) -> tuple[int, list[dict[str, objec
     if images:
         details.append({"modality": "IMAGE", "tokenCount": images})
     return text + images, details
+
+
+def prompt_tokens(request: GenerationRequest) -> int:
+    """The prompt's token count (text and input images), as usageMetadata reports it."""
+    return _prompt_usage(request)[0]
 
 
 def thoughts_tokens(request: GenerationRequest, seed: int) -> int:
@@ -102,7 +111,9 @@ def _usage(
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
     if answer.vertex:
-        usage["trafficType"] = "ON_DEMAND"
+        usage["trafficType"] = answer.traffic_type
+    elif answer.service_tier is not None:
+        usage["serviceTier"] = answer.service_tier
     return usage
 
 
@@ -224,12 +235,12 @@ def text_only(request: GenerationRequest, answer: Answer) -> bytes:
     """The model answered in words instead of an image (finishReason STOP)."""
     thoughts = thoughts_tokens(request, answer.seed) if request.model.thinks else 0
     candidate = {
-        "content": {"parts": [{"text": _NO_IMAGE_TEXT}], "role": "model"},
+        "content": {"parts": [{"text": NO_IMAGE_TEXT}], "role": "model"},
         "finishReason": "STOP",
         "index": 0,
     }
     tokens: list[dict[str, object]] = [
-        {"modality": "TEXT", "tokenCount": _tokens(len(_NO_IMAGE_TEXT))}
+        {"modality": "TEXT", "tokenCount": _tokens(len(NO_IMAGE_TEXT))}
     ]
     usage = _usage(request, answer, candidates=tokens, thoughts=thoughts)
     body = _envelope(request, answer, {"candidates": [candidate], "usageMetadata": usage})

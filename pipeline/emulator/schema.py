@@ -3,7 +3,8 @@
 Field names are camelCase, the JSON names of Google's protos; ``camel`` maps the snake_case
 spellings (the protos' own field names) onto them, as Google's proto-JSON parser accepts both.
 The fingerprint hashes the model and the canonical body (keys camelCased, sorted), so the same
-request spelled either way is the same request.
+request spelled either way is the same request. It leaves out ``serviceTier``: a Flex request
+resent at the standard tier is the same request, and paying for both is a billed duplicate.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TOP = frozenset(
         "model",
     }
 )
+VERTEX_TOP = TOP | {"modelArmorConfig"}
 GENERATION_CONFIG = frozenset(
     {
         "stopSequences",
@@ -115,5 +117,8 @@ def canonical(value: object) -> object:
 
 
 def fingerprint(model_id: str, body: object) -> bytes:
-    text = json.dumps(canonical(body), sort_keys=True, separators=(",", ":"))
+    document = canonical(body)
+    if isinstance(document, dict):
+        document.pop("serviceTier", None)
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(model_id.encode() + b"\n" + text.encode()).digest()

@@ -19,6 +19,8 @@ Fault grammar::
       KIND=RATE           RATE in [0, 1]; KIND in 429 429day 500 503 504 reset truncate hang
                           (transient: redrawn on every attempt) or block unsafe prohibited
                           recitation imageother noimage (refusals: sticky per request)
+      shed=RATE           a Flex request is shed (--shed-status, not billed): Flex only, its own
+                          draw per attempt
       retry_delay=SECONDS the RetryInfo.retryDelay of an injected 429 (default 5)
       hang_s=SECONDS      how long a ``hang`` holds the response (default 900)
     "" or "none" means no faults.
@@ -53,6 +55,7 @@ class FaultKind(StrEnum):
     RECITATION = "recitation"
     IMAGE_OTHER = "imageother"
     NO_IMAGE = "noimage"
+    SHED = "shed"
 
     @property
     def is_refusal(self) -> bool:
@@ -71,7 +74,10 @@ REFUSAL_KINDS = frozenset(
         FaultKind.NO_IMAGE,
     }
 )
-TRANSIENT_KINDS = tuple(kind for kind in FaultKind if kind not in REFUSAL_KINDS)
+# Shedding befalls Flex requests only, so it has its own draw (tiers.py), outside the others.
+TRANSIENT_KINDS = tuple(
+    kind for kind in FaultKind if kind not in REFUSAL_KINDS and kind is not FaultKind.SHED
+)
 REFUSAL_ORDER = tuple(kind for kind in FaultKind if kind in REFUSAL_KINDS)
 
 FAULT_GRAMMAR = (

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pipeline.emulator.routestats import RouteCounters
+
 # A retry this much before its RetryInfo delay elapsed is still on time (clock granularity).
 EARLY_RETRY_SLACK_S = 0.010
 _PRUNE_AT = 4096
@@ -33,6 +35,7 @@ class RunState:
         self.refused = 0
         self.rate_limited = 0
         self.faults: Counter[str] = Counter()
+        self.routes = RouteCounters()
         self.max_in_flight = self.in_flight
         # The Batch and Files APIs.
         self.batch_jobs_created = 0
@@ -58,14 +61,18 @@ class RunState:
         """Record how a request ended: a status code, ``reset`` or ``disconnected``."""
         self.by_status[key] += 1
 
-    def bill(self, fingerprint: bytes) -> None:
+    def bill(
+        self, fingerprint: bytes, *, route: str = "gemini", tier: str = "standard", micros: int = 0
+    ) -> None:
         self.billed += 1
         self._billed_fingerprints.add(fingerprint)
+        self.routes.billed(route, tier, micros)
 
-    def bill_batch(self, fingerprint: bytes) -> None:
+    def bill_batch(self, fingerprint: bytes, *, micros: int = 0) -> None:
         """A batch result billed (at the batch price); the same fingerprints as online."""
         self.batch_billed += 1
         self._billed_fingerprints.add(fingerprint)
+        self.routes.billed("gemini", "batch", micros)
 
     def occurrence(self, fingerprint: bytes) -> int:
         """How many times this request was seen before (0 the first time), counting this one."""
@@ -107,4 +114,5 @@ class RunState:
             "files_uploaded": self.files_uploaded,
             "upload_bytes": self.upload_bytes,
             "download_bytes": self.download_bytes,
+            **self.routes.snapshot(),
         }

@@ -27,6 +27,7 @@ from pipeline.emulator.schema import (
     PART_DATA,
     TOP,
     VERTEX_IMAGE_CONFIG,
+    VERTEX_TOP,
     camel,
     fingerprint,
 )
@@ -63,6 +64,7 @@ class GenerationRequest:
     aspect_ratio: str
     want_text: bool
     mime_type: str
+    service_tier: object = None  # the body's serviceTier as sent (tiers.py reads it)
 
 
 class _Invalid(Exception):
@@ -293,7 +295,7 @@ def _validate(model_id: str, model: ModelInfo, body: bytes, vertex: bool) -> Gen
         raise _Invalid(
             invalid_argument("Invalid JSON payload received. Unexpected token.")
         ) from None
-    top = _fields(document, TOP, "")
+    top = _fields(document, VERTEX_TOP if vertex else TOP, "")
     config = _fields(top.get("generationConfig") or {}, GENERATION_CONFIG, "generation_config")
     _check_numbers(config)
     texts, images, text_chars = _parse_contents(top.get("contents"))
@@ -335,6 +337,7 @@ def _validate(model_id: str, model: ModelInfo, body: bytes, vertex: bool) -> Gen
         aspect_ratio=ratio,
         want_text=want_text,
         mime_type=mime or model.mime_type,
+        service_tier=top.get("serviceTier"),
     )
 
 
