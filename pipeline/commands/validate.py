@@ -179,23 +179,28 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
     )
     if found.invalid or found.warnings:
         lines.append(f"({SHEET_ROWS})")
-    if found.invalid:
-        lines += _rows_listed(
+    listed = (  # (title, rows as (line, id, what), how many in all, how many to show, hint)
+        (
             "invalid rows (cost nothing; fix them and run again):",
             [(r.line, r.row_id, f"{r.field}: {r.reason}") for r in found.invalid],
-            found,
-            total=found.invalid_count,
-            most=50,
-            more=" (--format json lists them)",
-        )
-    if found.warnings:
-        lines += _rows_listed(
+            found.invalid_count,
+            50,
+            " (--format json lists them)",
+        ),
+        (
             "warnings:",
             [(w.line, w.row_id, f"{w.field}: {w.message}") for w in found.warnings],
-            found,
-            total=found.warning_count,
-            most=20,
-        )
+            found.warning_count,
+            20,
+            "",
+        ),
+    )
+    for title, items, count, most, more in listed:
+        if items:
+            lines.append(title)
+            lines += [f"  {row_label(ln, rid, found.ids)} {what}" for ln, rid, what in items[:most]]
+            if count > most:
+                lines.append(f"  ... and {count - most} more{more}")
     lines.append("estimated cost (valid rows x price per image):")
     header = f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'batch':>11}"
     lines.append(header)
@@ -219,23 +224,6 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
         )
         lines.append(json.dumps(found.example_body["body"], indent=1))
     return "\n".join(lines)
-
-
-def _rows_listed(
-    title: str,
-    items: list[tuple[int, str, str]],
-    found: Validation,
-    *,
-    total: int,
-    most: int,
-    more: str = "",
-) -> list[str]:
-    """``title``, the first ``most`` rows' (line, id, what) each labelled, and how many more."""
-    lines = [title]
-    lines += [f"  {row_label(line, rid, found.ids)} {what}" for line, rid, what in items[:most]]
-    if total > most:
-        lines.append(f"  ... and {total - most} more{more}")
-    return lines
 
 
 def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
