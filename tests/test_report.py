@@ -23,6 +23,7 @@ from pipeline.commands.thumbs import THUMB_PX
 from pipeline.core.errors import UsageError
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 from pipeline.run.scheduler import run_manifest
+from pipeline.store.journal import encode_line
 from pipeline.store.ledger import ATTEMPTS_SCHEMA, SCHEMA
 from tests.helpers import run_config, write_csv
 
@@ -144,6 +145,24 @@ def test_duration_leaves_out_the_gap_between_two_runs(tmp_path: Path) -> None:
     report = build_report(tmp_path)
     assert (report.requests, report.runs, report.duration_s) == (3, 2, 70.0)
     assert "over 2 runs" in format_report(report)
+
+
+def test_a_killed_runs_attempts_in_the_journal_count_as_requests_and_time(tmp_path: Path) -> None:
+    write_ledger(tmp_path, [ledger_row("a", 1, "succeeded", "STOP")])
+    folded = dict.fromkeys(ATTEMPTS_SCHEMA.names) | {
+        "row_id": "a", "attempt": 1, "started_at": T0, "finished_at": T0 + timedelta(seconds=10)
+    }  # fmt: skip
+    pq.write_table(
+        pa.Table.from_pylist([folded], schema=ATTEMPTS_SCHEMA), tmp_path / "attempts.parquet"
+    )
+    later = [T0 + timedelta(seconds=20), T0 + timedelta(seconds=40)]
+    journal = [
+        folded | {"row_id": f"b{i}", "started_at": s, "finished_at": s + timedelta(seconds=5)}
+        for i, s in enumerate(later)
+    ]
+    (tmp_path / "attempts.journal").write_bytes(b"".join(encode_line(r) for r in journal))
+    report = build_report(tmp_path)
+    assert (report.requests, report.runs, report.duration_s) == (3, 1, 45.0)
 
 
 def test_the_page_is_self_contained_and_data_cannot_break_out(tmp_path: Path) -> None:

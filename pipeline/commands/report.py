@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.commands.figures import duration
 from pipeline.commands.report_html import render
 from pipeline.commands.summary import status_lines
 from pipeline.commands.thumbs import make_thumbnails
 from pipeline.core.prices import PriceTable
-from pipeline.store.ledger import ATTEMPTS_FILE
+from pipeline.store import attempts
 from pipeline.store.ledgerview import LedgerView, read_ledger_view
 from pipeline.store.spend import spent_in
 from pipeline.store.storage import write_atomic
@@ -150,27 +149,27 @@ def _cost(row: dict[str, Any], prices: PriceTable) -> float:
 
 def _sessions(out_dir: Path) -> tuple[int, list[tuple[datetime, datetime]]]:
     """HTTP attempts over all runs, and the spans when runs were going (merged attempts)."""
-    path = out_dir / ATTEMPTS_FILE
-    if not path.exists():
-        return 0, []
+    wanted = ["started_at", "finished_at"]
+    pairs: list[tuple[datetime | None, datetime | None]] = []
     try:
-        table = pq.read_table(path, columns=["started_at", "finished_at"])
+        for batch in attempts.folded_batches(out_dir, wanted):
+            if batch.schema.names != wanted:
+                return 0, []  # no start and end times to go by
+            pairs += zip(*(c.to_pylist() for c in batch.columns), strict=True)
     except (pa.ArrowInvalid, OSError):
         return 0, []  # the history is diagnostics: the report stands without it
-    spans = sorted(
-        (s, f)
-        for s, f in zip(
-            table["started_at"].to_pylist(), table["finished_at"].to_pylist(), strict=True
-        )
-        if s is not None and f is not None
-    )
+    # A run going, or killed before its fold, has its latest attempts in the journal.
+    pairs += [
+        (r.get("started_at"), r.get("finished_at")) for r in attempts.journal_records(out_dir)
+    ]
+    spans = sorted((s, f) for s, f in pairs if s is not None and f is not None)
     sessions: list[tuple[datetime, datetime]] = []
     for start, end in spans:
         if sessions and (start - sessions[-1][1]).total_seconds() <= RUN_GAP_S:
             sessions[-1] = (sessions[-1][0], max(sessions[-1][1], end))
         else:
             sessions.append((start, end))
-    return table.num_rows, sessions
+    return len(pairs), sessions
 
 
 def _tile(row: dict[str, Any], thumb: str | None) -> dict[str, Any]:

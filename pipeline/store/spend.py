@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.errors import UsageError
-from pipeline.store.journal import Damaged, scan_journal
-from pipeline.store.ledger import ATTEMPTS_FILE, ATTEMPTS_JOURNAL_FILE, LEDGER_FILE
+from pipeline.store import attempts
+from pipeline.store.ledger import ATTEMPTS_FILE, LEDGER_FILE
 
 
 def spent_in(out_dir: Path) -> float:
@@ -30,7 +30,7 @@ def spent_in(out_dir: Path) -> float:
     """
     total = 0.0
     uncosted: set[str] = set()  # rows with an attempt recorded without its cost
-    for batch in _attempt_batches(out_dir / ATTEMPTS_FILE):
+    for batch in _attempt_batches(out_dir):
         if "cost_usd" not in batch.schema.names:
             uncosted.update(batch.column("row_id").to_pylist())
             continue
@@ -38,9 +38,7 @@ def spent_in(out_dir: Path) -> float:
         total += pc.sum(costs).as_py() or 0.0
         if costs.null_count:
             uncosted.update(batch.column("row_id").filter(pc.is_null(costs)).to_pylist())
-    for record in scan_journal(out_dir / ATTEMPTS_JOURNAL_FILE):
-        if isinstance(record, Damaged):
-            continue  # its cost is lost with it; the attempts around it still count
+    for record in attempts.journal_records(out_dir):  # a damaged one's cost is lost with it
         cost = record.get("cost_usd")
         if isinstance(cost, int | float):
             total += cost
@@ -51,18 +49,13 @@ def spent_in(out_dir: Path) -> float:
     return total
 
 
-def _attempt_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    if not path.exists():
-        return
+def _attempt_batches(out_dir: Path) -> Iterator[pa.RecordBatch]:
     try:
-        source = pq.ParquetFile(path, memory_map=True)
-        names = source.schema_arrow.names
-        columns = ["row_id", "cost_usd"] if "cost_usd" in names else ["row_id"]
-        yield from source.iter_batches(columns=columns, use_threads=False)
+        yield from attempts.folded_batches(out_dir, ["row_id", "cost_usd"])
     except (pa.ArrowInvalid, OSError) as e:
         raise UsageError(
-            f"{path} is not readable ({e}): the spend so far in this directory, which "
-            "--max-cost counts, cannot be known; restore it or move it away"
+            f"{out_dir / ATTEMPTS_FILE} is not readable ({e}): the spend so far in this "
+            "directory, which --max-cost counts, cannot be known; restore it or move it away"
         ) from None
 
 
