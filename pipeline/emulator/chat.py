@@ -130,6 +130,7 @@ def translate(body: bytes) -> ChatRequest | GatewayError:
             content = message.get("content")
             parts = [_part(p) for p in (content if isinstance(content, list) else [content])]
             role = message.get("role")
+            role = role if isinstance(role, str) else repr(role)
             if role in ("system", "developer"):
                 system += parts
             elif role in _ROLES:
@@ -153,9 +154,9 @@ def translate(body: bytes) -> ChatRequest | GatewayError:
     if generation:
         gemini["generationConfig"] = generation
     tier = document.get("service_tier")
-    if tier is not None and tier not in _TIERS:
+    if tier is not None and (not isinstance(tier, str) or tier not in _TIERS):
         return gateway_error(400, f"Invalid service_tier {tier!r}: use flex, priority or default")
-    if isinstance(tier, str) and _TIERS[tier] is not None:
+    if isinstance(tier, str) and _TIERS.get(tier) is not None:
         gemini["serviceTier"] = _TIERS[tier]
     return ChatRequest(
         model=model,
