@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from pipeline.core.models import DEFAULT_MODEL, resolve_model
 from pipeline.core.types import Job
 from pipeline.emulator import EmulatorProcess
-from pipeline.providers.gemini.request import fingerprint
+from pipeline.plan.fingerprint import fingerprint
 from pipeline.store.ledger import ATTEMPTS_FILE, LEDGER_FILE, SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent

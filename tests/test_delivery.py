@@ -12,9 +12,12 @@ from anyio.abc import SocketStream
 
 from pipeline.core.budget import possibly_billed
 from pipeline.core.config import ApiKey
-from pipeline.core.types import NoAnswer, TransportFailure
-from pipeline.providers.gemini.classify import classify, classify_failure
-from pipeline.providers.http import GeminiClient, new_http_client
+from pipeline.core.types import Job, NoAnswer, TransportFailure
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.auth import ApiKeyAuth
+from pipeline.providers.gemini.classify import classify_failure
+from pipeline.providers.gemini.provider import GeminiProvider
+from pipeline.providers.http import HttpClient, new_http_client
 
 KEY = ApiKey("test-key-0123456789", "test")
 
@@ -26,8 +29,11 @@ def raising(error: Exception) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def send(client: GeminiClient, timeout_s: float = 5.0) -> NoAnswer:
-    answer = await client.generate("m", b"{}", timeout_s, classify)
+async def send(http: httpx.AsyncClient, base_url: str, timeout_s: float = 5.0) -> NoAnswer:
+    provider = GeminiProvider(base_url, ApiKeyAuth(KEY), timeouts_s={"1K": timeout_s})
+    request = provider.prepare(Job("r", 1, "p", (), "m", None, None), SourceCache())
+    credentials = await provider.auth.credentials()
+    answer = await HttpClient(http).send(request, credentials, provider.reader(request))
     assert isinstance(answer, NoAnswer)
     return answer
 
@@ -46,7 +52,7 @@ async def test_the_client_says_whether_the_request_may_have_reached_the_server(
     error: Exception, sent: bool
 ) -> None:
     async with httpx.AsyncClient(transport=raising(error)) as http:
-        answer = await send(GeminiClient(http, "http://api.invalid", KEY))
+        answer = await send(http, "http://api.invalid")
     assert answer.sent is sent
     assert possibly_billed(classify_failure(*answer)) is sent
 
@@ -56,7 +62,7 @@ async def test_a_refused_connection_was_not_sent() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with new_http_client(None, 1) as http:
-        answer = await send(GeminiClient(http, f"http://127.0.0.1:{port}", KEY))
+        answer = await send(http, f"http://127.0.0.1:{port}")
     assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, False)
 
 
@@ -74,7 +80,7 @@ async def test_a_request_the_server_read_and_never_answered_was_sent() -> None:
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, swallow)
         async with new_http_client(None, 1) as http:
-            answer = await send(GeminiClient(http, f"http://127.0.0.1:{port}", KEY), 0.3)
+            answer = await send(http, f"http://127.0.0.1:{port}", 0.3)
         tg.cancel_scope.cancel()
     assert got_request.is_set()
     assert (answer.failure, answer.sent) == (TransportFailure.TIMEOUT, True)
@@ -89,6 +95,6 @@ async def test_a_timeout_while_still_connecting_was_not_sent() -> None:
         raise AssertionError("unreachable")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(connect_for_ever)) as http:
-        answer = await send(GeminiClient(http, "http://api.invalid", KEY), 0.05)
+        answer = await send(http, "http://api.invalid", 0.05)
     assert (answer.failure, answer.sent) == (TransportFailure.TIMEOUT, False)
     assert not possibly_billed(classify_failure(*answer))

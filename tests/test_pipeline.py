@@ -318,8 +318,7 @@ async def test_attempt_latency_counts_the_request_not_the_wait_for_a_slot(tmp_pa
     ledger_ = Ledger(config.out_dir)
     ledger_.open()
     try:
-        async with ClientPool(EmulatorTransport(app), config.base_url, config.api_key,
-                              config.auth, config.concurrency) as pool:  # fmt: skip
+        async with ClientPool(EmulatorTransport(app), config.concurrency) as pool:
             pipeline = Pipeline(config, pool, ledger_)
             pipeline.adaptive = AdaptiveLimit(1)  # four workers, one slot: rows queue for it
             await pipeline.run()

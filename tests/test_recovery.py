@@ -197,7 +197,7 @@ async def run_and_die(config: RunConfig, app: EmulatorApp) -> Ledger:
     the directory locked); close its lock fd and it was killed."""
     ledger = Ledger(config.out_dir)
     ledger.open()
-    pool = ClientPool(EmulatorTransport(app), config.base_url, config.api_key, config.auth, 4)
+    pool = ClientPool(EmulatorTransport(app), 4)
     async with pool:
         await Pipeline(config, pool, ledger).run()
     return ledger

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.core.config import RetryConfig
 from pipeline.core.models import MODELS, map_size
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.rows import Defaults, RowResolver, output_name, safe_name
 from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
-from pipeline.providers.gemini.request import prepare
+from pipeline.providers.gemini.provider import GeminiProvider
 from tests.helpers import make_image
 
 FLASH = "gemini-3.1-flash-image-preview"
@@ -87,14 +86,14 @@ def test_an_inexact_size_warns_and_exact_sizes_do_not(tmp_path: Path) -> None:
 
 def test_size_is_never_sent(tmp_path: Path) -> None:
     made = job(tmp_path, {"prompt": "p", "size": "1920x1080"})
-    body = json.loads(prepare(made, SourceCache(), RetryConfig()).body)
+    body = json.loads(GeminiProvider().prepare(made, SourceCache()).body)
     assert "size" not in json.dumps(body["generationConfig"]).replace("imageSize", "")
 
 
 def test_sampling_settings_and_system_instruction_are_sent(tmp_path: Path) -> None:
     made = job(tmp_path, {"prompt": "p", "temperature": "0.4", "seed": "7",
                           "system_instruction": "House style: soft light"})  # fmt: skip
-    body = json.loads(prepare(made, SourceCache(), RetryConfig()).body)
+    body = json.loads(GeminiProvider().prepare(made, SourceCache()).body)
     assert body["generationConfig"]["temperature"] == 0.4
     assert body["generationConfig"]["seed"] == 7
     assert body["systemInstruction"] == {"parts": [{"text": "House style: soft light"}]}
@@ -103,7 +102,7 @@ def test_sampling_settings_and_system_instruction_are_sent(tmp_path: Path) -> No
 def test_links_are_sent_as_file_data_and_files_inline(tmp_path: Path) -> None:
     make_image(tmp_path / "a.png")
     row = {"prompt": "p", "images": '["a.png", "gs://bucket/ref.jpg", "https://cdn.x/y.webp"]'}
-    body = json.loads(prepare(job(tmp_path, row), SourceCache(), RetryConfig()).body)
+    body = json.loads(GeminiProvider().prepare(job(tmp_path, row), SourceCache()).body)
     parts = body["contents"][0]["parts"]
     assert "inlineData" in parts[0]
     assert parts[1] == {"fileData": {"mimeType": "image/jpeg", "fileUri": "gs://bucket/ref.jpg"}}
@@ -136,7 +135,7 @@ def test_fit_images_downscales_an_oversized_photo_instead_of_rejecting_it(tmp_pa
     assert big.stat().st_size > MAX_IMAGE_BYTES
     assert isinstance(resolve(tmp_path, {"prompt": "p", "images": "big.png"}), InvalidRow)
     made = job(tmp_path, {"prompt": "p", "images": "big.png"}, fit_images=True)
-    request = prepare(made, SourceCache(), RetryConfig(), fit_images=True)
+    request = GeminiProvider(fit_images=True).prepare(made, SourceCache())
     inline = json.loads(request.body)["contents"][0]["parts"][0]["inlineData"]
     assert inline["mimeType"] == "image/jpeg"
     assert len(inline["data"]) * 3 / 4 <= MAX_IMAGE_BYTES

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.core.config import RetryConfig
 from pipeline.core.mime import extension
 from pipeline.core.types import ImagePart, Job
+from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache, sniff_mime
-from pipeline.providers.gemini.request import fingerprint, prepare
+from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.store.storage import output_names, store_images
 from tests.helpers import make_image
 
@@ -69,10 +69,8 @@ def test_undecodable_image_bytes_are_kept_not_lost(tmp_path: Path) -> None:
 
 def test_request_puts_images_first_and_text_last(tmp_path: Path) -> None:
     photo = make_image(tmp_path / "p.jpg", fmt="JPEG")
-    request = prepare(
-        job(images=(str(photo),), aspect_ratio="4:5", image_size="2K"),
-        SourceCache(),
-        RetryConfig(),
+    request = GeminiProvider().prepare(
+        job(images=(str(photo),), aspect_ratio="4:5", image_size="2K"), SourceCache()
     )
     body = json.loads(request.body)
     parts = body["contents"][0]["parts"]
@@ -84,8 +82,9 @@ def test_request_puts_images_first_and_text_last(tmp_path: Path) -> None:
 
 
 def test_image_size_is_never_sent_to_a_model_without_sizes() -> None:
-    request = prepare(job(model="gemini-2.5-flash-image", image_size="1K"), SourceCache(),
-                      RetryConfig())  # fmt: skip
+    request = GeminiProvider().prepare(
+        job(model="gemini-2.5-flash-image", image_size="1K"), SourceCache()
+    )
     assert "imageConfig" not in json.loads(request.body)["generationConfig"]
 
 

@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.core.config import RunConfig
+from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Status
 from pipeline.plan import rowids
 from pipeline.plan.planner import FINISHED, DoneRows, Planner, check_manifest, settle_ids
 from pipeline.plan.planstate import recorded_name_template
 from pipeline.plan.sources import SourceCache
-from pipeline.providers.gemini.request import effective_size
 from pipeline.store.ledgerview import has_ledger, read_ledger_view
 
 

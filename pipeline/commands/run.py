@@ -22,13 +22,13 @@ from pipeline.commands.summary import format_summary
 from pipeline.core.budget import worst_case
 from pipeline.core.config import ApiKey, RunConfig
 from pipeline.core.errors import NanobatchError
+from pipeline.core.models import effective_size
 from pipeline.core.options import continue_command
 from pipeline.core.retry import seconds_until_quota_reset
 from pipeline.core.types import Job, Status
 from pipeline.plan.manifest import count_rows
 from pipeline.plan.planner import Planner, check_manifest, done_rows, folder_ids
 from pipeline.plan.sources import SourceCache
-from pipeline.providers.gemini.request import effective_size
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest

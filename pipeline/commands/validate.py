@@ -15,6 +15,7 @@ import pyarrow as pa
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.idscheme import IdScheme
+from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.manifest import SHEET_ROWS, sheet_row
@@ -26,9 +27,10 @@ from pipeline.plan.planner import (
     scan,
     settle_ids,
 )
+from pipeline.plan.rowimages import is_link
 from pipeline.plan.rows import RowWarning
 from pipeline.plan.sources import SourceCache, inline_bytes
-from pipeline.providers.gemini.request import effective_size, is_uri, prepare
+from pipeline.providers.registry import provider_for
 
 MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
 _EXAMPLE_DATA_CHARS = 60
@@ -146,7 +148,7 @@ def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
     """Bytes this row's request carries: base64 of each local image, plus the text."""
     total = len(job.prompt.encode()) + len((job.system_instruction or "").encode())
     for image in job.images:
-        if is_uri(image):
+        if is_link(image):
             total += len(image)
             continue
         if image not in sizes:
@@ -157,9 +159,7 @@ def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
 
 def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any]:
     """The first valid row's request body, with image data shortened for reading."""
-    body: dict[str, Any] = json.loads(
-        prepare(job, sources, config.retry, fit_images=config.fit_images).body
-    )
+    body: dict[str, Any] = json.loads(provider_for(config).prepare(job, sources).body)
     for part in body["contents"][0]["parts"]:
         inline = part.get("inlineData")
         if inline and len(inline["data"]) > _EXAMPLE_DATA_CHARS:

@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from pipeline.core.types import Job
+
 DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
 
 _BASE_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -64,6 +66,15 @@ def resolve_model(name: str) -> tuple[str, ModelSpec | None]:
     canonical = ALIASES.get(name, name)
     sent = name if name.startswith("gemini-") else canonical
     return sent, MODELS.get(canonical)
+
+
+def effective_size(job: Job) -> str:
+    """The output size ``job`` will get: its own, else its model's default (what it is priced
+    and timed by)."""
+    if job.image_size:
+        return job.image_size
+    _, spec = resolve_model(job.model)
+    return spec.default_size if spec else "1K"
 
 
 # What a model id may look like, by where it travels. In a URL path (the native route) only

@@ -23,11 +23,12 @@ from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import check_model_id, resolve_model
 from pipeline.core.types import InvalidRow, Job, Status
 from pipeline.plan import rowids
+from pipeline.plan.fingerprint import request_fingerprint
 from pipeline.plan.idcheck import scan_ids
 from pipeline.plan.manifest import Header, RowBatch, inspect, read_batches
+from pipeline.plan.rowimages import is_link
 from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name, template_fields
 from pipeline.plan.sources import SourceCache
-from pipeline.providers.gemini.request import fingerprint, image_digest, is_uri
 from pipeline.store.ledger import Ledger
 
 log = structlog.get_logger("nanobatch")
@@ -346,7 +347,7 @@ class Planner:
                 job = self._resolve(batch, i, row)
                 if old is None or not isinstance(job, Job):
                     continue  # no fingerprint to compare, or no longer sendable: keep the result
-                if self._fingerprint(job) != old:
+                if request_fingerprint(job, self.sources) != old:
                     log.info("row.changed", row_id=job.row_id, line=job.line)
                     items.append(job)
                     changed += 1
@@ -360,8 +361,5 @@ class Planner:
     def _resolve(self, batch: RowBatch, i: int, row: dict[str, object]) -> Job | InvalidRow:
         resolved = self.resolver.resolve(batch.ids[i].as_py(), batch.line(i), row)
         if isinstance(resolved, Job):
-            self.source_paths.update(p for p in resolved.images if not is_uri(p))
+            self.source_paths.update(p for p in resolved.images if not is_link(p))
         return resolved
-
-    def _fingerprint(self, job: Job) -> str:
-        return fingerprint(job, [image_digest(p, self.sources) for p in job.images])

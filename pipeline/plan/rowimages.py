@@ -28,6 +28,13 @@ from pipeline.plan.sources import (
 )
 
 URI_PREFIXES = ("http://", "https://", "gs://")
+
+
+def is_link(image: str) -> bool:
+    """Whether a resolved source is a link (sent as such) rather than a local file."""
+    return image.startswith(URI_PREFIXES)
+
+
 SEPARATOR_HINT = "separate images with ';' (not ','), e.g. \"front.jpg; back.jpg\""
 
 
@@ -57,7 +64,7 @@ class SourceImages:
         images = []
         inline = 0
         for item in listed:
-            if item.startswith(URI_PREFIXES):
+            if is_link(item):
                 images.append(item)  # sent as fileData: the server fetches it
                 continue
             if "://" in item:

@@ -1,9 +1,11 @@
-"""A thin wrapper over an injected ``httpx.AsyncClient``: send one request, get one answer.
+"""The HTTP layer: send one prepared request with its credentials, feed the answer to the
+provider's reader as it arrives. Knows no protocol: the URL and body come from the provider,
+the credentials from its ``Auth``.
 
-This is the one place where httpx exceptions are translated (into ``NoAnswer``: a
-``TransportFailure`` and whether the request may have reached the server), and where the API
-key is attached. The transport is injected, so the in-process emulator, a real
-socket and a test double are all just transports.
+This is the one place where httpx exceptions are translated: into ``NoAnswer``, a
+``TransportFailure`` and whether the request may have reached the server (never sent, or sent
+with no usable answer); an answer read whole is the reader's ``Outcome``. The transport is
+injected, so the in-process emulator, a real socket and a test double are all just transports.
 
 API calls never follow a redirect: httpx strips only ``Authorization`` when a redirect leaves
 the origin, so a key in ``x-goog-api-key`` or ``?key=`` would travel on to whoever the
@@ -13,97 +15,81 @@ Location names. A redirect is returned as ``TransportFailure.REDIRECT`` instead.
 
 from __future__ import annotations
 
+import functools
 import math
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
 
-from pipeline.core.config import ApiKey, AuthStyle
-from pipeline.core.types import NoAnswer, RawResponse, TransportFailure
+from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
+from pipeline.providers.auth import Credentials
+from pipeline.providers.base import AnswerReader, PreparedRequest
 
 T = TypeVar("T")
 
 
-class GeminiClient:
-    """Sends generateContent requests. Never raises for network trouble: it returns it."""
+class HttpClient:
+    """Sends prepared requests. Never raises for network trouble: it returns it."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        api_key: ApiKey | None,
-        auth: AuthStyle = AuthStyle.HEADER,
-        body_gate: anyio.CapacityLimiter | None = None,
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, body_gate: anyio.CapacityLimiter | None = None):
         self._http = http
         self._gate = body_gate or anyio.CapacityLimiter(BODY_READERS)
-        self._base = base_url.rstrip("/")
-        self._headers = {"content-type": "application/json"}
-        self._query = ""
-        if api_key is not None:
-            if auth is AuthStyle.BEARER:
-                self._headers["authorization"] = f"Bearer {api_key.reveal()}"
-            elif auth is AuthStyle.QUERY:
-                self._query = "?" + urlencode({"key": api_key.reveal()})
-            else:
-                self._headers["x-goog-api-key"] = api_key.reveal()
 
-    async def generate(
-        self, model: str, body: bytes, timeout_s: float, parse: Callable[[RawResponse], T]
-    ) -> T | NoAnswer:
-        """POST the body and ``parse`` the answer (any status), or say why there was none."""
-        # The model id was checked against a strict pattern; encoding it too means no id can
-        # ever reach another path (``../``) or another query (``?``).
-        url = f"{self._base}/v1beta/models/{quote(model, safe='')}:generateContent{self._query}"
-        return await self._send("POST", url, body, timeout_s, parse)
+    async def send(
+        self, request: PreparedRequest, credentials: Credentials, reader: AnswerReader
+    ) -> Outcome | NoAnswer:
+        """Send ``request`` with ``credentials``; the ``reader``'s outcome for the answer (any
+        status), or why there was none."""
+        url = request.url
+        if credentials.params:
+            url += ("&" if "?" in url else "?") + urlencode(credentials.params)
+        headers = {**request.headers, **credentials.headers}
+        read = functools.partial(_read, reader=reader)
+        method, body, timeout_s = request.method, request.body, request.timeout_s
+        return await self._exchange(method, url, body, headers, timeout_s, read=read)
 
     async def download(self, url: str, timeout_s: float) -> RawResponse | NoAnswer:
         """GET an image a gateway returned as a link: no credential of any kind is sent, and
         the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
-        return await self._send("GET", url, None, timeout_s, _as_is, authenticated=False)
+        return await self._exchange("GET", url, None, {}, timeout_s, read=_collect, link=True)
 
-    async def _send(
+    async def _exchange(
         self,
         method: str,
         url: str,
         body: bytes | None,
+        headers: dict[str, str],
         timeout_s: float,
-        parse: Callable[[RawResponse], T],
         *,
-        authenticated: bool = True,
+        read: Callable[[httpx.Response], Awaitable[T]],
+        link: bool = False,
     ) -> T | NoAnswer:
-        headers = self._headers if authenticated else {}
+        """The one place where transport exceptions become ``NoAnswer`` (never sent, or sent
+        with no usable answer); an answer read whole is what ``read`` makes of it. ``link``:
+        an image link's download, which may follow redirects (it carries no credential)."""
         progress = _Progress()
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(timeout_s):
-                request = self._http.build_request(
+                outgoing = self._http.build_request(
                     method, url, content=body, headers=headers, extensions=progress.extensions
                 )
-                response = await self._http.send(
-                    request, stream=True, follow_redirects=not authenticated
-                )
+                response = await self._http.send(outgoing, stream=True, follow_redirects=link)
                 try:
-                    if authenticated and response.is_redirect:
-                        message = self._redirect_message(response)
+                    if not link and response.is_redirect:
+                        message = _redirect_message(response, url)
                         return NoAnswer(TransportFailure.REDIRECT, message, sent=True)
                     # An answer that has arrived waits in the socket (TCP holds the sender
                     # back) until a reader is free, and is parsed before the reader is let go,
                     # so a few bodies are in memory at a time however many requests are in
                     # flight: 4K answers are ~25 MB each.
                     async with self._gate:
-                        # Not response.aread(): that keeps the body on the response, which sits
-                        # in a reference cycle with its stream, so multi-megabyte bodies would
-                        # live on until the cyclic garbage collector happened to run.
-                        limit = None if authenticated else MAX_DOWNLOAD_BYTES
-                        content = await _read_body(response, limit)
-                        headers = {k.lower(): v for k, v in response.headers.items()}
-                        return parse(RawResponse(response.status_code, headers, content))
+                        return await read(response)
                 finally:
                     await response.aclose()
         except TimeoutError:
@@ -121,14 +107,15 @@ class GeminiClient:
             message = f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
             return NoAnswer(TransportFailure.CONNECTION, message, sent=True)
 
-    def _redirect_message(self, response: httpx.Response) -> str:
-        # Only origins: the Location's path or query may repeat ``?key=``.
-        target = _origin(str(response.headers.get("location", ""))) or "an unnamed location"
-        return (
-            f"the server answered HTTP {response.status_code}, a redirect to {target}; "
-            f"API calls do not follow redirects, so the key stays with {_origin(self._base)}: "
-            "set --base-url to the address that answers"
-        )
+
+def _redirect_message(response: httpx.Response, url: str) -> str:
+    # Only origins: the Location's path or query may repeat ``?key=``.
+    target = _origin(str(response.headers.get("location", ""))) or "an unnamed location"
+    return (
+        f"the server answered HTTP {response.status_code}, a redirect to {target}; "
+        f"API calls do not follow redirects, so the key stays with {_origin(url)}: "
+        "set --base-url to the address that answers"
+    )
 
 
 # Failures that happen before a byte of the request is written: the server never saw it.
@@ -173,18 +160,35 @@ class _TooLarge(Exception):
     """A linked image's body passed ``MAX_DOWNLOAD_BYTES``."""
 
 
-async def _read_body(response: httpx.Response, limit: int | None) -> bytes:
-    """The whole body, or ``_TooLarge`` once it passes ``limit`` bytes."""
-    if limit is None:  # an API answer: its size is the API's business (4K is ~25 MB)
-        return b"".join([chunk async for chunk in response.aiter_bytes()])
+async def _read(response: httpx.Response, reader: AnswerReader) -> Outcome:
+    """Feed the answer to ``reader`` as it arrives (its size is the API's business: a 4K
+    answer is ~25 MB), and the reader's outcome.
+
+    Not ``response.aread()``: that keeps the body on the response, which sits in a reference
+    cycle with its stream, so multi-megabyte bodies would live on until the cyclic garbage
+    collector happened to run.
+    """
+    reader.begin(response.status_code, response.headers)
+    try:
+        async for chunk in response.aiter_bytes():
+            reader.feed(chunk)
+    except BaseException:
+        reader.abort()
+        raise
+    return reader.finish()
+
+
+async def _collect(response: httpx.Response) -> RawResponse:
+    """A linked image's answer as it came, read up to ``MAX_DOWNLOAD_BYTES``."""
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
-        if total > limit:
+        if total > MAX_DOWNLOAD_BYTES:
             raise _TooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    return RawResponse(response.status_code, headers, b"".join(chunks))
 
 
 def _origin(url: str) -> str | None:
@@ -197,10 +201,6 @@ def _origin(url: str) -> str | None:
     if not parts.scheme or not host:
         return None
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-
-
-def _as_is(response: RawResponse) -> RawResponse:
-    return response
 
 
 # A linked image is at most this big (a 4K PNG is ~25 MB); a link can point at anything.
@@ -237,26 +237,22 @@ def new_http_client(
 
 
 class ClientPool:
-    """One ``GeminiClient`` per group of ``WORKERS_PER_POOL`` workers, each with its own small
+    """One ``HttpClient`` per group of ``WORKERS_PER_POOL`` workers, each with its own small
     connection pool: a worker has one request in flight, so no request ever waits for a
-    connection."""
+    connection.
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None,
-        base_url: str,
-        api_key: ApiKey | None,
-        auth: AuthStyle,
-        workers: int,
-    ) -> None:
+    ``transport`` is httpx's: None for the network, or the in-process emulator's.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None, workers: int) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
         gate = anyio.CapacityLimiter(BODY_READERS)
         # One TLS context for all: loading the CA bundle costs ~50 ms per client.
         tls = httpx.create_ssl_context()
         self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]
-        self._clients = [GeminiClient(h, base_url, api_key, auth, gate) for h in self._http]
+        self._clients = [HttpClient(h, gate) for h in self._http]
 
-    def for_worker(self, index: int) -> GeminiClient:
+    def for_worker(self, index: int) -> HttpClient:
         # A pool made for fewer workers than ask (a caller's own) shares its clients round.
         return self._clients[(index // WORKERS_PER_POOL) % len(self._clients)]
 

@@ -24,8 +24,8 @@ import structlog
 
 from pipeline.core.mime import type_of_extension
 from pipeline.core.types import Job, Status
+from pipeline.plan.fingerprint import request_fingerprint
 from pipeline.plan.sources import SourceCache, SourceImageError
-from pipeline.providers.gemini.request import fingerprint, image_digest
 from pipeline.store import provenance
 from pipeline.store.ledger import Ledger, LedgerRecord
 from pipeline.store.storage import IMAGES_DIR, image_files, image_size
@@ -92,7 +92,7 @@ def adoptable(
     if made.fingerprint is None or not made.files:
         return None  # rejected by verify --fix
     try:
-        current = fingerprint(job, [image_digest(p, sources) for p in job.images])
+        current = request_fingerprint(job, sources)
     except (SourceImageError, OSError):
         return None  # the row will fail as invalid when it is sent
     digests = [digest for _, digest in made.files]
@@ -142,7 +142,7 @@ def adopt(
         height=height,
         mime_type=type_of_extension(files[0].rsplit(".", 1)[-1]),
         text="found on disk, made by this request; recorded without sending it again",
-        fingerprint=made_by or fingerprint(job, [image_digest(p, sources) for p in job.images]),
+        fingerprint=made_by or request_fingerprint(job, sources),
         metadata=job.metadata,
     )
 

@@ -11,7 +11,9 @@ import httpx
 
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import user_error
+from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
+from pipeline.providers.registry import provider_for
 from pipeline.run.online import OnlineExecutor, workers
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.result import RunResult
@@ -23,9 +25,15 @@ from pipeline.store.ledger import Ledger
 class Pipeline:
     """One manifest through the online executor into an opened ledger."""
 
-    def __init__(self, config: RunConfig, clients: ClientPool, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        clients: ClientPool,
+        ledger: Ledger,
+        provider: Provider | None = None,
+    ) -> None:
         self.shell = RunShell(config, ledger)
-        self.executor = OnlineExecutor(config, clients)
+        self.executor = OnlineExecutor(config, clients, provider or provider_for(config))
 
     @property
     def adaptive(self) -> AdaptiveLimit:
@@ -53,8 +61,7 @@ async def run_manifest(
     ledger = Ledger(config.out_dir)
     await anyio.to_thread.run_sync(open_ledger, ledger)
     try:
-        pool = ClientPool(transport, config.base_url, config.api_key, config.auth, workers(config))
-        async with pool:
+        async with ClientPool(transport, workers(config)) as pool:
             return await Pipeline(config, pool, ledger).run(observers)
     except BaseExceptionGroup as group:
         # Other tasks then find the record stream closed: consequences, not causes.

@@ -18,6 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.core.config import RunConfig
 from pipeline.core.models import resolve_model
 from pipeline.core.types import Job, Outcome
+from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
 from pipeline.run.executor import Record, RunServices
 from pipeline.run.online.adaptive import AdaptiveLimit
@@ -40,8 +41,9 @@ def workers(config: RunConfig) -> int:
 class OnlineExecutor:
     """Sends each row as its own request (``executor.Executor``)."""
 
-    def __init__(self, config: RunConfig, clients: ClientPool) -> None:
+    def __init__(self, config: RunConfig, clients: ClientPool, provider: Provider) -> None:
         self.clients = clients
+        self.provider = provider
         self.workers = workers(config)
         self.adaptive = AdaptiveLimit(config.concurrency)  # request slots, shared by workers
         self.gate = RateGate()  # the server's "wait", for every worker
@@ -59,6 +61,7 @@ class OnlineExecutor:
         """Run the workers until the job stream ends (or the run drains)."""
         loop = RowLoop(
             services,
+            self.provider,
             adaptive=self.adaptive,
             gate=self.gate,
             limiter=self.limiter,

@@ -19,15 +19,16 @@ from aiolimiter import AsyncLimiter
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.budget import attempt_cost, worst_case
+from pipeline.core.models import effective_size
 from pipeline.core.retry import Action, decide
 from pipeline.core.types import InvalidRow, Job, Outcome, Status
 from pipeline.plan.sources import SourceImageError
-from pipeline.providers.gemini.request import PreparedRequest, effective_size, prepare
-from pipeline.providers.http import GeminiClient
+from pipeline.providers.base import PreparedRequest, Provider
+from pipeline.providers.exchange import exchange
+from pipeline.providers.http import HttpClient
 from pipeline.run.control import Halt
 from pipeline.run.executor import Record, RunServices
 from pipeline.run.online.adaptive import AdaptiveLimit
-from pipeline.run.online.attempt import attempt
 from pipeline.run.online.grace import DrainGrace
 from pipeline.run.online.pacing import RateGate
 from pipeline.run.unusable import UnusableModels
@@ -52,6 +53,7 @@ class RowLoop:
     def __init__(
         self,
         services: RunServices,
+        provider: Provider,
         *,
         adaptive: AdaptiveLimit,
         gate: RateGate,
@@ -61,6 +63,7 @@ class RowLoop:
         rng: random.Random,
     ) -> None:
         self.services = services
+        self.provider = provider  # builds each request, reads each answer
         # The run's, shared with the shell and its writer.
         self.config = services.config
         self.result = services.result
@@ -79,7 +82,7 @@ class RowLoop:
 
     async def work(
         self,
-        client: GeminiClient,
+        client: HttpClient,
         jobs: MemoryObjectReceiveStream[Job],
         records: MemoryObjectSendStream[Record],
     ) -> None:
@@ -91,7 +94,7 @@ class RowLoop:
                 await self._process(client, job, records)
 
     async def _process(
-        self, client: GeminiClient, job: Job, records: MemoryObjectSendStream[Record]
+        self, client: HttpClient, job: Job, records: MemoryObjectSendStream[Record]
     ) -> None:
         """Send one row until it reaches an outcome and record it (unless the run stops first)."""
         try:
@@ -178,7 +181,7 @@ class RowLoop:
 
     async def _send(
         self,
-        client: GeminiClient,
+        client: HttpClient,
         row: RowState,
         request: PreparedRequest,
         records: MemoryObjectSendStream[Record],
@@ -213,9 +216,7 @@ class RowLoop:
         self.result.in_flight += 1
         try:
             with self.grace.flight() as flight:
-                outcome = await attempt(
-                    client, request, follow_links=self.config.follow_image_links
-                )
+                outcome = await exchange(self.provider, client, request)
         except anyio.get_cancelled_exc_class():
             # Abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it,
             # so it is charged at its worst case and the attempt history says so.
@@ -252,7 +253,7 @@ class RowLoop:
         self.result.spent_usd = self.spend.spent_usd
 
     def _prepare(self, job: Job) -> PreparedRequest:
-        return prepare(job, self.sources, self.config.retry, fit_images=self.config.fit_images)
+        return self.provider.prepare(job, self.sources)
 
     async def _record(
         self,

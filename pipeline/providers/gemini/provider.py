@@ -1,0 +1,93 @@
+"""The Gemini API's native protocol (``generateContent``) as a ``Provider``: the first route.
+
+Also serves gateways that copy the native protocol (with ``--auth bearer`` or ``query``) and the
+local emulator: the address is ``--base-url``, the rest is the same.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
+from pipeline.core.models import MODEL_ID_IN_PATH, effective_size
+from pipeline.core.types import Job, Outcome, TransportFailure
+from pipeline.plan.fingerprint import fingerprint
+from pipeline.plan.rowimages import URI_PREFIXES
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.auth import ApiKeyAuth, Auth
+from pipeline.providers.base import (
+    JSON_HEADERS,
+    AnswerReader,
+    Capabilities,
+    PreparedRequest,
+    WholeBody,
+)
+from pipeline.providers.gemini.classify import classify, classify_failure
+from pipeline.providers.gemini.request import build_body
+
+CAPABILITIES = Capabilities(
+    tiers=("standard",),
+    batch=False,  # the Batch API is not spoken yet
+    link_schemes=URI_PREFIXES,  # sent as fileData.fileUri
+    model_id=MODEL_ID_IN_PATH,  # the id travels in the URL path
+    credentials=("--api-key", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiProvider:
+    """``POST {base}/v1beta/models/{model}:generateContent``, the native body, the native
+    classifier. Holds no per-request state: one per run, shared by all workers."""
+
+    base_url: str = GEMINI_BASE_URL
+    auth: Auth = field(default_factory=lambda: ApiKeyAuth(None))
+    timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
+    fit_images: bool = False  # downscale source images over the per-image limit
+    follow_links: bool = False  # an answer's image links are its images (--follow-image-links)
+    api_version: str = "v1beta"
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> GeminiProvider:
+        return cls(
+            base_url=config.base_url,
+            auth=ApiKeyAuth(config.api_key, config.auth),
+            timeouts_s=config.retry.timeouts_s,
+            fit_images=config.fit_images,
+            follow_links=config.follow_image_links,
+        )
+
+    @property
+    def name(self) -> str:
+        return "gemini"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
+        body, digests = build_body(job, sources, fit_images=self.fit_images)
+        timeouts = self.timeouts_s
+        return PreparedRequest(
+            model=job.model,
+            url=self.url(job.model),
+            body=body,
+            fingerprint=fingerprint(job, digests),
+            timeout_s=timeouts.get(effective_size(job), max(timeouts.values())),
+            upload_bytes=len(body),
+            headers=JSON_HEADERS,
+        )
+
+    def url(self, model: str) -> str:
+        # The model id was checked against a strict pattern; encoding it too means no id can
+        # ever reach another path (``../``) or another query (``?``).
+        base = self.base_url.rstrip("/")
+        return f"{base}/{self.api_version}/models/{quote(model, safe='')}:generateContent"
+
+    def reader(self, request: PreparedRequest) -> AnswerReader:
+        return WholeBody(functools.partial(classify, follow_links=self.follow_links))
+
+    def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
+        return classify_failure(failure, message, sent)
