@@ -166,6 +166,7 @@ def emulator(
     """Serve the local Gemini API emulator (no key, no cost)."""
     from pipeline.emulator import (
         EmulatorConfig,
+        LatencySpec,
         parse_batch_delay,
         parse_batch_faults,
         parse_faults,
@@ -175,6 +176,12 @@ def emulator(
 
     def names(text: str) -> frozenset[str]:
         return frozenset(m.strip() for m in text.split(",") if m.strip())
+
+    def flex_spec(text: str) -> LatencySpec:
+        try:
+            return parse_latency(text)
+        except ValueError as e:
+            raise ValueError(f"--flex-latency: {e}") from None
 
     try:
         if batch_cancel_bills not in ("yes", "no"):
@@ -190,7 +197,7 @@ def emulator(
             batch_delay=parse_batch_delay(batch_delay),
             batch_faults=parse_batch_faults(batch_faults),
             batch_cancel_bills=batch_cancel_bills == "yes",
-            flex_latency=parse_latency(flex_latency),
+            flex_latency=flex_spec(flex_latency),
             shed_status=shed_status,
             no_flex_models=names(no_flex),
             token_ttl_s=token_ttl,
