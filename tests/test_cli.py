@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 from pipeline.core.config import RunConfig
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
-from pipeline.plan.planner import DoneRows, check_manifest
+from pipeline.plan.checkpass import check_manifest
+from pipeline.plan.done import DoneRows
 from pipeline.plan.sources import MAX_IMAGE_BYTES, MAX_IMAGE_MIB, MAX_REQUEST_INLINE_MIB
 from tests.helpers import TEST_KEY, write_csv
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline.core.options import parse_rerun
 from pipeline.core.types import Status
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload
-from pipeline.plan.planner import done_rows
+from pipeline.plan.done import done_rows
 from pipeline.store.ledger import Ledger, LedgerRecord
 from tests.helpers import TEST_KEY, write_csv
 from tests.test_cli import nanobatch

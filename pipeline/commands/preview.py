@@ -22,8 +22,11 @@ from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Status
 from pipeline.plan import rowids
-from pipeline.plan.planner import FINISHED, DoneRows, Planner, check_manifest, settle_ids
+from pipeline.plan.checkpass import check_pass, open_settled, raise_problems
+from pipeline.plan.done import FINISHED, DoneRows
+from pipeline.plan.planner import Planner
 from pipeline.plan.planstate import recorded_name_template
+from pipeline.plan.scan import check_options, scan
 from pipeline.plan.sources import SourceCache
 from pipeline.store.ledgerview import has_ledger, read_ledger_view
 
@@ -66,17 +69,23 @@ def preview(config: RunConfig, prices: PriceTable) -> Preview:
             _fingerprints=finished["fingerprint"].combine_chunks(),
         )
     recorded, rows = rowids.load(out, [pa.array(list(statuses), pa.string())])
-    config, _ = settle_ids(config, recorded, rows)  # a changed id scheme stops here, saying why
+    # A changed id scheme stops here, saying why. The rows are spooled outside the folder:
+    # a preview writes nothing there.
+    config, opened = open_settled(config, recorded, rows)
+    check_options(config)
     found = Preview()
-    planner = Planner(config, done, SourceCache(max_bytes=0), check_manifest(config, done))
-    for batch in planner:
-        found.kept += batch.skipped
-        for item in batch.items:
-            if isinstance(item, InvalidRow):
-                found.invalid += 1
-                continue
-            found.send[_why(statuses.get(item.row_id))] += 1
-            found.cost_usd += prices.per_image(item.model, effective_size(item))
+    with check_pass(config, opened, None) as checked:
+        raise_problems(checked)
+        to_do = scan(config, done, checked.ids)
+        planner = Planner(config, done, SourceCache(max_bytes=0), to_do, checked.batches)
+        for batch in planner:
+            found.kept += batch.skipped
+            for item in batch.items:
+                if isinstance(item, InvalidRow):
+                    found.invalid += 1
+                    continue
+                found.send[_why(statuses.get(item.row_id))] += 1
+                found.cost_usd += prices.per_image(item.model, effective_size(item))
     recorded_names = recorded_name_template(out)
     if recorded_names is not None and recorded_names != (config.name_template,) and found.kept:
         found.renamed = (

@@ -18,8 +18,7 @@ from typing import Any
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.plan import rowids
-from pipeline.plan.manifest import read_batches
-from pipeline.plan.planner import settle_ids
+from pipeline.plan.checkpass import open_settled
 from pipeline.plan.planstate import name_template_change
 from pipeline.plan.rows import name_limit, name_problem, output_name, template_fields
 from pipeline.store.diskspace import open_ledger
@@ -62,14 +61,11 @@ def rename(config: RunConfig) -> Renamed:
         made = {r["row_id"]: r for r in (table.to_pylist() if table else []) if r["output_paths"]}
         # The ids as the folder's runs read them (its recorded id scheme), not as guessed now.
         recorded, rows = rowids.load(config.out_dir, table["row_id"].chunks if table else [])
-        config, _ = settle_ids(config, recorded, rows)
+        config, opened = open_settled(config, recorded, rows)  # the header read once
         result = Renamed()
         limit = name_limit(config.out_dir)
         group: list[LedgerRecord] = []
-        batches = read_batches(
-            config.manifest, config.batch_rows, None, required, sheet=config.sheet, ids=config.ids
-        )
-        for batch in batches:
+        for batch in opened.rows(required):
             for row_id, row in zip(batch.ids.to_pylist(), batch.table.to_pylist(), strict=True):
                 record = made.pop(row_id, None)
                 if record is not None:

@@ -19,19 +19,19 @@ import httpx
 from pipeline.commands.figures import duration
 from pipeline.commands.progress import ProgressReporter
 from pipeline.commands.summary import format_summary
-from pipeline.core.budget import worst_case
 from pipeline.core.config import ApiKey, RunConfig
 from pipeline.core.errors import NanobatchError
-from pipeline.core.models import effective_size
 from pipeline.core.options import continue_command
 from pipeline.core.retry import seconds_until_quota_reset
-from pipeline.core.types import Job, Status
-from pipeline.plan.manifest import count_rows
-from pipeline.plan.planner import Planner, check_manifest, done_rows, folder_ids
-from pipeline.plan.sources import SourceCache
+from pipeline.core.types import Status
+from pipeline.plan import rowids
+from pipeline.plan.checkpass import check_pass, ledger_ids, open_settled, raise_problems
+from pipeline.plan.done import done_rows, redone_since
+from pipeline.plan.scan import check_options
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
+from pipeline.run.start import cost_to_send
 from pipeline.store.diskspace import default_headroom, free_bytes
 from pipeline.store.ledger import Ledger
 
@@ -82,22 +82,25 @@ def run_and_report(
         err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}{again}")
         return HALT_EXIT_CODES[Halt.API]
     if result.halt is Halt.DISK_FULL:
-        left = pending_rows(replace(config, rerun_before=pin))
+        left = pending_rows(replace(config, rerun_before=pin), result.manifest_rows)
         err(f"nanobatch: {disk_message(result, config, left)} "
             f"To continue: {continue_command(argv, rerun_before=pin)}")  # fmt: skip
         return HALT_EXIT_CODES[Halt.DISK_FULL]
     if result.halt is not None:
-        left = pending_rows(replace(config, rerun_before=pin))
+        left = pending_rows(replace(config, rerun_before=pin), result.manifest_rows)
         cap = None
         if result.halt is Halt.COST_CAP and config.max_cost_usd is not None:
             # The cap counts the whole job: repeating it would stop again at once.
-            cap = result.job_spent_usd + remaining_usd(replace(config, rerun_before=pin))
+            assert result.remaining_usd is not None  # counted by the run the cap stopped
+            cap = result.job_spent_usd + result.remaining_usd
         again = continue_command(argv, max_cost=cap, rerun_before=pin)
         err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
             f"To continue: {again}")  # fmt: skip
         return HALT_EXIT_CODES[result.halt]
-    if config.limit is not None and (
-        left := pending_rows(replace(config, limit=None, rerun_before=pin))
+    if (
+        config.limit is not None
+        and result.manifest_rows_all is not None
+        and (left := pending_rows(replace(config, rerun_before=pin), result.manifest_rows_all))
     ):
         again = continue_command(argv, rerun_before=pin, without=("--limit",)) if pin else ""
         err(f"nanobatch: --limit {config.limit}: {left} rows of the manifest remain; "
@@ -105,15 +108,6 @@ def run_and_report(
             + (f". To continue: {again}" if again else ""))  # fmt: skip
     unfinished = (Status.FAILED.value, Status.INVALID.value)
     return 1 if any(result.by_status.get(s) for s in unfinished) else 0
-
-
-def redone_since(config: RunConfig, started: datetime) -> datetime | None:
-    """When rows redone by ``--rerun`` succeeded/refused began to be redone (this run's
-    start, or the first run's that the command continues), so that the command to continue
-    does not pay for them again; None when the run redoes no finished row that cost money."""
-    if not config.rerun & {Status.SUCCEEDED, Status.REFUSED}:
-        return None
-    return config.rerun_before or started
 
 
 def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
@@ -165,23 +159,20 @@ def disk_message(result: RunResult, config: RunConfig, left: int) -> str:
 
 
 def remaining_usd(config: RunConfig) -> float:
-    """What the rows a rerun would send should cost, one image each by the price table."""
-    config = folder_ids(config)  # match done rows by the ids the folder was made with
-    done = done_rows(Ledger(config.out_dir), config.rerun, config.rerun_before)
-    planner = Planner(
-        config, done, SourceCache(max_bytes=0), check_manifest(config, done), verify_done=False
-    )
-    return sum(
-        worst_case(job, effective_size(job), config.prices)
-        for batch in planner
-        for job in batch.items
-        if isinstance(job, Job)
-    )
+    """What the rows a rerun would send should cost, one image each by the price table (a
+    run stopped by the cap counts it itself: ``RunResult.remaining_usd``)."""
+    ledger = Ledger(config.out_dir)
+    recorded, rows = rowids.load(config.out_dir, ledger_ids(ledger))
+    config, opened = open_settled(config, recorded, rows)  # ids read as the folder reads them
+    check_options(config)
+    done = done_rows(ledger, config.rerun, config.rerun_before)
+    with check_pass(config, opened, None) as checked:
+        raise_problems(checked)
+        return cost_to_send(checked, done)
 
 
-def pending_rows(config: RunConfig) -> int:
-    """Manifest rows (within --limit) not yet succeeded or refused, or selected by --rerun
-    and not yet redone."""
-    total = count_rows(config.manifest, config.batch_rows, config.limit, sheet=config.sheet)
+def pending_rows(config: RunConfig, manifest_rows: int) -> int:
+    """Of the manifest's rows (as the run counted them), those not yet succeeded or refused,
+    or selected by --rerun and not yet redone."""
     done = done_rows(Ledger(config.out_dir), config.rerun | {Status.FAILED}, config.rerun_before)
-    return max(0, total - len(done))
+    return max(0, manifest_rows - len(done))

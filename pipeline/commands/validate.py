@@ -1,5 +1,6 @@
 """``nanobatch validate``: check every row of a manifest without the network, and say what the
-job will cost and upload before a cent is spent. ``run --strict`` uses the same pass."""
+job will cost and upload before a cent is spent. The rows are checked by ``plan.strict``, as
+``run --strict`` checks them, from one parse of the manifest."""
 
 from __future__ import annotations
 
@@ -10,26 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from pipeline.core.config import RunConfig
-from pipeline.core.errors import UsageError
 from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
+from pipeline.plan.checkpass import check_pass, open_settled
 from pipeline.plan.manifest import SHEET_ROWS, sheet_row
-from pipeline.plan.planner import (
-    DoneRows,
-    Planner,
-    check_options,
-    manifest_problems,
-    scan,
-    settle_ids,
-)
 from pipeline.plan.rowimages import is_link
 from pipeline.plan.rows import RowWarning
+from pipeline.plan.scan import check_options
 from pipeline.plan.sources import SourceCache, inline_bytes
+from pipeline.plan.strict import every_row, row_label
 from pipeline.providers.registry import provider_for
 
 MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
@@ -110,34 +103,30 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
     rows are still checked; raises UsageError for a file that cannot be read at all.
     """
     check_options(config)
-    nothing_done = DoneRows(pa.array([], pa.string()))
-    if config.ids is None:
-        config, header = settle_ids(config)
-        notes = header.notes
-    else:
-        notes = []
-    problems, ids = manifest_problems(config)
-    sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
-    planner = Planner(config, nothing_done, sources, scan(config, nothing_done, ids))
-    del ids
-    result = Validation(notes=notes, problems=problems, ids=config.ids)
-    sizes: dict[str, int] = {}
-    for batch in planner:
-        for item in batch.items:
-            result.rows += 1
-            if isinstance(item, InvalidRow):
-                result.invalid_count += 1
-                if len(result.invalid) < MAX_LISTED:
-                    result.invalid.append(item)
-                continue
-            result.valid += 1
-            size = effective_size(item)
-            result.images_by_model_size[(item.model, size)] += 1
-            result.standard_usd += prices.per_image(item.model, size)
-            result.batch_usd += prices.per_image(item.model, size, batch=True)
-            result.upload_bytes += _upload_bytes(item, sizes)
-            if result.example_body is None:
-                result.example_body = _example(item, config, sources)
+    preset = config.ids is not None
+    config, opened = open_settled(config, config.ids)
+    with check_pass(config, opened, None) as checked:
+        notes = [] if preset else checked.header.notes
+        result = Validation(notes=notes, problems=checked.problems, ids=config.ids)
+        sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
+        planner = every_row(checked, sources)
+        sizes: dict[str, int] = {}
+        for batch in planner:
+            for item in batch.items:
+                result.rows += 1
+                if isinstance(item, InvalidRow):
+                    result.invalid_count += 1
+                    if len(result.invalid) < MAX_LISTED:
+                        result.invalid.append(item)
+                    continue
+                result.valid += 1
+                size = effective_size(item)
+                result.images_by_model_size[(item.model, size)] += 1
+                result.standard_usd += prices.per_image(item.model, size)
+                result.batch_usd += prices.per_image(item.model, size, batch=True)
+                result.upload_bytes += _upload_bytes(item, sizes)
+                if result.example_body is None:
+                    result.example_body = _example(item, config, sources)
     result.warning_count = planner.resolver.warning_count
     result.warnings = planner.resolver.warnings[:MAX_LISTED]
     result.source_files = len(sizes)
@@ -224,26 +213,3 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
         )
         lines.append(json.dumps(found.example_body["body"], indent=1))
     return "\n".join(lines)
-
-
-def row_label(line: int, row_id: str, ids: IdScheme | None) -> str:
-    """``row 3 (SKU-1)``: the spreadsheet's row number, and the id when it is the user's own
-    (a derived id is a hash that means nothing to anyone)."""
-    if ids is not None and ids.column is None:
-        return f"row {sheet_row(line)}"
-    return f"row {sheet_row(line)} ({row_id})"
-
-
-def strict_check(config: RunConfig) -> None:
-    """--strict: any invalid row stops the run before the first request."""
-    found = validate(config, config.prices)
-    if found.invalid_count:
-        shown = "; ".join(
-            row_label(r.line, r.row_id, config.ids) + f" {r.field}: {r.reason}"
-            for r in found.invalid[:3]
-        )
-        raise UsageError(
-            f"--strict: {found.invalid_count} invalid rows, nothing sent. {shown}"
-            + (" ..." if found.invalid_count > 3 else "")
-            + f" ({SHEET_ROWS})"
-        )

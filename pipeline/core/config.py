@@ -97,4 +97,4 @@ class RunConfig:
     disk_headroom_bytes: int | None = None  # space kept for a full disk; None: by concurrency
     sheet: str | None = None  # --sheet: the xlsx sheet to read (default: the first)
     id_column: str | None = None  # --id-column: the column holding row ids
-    ids: IdScheme | None = None  # the id scheme settled for this run (plan.settle_ids)
+    ids: IdScheme | None = None  # the id scheme settled for this run (plan.checkpass.open_settled)

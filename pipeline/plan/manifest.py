@@ -104,6 +104,95 @@ def _header(
     return Header(list(first.schema.names), binding, scheme, [*notes, *binding.notes, *id_notes])
 
 
+class Opened:
+    """A manifest opened once: its header, read from the first rows, then its rows, read once.
+
+    The header is settled before any row is used (the id scheme may depend on the folder), and
+    the rows come from the same read: a run probes the columns once and parses the file once.
+    """
+
+    def __init__(
+        self, path: Path, header: Header, first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]
+    ) -> None:
+        self.path = path
+        self.header = header
+        self._raw: Iterator[pa.RecordBatch] | None = chain([first], rest)
+        self._skip_empty = path.suffix.lower() not in _PARQUET
+        self.seen = 0  # rows with a value among the raw batches read so far
+
+    def rows(
+        self,
+        required: Sequence[str] = ("prompt",),
+        limit: int | None = None,
+        *,
+        with_ids: bool = True,
+    ) -> Iterator[RowBatch]:
+        """The rows as batches with ids (once per opening); checks the columns first."""
+        raw_iter, self._raw = self._raw, None
+        if raw_iter is None:
+            raise RuntimeError(f"{self.path}: the rows of one opening are read once")
+        header = self.header
+        line = 1  # data row number of the next raw row
+        kept = 1  # position of the next row among the rows kept
+        for read in raw_iter:
+            if line == 1:
+                _check_columns(self.path, rename(read, header.binding.renames).schema, required)
+            raw, lines = read, None
+            if self._skip_empty and read.num_rows:
+                mask = _has_a_value(read)
+                if not pc.all(mask).as_py():
+                    raw = read.filter(mask)
+                    lines = pc.add(pc.indices_nonzero(mask), pa.scalar(line, pa.uint64()))
+            line += read.num_rows
+            self.seen += raw.num_rows
+            if limit is not None and kept > limit:
+                self._raw = raw_iter  # what is left can still be counted
+                return
+            if limit is not None and raw.num_rows > limit - kept + 1:
+                raw = raw.slice(0, limit - kept + 1)
+            if raw.num_rows:
+                if lines is None and line - read.num_rows != kept:
+                    lines = pa.array(range(line - read.num_rows, line), pa.int64())
+                if lines is not None:
+                    lines = lines.slice(0, raw.num_rows).cast(pa.int64())
+                batch = rename(raw, header.binding.renames)
+                none = pa.nulls(raw.num_rows, pa.string())
+                ids = ids_of(batch, raw, header.ids) if with_ids else none
+                yield RowBatch(kept, ids, batch, lines)
+            kept += raw.num_rows
+        self._raw = iter(())
+
+    def count_all(self) -> int:
+        """How many rows with a value the whole file has, reading only what ``rows`` left."""
+        if self._raw is None:
+            raise RuntimeError(f"{self.path}: its rows are being read")
+        if not self._skip_empty:  # Parquet: its footer says, every row counts
+            self._raw = iter(())
+            return int(pq.ParquetFile(self.path).metadata.num_rows)
+        for read in self._raw:
+            self.seen += int(pc.sum(_has_a_value(read)).as_py() or 0) if read.num_rows else 0
+        self._raw = iter(())
+        return self.seen
+
+
+def open_manifest(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    id_column: str | None = None,
+    recorded: IdScheme | None = None,
+    finished: int = 0,
+    batch_rows: int = 4096,
+) -> Opened:
+    """The manifest opened and its header read: columns, bindings, the id scheme, the notes."""
+    notes, raw = _open_batches(path, batch_rows, sheet)
+    raw = iter(raw)
+    first = next(raw, None)
+    if first is None:
+        raise UsageError(f"{path} has no rows")
+    return Opened(path, _header(notes, first, id_column, recorded, finished), first, raw)
+
+
 def inspect(
     path: Path,
     *,
@@ -113,12 +202,15 @@ def inspect(
     finished: int = 0,
     batch_rows: int = 4096,
 ) -> Header:
-    """The manifest's header, read once: columns, bindings, the id scheme, the notes."""
-    notes, raw = _open_batches(path, batch_rows, sheet)
-    first = next(iter(raw), None)
-    if first is None:
-        raise UsageError(f"{path} has no rows")
-    return _header(notes, first, id_column, recorded, finished)
+    """The manifest's header: columns, bindings, the id scheme, the notes."""
+    return open_manifest(
+        path,
+        sheet=sheet,
+        id_column=id_column,
+        recorded=recorded,
+        finished=finished,
+        batch_rows=batch_rows,
+    ).header
 
 
 def read_batches(
@@ -137,39 +229,10 @@ def read_batches(
     ``ids`` is the scheme settled for this run; without it one is chosen from the header
     (``id_column``, then a column named id, sku or key, else derived).
     """
-    notes, raw_batches = _open_batches(path, batch_rows, sheet)
-    skip_empty = path.suffix.lower() not in _PARQUET
-    raw_iter = iter(raw_batches)
-    first = next(raw_iter, None)
-    if first is None:
-        raise UsageError(f"{path} has no rows")
-    header = _header(notes, first, id_column, ids)
-    _check_columns(path, rename(first, header.binding.renames).schema, required)
-    line = 1  # data row number of the next raw row
-    kept = 1  # position of the next row among the rows kept
-    for read in chain([first], raw_iter):
-        raw, lines = read, None
-        if skip_empty and read.num_rows:
-            mask = _has_a_value(read)
-            if not pc.all(mask).as_py():
-                raw = read.filter(mask)
-                lines = pc.add(pc.indices_nonzero(mask), pa.scalar(line, pa.uint64()))
-            line += read.num_rows
-        else:
-            line += read.num_rows
-        if limit is not None and kept > limit:
-            return
-        if limit is not None and raw.num_rows > limit - kept + 1:
-            raw = raw.slice(0, limit - kept + 1)
-        if raw.num_rows:
-            if lines is None and line - read.num_rows != kept:
-                lines = pa.array(range(line - read.num_rows, line), pa.int64())
-            if lines is not None:
-                lines = lines.slice(0, raw.num_rows).cast(pa.int64())
-            batch = rename(raw, header.binding.renames)
-            none = pa.nulls(raw.num_rows, pa.string())
-            yield RowBatch(kept, ids_of(batch, raw, header.ids) if with_ids else none, batch, lines)
-        kept += raw.num_rows
+    opened = open_manifest(
+        path, sheet=sheet, id_column=id_column, recorded=ids, batch_rows=batch_rows
+    )
+    yield from opened.rows(required, limit, with_ids=with_ids)
 
 
 def _has_a_value(batch: pa.RecordBatch) -> pa.Array:
@@ -181,18 +244,6 @@ def _has_a_value(batch: pa.RecordBatch) -> pa.Array:
         mask = filled if mask is None else pc.or_(mask, filled)
     assert mask is not None
     return mask
-
-
-def count_rows(
-    path: Path, batch_rows: int, limit: int | None = None, sheet: str | None = None
-) -> int:
-    """How many data rows the manifest has (within ``limit``)."""
-    if path.suffix.lower() in _PARQUET:
-        total = int(pq.ParquetFile(path).metadata.num_rows)
-    else:
-        batches = read_batches(path, batch_rows, None, (), sheet=sheet, with_ids=False)
-        total = sum(b.table.num_rows for b in batches)
-    return total if limit is None else min(total, limit)
 
 
 _TEXT_COLUMNS = ("prompt", "model", "aspect_ratio", "image_size", "size",

@@ -36,6 +36,10 @@ class RunResult:
     in_flight: int = 0  # gauges, for progress displays
     retrying: int = 0
     cancelled: list[str] = field(default_factory=list)  # rows abandoned mid-request (2nd Ctrl-C)
+    # Known from the one pass over the manifest, for the closing message (start.left_after):
+    manifest_rows: int = 0  # rows within --limit
+    manifest_rows_all: int | None = None  # the whole file's, counted after a --limit run
+    remaining_usd: float | None = None  # stopped by the cap: what the rows left should cost
 
     @property
     def job_spent_usd(self) -> float:

@@ -1,19 +1,22 @@
-"""A run's entry point: open the output directory's ledger, choose the executor (online: one
-request per row; batch comes next), run it in the shell, and turn a failed task group into
-the one error the user caused."""
+"""A run's entry point: open the output directory's ledger, make the one pass over the manifest,
+choose the executor (online: one request per row; batch comes next), run it in the shell, turn
+a failed task group into the one error the user caused, and count what is left from the pass."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import anyio
 import httpx
 
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import user_error
+from pipeline.plan.checkpass import CheckedManifest
 from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
 from pipeline.providers.registry import provider_for
+from pipeline.run import start as runstart
 from pipeline.run.online import OnlineExecutor, workers
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.result import RunResult
@@ -44,9 +47,11 @@ class Pipeline:
     def adaptive(self, limit: AdaptiveLimit) -> None:
         self.executor.adaptive = limit
 
-    async def run(self, observers: Sequence[Observer] = ()) -> RunResult:
+    async def run(
+        self, observers: Sequence[Observer] = (), checked: CheckedManifest | None = None
+    ) -> RunResult:
         """Process every pending row (see ``RunShell.run``)."""
-        return await self.shell.run(self.executor, observers)
+        return await self.shell.run(self.executor, observers, checked)
 
 
 async def run_manifest(
@@ -60,15 +65,27 @@ async def run_manifest(
     """
     ledger = Ledger(config.out_dir)
     await anyio.to_thread.run_sync(open_ledger, ledger)
+    started_at = datetime.now(UTC)
+    checked: CheckedManifest | None = None
     try:
-        async with ClientPool(transport, workers(config)) as pool:
-            return await Pipeline(config, pool, ledger).run(observers)
-    except BaseExceptionGroup as group:
-        # Other tasks then find the record stream closed: consequences, not causes.
-        closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-        if (error := user_error(group, closed)) is None:
-            raise
-        raise error from None
+        try:
+            # The one pass over the manifest (with --strict, every row checked); its rows are
+            # kept until what is left after the run has been counted from them.
+            checked = await anyio.to_thread.run_sync(runstart.check, config, ledger)
+            async with ClientPool(transport, workers(config)) as pool:
+                result = await Pipeline(checked.config, pool, ledger).run(observers, checked)
+        except BaseExceptionGroup as group:
+            # Other tasks then find the record stream closed: consequences, not causes.
+            closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+            if (error := user_error(group, closed)) is None:
+                raise
+            raise error from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(ledger.close)
+        # After the fold: the ledger as a rerun will find it.
+        await anyio.to_thread.run_sync(runstart.left_after, checked, result, started_at)
+        return result
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(ledger.close)
+        if checked is not None:
+            checked.close()

@@ -2,8 +2,9 @@
 
     producer --(bounded stream of jobs)--> executor --(bounded stream of records)--> writer
 
-The shell opens what the run needs (the folder's id scheme, --strict, what a killed run had
-in flight, the job's earlier spend, the disk reserve), plans it (``start``), then runs one task
+The shell opens what the run needs (the one pass over the manifest, ``start.check``, unless
+the caller made it; what a killed run had in flight, the job's earlier spend, the disk
+reserve), plans it from that pass's rows (``start``), then runs one task
 group: the producer reads the plan a batch at a time in a thread and feeds the executor, the
 executor (``executor.Executor``: online today, batch next) turns jobs into records, and the one
 writer (``writer``) makes them durable. Signals, the --stop-at deadline and progress views run
@@ -24,9 +25,9 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
-from pipeline.commands.validate import strict_check
 from pipeline.core.config import RunConfig
 from pipeline.core.types import InvalidRow, Job
+from pipeline.plan.checkpass import CheckedManifest
 from pipeline.plan.planner import PlannedBatch
 from pipeline.run import finish, writer
 from pipeline.run import start as runstart
@@ -50,15 +51,30 @@ class RunShell:
         self.ledger = ledger
         self.services = RunServices(config)
 
-    async def run(self, executor: Executor, observers: Sequence[Observer] = ()) -> RunResult:
+    async def run(
+        self,
+        executor: Executor,
+        observers: Sequence[Observer] = (),
+        checked: CheckedManifest | None = None,
+    ) -> RunResult:
         """Process every pending row; returns when all are recorded or the run was stopped.
 
         ``observers`` run alongside (progress displays) and are cancelled at the end.
+        ``checked`` is the one pass over the manifest when the caller made it (and closes it);
+        without it the shell makes its own (``start.check``) and removes it at the end.
         """
+        if checked is None:
+            config = self.services.config
+            checked = await anyio.to_thread.run_sync(runstart.check, config, self.ledger)
+            try:
+                return await self.run(executor, observers, checked)
+            finally:
+                checked.close()
         services = self.services
+        services.config = checked.config
         await self._open()
         try:
-            begun = await runstart.start(services.config, self.ledger, services.sources)
+            begun = await runstart.start(services.config, self.ledger, services.sources, checked)
             services.result.to_do = begun.scan.to_do
             await self._run_group(executor, begun, observers)
             finish.settle_halt(services, executor)
@@ -72,16 +88,11 @@ class RunShell:
         return result
 
     async def _open(self) -> None:
-        """Everything checked or claimed before the plan: a refusal here sends nothing."""
+        """Everything claimed before the plan: a refusal here sends nothing."""
         services = self.services
-        services.config = config = await anyio.to_thread.run_sync(
-            runstart.settled_ids, services.config, self.ledger
-        )
-        if config.strict:
-            await anyio.to_thread.run_sync(strict_check, config)
         await runstart.recover_in_flight(services.inflight, self.ledger)
         # The cap is the job's: what earlier runs in this directory spent counts against it.
-        earlier = await runstart.earlier_spend(config)
+        earlier = await runstart.earlier_spend(services.config)
         services.spend.earlier_usd = services.result.spent_before_usd = earlier
         await anyio.to_thread.run_sync(services.disk.reserve)
 

@@ -1,34 +1,41 @@
-"""What a run starts from, read before anything is sent: the folder's id scheme, what a killed
-run had in flight, what earlier runs spent, the done rows, one scan of the manifest, whether
-the done rows can be trusted without re-checking them (a trusted resume), and what is on disk
-to adopt (images a crashed or earlier run made but did not record), then the adoption itself
-as the planned batches are handed out."""
+"""What a run starts from, read before anything is sent: the folder's id scheme and the one
+pass over the manifest (``check``: with --strict, every row checked), what a killed run had
+in flight, what earlier runs spent, the done rows, the scan, whether the done rows can be
+trusted without re-checking them (a trusted resume), and what is on disk to adopt (images a
+crashed or earlier run made but did not record), then the adoption itself as the planned
+batches are handed out; after the run, what is left (``left_after``) from the same pass."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import anyio
 import structlog
 
+from pipeline.core.budget import worst_case
 from pipeline.core.config import RunConfig
+from pipeline.core.models import effective_size
 from pipeline.core.types import InvalidRow, Job, Status
 from pipeline.plan import planstate, rowids
-from pipeline.plan.planner import (
-    DoneRows,
-    PlannedBatch,
-    Planner,
-    Scan,
-    check_manifest,
-    done_rows,
+from pipeline.plan.checkpass import (
+    CheckedManifest,
+    check_pass,
     ledger_ids,
-    settle_ids,
+    open_settled,
+    raise_problems,
 )
+from pipeline.plan.done import DoneRows, done_rows, redone_since
+from pipeline.plan.planner import PlannedBatch, Planner
 from pipeline.plan.planstate import name_change_note
+from pipeline.plan.scan import Scan, check_options, scan
 from pipeline.plan.sources import SourceCache
+from pipeline.plan.strict import strict_check
+from pipeline.run.control import Halt
 from pipeline.run.recovery import adoptable, claim, find_orphans, recorded_digests
+from pipeline.run.result import RunResult
 from pipeline.store import provenance
 from pipeline.store.inflight import InFlight
 from pipeline.store.ledger import Ledger, LedgerRecord
@@ -37,17 +44,28 @@ from pipeline.store.spend import spent_in
 log = structlog.get_logger("nanobatch")
 
 
-def settled_ids(config: RunConfig, ledger: Ledger) -> RunConfig:
-    """The run's id scheme: the folder's record, else --id-column or the header (recorded
-    now, before any row is); a different one stops the run before anything is sent."""
+def check(config: RunConfig, ledger: Ledger) -> CheckedManifest:
+    """The one pass over the manifest, before anything is sent: the id scheme settled (the
+    folder's record, else --id-column or the header, recorded now, before any row is; a
+    different one stops the run), every row within --limit parsed and checked as a whole, and
+    with --strict each row as validate checks it. The caller closes it (its spooled rows)."""
     out = config.out_dir
     recorded, rows = rowids.load(out, ledger_ids(ledger))
-    config, header = settle_ids(config, recorded, rows)
+    config, opened = open_settled(config, recorded, rows)
     if recorded is None or not (out / rowids.ID_FILE).exists():
-        rowids.save(out, header.ids)
-    for note in header.notes:
+        rowids.save(out, opened.header.ids)
+    for note in opened.header.notes:
         log.warning("manifest.note", note=note)
-    return config
+    check_options(config)
+    checked = check_pass(config, opened, out)
+    try:
+        if config.strict:
+            strict_check(checked)
+        raise_problems(checked)
+    except BaseException:
+        checked.close()
+        raise
+    return checked
 
 
 async def recover_in_flight(inflight: InFlight, ledger: Ledger) -> None:
@@ -70,6 +88,7 @@ class RunStart:
 
     config: RunConfig
     sources: SourceCache
+    checked: CheckedManifest
     done: DoneRows
     scan: Scan
     inputs: dict[str, Any]
@@ -96,24 +115,26 @@ class RunStart:
         return adopted or job
 
 
-async def start(config: RunConfig, ledger: Ledger, sources: SourceCache) -> RunStart:
+async def start(
+    config: RunConfig, ledger: Ledger, sources: SourceCache, checked: CheckedManifest
+) -> RunStart:
     """Read everything the run's plan depends on (in threads: it is file work)."""
     done = await anyio.to_thread.run_sync(done_rows, ledger, config.rerun, config.rerun_before)
     note = await anyio.to_thread.run_sync(name_change_note, config, len(done))
     if note:
         log.warning("run.name_template_changed", note=note)
-    scan = await anyio.to_thread.run_sync(check_manifest, config, done)
+    to_do = await anyio.to_thread.run_sync(scan, config, done, checked.ids)
     inputs = await anyio.to_thread.run_sync(planstate.inputs, config)
     out = config.out_dir
     trusted = await anyio.to_thread.run_sync(planstate.trusted, out, inputs, sources)
     if not trusted:
         planstate.forget(out)  # rows recorded from now on may follow other inputs
-    planner = Planner(config, done, sources, scan, verify_done=not trusted)
+    planner = Planner(config, done, sources, to_do, checked.batches, verify_done=not trusted)
     if not trusted and len(done):
         # Read now, not when the first done row is planned: a ledger that cannot be read
         # must stop the run before anything is sent.
         await anyio.to_thread.run_sync(lambda: done.fingerprints)
-    begun = RunStart(config, sources, done, scan, inputs, trusted, planner)
+    begun = RunStart(config, sources, checked, done, to_do, inputs, trusted, planner)
     if ledger.crashed:
         begun.orphans = await anyio.to_thread.run_sync(find_orphans, ledger)
     if Status.SUCCEEDED in config.rerun:
@@ -121,3 +142,33 @@ async def start(config: RunConfig, ledger: Ledger, sources: SourceCache) -> RunS
     # A first run has no images to adopt: no lookup per row (one failed open each).
     begun.has_provenance = await anyio.to_thread.run_sync(provenance.any_records, out)
     return begun
+
+
+def left_after(checked: CheckedManifest, result: RunResult, started_at: datetime) -> None:
+    """What the command's last words need, from what the run knows (no second parse): the
+    manifest's rows (the whole file's after --limit, counting on from where the pass stopped)
+    and, stopped by the spending cap, what the rows a rerun would send should cost (planned
+    again from the spooled rows, against the ledger as the run left it: call after its fold)."""
+    config = checked.config
+    result.manifest_rows = checked.rows
+    if config.limit is not None and result.halt is None:
+        result.manifest_rows_all = checked.count_all()
+    if result.halt is Halt.COST_CAP:
+        since = redone_since(config, started_at)
+        done = done_rows(Ledger(config.out_dir), config.rerun, since)
+        result.remaining_usd = cost_to_send(checked, done)
+
+
+def cost_to_send(checked: CheckedManifest, done: DoneRows) -> float:
+    """What the rows not in ``done`` should cost, one image each by the price table."""
+    config = checked.config
+    to_do = scan(config, done, checked.ids)
+    planner = Planner(
+        config, done, SourceCache(max_bytes=0), to_do, checked.batches, verify_done=False
+    )
+    return sum(
+        worst_case(job, effective_size(job), config.prices)
+        for batch in planner
+        for job in batch.items
+        if isinstance(job, Job)
+    )
