@@ -19,7 +19,7 @@ import httpx
 from pipeline.commands.figures import duration
 from pipeline.commands.progress import ProgressReporter
 from pipeline.commands.summary import format_summary
-from pipeline.core.config import ApiKey, RunConfig
+from pipeline.core.config import RunConfig
 from pipeline.core.errors import NanobatchError
 from pipeline.core.options import continue_command
 from pipeline.core.retry import seconds_until_quota_reset
@@ -28,6 +28,7 @@ from pipeline.plan import rowids
 from pipeline.plan.checkpass import check_pass, ledger_ids, open_settled, raise_problems
 from pipeline.plan.done import done_rows, redone_since
 from pipeline.plan.scan import check_options
+from pipeline.providers.registry import provider_for
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
@@ -79,7 +80,8 @@ def run_and_report(
     pin = redone_since(config, started)
     if result.halt is Halt.API and result.stopped is not None:
         again = f" To continue: {continue_command(argv, rerun_before=pin)}" if pin else ""
-        err(f"nanobatch: {stop_message(result, config.api_key, config.base_url)}{again}")
+        source = provider_for(config).auth.source
+        err(f"nanobatch: {stop_message(result, source, config.base_url)}{again}")
         return HALT_EXIT_CODES[Halt.API]
     if result.halt is Halt.DISK_FULL:
         left = pending_rows(replace(config, rerun_before=pin), result.manifest_rows)
@@ -110,11 +112,11 @@ def run_and_report(
     return 1 if any(result.by_status.get(s) for s in unfinished) else 0
 
 
-def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
-    """One sentence on why the API stopped the run, naming the key's source, never the key."""
+def stop_message(result: RunResult, source: str, base_url: str) -> str:
+    """One sentence on why the API stopped the run, naming the credential's ``source`` (its
+    ``Auth`` says where it comes from), never the credential."""
     stopped = result.stopped
     assert stopped is not None
-    source = f"the key from {key.source}" if key else "no API key"
     message = " ".join((stopped.message or "").split())
     if stopped.reason == "QUOTA_EXHAUSTED":
         # Google's text says "Please retry in 5s", true of its per-minute window only.
@@ -130,6 +132,7 @@ def stop_message(result: RunResult, key: ApiKey | None, base_url: str) -> str:
         f"(in {duration(seconds_until_quota_reset())}): rerun then, or use --on-quota wait",
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
         "REDIRECTED": "the API answered with a redirect, which is not followed",
+        "CREDENTIALS_FAILED": f"no credentials could be had from {source}",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
 

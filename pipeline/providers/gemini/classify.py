@@ -26,14 +26,12 @@ readable or not, is ``ANSWERED``. ``budget.possibly_billed`` decides the money f
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, assert_never
 
 from pipeline.core import jsonread as jr
-from pipeline.core.durations import parse_retry_after, parse_retry_delay
+from pipeline.core.durations import parse_retry_after
 from pipeline.core.types import (
     Delivery,
     Outcome,
@@ -43,15 +41,11 @@ from pipeline.core.types import (
     TransportFailure,
     Usage,
 )
+from pipeline.providers.gemini.errors import ErrorBody, error_from_bytes, error_from_json, snippet
 from pipeline.providers.gemini.extract import read_candidates
 
 STOP = "STOP"
 MALFORMED = "MALFORMED_RESPONSE"
-
-_MAX_SNIPPET = 200  # for HTML and plain-text bodies: enough to say what went wrong
-_PAGE_HEAD = 65_536  # how much of an error page is looked at for a title or a snippet
-
-_TAG = re.compile(r"<[^<>]*>")  # [^<>] keeps it linear on a page full of stray '<'
 
 
 def classify(
@@ -61,7 +55,7 @@ def classify(
     ``follow_links`` counts image links in the answer as its images (rule 1)."""
     if 200 <= response.status < 300:
         return _classify_2xx(response, now, follow_links)
-    error = _error_from_bytes(response.body)
+    error = error_from_bytes(response.body)
     return _server_failed(_classify_error(response.status, error, response, now))
 
 
@@ -96,25 +90,8 @@ def _server_failed(outcome: Outcome) -> Outcome:
 # --- errors -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _ErrorBody:
-    """What an error body says, in Google's ``google.rpc.Status`` shape or a gateway's."""
-
-    code: int | None = None  # error.code: Google's HTTP code, or a gateway's upstream code
-    status: str | None = None  # canonical status name, e.g. RESOURCE_EXHAUSTED
-    message: str | None = None
-    reasons: tuple[str, ...] = ()  # google.rpc.ErrorInfo reasons, e.g. API_KEY_INVALID
-    quota_ids: tuple[str, ...] = ()  # QuotaFailure violations' quotaId and quotaMetric
-    zero_quota: bool = False  # a QuotaFailure violation whose quotaValue is 0: never met
-    retry_delay_s: float | None = None  # google.rpc.RetryInfo.retryDelay
-
-    @property
-    def says_rate_limited(self) -> bool:
-        return self.code == 429 or self.status == "RESOURCE_EXHAUSTED"
-
-
 def _classify_error(
-    code: int, error: _ErrorBody, response: RawResponse, now: float | None
+    code: int, error: ErrorBody, response: RawResponse, now: float | None
 ) -> Outcome:
     """Map an error code (the HTTP status, or one a gateway wrapped in a 200) to an Outcome."""
     http = response.status
@@ -144,7 +121,7 @@ def _classify_error(
     return _malformed(http, error.message or f"unexpected HTTP status {code}")
 
 
-def _client_error(http: int, code: int, error: _ErrorBody) -> Outcome:
+def _client_error(http: int, code: int, error: ErrorBody) -> Outcome:
     # ErrorInfo.reason is the structured signal; the message is consulted only without it.
     bad_key = "API_KEY_INVALID" in error.reasons or (
         not error.reasons and "api key not valid" in (error.message or "").lower()
@@ -173,94 +150,12 @@ def _quota_scope(quota_ids: Sequence[str]) -> QuotaScope:
     return QuotaScope.UNKNOWN
 
 
-def _retry_after(error: _ErrorBody, headers: dict[str, str], now: float | None) -> float | None:
+def _retry_after(error: ErrorBody, headers: dict[str, str], now: float | None) -> float | None:
     # Google puts the delay in the body; the header is what proxies and gateways send.
     if error.retry_delay_s is not None:
         return error.retry_delay_s
     header = headers.get("retry-after")
     return parse_retry_after(header, now=now) if isinstance(header, str) else None
-
-
-def _error_from_bytes(body: bytes) -> _ErrorBody:
-    if body[:64].lstrip()[:1] in (b"{", b"["):
-        try:
-            data = jr.loads(body)
-        except (ValueError, RecursionError):
-            data = None
-        error = _error_from_json(data)
-        if error is not None:
-            return error
-    return _ErrorBody(message=_snippet(body))
-
-
-def _error_from_json(data: object) -> _ErrorBody | None:
-    """Read an error object; None when ``data`` holds none."""
-    if isinstance(data, list) and data:
-        data = data[0]  # streamGenerateContent wraps its Status in a list
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    if isinstance(error, str):
-        return _ErrorBody(message=jr.message(error))
-    if not isinstance(error, dict):
-        # FastAPI-style {"detail": ...} or a bare {"message": ...}: a message, not a code.
-        text = jr.string(data.get("message")) or jr.string(data.get("detail"))
-        return _ErrorBody(message=jr.message(text)) if text else None
-    reasons: list[str] = []
-    quota_ids: list[str] = []
-    zero_quota = False
-    retry_delay: float | None = None
-    details = error.get("details")
-    for detail in details if isinstance(details, list) else ():
-        if not isinstance(detail, dict):
-            continue
-        kind = jr.string(detail.get("@type")) or ""
-        if kind.endswith("google.rpc.ErrorInfo"):
-            reasons.extend(r for r in [jr.string(detail.get("reason"))] if r)
-        elif kind.endswith("google.rpc.QuotaFailure"):
-            violations = detail.get("violations")
-            for violation in violations if isinstance(violations, list) else ():
-                if isinstance(violation, dict):
-                    for key in ("quotaId", "quota_id", "quotaMetric", "quota_metric"):
-                        quota_ids.extend(q for q in [jr.string(violation.get(key))] if q)
-                    value = jr.get(violation, "quotaValue", "quota_value")
-                    zero_quota |= _is_zero(value)
-        elif kind.endswith("google.rpc.RetryInfo") and retry_delay is None:
-            retry_delay = parse_retry_delay(jr.get(detail, "retryDelay", "retry_delay"))
-    return _ErrorBody(
-        code=jr.integer(error.get("code")),
-        status=jr.string(error.get("status")),
-        message=jr.message(jr.string(error.get("message")) or jr.string(error.get("type"))),
-        reasons=tuple(reasons),
-        quota_ids=tuple(quota_ids),
-        zero_quota=zero_quota,
-        retry_delay_s=retry_delay,
-    )
-
-
-def _is_zero(value: object) -> bool:
-    # An int64 in proto3 JSON is a string ("0"); a gateway may send a number.
-    if isinstance(value, str):
-        return value.strip() == "0"
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
-
-
-def _snippet(body: bytes) -> str | None:
-    """A short human line from a non-JSON body: an HTML page's title, else its first words."""
-    head = body[:_PAGE_HEAD]
-    lowered = head.lower()  # bytes.lower() keeps offsets valid, unlike str.lower()
-    if head.lstrip()[:1] == b"<":
-        start = lowered.find(b"<title")
-        open_end = lowered.find(b">", start) if start != -1 else -1
-        close = lowered.find(b"</title", open_end) if open_end != -1 else -1
-        if close != -1:
-            title = jr.squash(html.unescape(head[open_end + 1 : close].decode("utf-8", "replace")))
-            if title:
-                return jr.message(title, _MAX_SNIPPET)
-        text = html.unescape(_TAG.sub(" ", head.decode("utf-8", "replace")))
-    else:
-        text = head.decode("utf-8", "replace")
-    return jr.message(jr.squash(text), _MAX_SNIPPET)
 
 
 # --- 2xx ----------------------------------------------------------------------------------
@@ -272,16 +167,14 @@ def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) 
         data = jr.loads(response.body)
     except (ValueError, RecursionError):
         # A truncated JSON body's first words are base64 noise; a page's title is worth showing.
-        snippet = (
-            None if response.body[:64].lstrip()[:1] in (b"{", b"[") else _snippet(response.body)
-        )
-        detail = f": {snippet}" if snippet else ""
+        shown = None if response.body[:64].lstrip()[:1] in (b"{", b"[") else snippet(response.body)
+        detail = f": {shown}" if shown else ""
         return _malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
     candidates = data.get("candidates") if isinstance(data, dict) else None
     feedback = jr.get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
     if not isinstance(data, dict) or (not candidates and feedback is None):
         # A gateway that says "error" with a 200: its error code is the better evidence.
-        error = _error_from_json(data)
+        error = error_from_json(data)
         if error is not None:
             code = 429 if error.says_rate_limited else error.code
             if code is not None and code >= 400:
