@@ -8,11 +8,14 @@ temp dir, so only the first start of each worker compiles.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 import structlog
+
+from pipeline.core.clock import VirtualClock
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
@@ -46,3 +49,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: each file's tests keep their order and stay together
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """A test that asks for ``clock`` runs on a virtual clock's loop, every other on asyncio's."""
+    if "clock" in getattr(item, "fixturenames", ()):
+        return {"virtual": lambda: VirtualClock().new_loop()}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+@pytest.fixture
+async def clock() -> VirtualClock:
+    """The virtual clock this test runs on: its sleeps, timeouts and deadlines take no real
+    time (share it with the in-process emulator: ``EmulatorConfig(clock=clock.monotonic)``)."""
+    return await VirtualClock.current()

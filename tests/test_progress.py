@@ -14,6 +14,7 @@ import structlog
 
 from pipeline.commands.barline import bar_line
 from pipeline.commands.progress import ProgressReporter, snapshot
+from pipeline.core.clock import SystemClock
 from pipeline.core.logs import setup as setup_logging
 from pipeline.run.result import RunResult
 
@@ -31,20 +32,20 @@ class Stop(Exception):
     """Ends a reporter's loop from the injected sleep."""
 
 
-class FakeTime:
+class FakeTime(SystemClock):
     def __init__(self, stop_after: int) -> None:
-        self.now = 1000.0
+        self.at = 1000.0
         self.sleeps = 0
         self.stop_after = stop_after
 
-    def clock(self) -> float:
-        return self.now
+    def monotonic(self) -> float:
+        return self.at
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps += 1
         if self.sleeps > self.stop_after:
             raise Stop
-        self.now += seconds
+        self.at += seconds
 
 
 @pytest.mark.parametrize(("done", "to_do"), [(15, 100), (98_765, 100_000)])
@@ -78,8 +79,7 @@ def test_the_live_bar_renders_the_essentials_in_an_80_column_terminal(
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("TERM", "xterm")
     fake = FakeTime(stop_after=2)
-    reporter = ProgressReporter(tmp_path, print, interactive=True, clock=fake.clock,
-                                sleep=fake.sleep)  # fmt: skip
+    reporter = ProgressReporter(tmp_path, print, interactive=True, clock=fake)
     run = result()
     with pytest.raises(Stop):
         anyio.run(reporter.run, run)
@@ -97,11 +97,10 @@ def test_non_tty_lines_are_timestamped_and_the_first_comes_within_seconds(
     fake = FakeTime(stop_after=20)
     reporter = ProgressReporter(
         tmp_path,
-        lambda line: lines.append((fake.now, line)),
+        lambda line: lines.append((fake.at, line)),
         interactive=False,
         line_every_s=30.0,
-        clock=fake.clock,
-        sleep=fake.sleep,
+        clock=fake,
     )
     with pytest.raises(Stop):
         anyio.run(reporter.run, result())

@@ -51,10 +51,11 @@ class Collecting:
             for job in collected:
                 row = RowState(job, job.image_size or "1K")
                 row.attempts = 1
-                await records.send(row.attempt_record(HELD, 0.0, 0.0, 0.0))
+                now = services.clock.now()
+                await records.send(row.attempt_record(HELD, 0.0, 0.0, 0.0, now))
                 record = ledger_record(
                     row, fingerprint="held", outcome=HELD, status=Status.FAILED,
-                    latency_ms=0.0, stored=[],
+                    latency_ms=0.0, stored=[], finished_at=now,
                 )  # fmt: skip
                 await records.send(record)
 

@@ -11,9 +11,7 @@ import json
 import math
 import os
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from rich.text import Text
 
 from pipeline.commands.barline import bar_line
 from pipeline.commands.figures import duration
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.types import Status
 from pipeline.run.result import RunResult
 from pipeline.store.storage import write_atomic
@@ -46,7 +45,7 @@ def snapshot(result: RunResult) -> dict[str, Any]:
         "pid": os.getpid(),
         "state": "running" if result.finished is None else "finished",
         "halt": result.halt.value if result.halt else None,
-        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "updated_at": result.clock.now().isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed, 1),
         "to_do": total,
         "done": done,
@@ -91,8 +90,7 @@ class ProgressReporter:
         interactive: bool | None = None,
         line_every_s: float = 30.0,
         status_every_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = out_dir / STATUS_FILE
         self.emit = emit
@@ -100,7 +98,6 @@ class ProgressReporter:
         self.line_every_s = line_every_s
         self.status_every_s = status_every_s
         self.clock = clock
-        self.sleep = sleep
 
     def write_status(self, result: RunResult) -> dict[str, Any]:
         """Rewrite status.json atomically; returns what it wrote."""
@@ -120,18 +117,18 @@ class ProgressReporter:
     async def _lines(self, result: RunResult) -> None:
         # The first line comes within seconds (a person just started the run and watches the
         # log), then one every --progress-every.
-        now = self.clock()
+        now = self.clock.monotonic()
         next_status, next_line = now, now + min(FIRST_LINE_S, self.line_every_s)
         while True:
-            now = self.clock()
+            now = self.clock.monotonic()
             if now >= next_status:
                 await anyio.to_thread.run_sync(self.write_status, result)
                 next_status = now + self.status_every_s
             if now >= next_line:
-                stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                stamp = self.clock.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
                 self.emit(f"{stamp} progress: {describe(snapshot(result))}")
                 next_line = now + self.line_every_s
-            await self.sleep(max(0.0, min(next_status, next_line) - self.clock()))
+            await self.clock.sleep(max(0.0, min(next_status, next_line) - self.clock.monotonic()))
 
     async def _live(self, result: RunResult) -> None:
         console = Console(stderr=True)
@@ -140,9 +137,9 @@ class ProgressReporter:
         # sys.stderr is at the time), so they never end up glued to it.
         with Live(console=console, transient=True, redirect_stderr=True) as live:
             while True:
-                if self.clock() - last_status >= self.status_every_s:
+                if self.clock.monotonic() - last_status >= self.status_every_s:
                     await anyio.to_thread.run_sync(self.write_status, result)
-                    last_status = self.clock()
+                    last_status = self.clock.monotonic()
                 line = bar_line(snapshot(result), console.width, result.duration_s)
                 live.update(Text(line, no_wrap=True, overflow="crop"))
-                await self.sleep(0.5)
+                await self.clock.sleep(0.5)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
-import anyio
 import httpx
 
 from pipeline.commands.figures import duration
@@ -65,10 +63,12 @@ def run_and_report(
     progress_every_s: float = 30.0,
 ) -> int:
     """Run with a progress view, print the summary, and return the exit code."""
-    reporter = ProgressReporter(config.out_dir, emit=err, line_every_s=progress_every_s)
-    started = datetime.now(UTC)
+    reporter = ProgressReporter(
+        config.out_dir, emit=err, line_every_s=progress_every_s, clock=config.clock
+    )
+    started = config.clock.now()
     try:
-        result = anyio.run(run_manifest, config, transport, [reporter.run])
+        result = config.clock.run(run_manifest, config, transport, [reporter.run])
     except NanobatchError as e:
         err(f"nanobatch: {e}")
         return e.exit_code

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.prices import PriceTable
@@ -98,3 +99,5 @@ class RunConfig:
     sheet: str | None = None  # --sheet: the xlsx sheet to read (default: the first)
     id_column: str | None = None  # --id-column: the column holding row ids
     ids: IdScheme | None = None  # the id scheme settled for this run (plan.checkpass.open_settled)
+    # The run's time: every wait, deadline and recorded time (a VirtualClock in tests).
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import signal
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 import anyio
 import structlog
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.logs import RUN_LOG, TERMINAL
 
 log = structlog.get_logger("nanobatch")
@@ -35,7 +35,8 @@ class Halt(StrEnum):
 class RunControl:
     """Shared by the producer and every worker: whether to keep going."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.halt: Halt | None = None
         self.cancelled = False
         self._drained = anyio.Event()
@@ -70,8 +71,8 @@ class RunControl:
                 await self._drained.wait()
 
     async def sleep_until(self, deadline: float) -> None:
-        """Sleep until a ``time.monotonic`` deadline, or until the run drains."""
-        await self.sleep(deadline - time.monotonic())
+        """Sleep until a deadline on the run's ``clock.monotonic``, or until the run drains."""
+        await self.sleep(deadline - self.clock.monotonic())
 
     async def watch_signals(self) -> None:
         """First SIGINT/SIGTERM/SIGHUP drains, a second SIGINT/SIGTERM cancels.
@@ -99,6 +100,6 @@ class RunControl:
 
     async def watch_deadline(self, stop_at: datetime) -> None:
         """Drain when the wall clock reaches ``stop_at``."""
-        remaining = (stop_at - datetime.now(UTC)).total_seconds()
-        await anyio.sleep(max(0.0, remaining) if math.isfinite(remaining) else 0.0)
+        remaining = (stop_at - self.clock.now()).total_seconds()
+        await self.clock.sleep(max(0.0, remaining) if math.isfinite(remaining) else 0.0)
         self.drain(Halt.DEADLINE)

@@ -48,8 +48,10 @@ class RunServices:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config  # the shell replaces it once the folder's id scheme is settled
-        self.result = RunResult(max_cost_usd=config.max_cost_usd)  # counters, progress views
-        self.control = RunControl()  # drain / cancel, shared by every task of the run
+        self.clock = config.clock  # the run's one clock: every wait, deadline and record time
+        # counters, progress views
+        self.result = RunResult(clock=self.clock, max_cost_usd=config.max_cost_usd)
+        self.control = RunControl(self.clock)  # drain / cancel, shared by every task of the run
         self.spend = SpendingCap(config.max_cost_usd)  # reserve before send, settle after
         self.sources = SourceCache()  # source images, read once per run
         self.inflight = InFlight(config.out_dir)  # attempts noted before they are sent

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.types import Outcome
 from pipeline.run.control import Halt
 
@@ -21,7 +22,8 @@ class RunResult:
     changed: int = 0  # done rows sent again because their prompt, settings or photos changed
     requests: int = 0  # HTTP attempts sent
     retried: Counter[str] = field(default_factory=Counter)  # reasons of attempts sent again
-    started: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)  # the run's
+    started: float = math.nan  # on clock.monotonic; now when not given
     finished: float | None = None
     stopped: Outcome | None = None  # the API answer that stopped the run, if one did
     halt: Halt | None = None  # why the run stopped before the manifest was done
@@ -41,6 +43,10 @@ class RunResult:
     manifest_rows_all: int | None = None  # the whole file's, counted after a --limit run
     remaining_usd: float | None = None  # stopped by the cap: what the rows left should cost
 
+    def __post_init__(self) -> None:
+        if math.isnan(self.started):
+            self.started = self.clock.monotonic()
+
     @property
     def job_spent_usd(self) -> float:
         """Spend so far over every run in the output directory: what the cap counts."""
@@ -48,4 +54,4 @@ class RunResult:
 
     @property
     def duration_s(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
+        return (self.finished or self.clock.monotonic()) - self.started

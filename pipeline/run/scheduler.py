@@ -5,7 +5,6 @@ a failed task group into the one error the user caused, and count what is left f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import anyio
 import httpx
@@ -65,7 +64,7 @@ async def run_manifest(
     """
     ledger = Ledger(config.out_dir)
     await anyio.to_thread.run_sync(open_ledger, ledger)
-    started_at = datetime.now(UTC)
+    started_at = config.clock.now()
     checked: CheckedManifest | None = None
     try:
         try:

@@ -17,7 +17,6 @@ manifest's size.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
@@ -83,7 +82,7 @@ class RunShell:
         finally:
             self._close()
         result = services.result
-        result.finished = time.monotonic()
+        result.finished = services.clock.monotonic()
         log.info("run.finished", **dict(result.by_status), duration_s=result.duration_s)
         return result
 
@@ -151,7 +150,7 @@ class RunShell:
                     if control.draining:
                         return
                     if isinstance(item, InvalidRow):
-                        await records.send(invalid_record(item))
+                        await records.send(invalid_record(item, self.services.clock.now()))
                     elif isinstance(item, LedgerRecord):
                         await records.send(item)  # adopted: made by this very request before
                     else:

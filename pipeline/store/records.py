@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -26,13 +25,18 @@ class RowState:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def attempt_record(
-        self, outcome: Outcome, latency_ms: float, wait_s: float, cost_usd: float
+        self,
+        outcome: Outcome,
+        latency_ms: float,
+        wait_s: float,
+        cost_usd: float,
+        finished_at: datetime,
     ) -> AttemptRecord:
         return AttemptRecord(
             row_id=self.job.row_id,
             attempt=self.attempts,
             started_at=self.started_at,
-            finished_at=datetime.now(UTC),
+            finished_at=finished_at,
             latency_ms=round(latency_ms, 1),
             http_status=outcome.http_status,
             outcome=outcome.kind.value,
@@ -43,7 +47,7 @@ class RowState:
         )
 
     def cancelled_record(
-        self, started: float, cost_usd: float, why: Outcome | None = None
+        self, latency_ms: float, finished_at: datetime, cost_usd: float, why: Outcome | None = None
     ) -> AttemptRecord:
         """An attempt given up before its answer: ``CANCELLED`` or ``ABANDONED``."""
         why = why or CANCELLED
@@ -51,8 +55,8 @@ class RowState:
             row_id=self.job.row_id,
             attempt=self.attempts,
             started_at=self.started_at,
-            finished_at=datetime.now(UTC),
-            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            finished_at=finished_at,
+            latency_ms=round(latency_ms, 1),
             http_status=None,
             outcome="cancelled",
             reason=why.reason,
@@ -76,6 +80,7 @@ def ledger_record(
     status: Status,
     latency_ms: float,
     stored: list[StoredImage],
+    finished_at: datetime,
 ) -> LedgerRecord:
     """The row's ledger row once it reached ``status``."""
     job = row.job
@@ -101,6 +106,7 @@ def ledger_record(
         output_tokens=outcome.usage.output_tokens,
         thoughts_tokens=outcome.usage.thoughts_tokens,
         latency_ms=round(latency_ms, 1),
+        finished_at=finished_at,
         error=outcome.message if status is not Status.SUCCEEDED else None,
         fingerprint=fingerprint,
         metadata=job.metadata,
@@ -108,9 +114,10 @@ def ledger_record(
     )
 
 
-def invalid_record(item: InvalidRow) -> LedgerRecord:
+def invalid_record(item: InvalidRow, finished_at: datetime) -> LedgerRecord:
     """The ledger row of a row that could not be sent: it cost nothing."""
     return LedgerRecord(
+        finished_at=finished_at,
         row_id=item.row_id,
         line=item.line,
         status=Status.INVALID.value,

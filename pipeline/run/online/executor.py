@@ -46,7 +46,7 @@ class OnlineExecutor:
         self.provider = provider
         self.workers = workers(config)
         self.adaptive = AdaptiveLimit(config.concurrency)  # request slots, shared by workers
-        self.gate = RateGate()  # the server's "wait", for every worker
+        self.gate = RateGate(config.clock)  # the server's "wait", for every worker
         self.limiter = smooth_limiter(config.rpm)  # --rpm
         self.grace = DrainGrace(config.drain_grace_s)
         self.models = UnusableModels(resolve_model(config.model)[0])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
-from datetime import UTC, datetime
 from functools import partial
 
 import anyio
@@ -66,6 +64,7 @@ class RowLoop:
         self.provider = provider  # builds each request, reads each answer
         # The run's, shared with the shell and its writer.
         self.config = services.config
+        self.clock = services.clock
         self.result = services.result
         self.sources = services.sources
         self.control = services.control
@@ -100,7 +99,8 @@ class RowLoop:
         try:
             request = await anyio.to_thread.run_sync(self._prepare, job)
         except SourceImageError as e:
-            await records.send(invalid_record(InvalidRow(job.row_id, job.line, "images", str(e))))
+            invalid = InvalidRow(job.row_id, job.line, "images", str(e))
+            await records.send(invalid_record(invalid, self.clock.now()))
             return
         row = RowState(job, effective_size(job))
         while True:
@@ -123,7 +123,7 @@ class RowLoop:
                 if sent is None:
                     return  # the cap or a drain: not sent (or abandoned), the row stays pending
                 outcome, latency_ms, cost = sent
-                decision = decide(outcome, row.retry, self.config.retry, self.rng)
+                decision = decide(outcome, row.retry, self.config.retry, self.rng, self.clock.now())
                 log.debug(
                     "row.attempt",
                     row_id=job.row_id,
@@ -135,7 +135,10 @@ class RowLoop:
                     action=decision.action.value,
                     wait_s=round(decision.wait_s, 3),
                 )
-                await records.send(row.attempt_record(outcome, latency_ms, decision.wait_s, cost))
+                now = self.clock.now()
+                await records.send(
+                    row.attempt_record(outcome, latency_ms, decision.wait_s, cost, now)
+                )
                 if decision.action is Action.FAIL_MODEL and self.models.found(job, outcome):
                     # The default model: no row can go on.
                     self.services.stop(self.models.stopping(job))
@@ -154,7 +157,7 @@ class RowLoop:
                 return
             self.result.retried[outcome.reason] += 1
             if decision.pause_pool:
-                self.gate.pause_until(time.monotonic() + decision.wait_s)
+                self.gate.pause_until(self.clock.monotonic() + decision.wait_s)
             self.result.retrying += 1
             try:
                 await self.control.sleep(decision.wait_s)
@@ -202,8 +205,8 @@ class RowLoop:
             return None
         row.attempts += 1
         # The attempt's times cover the request only, not the wait for a slot.
-        row.started_at = datetime.now(UTC)
-        started = time.monotonic()
+        row.started_at = self.clock.now()
+        started = self.clock.monotonic()
         try:
             self.inflight.sent(row.job.row_id, row.attempts, row.started_at, reserved)
         except OSError as e:
@@ -231,7 +234,7 @@ class RowLoop:
             return None
         cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
         self._charge(row, reserved, cost)
-        return outcome, (time.monotonic() - started) * 1000, cost
+        return outcome, (self.clock.monotonic() - started) * 1000, cost
 
     async def _abandon(
         self,
@@ -245,7 +248,8 @@ class RowLoop:
         cost = attempt_cost(why, row.job, row.size, self.config.prices)
         self._charge(row, reserved, cost)
         self.result.cancelled.append(row.job.row_id)
-        await records.send(row.cancelled_record(started, cost, why))
+        latency_ms = (self.clock.monotonic() - started) * 1000
+        await records.send(row.cancelled_record(latency_ms, self.clock.now(), cost, why))
 
     def _charge(self, row: RowState, reserved: float, cost: float) -> None:
         self.spend.settle(reserved, cost)
@@ -281,6 +285,7 @@ class RowLoop:
                 stored = written
         return ledger_record(
             row,
+            finished_at=self.clock.now(),
             fingerprint=request.fingerprint,
             outcome=outcome,
             status=status,
