@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.commands.verify import verify
+from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RetryConfig
 from pipeline.emulator import (
     BackgroundEmulator,
@@ -202,17 +203,20 @@ def test_under_nohup_a_hang_up_is_ignored(
     assert len(recorded(out)) == 4
 
 
-async def test_a_drain_abandons_a_hung_request_after_the_grace(tmp_path: Path) -> None:
+async def test_a_drain_abandons_a_hung_request_after_the_grace(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     rows = [{"id": "hung", "prompt": "p #hang"}] + [{"id": f"r{i}", "prompt": f"p {i}"}
                                                     for i in range(3)]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
-    app = create_app(EmulatorConfig(faults=parse_faults("hang_s=3600"), payload=Payload.COMPACT))
+    app = create_app(EmulatorConfig(faults=parse_faults("hang_s=3600"), payload=Payload.COMPACT,
+                                    clock=clock.monotonic))  # fmt: skip
     retry = RetryConfig(timeouts_s={"1K": 3600.0})  # only the grace can end the hung request
-    stop_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    stop_at = clock.now() + timedelta(seconds=30)
     config = run_config(manifest, tmp_path / "out", concurrency=4, retry=retry,
-                        stop_at=stop_at, drain_grace_s=0.2)  # fmt: skip
+                        stop_at=stop_at, clock=clock)  # fmt: skip
 
-    with anyio.fail_after(60):  # not the hour the request would take
+    with anyio.fail_after(30 + 60 + 5):  # the deadline, then the grace: not the hour
         result = await run_manifest(config, EmulatorTransport(app))
 
     assert result.halt is Halt.DEADLINE
@@ -227,15 +231,16 @@ async def test_a_drain_abandons_a_hung_request_after_the_grace(tmp_path: Path) -
     assert result.spent_usd > 3 * 0.067  # ...and so does the run's spend: at its worst case
 
 
-async def test_a_drain_does_not_wait_for_rpm_tokens(tmp_path: Path) -> None:
+async def test_a_drain_does_not_wait_for_rpm_tokens(tmp_path: Path, clock: VirtualClock) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
                                               for i in range(4)])  # fmt: skip
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    stop_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    stop_at = clock.now() + timedelta(seconds=30)
     # One request a minute: the other workers queue for tokens minutes away.
-    config = run_config(manifest, tmp_path / "out", concurrency=4, rpm=1, stop_at=stop_at)
+    config = run_config(manifest, tmp_path / "out", concurrency=4, rpm=1, stop_at=stop_at,
+                        clock=clock)  # fmt: skip
 
-    with anyio.fail_after(30):
+    with anyio.fail_after(31):
         result = await run_manifest(config, EmulatorTransport(app))
 
     assert result.halt is Halt.DEADLINE
