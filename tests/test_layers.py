@@ -1,0 +1,66 @@
+"""The architecture, kept: layers import one way, modules stay small and say what they do.
+
+Layers, lowest first: core < store < plan < providers < run < commands < cli. A module may
+import its own layer and the layers below it, never above. The emulator is a separate
+program: it imports nothing from the client side, and only the commands that start it (cli,
+commands) import it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
+LAYERS = ["core", "store", "plan", "providers", "run", "commands", "cli"]
+MAX_LINES = 400
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``pipeline.X`` layer a module imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "pipeline":
+                names = [f"pipeline.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        found |= {n.split(".")[1] for n in names if n.startswith("pipeline.")}
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_each_module_is_small_and_says_its_job(path: Path) -> None:
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"{path.name}: split it (over {MAX_LINES} lines)"
+    assert ast.get_docstring(ast.parse(text)), f"{path.name}: needs a docstring saying its job"
+
+
+def test_dependencies_point_one_way() -> None:
+    wrong = []
+    for path in _modules():
+        layer = _layer(path)
+        for imported in _imports(path):
+            if layer == "emulator":
+                if imported != "emulator":
+                    wrong.append(f"{path.relative_to(PACKAGE)} -> {imported} (emulator is separate)")
+            elif imported == "emulator":
+                if layer not in ("cli", "commands"):
+                    wrong.append(f"{path.relative_to(PACKAGE)} -> emulator")
+            elif layer in LAYERS and imported in LAYERS:
+                if LAYERS.index(imported) > LAYERS.index(layer):
+                    wrong.append(f"{path.relative_to(PACKAGE)} -> {imported} (a higher layer)")
+    assert wrong == []
