@@ -49,18 +49,22 @@ def test_each_module_is_small_and_says_its_job(path: Path) -> None:
     assert ast.get_docstring(ast.parse(text)), f"{path.name}: needs a docstring saying its job"
 
 
+def _wrong_way(layer: str, imported: str) -> str | None:
+    """Why importing ``imported`` from ``layer`` breaks the layering, or None."""
+    if layer == "emulator":
+        return None if imported == "emulator" else "the emulator is a separate program"
+    if imported == "emulator":
+        return None if layer in ("cli", "commands") else "only the commands start the emulator"
+    if layer in LAYERS and imported in LAYERS and LAYERS.index(imported) > LAYERS.index(layer):
+        return "a higher layer"
+    return None
+
+
 def test_dependencies_point_one_way() -> None:
-    wrong = []
-    for path in _modules():
-        layer = _layer(path)
-        for imported in _imports(path):
-            if layer == "emulator":
-                if imported != "emulator":
-                    wrong.append(f"{path.relative_to(PACKAGE)} -> {imported} (emulator is separate)")
-            elif imported == "emulator":
-                if layer not in ("cli", "commands"):
-                    wrong.append(f"{path.relative_to(PACKAGE)} -> emulator")
-            elif layer in LAYERS and imported in LAYERS:
-                if LAYERS.index(imported) > LAYERS.index(layer):
-                    wrong.append(f"{path.relative_to(PACKAGE)} -> {imported} (a higher layer)")
+    wrong = [
+        f"{path.relative_to(PACKAGE)} -> {imported} ({why})"
+        for path in _modules()
+        for imported in sorted(_imports(path))
+        if (why := _wrong_way(_layer(path), imported))
+    ]
     assert wrong == []
