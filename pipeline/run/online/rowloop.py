@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from functools import partial
 
 import anyio
 import structlog
@@ -26,21 +25,18 @@ from pipeline.providers.exchange import exchange
 from pipeline.providers.http import HttpClient
 from pipeline.run.control import Halt
 from pipeline.run.executor import Record, RunServices
+from pipeline.run.final import final_record
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.online.grace import DrainGrace
 from pipeline.run.online.pacing import RateGate
 from pipeline.run.unusable import UnusableModels
-from pipeline.store import provenance
 from pipeline.store.ledger import LedgerRecord
 from pipeline.store.records import (
     ABANDONED,
     CANCELLED,
     RowState,
     invalid_record,
-    ledger_record,
-    unstored,
 )
-from pipeline.store.storage import StoredImage
 
 log = structlog.get_logger("nanobatch")
 
@@ -70,7 +66,6 @@ class RowLoop:
         self.control = services.control
         self.spend = services.spend
         self.inflight = services.inflight
-        self.disk = services.disk
         # The online executor's, shared by its workers.
         self.adaptive = adaptive
         self.gate = gate
@@ -268,27 +263,11 @@ class RowLoop:
         status: Status,
         latency_ms: float,
     ) -> LedgerRecord:
-        job = row.job
-        stored: list[StoredImage] = []
-        if status is Status.SUCCEEDED:
-            # With the record of the request that made them, written first (provenance).
-            write = partial(provenance.store, row_id=job.row_id, fingerprint=request.fingerprint)
-            written = await self.disk.store(job.output_stem, outcome.images, write)
-            if isinstance(written, OSError):
-                # Received and paid for, but not kept: the row fails (its cost stays on it),
-                # the run goes on unless the disk itself is the trouble.
-                self.result.unstored += 1
-                self.result.unstored_bytes += sum(len(i.data) for i in outcome.images)
-                status = Status.FAILED
-                outcome = unstored(outcome, job.output_stem, written)
-            else:
-                stored = written
-        return ledger_record(
+        return await final_record(
+            self.services,
             row,
-            finished_at=self.clock.now(),
             fingerprint=request.fingerprint,
             outcome=outcome,
             status=status,
             latency_ms=latency_ms,
-            stored=stored,
         )

@@ -1,0 +1,53 @@
+"""A row's final record, whichever executor reached it: its images stored first (with the
+provenance of the request that made them), then its ledger record.
+
+An answer received is paid for. When its images cannot be written, the row fails with
+``WRITE_FAILED`` (its cost stays on it) and the run goes on, unless the disk itself is the
+trouble (the disk guard then drains the run).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from pipeline.core.types import Outcome, Status
+from pipeline.run.executor import RunServices
+from pipeline.store import provenance
+from pipeline.store.ledger import LedgerRecord
+from pipeline.store.records import RowState, ledger_record, unstored
+from pipeline.store.storage import StoredImage
+
+
+async def final_record(
+    services: RunServices,
+    row: RowState,
+    *,
+    fingerprint: str,
+    outcome: Outcome,
+    status: Status,
+    latency_ms: float,
+) -> LedgerRecord:
+    """Store a succeeded row's images, then make its ledger record (for the writer)."""
+    job = row.job
+    stored: list[StoredImage] = []
+    if status is Status.SUCCEEDED:
+        # With the record of the request that made them, written first (provenance).
+        write = partial(provenance.store, row_id=job.row_id, fingerprint=fingerprint)
+        written = await services.disk.store(job.output_stem, outcome.images, write)
+        if isinstance(written, OSError):
+            result = services.result
+            result.unstored += 1
+            result.unstored_bytes += sum(len(i.data) for i in outcome.images)
+            status = Status.FAILED
+            outcome = unstored(outcome, job.output_stem, written)
+        else:
+            stored = written
+    return ledger_record(
+        row,
+        finished_at=services.clock.now(),
+        fingerprint=fingerprint,
+        outcome=outcome,
+        status=status,
+        latency_ms=latency_ms,
+        stored=stored,
+    )
