@@ -1,4 +1,4 @@
-"""Test helpers: manifests under a temp dir, fast retry settings, run configs."""
+"""Test helpers: manifests under a temp dir, run configs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipeline.core.config import ApiKey, RetryConfig, RunConfig
+from pipeline.core.config import ApiKey, RunConfig
 from pipeline.store.journal import Damaged, scan_journal
 
-# Backoff in milliseconds instead of seconds: tests exercise the policy, not the clock.
-FAST_RETRY = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005)
 TEST_KEY = "test-key-0123456789"
 
 
@@ -51,14 +49,15 @@ def make_image(path: Path, size: tuple[int, int] = (64, 48), fmt: str = "PNG") -
 
 
 def run_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
-    """A RunConfig pointed at the in-process emulator's base URL."""
+    """A RunConfig pointed at the in-process emulator's base URL, with the real retry policy:
+    a test whose rows wait (backoff, a 429, latency, a deadline) passes ``clock=`` the
+    ``clock`` fixture's VirtualClock, and gives the emulator the same clock."""
     values: dict[str, Any] = {
         "manifest": manifest,
         "out_dir": out,
         "base_url": "http://emulator.invalid",
         "api_key": ApiKey(TEST_KEY, "test"),
         "concurrency": 8,
-        "retry": FAST_RETRY,
     }
     values.update(overrides)
     return RunConfig(**values)

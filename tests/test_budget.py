@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -21,6 +20,8 @@ import pytest
 from pipeline.commands.report import build_report
 from pipeline.commands.run import run_and_report
 from pipeline.core.budget import SpendingCap, attempt_cost, possibly_billed, worst_case
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import RetryConfig
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import Delivery, Job, Outcome, OutcomeKind, TransportFailure
 from pipeline.emulator import (
@@ -36,7 +37,7 @@ from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import encode_line
 from pipeline.store.spend import spent_in
-from tests.helpers import FAST_RETRY, TEST_KEY, run_config, write_csv
+from tests.helpers import TEST_KEY, run_config, write_csv
 from tests.test_classify import blocked, candidate, generation, image, response
 
 FLASH_1K = 0.067
@@ -122,12 +123,14 @@ def test_every_answer_after_which_google_may_bill_counts_as_possibly_billed(case
         assert cost == (worst_case(job(), "1K", PriceTable()) if billed else 0.0)
 
 
-async def test_a_truncated_answer_is_charged_in_the_ledger_and_the_history(tmp_path: Path) -> None:
+async def test_a_truncated_answer_is_charged_in_the_ledger_and_the_history(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "cat #truncatex1"},
                                               {"id": "b", "prompt": "dog"}])  # fmt: skip
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
     out = tmp_path / "out"
-    result = await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    result = await run_manifest(run_config(manifest, out, clock=clock), EmulatorTransport(app))
     rows = {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
     assert (rows["a"]["status"], rows["a"]["attempts"]) == ("succeeded", 2)
     # The 200 whose body was cut off was a finished generation: counted at its worst case.
@@ -194,11 +197,13 @@ def test_spend_so_far_counts_every_attempt_of_every_run(tmp_path: Path) -> None:
     assert spent_in(tmp_path / "new") == 0.0
 
 
-async def test_the_report_counts_what_earlier_runs_of_a_row_cost(tmp_path: Path) -> None:
+async def test_the_report_counts_what_earlier_runs_of_a_row_cost(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "cat #truncatex2"}])
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
     out = tmp_path / "out"
-    config = run_config(manifest, out, retry=replace(FAST_RETRY, max_attempts=2))
+    config = run_config(manifest, out, retry=RetryConfig(max_attempts=2), clock=clock)
     first = await run_manifest(config, EmulatorTransport(app))  # two cut-off answers: failed
     second = await run_manifest(config, EmulatorTransport(app))  # then a whole one
     assert (first.by_status["failed"], second.by_status["succeeded"]) == (1, 1)

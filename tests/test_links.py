@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from PIL import Image
 
+from pipeline.core.clock import VirtualClock
 from pipeline.core.types import OutcomeKind, RawResponse
 from pipeline.providers.gemini.classify import classify
 from pipeline.run.scheduler import run_manifest
@@ -116,10 +117,10 @@ async def run(tmp_path: Path, gateway: Gateway, **overrides: Any) -> list[dict[s
 
 @pytest.mark.parametrize("part", [TEXT_WITH_LINK, FILE_DATA])
 async def test_text_that_mentions_a_link_is_not_stored_as_the_image(
-    tmp_path: Path, part: dict[str, Any]
+    tmp_path: Path, part: dict[str, Any], clock: VirtualClock
 ) -> None:
     gateway = Gateway(part, png())
-    [row] = await run(tmp_path, gateway)
+    [row] = await run(tmp_path, gateway, clock=clock)  # the extra attempt waits its jitter
     assert (row["status"], row["output_paths"]) == ("refused", [])
     assert gateway.fetches == []  # the link was never fetched
     assert gateway.posts == 2  # TEXT_ONLY / NO_IMAGE keep their one extra attempt

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RetryConfig
 from pipeline.emulator import (
     EmulatorApp,
@@ -33,7 +34,10 @@ FAULTS = (
 )
 
 
-def emulator(faults: str = "", **kwargs: Any) -> EmulatorApp:
+def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any) -> EmulatorApp:
+    """The in-process emulator; on the test's clock when the test runs on one."""
+    if clock is not None:
+        kwargs["clock"] = clock.monotonic
     return create_app(
         EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
     )
@@ -67,10 +71,12 @@ def assert_files_match(out: Path, rows: dict[str, dict[str, Any]]) -> None:
             assert hashlib.sha256(data).hexdigest() == digest
 
 
-async def test_thousand_rows_under_faults_end_recorded_with_intact_files(tmp_path: Path) -> None:
+async def test_thousand_rows_under_faults_end_recorded_with_intact_files(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     manifest = write_csv(tmp_path / "m.csv", prompts(1000))
-    app = emulator(FAULTS, seed=11)
-    config = run_config(manifest, tmp_path / "out", concurrency=32, image_size="512")
+    app = emulator(FAULTS, clock, seed=11)
+    config = run_config(manifest, tmp_path / "out", concurrency=32, image_size="512", clock=clock)
 
     result = await run(config, app)
 
@@ -147,10 +153,12 @@ async def test_refused_row_is_recorded_once_and_not_retried(tmp_path: Path) -> N
     assert app.stats_snapshot()["requests"] == 2
 
 
-async def test_rate_limited_rows_wait_the_servers_delay(tmp_path: Path) -> None:
+async def test_rate_limited_rows_wait_the_servers_delay(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     manifest = write_csv(tmp_path / "m.csv", prompts(60))
-    app = emulator("429=0.5,retry_delay=0.2", seed=3)
-    await run(run_config(manifest, tmp_path / "out", concurrency=16), app)
+    app = emulator("429=0.5,retry_delay=0.2", clock, seed=3)
+    await run(run_config(manifest, tmp_path / "out", concurrency=16, clock=clock), app)
 
     counters = stats(app)
     assert counters["by_status"].get("429", 0) > 0
@@ -198,18 +206,18 @@ async def test_csv_and_parquet_manifests_give_the_same_ledger(tmp_path: Path) ->
     assert from_csv["b"]["width"] * 3 == pytest.approx(from_csv["b"]["height"] * 4, rel=0.05)
 
 
-async def test_failed_rows_are_retried_by_the_next_run(tmp_path: Path) -> None:
+async def test_failed_rows_are_retried_by_the_next_run(tmp_path: Path, clock: VirtualClock) -> None:
     manifest = write_csv(tmp_path / "m.csv", prompts(10))
-    retry = RetryConfig(max_attempts=2, backoff_base_s=0.001, backoff_cap_s=0.001, jitter_s=0.0)
-    broken = emulator("500=1.0")
-    result = await run(run_config(manifest, tmp_path / "out", retry=retry), broken)
+    retry = RetryConfig(max_attempts=2)
+    broken = emulator("500=1.0", clock)
+    result = await run(run_config(manifest, tmp_path / "out", retry=retry, clock=clock), broken)
     assert result.by_status == {"failed": 10}
     rows = ledger(tmp_path / "out")
     assert {row["reason"] for row in rows.values()} == {"SERVER_ERROR_500"}
     assert all(row["attempts"] == 2 for row in rows.values())
 
-    healthy = emulator()
-    await run(run_config(manifest, tmp_path / "out"), healthy)
+    healthy = emulator(clock=clock)
+    await run(run_config(manifest, tmp_path / "out", clock=clock), healthy)
 
     assert healthy.stats_snapshot()["requests"] == 10
     rows = ledger(tmp_path / "out")
@@ -290,18 +298,18 @@ async def test_limit_sends_only_the_first_rows(tmp_path: Path) -> None:
     assert app.stats_snapshot()["requests"] == 5
 
 
-async def test_a_hung_request_holds_its_own_slot_not_the_pool(tmp_path: Path) -> None:
-    # The first row hangs (until its 3 s timeout); the next ones answer 503 three times, which
-    # used to halve the limit down to the one slot the hung request holds.
+async def test_a_hung_request_holds_its_own_slot_not_the_pool(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # The first row hangs (until its 120 s timeout); the next ones answer 503 three times,
+    # which used to halve the limit down to the one slot the hung request holds.
     rows = [{"id": "hung", "prompt": "a product photo #hangx1"}]
     rows += [{"id": f"busy{i}", "prompt": f"a busy photo {i} #503x3"} for i in range(8)]
     rows += prompts(30)
     manifest = write_csv(tmp_path / "m.csv", rows)
-    retry = RetryConfig(backoff_base_s=0.005, backoff_cap_s=0.05, jitter_s=0.005,
-                        timeouts_s={"1K": 3.0})  # fmt: skip
-    config = run_config(manifest, tmp_path / "out", concurrency=8, retry=retry)
+    config = run_config(manifest, tmp_path / "out", concurrency=8, clock=clock)
 
-    await run(config, emulator())
+    await run(config, emulator(clock=clock))
 
     attempts = pq.read_table(tmp_path / "out" / "attempts.parquet").to_pylist()
     hung = next(a for a in attempts if a["row_id"] == "hung" and a["reason"] == "TIMEOUT")
@@ -311,10 +319,12 @@ async def test_a_hung_request_holds_its_own_slot_not_the_pool(tmp_path: Path) ->
     assert max(a["finished_at"] for a in others) < hung["finished_at"]
 
 
-async def test_attempt_latency_counts_the_request_not_the_wait_for_a_slot(tmp_path: Path) -> None:
+async def test_attempt_latency_counts_the_request_not_the_wait_for_a_slot(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     manifest = write_csv(tmp_path / "m.csv", prompts(4))
-    app = emulator(latency=parse_latency("0.05"))
-    config = run_config(manifest, tmp_path / "out", concurrency=4)
+    app = emulator(clock=clock, latency=parse_latency("uniform:8-20"))
+    config = run_config(manifest, tmp_path / "out", concurrency=4, clock=clock)
     ledger_ = Ledger(config.out_dir)
     ledger_.open()
     try:

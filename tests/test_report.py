@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +19,7 @@ from PIL import Image
 
 from pipeline.commands.report import build_report, format_report
 from pipeline.commands.thumbs import THUMB_PX
+from pipeline.core.clock import VirtualClock
 from pipeline.core.errors import UsageError
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 from pipeline.run.scheduler import run_manifest
@@ -206,15 +206,18 @@ def test_thumbnails_are_small_jpegs_made_once(tmp_path: Path) -> None:
     assert (tmp_path / "thumbs" / "wide.jpg").stat().st_mtime_ns > made["wide.jpg"]
 
 
-async def test_a_real_run_reports_what_the_emulator_did(tmp_path: Path) -> None:
+async def test_a_real_run_reports_what_the_emulator_did(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
     rows: list[dict[str, Any]] = [{"id": f"r{i}", "prompt": f"a lamp {i}"} for i in range(8)]
     rows += [
         {"id": "blocked", "prompt": "y #block"},
         {"id": "text", "prompt": "z #noimage"},
     ]
     out = tmp_path / "out"
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    config = run_config(write_csv(tmp_path / "m.csv", rows), out, clock=clock)
+    await run_manifest(config, EmulatorTransport(app))
 
     report = build_report(out)
 
@@ -313,9 +316,11 @@ def test_tiles_show_file_names_metadata_what_a_rerun_does_and_invalid_prompts(
          "images": "gone.png"},
     ]  # fmt: skip
     out = tmp_path / "out"
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    config = run_config(write_csv(tmp_path / "m.csv", rows), out, name_template="{sku}")
-    anyio.run(run_manifest, config, EmulatorTransport(app))
+    clock = VirtualClock()  # busy backs off four times before it fails: no real waiting
+    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    config = run_config(write_csv(tmp_path / "m.csv", rows), out, name_template="{sku}",
+                        clock=clock)  # fmt: skip
+    clock.run(run_manifest, config, EmulatorTransport(app))
     build_report(out)
     page = dom(browser, (out / "report.html").resolve(), "", tmp_path / "profile")
     tile = r'<article class="tile[^"]*"[^>]*data-id="([^"]+)"[^>]*>(.*?)</article>'

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, AuthStyle
 from pipeline.core.types import Status
 from pipeline.emulator import (
@@ -81,15 +82,15 @@ async def test_editing_a_prompt_or_replacing_a_photo_regenerates_only_that_row(
     ids=["failed", "refused", "failed+refused", "all", "none"],
 )
 async def test_rerun_selects_which_finished_rows_are_sent_again(
-    tmp_path: Path, rerun: frozenset[Status], expected: set[str]
+    tmp_path: Path, rerun: frozenset[Status], expected: set[str], clock: VirtualClock
 ) -> None:
     rows = [{"id": "ok", "prompt": "fine"}, {"id": "nope", "prompt": "nope #unsafe"},
             {"id": "bad", "prompt": "x"}]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
-    await run(emulator(), manifest, out, ids_file=_ids(tmp_path, "ok", "nope"))
-    broken = emulator(faults=parse_faults("500=1.0"))
-    await run(broken, manifest, out, ids_file=_ids(tmp_path, "bad"))
+    await run(emulator(), manifest, out, ids_file=_ids(tmp_path, "ok", "nope"), clock=clock)
+    broken = emulator(faults=parse_faults("500=1.0"), clock=clock.monotonic)
+    await run(broken, manifest, out, ids_file=_ids(tmp_path, "bad"), clock=clock)  # backs off
     before = ledger(out)
     assert {k: r["status"] for k, r in before.items()} == {
         "ok": "succeeded",
@@ -97,8 +98,9 @@ async def test_rerun_selects_which_finished_rows_are_sent_again(
         "bad": "failed",
     }
 
+    await clock.sleep(60)  # a later run: what it sends finishes at a later time
     counting = emulator()
-    await run(counting, manifest, out, rerun=rerun)
+    await run(counting, manifest, out, rerun=rerun, clock=clock)
 
     after = ledger(out)
     sent = {k for k in after if after[k]["finished_at"] != before[k]["finished_at"]}

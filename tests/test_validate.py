@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from pipeline.cli.app import app
 from pipeline.commands.preview import preview
 from pipeline.commands.validate import validate
+from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.prices import PriceTable
@@ -169,8 +169,10 @@ def test_validate_out_previews_what_a_rerun_would_send_and_cost(tmp_path: Path) 
     ]
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
-    app_ = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    done = anyio.run(run_manifest, run_config(manifest, out), EmulatorTransport(app_))
+    clock = VirtualClock()  # c backs off four times before it fails: no real waiting
+    app_ = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    config = run_config(manifest, out, clock=clock)
+    done = clock.run(run_manifest, config, EmulatorTransport(app_))
     assert dict(done.by_status) == {"succeeded": 2, "failed": 1, "invalid": 1}
 
     rows[1]["prompt"] = "a red chair"  # an edit: b is made again
