@@ -17,19 +17,26 @@ import typer
 
 from pipeline.cli.commands import demo, emulator, rename, report, status, verify
 from pipeline.cli.params import (
+    ApiVersion,
     AspectRatio,
     FitImages,
     IdColumn,
     Ids,
     ImageSize,
     Limit,
+    Location,
     Manifest,
     Model,
     NameTemplate,
     OutputFormat,
     PreviewOut,
     Prices,
+    Project,
     PromptTemplate,
+    ProviderName,
+    Rerun,
+    RerunBefore,
+    RetryRefused,
     Sheet,
     Verbose,
     check_format,
@@ -37,6 +44,8 @@ from pipeline.cli.params import (
     say,
     say_err,
 )
+from pipeline.cli.routing import api_key as route_key
+from pipeline.cli.routing import route_from
 from pipeline.core.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
 from pipeline.core.errors import NanobatchError, UsageError
 from pipeline.core.logs import setup as setup_logging
@@ -49,6 +58,7 @@ from pipeline.core.options import (
     parse_timeouts,
 )
 from pipeline.core.prices import PriceTable
+from pipeline.core.routes import Route
 
 app = typer.Typer(
     add_completion=False,
@@ -58,15 +68,6 @@ app = typer.Typer(
 )
 
 EMULATED_BASE_URL = "http://emulator.invalid"
-
-
-def _api_key(flag: str | None) -> ApiKey | None:
-    if flag:
-        return ApiKey(flag, "--api-key")
-    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
-        if value := os.environ.get(name, "").strip():
-            return ApiKey(value, name)
-    return None
 
 
 @app.command(options_metavar="--out DIR [OPTIONS]")
@@ -80,31 +81,22 @@ def run(
     aspect_ratio: AspectRatio = None,
     concurrency: Annotated[int, typer.Option(metavar="N", min=1, max=1024)] = 16,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute ceiling")] = None,
+    provider: ProviderName = None,
+    project: Project = None,
+    location: Location = None,
+    api_version: ApiVersion = None,
     base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
     api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
     auth: Annotated[
-        AuthStyle, typer.Option(help="How to send the key: header (Google), bearer, query")
-    ] = AuthStyle.HEADER,
+        AuthStyle | None,
+        typer.Option(help="How to send the key: header (Google, default), bearer, query"),
+    ] = None,
     limit: Limit = None,
     ids: Ids = None,
     id_column: IdColumn = None,
     sheet: Sheet = None,
-    rerun: Annotated[
-        str,
-        typer.Option(
-            metavar="WHAT",
-            help="Finished rows to send again: failed, refused, succeeded, all, none, "
-            "or a mix such as failed,refused",
-        ),
-    ] = "failed",
-    rerun_before: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TIME",
-            help="With --rerun succeeded/refused/all: leave rows that finished at or after "
-            "TIME (ISO 8601) alone; the printed command to continue sets it",
-        ),
-    ] = None,
+    rerun: Rerun = "failed",
+    rerun_before: RerunBefore = None,
     prompt_template: PromptTemplate = None,
     name_template: NameTemplate = None,
     fit_images: FitImages = False,
@@ -123,13 +115,7 @@ def run(
     backoff_base: Annotated[
         float, typer.Option(min=0.0, help="First backoff in seconds; doubles, capped at 60")
     ] = 3.0,
-    retry_refused: Annotated[
-        bool,
-        typer.Option(
-            help="Also send refused rows again (adds refused to --rerun); Google bills "
-            "refusals $0, gateways may bill them"
-        ),
-    ] = False,
+    retry_refused: RetryRefused = False,
     on_quota: Annotated[
         str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
     ] = "stop",
@@ -157,10 +143,15 @@ def run(
     verbose: Verbose = 0,
 ) -> None:
     """Generate an image for each pending row; reruns resume."""
-    key = _api_key(api_key)
+    from pipeline.providers.registry import check_available
+
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
     transport: httpx.AsyncBaseTransport | None = None
+    key: ApiKey | None = None
     try:
+        route = route_from(provider, project, location, api_version, auth and auth.value)
+        check_available(route.provider)
+        key = route_key(route.provider, api_key)
         check_out_dir(out)
         setup_logging(verbose, [key.reveal()] if key else [], out)
         if emulate:
@@ -168,7 +159,7 @@ def run(
 
             transport = emulator_transport(emulate_faults, emulate_latency)
             url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
-        elif key is None:
+        elif key is None and route.provider is Route.GEMINI:
             raise UsageError(
                 "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), pass --api-key, "
                 "or rehearse with --emulate"
@@ -183,9 +174,13 @@ def run(
             aspect_ratio=aspect_ratio,
             concurrency=concurrency,
             rpm=rpm,
+            provider=route.provider,
+            project=route.project,
+            location=route.location,
+            api_version=route.api_version,
             base_url=url,
             api_key=key,
-            auth=auth,
+            auth=auth or AuthStyle.HEADER,
             limit=limit,
             ids_file=ids,
             id_column=id_column,
@@ -232,6 +227,10 @@ def validate(
     name_template: NameTemplate = None,
     fit_images: FitImages = False,
     prices: Prices = None,
+    provider: ProviderName = None,
+    project: Project = None,
+    location: Location = None,
+    api_version: ApiVersion = None,
     output_format: OutputFormat = "text",
     out: PreviewOut = None,
     verbose: Verbose = 0,
@@ -240,14 +239,21 @@ def validate(
     from pipeline.commands.preview import format_preview, preview
     from pipeline.commands.validate import format_validation
     from pipeline.commands.validate import validate as validate_manifest
+    from pipeline.providers.registry import check_available
 
     setup_logging(verbose, [])
     try:
         check_format(output_format)
+        route = route_from(provider, project, location, api_version, None)
+        check_available(route.provider)
         table = PriceTable.load(prices)
         config = RunConfig(
             manifest=manifest,
             out_dir=Path("."),
+            provider=route.provider,
+            project=route.project,
+            location=route.location,
+            api_version=route.api_version,
             model=model,
             image_size=image_size,
             aspect_ratio=aspect_ratio,

@@ -33,6 +33,26 @@ FitImages = Annotated[bool, typer.Option(
     help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
 )]  # fmt: skip
 Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+Rerun = Annotated[str, typer.Option(metavar="WHAT", help=(
+    "Finished rows to send again: failed, refused, succeeded, all, none, or a mix such as "
+    "failed,refused"))]  # fmt: skip
+RerunBefore = Annotated[str | None, typer.Option(metavar="TIME", help=(
+    "With --rerun succeeded/refused/all: leave rows that finished at or after TIME (ISO "
+    "8601) alone; the printed command to continue sets it"))]  # fmt: skip
+RetryRefused = Annotated[bool, typer.Option(help=(
+    "Also send refused rows again (adds refused to --rerun); Google bills refusals $0, "
+    "gateways may bill them"))]  # fmt: skip
+ProviderName = Annotated[str | None, typer.Option("--provider", metavar="ROUTE", help=(
+    "gemini (default), vertex or openai-chat; else GOOGLE_GENAI_USE_ENTERPRISE / "
+    "GOOGLE_GENAI_USE_VERTEXAI select vertex"))]  # fmt: skip
+Project = Annotated[str | None, typer.Option(
+    metavar="P", help="Vertex: Google Cloud project (else GOOGLE_CLOUD_PROJECT)")]  # fmt: skip
+Location = Annotated[str | None, typer.Option(metavar="L", help=(
+    "Vertex: location, e.g. global, us-central1, us (else GOOGLE_CLOUD_LOCATION, else global)"
+))]  # fmt: skip
+ApiVersion = Annotated[str | None, typer.Option(metavar="V", help=(
+    "Native routes: v1, v1beta (Vertex: v1, v1beta1); default by model: v1 for GA ids, "
+    "the beta for -preview ids"))]  # fmt: skip
 PreviewOut = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", help="Also what a run on DIR would send now and cost")]  # fmt: skip
 OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]

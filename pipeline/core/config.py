@@ -11,6 +11,7 @@ from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.prices import PriceTable
+from pipeline.core.routes import DEFAULT_LOCATION, Route
 from pipeline.core.types import Status
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -74,6 +75,10 @@ class RunConfig:
     aspect_ratio: str | None = None
     concurrency: int = 16
     rpm: float | None = None
+    provider: Route = Route.GEMINI  # the route (--provider, or the SDK's variables)
+    project: str | None = None  # Vertex: --project / GOOGLE_CLOUD_PROJECT (None: ADC's)
+    location: str = DEFAULT_LOCATION  # Vertex: --location / GOOGLE_CLOUD_LOCATION
+    api_version: str | None = None  # --api-version; None: by model (routes.api_version)
     base_url: str = GEMINI_BASE_URL
     api_key: ApiKey | None = None
     auth: AuthStyle = AuthStyle.HEADER

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
 from pipeline.core.models import MODEL_ID_IN_PATH, effective_size
+from pipeline.core.routes import Route, api_version
 from pipeline.core.types import Job, Outcome, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.rowimages import URI_PREFIXES
@@ -39,7 +40,7 @@ CAPABILITIES = Capabilities(
 
 @dataclass(frozen=True, slots=True)
 class GeminiProvider:
-    """``POST {base}/v1beta/models/{model}:generateContent``, the native body, the native
+    """``POST {base}/{version}/models/{model}:generateContent``, the native body, the native
     classifier. Holds no per-request state: one per run, shared by all workers."""
 
     base_url: str = GEMINI_BASE_URL
@@ -47,7 +48,7 @@ class GeminiProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image links are its images (--follow-image-links)
-    api_version: str = "v1beta"
+    api_version: str | None = None  # --api-version; None: by model (``routes.api_version``)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> GeminiProvider:
@@ -57,6 +58,7 @@ class GeminiProvider:
             timeouts_s=config.retry.timeouts_s,
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
+            api_version=config.api_version,
         )
 
     @property
@@ -84,7 +86,8 @@ class GeminiProvider:
         # The model id was checked against a strict pattern; encoding it too means no id can
         # ever reach another path (``../``) or another query (``?``).
         base = self.base_url.rstrip("/")
-        return f"{base}/{self.api_version}/models/{quote(model, safe='')}:generateContent"
+        version = api_version(Route.GEMINI, model, self.api_version)
+        return f"{base}/{version}/models/{quote(model, safe='')}:generateContent"
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
         return WholeBody(functools.partial(classify, follow_links=self.follow_links))
