@@ -17,7 +17,7 @@ from pipeline.providers.base import PreparedRequest
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient
 
-PROVIDER = GeminiProvider("http://api.invalid/", timeouts_s={"1K": 5.0})
+PROVIDER = GeminiProvider("http://api.invalid/", timeouts_s={"1K": 5.0}, api_version="v1beta")
 REQUEST = PROVIDER.prepare(
     Job("r", 1, "p", (), "gemini-2.5-flash-image", None, None), SourceCache()
 )
