@@ -10,9 +10,8 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
 from pipeline.cli.commands import demo, emulator, rename, report, status, verify
@@ -59,6 +58,9 @@ from pipeline.core.options import (
 )
 from pipeline.core.prices import PriceTable
 from pipeline.core.routes import Route
+
+if TYPE_CHECKING:  # the HTTP stack is imported by the run, not by --help
+    import httpx
 
 app = typer.Typer(
     add_completion=False,

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from pipeline.commands.barline import bar_line
 from pipeline.commands.figures import duration
@@ -131,6 +128,11 @@ class ProgressReporter:
             await self.clock.sleep(max(0.0, min(next_status, next_line) - self.clock.monotonic()))
 
     async def _live(self, result: RunResult) -> None:
+        # rich only for the bar: a run without a terminal (cron, CI, a benchmark) never loads it
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
         console = Console(stderr=True)
         last_status = -math.inf
         # Live moves log lines written to stderr above the bar (logs.py writes to whatever

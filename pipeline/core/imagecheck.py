@@ -8,29 +8,33 @@ the rest of it is there.
 Kept cheap, because a run checks each distinct source photo once before its first request:
 a PNG is verified chunk by chunk (CRCs, no inflating), a JPEG decoded at 1/8 scale (the whole
 entropy-coded stream is still read, so truncation shows), others decoded in full. HEIC/HEIF
-need pillow-heif; without it they are taken on their signature.
+need pillow-heif; without it they are taken on their signature. Pillow (and the HEIF plugin)
+load on the first check, not at import: a run imports this module before its first request,
+and most runs only check an image when an answer arrives.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
-
 from pipeline.core.mime import sniff
 
-try:  # HEIC/HEIF decoding, an optional extra of Pillow
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-    HEIF_DECODER = True
-except ImportError:  # pragma: no cover - the dependency is declared; a trimmed install may lack it
-    HEIF_DECODER = False
-
 _HEIF = ("image/heic", "image/heif")
+
+
+@functools.cache
+def _heif_decoder() -> bool:
+    """Register pillow-heif's opener with Pillow (once); whether HEIC/HEIF decode here."""
+    try:  # HEIC/HEIF decoding, an optional extra of Pillow
+        import pillow_heif
+    except ImportError:  # pragma: no cover - declared, but a trimmed install may lack it
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def decode_problem(source: bytes | BinaryIO) -> str | None:
@@ -39,9 +43,11 @@ def decode_problem(source: bytes | BinaryIO) -> str | None:
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     head = stream.read(32)
     stream.seek(0)
-    mime = sniff(head)
-    if mime in _HEIF and not HEIF_DECODER:
+    heif = _heif_decoder()  # first, so Pillow knows HEIF before it opens anything
+    if sniff(head) in _HEIF and not heif:
         return None  # cannot check here; the server has the last word
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a decompression-bomb warning is not a defect
@@ -64,6 +70,8 @@ def decoded_mime(data: bytes) -> str | None:
     mime = sniff(data[:32])
     if mime is not None:
         return mime
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             return Image.MIME.get(image.format or "")
@@ -72,6 +80,8 @@ def decoded_mime(data: bytes) -> str | None:
 
 
 def _short(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
     if isinstance(error, UnidentifiedImageError):
         return "no image data Pillow can read"
     text = _OBJECT.sub("", " ".join(str(error).split()))[:120].strip()

@@ -7,6 +7,9 @@ The console can vanish while a run goes on: a closed terminal or a dropped ssh s
 hang-up: writes to the terminal fail with EIO) or a closed pipe (EPIPE). ``TERMINAL`` is the
 console's state: once it is gone, nothing is written to it again and ``run.log`` alone
 carries on.
+
+structlog is imported by ``setup`` and the code paths that log, not at import: the CLI imports
+this module for ``TERMINAL``, and ``nanobatch --help`` should not pay for a logging library.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any, TextIO, cast
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
-import structlog
-from structlog.typing import EventDict, WrappedLogger
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
 
 REDACTED = "[redacted]"
 RUN_LOG = "run.log"
@@ -80,6 +83,8 @@ class Terminal:
                 return
             except OSError:  # EIO from a hung-up terminal, EPIPE from a closed pipe
                 self.detach()
+        import structlog
+
         structlog.get_logger("nanobatch").info("console.line", line=line)
 
     def write(self, text: str) -> int:
@@ -127,12 +132,16 @@ class ConsoleLevel:
 
     def __call__(self, _: WrappedLogger, method: str, event: EventDict) -> EventDict:
         if logging.getLevelNamesMapping().get(method.upper(), logging.INFO) < self.level:
+            import structlog
+
             raise structlog.DropEvent
         return event
 
 
 def setup(verbose: int, secrets: list[str], out_dir: Path | None = None) -> None:
     """Configure structlog for a command; with ``out_dir``, also log to ``out_dir/run.log``."""
+    import structlog
+
     console_level = logging.WARNING - 10 * min(verbose, 2)
     processors: list[Any] = [
         structlog.processors.add_log_level,

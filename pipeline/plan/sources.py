@@ -3,6 +3,9 @@
 The same reference photo is often used by thousands of rows; it is read and base64-encoded once.
 Only regular files are read (a FIFO would block ``open`` for ever, a device never ends), and
 never more than the size limit allows.
+
+Pillow and structlog are imported by ``fit_image``, the one place that needs them: the CLI
+reads this module's limits for its help text, and a run without source images never fits one.
 """
 
 from __future__ import annotations
@@ -17,13 +20,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import structlog
-from PIL import Image
-
 from pipeline.core.imagecheck import decode_problem
 from pipeline.core.mime import INPUT_TYPES, sniff
-
-log = structlog.get_logger("nanobatch")
 
 # One number each, in MiB, for help, README and messages alike.
 MAX_IMAGE_MIB = 7  # per inline image (Vertex's documented rule)
@@ -158,6 +156,9 @@ def fit_image(path: str, data: bytes, limit: int = MAX_IMAGE_BYTES) -> tuple[byt
 
     JPEG for photos (PNG when the image has transparency, which JPEG would lose).
     """
+    import structlog
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as opened:
             image = opened.copy()
@@ -175,7 +176,7 @@ def fit_image(path: str, data: bytes, limit: int = MAX_IMAGE_BYTES) -> tuple[byt
         resized = image if scale == 1.0 else image.resize(size, Image.Resampling.LANCZOS)
         resized.save(out, fmt, **({"quality": 90} if fmt == "JPEG" else {"optimize": True}))
         if out.tell() <= limit:
-            log.warning(
+            structlog.get_logger("nanobatch").warning(
                 "source.fitted",
                 path=path,
                 before_mb=round(len(data) / 1e6, 1),

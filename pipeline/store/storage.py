@@ -16,8 +16,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from pipeline.core.mime import extension
 from pipeline.core.types import ImagePart
 
@@ -122,6 +120,8 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
 
 def image_size(data: bytes) -> tuple[int | None, int | None]:
     """Pixel size from the image header (no full decode); (None, None) if it is not an image."""
+    from PIL import Image  # here, so a run's first request does not wait for Pillow to load
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size

@@ -1,0 +1,50 @@
+"""What importing the command line loads: ``nanobatch --help`` and argument parsing must not wait
+for the Parquet engine, the HTTP stack, the emulator, the progress bar or Pillow, and a run
+must not load what only the report, the contact sheet or the emulator need. Each check runs in
+a fresh interpreter and reads ``sys.modules``: a behaviour, not a timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# Packages (and our own modules) a command loads in its body when it needs them.
+HEAVY = ("pyarrow", "httpx", "httpx2", "aiohttp", "pipeline.emulator", "rich", "PIL", "structlog")
+
+
+def loaded_after(*modules: str) -> set[str]:
+    """The modules and packages in ``sys.modules`` after a fresh interpreter imports ``modules``."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(json.loads(done.stdout))
+
+
+def present(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if any(m == name or m.startswith(name + ".") for m in loaded)]
+
+
+def test_importing_the_cli_loads_no_heavy_dependency() -> None:
+    assert present(loaded_after("pipeline.cli.app"), HEAVY) == []
+
+
+def test_a_run_does_not_load_the_report_the_emulator_or_the_progress_bar() -> None:
+    loaded = loaded_after("pipeline.cli.app", "pipeline.commands.run")
+    unneeded = (
+        "pipeline.commands.report",
+        "pipeline.commands.report_html",
+        "pipeline.commands.thumbs",
+        "pipeline.commands.verify",
+        "pipeline.emulator",
+        "PIL",
+    )
+    # Not rich: the live bar loads it only on a terminal, but httpx 0.28 imports it for its
+    # own command-line tool, so whether a run loads it is the HTTP stack's choice.
+    assert present(loaded, unneeded) == []
