@@ -11,6 +11,11 @@ script does not have them, and what they cost or save is part of what the benchm
 
 The key comes from ``GEMINI_API_KEY`` (the SDK's convention). Exit code 0 when every row
 produced an image, 1 otherwise.
+
+Which transport the SDK sends through depends on what is installed beside it: with
+``google-genai[aiohttp]`` (the SDK's fastest documented setup; ``scripts/bench`` builds such an
+environment for it) the SDK uses aiohttp, else its httpx-style client. The script says which
+it used on its first line of output and in ``DIR/baseline.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib.metadata
 import json
 import os
 import sys
@@ -96,6 +102,24 @@ async def _generate_row(
     return bool(record["status"] == "succeeded")
 
 
+def transport(client: genai.Client) -> str:
+    """The HTTP stack the SDK's async client sends through, with its version.
+
+    The SDK has no public way to say which it chose; this asks the same private question it
+    asks itself (aiohttp when importable and no httpx transport was passed in), and otherwise
+    names the httpx-family class its async client derives from.
+    """
+    api = client._api_client
+    use_aiohttp = getattr(api, "_use_aiohttp", None)
+    if callable(use_aiohttp) and use_aiohttp():
+        return f"aiohttp {importlib.metadata.version('aiohttp')}"
+    for cls in type(getattr(api, "_async_httpx_client", None)).__mro__:
+        package = cls.__module__.partition(".")[0]
+        if package in ("httpx", "httpx2"):
+            return f"{package} {importlib.metadata.version(package)}"
+    return "unknown"
+
+
 async def _run(args: argparse.Namespace, rows: list[dict[str, str]], results: IO[str]) -> int:
     client = genai.Client(
         api_key=os.environ["GEMINI_API_KEY"],
@@ -106,6 +130,13 @@ async def _run(args: argparse.Namespace, rows: list[dict[str, str]], results: IO
             retry_options=types.HttpRetryOptions(attempts=5, initial_delay=1.0, max_delay=60.0),
         ),
     )
+    setup = {
+        "sdk": f"google-genai {importlib.metadata.version('google-genai')}",
+        "transport": transport(client),
+        "python": sys.version.split()[0],
+    }
+    print(f"baseline: {setup['sdk']} sending through {setup['transport']}", flush=True)
+    (args.out / "baseline.json").write_text(json.dumps(setup) + "\n", encoding="utf-8")
     config = types.GenerateContentConfig(
         response_modalities=["IMAGE"],
         image_config=types.ImageConfig(image_size=args.image_size) if args.image_size else None,
