@@ -1,0 +1,103 @@
+"""What a benchmark invocation is and what a scenario reports.
+
+- ``Metric``: one line of the table (nanobatch, the baseline, their ratio, the limit and the
+  floor it is held to);
+- ``Scenario``: what one scenario measured, as written to the JSON file;
+- ``Bench``: one invocation: its size (``--quick`` divides rows by ten), its working directory,
+  its two clients, and the CPU floor per image size (``scripts/floor.py``, measured once per
+  size per invocation, in this process, before the scenario's emulator starts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import floor
+from bench_clients import ClientRun, Clients
+from bench_fixtures import write_manifest
+from measure import Emulator, progress
+
+QUICK_SCALE = 10
+_FLOOR_ROUNDS = {"quick": 2, "full": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One line of the table; the ratio is always nanobatch / baseline."""
+
+    name: str
+    unit: str  # how values print: "rows/s", "s", "MB", "ms", "%", "n", "x"
+    nanobatch: float | None
+    baseline: float | None = None
+    limit: str = ""
+    floor: str = ""  # the target, in words
+    met: bool | None = None  # None: no floor on this line
+    show_ratio: bool = True  # False where the two values are already ratios
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = None
+        if self.show_ratio and self.nanobatch is not None and self.baseline:
+            ratio = self.nanobatch / self.baseline
+        return {**asdict(self), "ratio": ratio}
+
+
+@dataclass(slots=True)
+class Scenario:
+    """What one scenario measured, as written to the JSON file."""
+
+    number: int
+    title: str
+    settings: str
+    metrics: list[Metric] = field(default_factory=list)
+    runs: list[ClientRun] = field(default_factory=list)
+    skipped: str | None = None
+    problems: list[str] = field(default_factory=list)  # client runs that fell short
+
+
+class Bench:
+    """One benchmark invocation: its size, its working directory and its clients."""
+
+    def __init__(self, work: Path, *, quick: bool, keep_images: bool, baseline: Path) -> None:
+        self.work = work
+        self.quick = quick
+        self.mode = "quick" if quick else "full"
+        self.clients = Clients(keep_images=keep_images, baseline_python=baseline)
+        self.floors: dict[str, dict[str, float]] = {}  # by size: floor.floors()'s figures
+
+    def scaled(self, full: int) -> int:
+        return max(full // QUICK_SCALE, 1) if self.quick else full
+
+    def manifest(self, rows: int) -> Path:
+        return write_manifest(self.work / "manifests" / f"rows-{rows}.csv", rows)
+
+    def floor_ms(self, size: str) -> float:
+        """The least CPU one image of ``size`` costs a client here (ms), measured once."""
+        if size not in self.floors:
+            progress(f"    measuring the CPU floor per {size} image (scripts/floor.py)")
+            self.floors.update(floor.floors([size], rounds=_FLOOR_ROUNDS[self.mode]))
+        return self.floors[size]["cpu_ms"]
+
+    def head_to_head(
+        self, emu: Emulator, tag: str, rows: int, concurrency: int, size: str
+    ) -> tuple[ClientRun, ClientRun]:
+        """nanobatch, then the baseline, on the same manifest and settings."""
+        manifest, out = self.manifest(rows), self.work / tag
+        common: dict[str, Any] = {"rows": rows, "concurrency": concurrency, "image_size": size}
+        nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
+        base = self.clients.baseline(emu, out / "baseline", manifest, **common)
+        return nb, base
+
+
+def problems(runs: list[ClientRun]) -> list[str]:
+    """Client runs that did not do the whole job: listed under the table."""
+    out = []
+    for run in runs:
+        if run.figures.stopped_early:
+            continue  # a time box: stopping it was the point
+        if run.figures.exit_code != 0:
+            out.append(f"{run.client} exited with code {run.figures.exit_code} (log: {run.log})")
+        if run.succeeded < run.rows:
+            out.append(f"{run.client} produced {run.succeeded} of {run.rows} images")
+    return out
