@@ -65,6 +65,8 @@ class EmulatorConfig:
     batch_faults: BatchFaultSpec = field(default_factory=BatchFaultSpec)
     batch_cancel_bills: bool = True
     batch_max_jobs: int = 100
+    # The Files API's storage per project (20 GB at Google): an upload past it is a 429.
+    files_quota_bytes: int = 20 * 1024**3
     # Where the Files API keeps its bytes: a temporary directory made under this one (None: the
     # system's temporary directory), removed when the app is garbage-collected or Python exits.
     files_dir: Path | None = None

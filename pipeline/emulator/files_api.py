@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from pipeline.emulator.errors import ApiError, invalid_argument
@@ -170,12 +170,8 @@ class FilesApi:
         ]
         if status == 206:
             headers.append((b"content-range", f"bytes {start}-{end - 1}/{stored.size}".encode()))
-        await exchange.stream(status, end - start, headers, self._counted(stored, start, end))
-
-    async def _counted(self, stored: StoredFile, start: int, end: int) -> AsyncIterator[bytes]:
-        async for block in read_range(stored.path, start, end):
-            self._state.download_bytes += len(block)
-            yield block
+        chunks = read_range(stored.path, start, end)
+        self._state.download_bytes += await exchange.stream(status, end - start, headers, chunks)
 
 
 def _range(value: str, size: int) -> tuple[int, int] | None:

@@ -98,6 +98,17 @@ class UploadApi:
                 invalid_argument(f"File size {size} exceeds the limit of {MAX_FILE_BYTES} bytes.")
             )
             return
+        stored = sum(f.size for f in self._store.files.values())
+        if size is not None and stored + size > self._config.files_quota_bytes:
+            await exchange.error(
+                ApiError(
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    f"File storage quota exceeded: {stored} of {self._config.files_quota_bytes} "
+                    "bytes are in use. Delete files you no longer need.",
+                )
+            )
+            return
         name = str(meta.get("name") or "").removeprefix("files/") or None
         if name is not None and not _VALID_ID.match(name):
             await exchange.error(

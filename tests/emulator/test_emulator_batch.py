@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
-from pipeline.emulator import parse_batch_delay
+from pipeline.emulator import Payload, parse_batch_delay
+from pipeline.emulator.exchange import Message
 from tests.emulator.batch_helpers import (
     AUTH,
     create,
@@ -17,7 +20,15 @@ from tests.emulator.batch_helpers import (
     state,
     upload,
 )
-from tests.emulator.emulator_helpers import FLASH_31, FakeClock, body, config, emulator, generate
+from tests.emulator.emulator_helpers import (
+    FLASH_31,
+    KEY,
+    FakeClock,
+    body,
+    config,
+    emulator,
+    generate,
+)
 
 PROMPTS = ["a red fox", "a blue whale #unsafe", "a green frog", "a moon #noimage"]
 
@@ -218,3 +229,38 @@ async def test_a_result_download_resumes_with_range() -> None:
         beyond = await client.get(path, headers={**AUTH, "Range": f"bytes={len(whole)}-"})
         assert beyond.status_code == 416
     assert app.stats_snapshot()["download_bytes"] == 2 * len(whole) - 100
+
+
+async def test_a_download_stops_when_the_client_goes_away() -> None:
+    prompts = [f"a harbour {i}" for i in range(6)]
+    async with emulator(config(payload=Payload.REALISTIC, **delay(0))) as (client, app):
+        source = await upload(client, jsonl(prompts, image_size="1K"))
+        job = (await create(client, source["name"])).json()
+        output = job["response"]["responsesFile"]
+        size = int((await client.get(f"/v1beta/{output}", headers=AUTH)).json()["sizeBytes"])
+    first_piece = anyio.Event()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if not sent:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await first_piece.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            first_piece.set()
+            await anyio.lowlevel.checkpoint()  # a socket write lets the server notice too
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": f"/v1beta/{output}:download",
+        "query_string": b"alt=media",
+        "headers": [(b"host", b"emulator"), (b"x-goog-api-key", KEY.encode())],
+    }
+    await app(scope, receive, send)
+    downloaded = app.stats_snapshot()["download_bytes"]
+    assert isinstance(downloaded, int)
+    assert 0 < downloaded < size  # a megabyte or two went out of several

@@ -165,3 +165,22 @@ async def test_uploaded_files_cannot_be_downloaded() -> None:
         resource = await upload(client, DATA[:100])
         answer = await client.get(f"/v1beta/{resource['name']}:download?alt=media", headers=AUTH)
         assert answer.status_code == 400
+
+
+async def test_uploads_past_the_storage_quota_are_refused_until_files_are_deleted() -> None:
+    async with emulator(config(files_quota_bytes=250)) as (client, _):
+        kept = await upload(client, DATA[:200])
+        refused = await client.post(
+            "/upload/v1beta/files",
+            json={"file": {}},
+            headers={
+                **AUTH,
+                "X-Goog-Upload-Protocol": "resumable",
+                "X-Goog-Upload-Command": "start",
+                "X-Goog-Upload-Header-Content-Length": "100",
+            },
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        await client.delete(f"/v1beta/{kept['name']}", headers=AUTH)
+        await upload(client, DATA[:100])
