@@ -93,7 +93,9 @@ class BatchApi:
     async def _reply_job(self, exchange: Exchange, job: Job) -> None:
         document = self.operation(job, self._wall.now(), inline_results=True)
         text = json.dumps(document, indent=2).encode()
-        path = job.output_path if job.inline else None
+        if job.inline:
+            await self._engine.outputs(job)
+        path = job.rendering.path if job.inline and job.rendering is not None else None
         marker = json.dumps(_MARKER).encode()
         if path is None or marker not in text:
             await exchange.reply(200, text)
@@ -135,11 +137,11 @@ class BatchApi:
         if isinstance(job, ApiError):
             await exchange.error(job)
             return
-        await self._engine.refresh()  # a job with no delay has already ended
+        self._engine.advance()  # a job with no delay has already ended
         await self._reply_job(exchange, job)
 
     async def get(self, exchange: Exchange, job_id: str) -> None:
-        await self._engine.refresh()
+        self._engine.advance()
         job = self._engine.jobs.get(job_id)
         if job is None:
             await exchange.error(_no_job(job_id))
@@ -147,7 +149,7 @@ class BatchApi:
         await self._reply_job(exchange, job)
 
     async def listing(self, scope: Scope, exchange: Exchange) -> None:
-        await self._engine.refresh()
+        self._engine.advance()
         now = self._wall.now()
         jobs = sorted(self._engine.jobs.values(), key=lambda j: (-j.created, j.job_id))
         start, end = page(scope, len(jobs))

@@ -7,10 +7,11 @@ requests), and the occurrence counts how often that same job was created before,
 resubmitted job draws afresh. A job's requests share the online requests' fingerprints,
 occurrence counts and refusal draws.
 
-Billing happens when a job is seen to have ended (any request, or a stats read): every
-generated image of a SUCCEEDED job; of a CANCELLED job, those completed before the cancel if
-``batch_cancel_bills`` (UNCONFIRMED at Google), and then their results are handed back too;
-nothing of a FAILED or EXPIRED job. Refusals and error lines are not billed.
+Billing happens, and the results start being written (in the background: ``batch_output``),
+when a job is seen to have ended (any request, or a stats read): every generated image of a
+SUCCEEDED job; of a CANCELLED job, those completed before the cancel if ``batch_cancel_bills``
+(UNCONFIRMED at Google), and then their results are handed back too; nothing of a FAILED or
+EXPIRED job. Refusals and error lines are not billed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
 from collections import Counter
 
 import anyio.to_thread
 
 from pipeline.emulator.batch_items import Parsed, decide, parse_file, parse_inline
 from pipeline.emulator.batch_jobs import Job, State
-from pipeline.emulator.batch_output import render
+from pipeline.emulator.batch_output import start
 from pipeline.emulator.batchspecs import JOB_FATES, BatchFault
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.errors import ApiError, invalid_argument
@@ -39,6 +41,7 @@ from pipeline.emulator.timestamps import WallClock
 _JOB_ID_LENGTH = 28  # "batch-" + 28 = 34 characters: a file id the Files API accepts
 _LONG_JOB_ID_LENGTH = 36  # "batch-" + 36 = 42: over the Files API's limit of 40
 OUTPUT_MIME = "application/jsonl"
+_RENDER_THREADS = 2  # results written at once; more would only fight over the GIL
 
 
 class BatchEngine:
@@ -59,6 +62,9 @@ class BatchEngine:
         self._wall = wall
         self._occurrences: Counter[bytes] = Counter()
         self.jobs: dict[str, Job] = {}
+        self._unpublished: list[Job] = []  # jobs whose results are not in the Files API yet
+        self._settling = threading.Lock()
+        self._slots = threading.BoundedSemaphore(_RENDER_THREADS)
 
     async def create(
         self,
@@ -160,11 +166,13 @@ class BatchEngine:
         return job
 
     def advance(self) -> None:
-        """Settle every job that has ended by now: bill and count what it hands back."""
-        now = self._wall.now()
-        for job in self.jobs.values():
-            if not job.settled and job.state(now).terminal:
-                self._settle(job, now)
+        """Settle every job that has ended by now: bill and count what it hands back, and start
+        writing its results. Locked: a stats read may come from another thread."""
+        with self._settling:
+            now = self._wall.now()
+            for job in self.jobs.values():
+                if not job.settled and job.state(now).terminal:
+                    self._settle(job, now)
 
     def _settle(self, job: Job, now: float) -> None:
         state = job.state(now)
@@ -182,29 +190,37 @@ class BatchEngine:
                 self._state.refused += 1
             if item.fault is not None:
                 self._state.faults[item.fault] += 1
-
-    async def refresh(self) -> None:
-        """Settle ended jobs and write the results of those not yet rendered."""
-        self.advance()
-        for job in list(self.jobs.values()):
-            if job.settled and job.results and not job.rendered:
-                await self._render(job)
-
-    async def _render(self, job: Job) -> None:
-        async with job.lock:
-            if job.rendered or job.job_id not in self.jobs:
-                return
-            path = self._store.new_path(".jsonl")
+        if job.results:
             indices = sorted(job.results) if job.inline else job.results
-            items = [job.items[i] for i in indices]
-            await anyio.to_thread.run_sync(
-                lambda: render(path, items, self._renderer, self._config.seed, inline=job.inline)
+            job.rendering = start(
+                self._store.new_path(".jsonl"),
+                [job.items[i] for i in indices],
+                self._renderer,
+                self._config.seed,
+                inline=job.inline,
+                slots=self._slots,
             )
-            job.output_path, job.rendered = path, True
-            if not job.inline:
-                ended = job.ended_at() or self._wall.now()
+            self._unpublished.append(job)
+
+    async def outputs(self, job: Job | None = None) -> None:
+        """Settle ended jobs and wait until the results of ``job`` (or of every job) are
+        written; a file job's output file then appears in the Files API."""
+        self.advance()
+        for waiting in list(self._unpublished):
+            rendering = waiting.rendering
+            if rendering is None or (job is not None and waiting is not job):
+                continue
+            if not rendering.done.is_set():
+                await anyio.to_thread.run_sync(rendering.done.wait)
+            if waiting not in self._unpublished:
+                continue  # published by another request meanwhile, or the run was reset
+            rendering.check()
+            self._unpublished.remove(waiting)
+            if not waiting.inline:
+                ended = waiting.ended_at() or self._wall.now()
+                ready = ended + waiting.late_s
                 self._store.add_generated(
-                    job.output_id, path, OUTPUT_MIME, ended, ready_at=ended + job.late_s
+                    waiting.output_id, rendering.path, OUTPUT_MIME, ended, ready_at=ready
                 )
 
     def cancel(self, job: Job) -> None:
@@ -215,15 +231,12 @@ class BatchEngine:
 
     def delete(self, job: Job) -> None:
         """Forget a job (cancelling it first if it is still running). Its output file stays,
-        as files outlive the jobs that wrote them; an inline job's results go with it."""
+        as files outlive the jobs that wrote them."""
         self.cancel(job)
         del self.jobs[job.job_id]
-        if job.inline and job.output_path is not None:
-            job.output_path.unlink(missing_ok=True)
 
     def clear(self) -> None:
-        for job in self.jobs.values():
-            if job.inline and job.output_path is not None:
-                job.output_path.unlink(missing_ok=True)
+        """Forget every job; results being written are abandoned (the store removes them)."""
         self.jobs.clear()
+        self._unpublished.clear()
         self._occurrences.clear()

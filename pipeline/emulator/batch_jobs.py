@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-
-import anyio
 
 from pipeline.emulator.batch_items import Item
+from pipeline.emulator.batch_output import Rendering
 from pipeline.emulator.batchspecs import BatchFault
 
 PENDING_SHARE = 0.1
@@ -61,9 +59,7 @@ class Job:
     cancelled_at: float | None = None
     settled: bool = False  # billed and counted (once it is terminal)
     results: list[int] = field(default_factory=list)  # what it hands back, once settled
-    output_path: Path | None = None  # the rendered results, once rendered
-    rendered: bool = False
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    rendering: Rendering | None = None  # its results being written, once settled
     # failures among the first k completed requests, for k = 0..n
     _failed_prefix: list[int] = field(default_factory=list)
 

@@ -1,4 +1,5 @@
-"""Writing a finished job's results to disk, one request at a time (runs in a worker thread).
+"""Writing a finished job's results to disk, one request at a time, in a background thread, so
+that polling a job never waits for its results to be written (the Files API waits instead).
 
 A file job's output is JSONL, one line per request in completion order (so not the input's),
 ``{"response": {GenerateContentResponse}, "key": ...}`` or ``{"error": {"code", "message"},
@@ -14,7 +15,9 @@ text-only answers.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.emulator import responses
@@ -66,3 +69,42 @@ def render(
                 out.write(b",")
             for piece in _entry(item, renderer, seed, inline=inline):
                 out.write(piece)
+
+
+@dataclass(eq=False)
+class Rendering:
+    """Results being written by a background thread; ``done`` is set when it stops."""
+
+    path: Path
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def check(self) -> None:
+        """Re-raise what the thread died of: a bug, never to be hidden."""
+        if self.error is not None:
+            raise self.error
+
+
+def start(
+    path: Path,
+    items: list[Item],
+    renderer: Renderer,
+    seed: int,
+    *,
+    inline: bool,
+    slots: threading.BoundedSemaphore,
+) -> Rendering:
+    """Render in a daemon thread (at most ``slots`` at once; exiting never waits for one)."""
+    rendering = Rendering(path)
+
+    def work() -> None:
+        try:
+            with slots:
+                render(path, items, renderer, seed, inline=inline)
+        except BaseException as exc:  # handed to whoever waits for the results
+            rendering.error = exc
+        finally:
+            rendering.done.set()
+
+    threading.Thread(target=work, name="nanobatch-emulator-results", daemon=True).start()
+    return rendering

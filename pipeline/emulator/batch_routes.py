@@ -66,7 +66,7 @@ class BatchSurface:
     ) -> None:
         self.store = FileStore(config.files_dir, config.seed)
         self.engine = BatchEngine(config, state, self.store, renderer, wall)
-        self.files = FilesApi(self.store, state, wall, self.engine.refresh)
+        self.files = FilesApi(self.store, state, wall, self.engine.outputs)
         self.uploads = UploadApi(self.store, state, config, wall, self.files)
         self.batches = BatchApi(self.engine, wall)
 

@@ -59,7 +59,8 @@ def too_long(file_id: str, method: str) -> ApiError | None:
 
 
 class FilesApi:
-    """Handlers of the Files API; ``refresh`` brings batch outputs up to date before answers."""
+    """Handlers of the Files API; ``refresh`` waits for batch results being written, so that
+    a job's output file is complete before it is shown."""
 
     def __init__(
         self,
