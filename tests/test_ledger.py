@@ -69,7 +69,7 @@ def test_the_ledger_carries_its_schema_version(tmp_path: Path) -> None:
     ledger.append([record("a")])
     ledger.close()
     schema = pq.read_schema(tmp_path / LEDGER_FILE)
-    assert schema.metadata[b"nanobatch.ledger_version"] == b"1"
+    assert schema.metadata[b"nanobatch.ledger_version"] == b"2"  # 2: provider, tier, tier_reported
     assert schema.names == SCHEMA.names
 
 

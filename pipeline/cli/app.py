@@ -18,6 +18,7 @@ from pipeline.cli.commands import demo, emulator, rename, report, status, verify
 from pipeline.cli.params import (
     ApiVersion,
     AspectRatio,
+    Concurrency,
     FitImages,
     IdColumn,
     Ids,
@@ -37,6 +38,9 @@ from pipeline.cli.params import (
     RerunBefore,
     RetryRefused,
     Sheet,
+    TierFallback,
+    TierName,
+    Timeouts,
     Verbose,
     check_format,
     fail,
@@ -58,6 +62,7 @@ from pipeline.core.options import (
 )
 from pipeline.core.prices import PriceTable
 from pipeline.core.routes import Route
+from pipeline.core.tiers import default_concurrency, parse_fallback, parse_tier
 
 if TYPE_CHECKING:  # the HTTP stack is imported by the run, not by --help
     import httpx
@@ -81,12 +86,14 @@ def run(
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
     aspect_ratio: AspectRatio = None,
-    concurrency: Annotated[int, typer.Option(metavar="N", min=1, max=1024)] = 16,
+    concurrency: Concurrency = None,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute ceiling")] = None,
     provider: ProviderName = None,
     project: Project = None,
     location: Location = None,
     api_version: ApiVersion = None,
+    tier: TierName = "standard",
+    tier_fallback: TierFallback = None,
     base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
     api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
     auth: Annotated[
@@ -121,9 +128,7 @@ def run(
     on_quota: Annotated[
         str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
     ] = "stop",
-    timeouts: Annotated[
-        str, typer.Option(help="Per-size request timeouts, e.g. 4K=600 (default 120/120/180/360)")
-    ] = "",
+    timeouts: Timeouts = "",
     stop_after: Annotated[
         str | None, typer.Option(help="Drain and stop after this long, e.g. 7h, 45m")
     ] = None,
@@ -174,7 +179,8 @@ def run(
             model=model,
             image_size=image_size,
             aspect_ratio=aspect_ratio,
-            concurrency=concurrency,
+            concurrency=concurrency or default_concurrency(parse_tier(tier)),
+            tier=parse_tier(tier),
             rpm=rpm,
             provider=route.provider,
             project=route.project,
@@ -202,6 +208,7 @@ def run(
                 jitter_s=min(1.0, backoff_base),
                 wait_for_daily_quota=on_quota == "wait",
                 timeouts_s=parse_timeouts(timeouts),
+                fallback=parse_fallback(tier_fallback),
             ),
             stop_at=parse_stop(stop_after, stop_at),
             handle_signals=True,

@@ -33,6 +33,18 @@ FitImages = Annotated[bool, typer.Option(
     help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
 )]  # fmt: skip
 Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
+Concurrency = Annotated[int | None, typer.Option(metavar="N", min=1, max=1024, help=(
+    "Requests in flight at most (default 16; with --tier flex 128: Flex answers take ~8x "
+    "as long, so the same rows/hour at the same requests/minute)"))]  # fmt: skip
+Timeouts = Annotated[str, typer.Option(help=(
+    "Request timeouts per size and tier, e.g. 4K=600,flex=1800 (default 512/1K 120, 2K 180, "
+    "4K 360; flex 1200: Flex may hold a request ~15 min)"))]  # fmt: skip
+TierName = Annotated[str, typer.Option("--tier", metavar="TIER", help=(
+    "standard, flex (half price, answers within ~15 min or shed) or priority (dearer); "
+    "a row's tier column wins"))]  # fmt: skip
+TierFallback = Annotated[str | None, typer.Option(metavar="TIER", help=(
+    "standard: resend at the standard price rows Flex keeps shedding, or whose tier the "
+    "route refuses (else they fail, or the run stops)"))]  # fmt: skip
 Rerun = Annotated[str, typer.Option(metavar="WHAT", help=(
     "Finished rows to send again: failed, refused, succeeded, all, none, or a mix such as "
     "failed,refused"))]  # fmt: skip

@@ -133,6 +133,8 @@ def stop_message(result: RunResult, source: str, base_url: str) -> str:
         "FAILED_PRECONDITION": "the project cannot use this API (billing or region)",
         "REDIRECTED": "the API answered with a redirect, which is not followed",
         "CREDENTIALS_FAILED": f"no credentials could be had from {source}",
+        "TIER_NOT_SUPPORTED": "the route does not offer the service tier asked for (send "
+        "those rows with --tier-fallback standard, or choose another --tier)",
     }.get(stopped.reason, f"the API stopped the run ({stopped.reason})")
     return f"run stopped: {what}{detail}. Unfinished rows stay pending; rerun to continue."
 

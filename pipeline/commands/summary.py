@@ -72,6 +72,7 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
             f"  cancelled in flight, possibly billed: {len(result.cancelled)} requests "
             f"(rows {shown}{more}; attempts.parquet marks them possibly_billed)"
         )
+    lines += tier_lines(result)
     totals = ledger_totals(out_dir)
     ordered = ", ".join(f"{totals[s]} {s}" for s in _ORDER if totals.get(s))
     lines.append(
@@ -79,6 +80,17 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
     )
     lines.append(spend_line(result))
     return "\n".join(lines)
+
+
+def tier_lines(result: RunResult) -> list[str]:
+    """Rows sent at the fallback tier, and tiers the route refused (--tier-fallback)."""
+    lines = [f"  tier stopped: {what}: {why}" for what, why in result.tiers_stopped.items()]
+    if result.fell_back:
+        lines.append(
+            f"  {result.fell_back} rows resent at standard (--tier-fallback standard), "
+            "at the standard price"
+        )
+    return lines
 
 
 def spend_line(result: RunResult) -> str:

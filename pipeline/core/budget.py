@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.core.prices import PriceTable
-from pipeline.core.types import Delivery, Job, Outcome, OutcomeKind
+from pipeline.core.types import Delivery, Job, Outcome, OutcomeKind, Tier
 
 _EPSILON = 1e-9  # float sums of cents must not refuse the last request that exactly fits
 
@@ -40,9 +40,20 @@ class SpendingCap:
         self.spent_usd += cost
 
 
-def worst_case(job: Job, size: str, prices: PriceTable) -> float:
-    """What one attempt of ``job`` can cost at most."""
-    return prices.worst_case(job.model, size, len(job.images))
+def worst_case(
+    job: Job,
+    size: str,
+    prices: PriceTable,
+    *,
+    route: str | None = None,
+    fallback: Tier | None = None,
+) -> float:
+    """What one attempt of ``job`` can cost at most: at its tier, or at the ``fallback`` tier
+    when that is dearer (with --tier-fallback standard a Flex row may be resent at standard:
+    it reserves the standard price, so a row the cap admits can always be finished)."""
+    tiers = {job.tier, fallback or job.tier}
+    inputs = len(job.images)
+    return max(prices.worst_case(job.model, size, inputs, tier=t, route=route) for t in tiers)
 
 
 def possibly_billed(outcome: Outcome) -> bool:
@@ -68,16 +79,20 @@ def possibly_billed(outcome: Outcome) -> bool:
             return outcome.kind is not OutcomeKind.REFUSAL
 
 
-def attempt_cost(outcome: Outcome, job: Job, size: str, prices: PriceTable) -> float:
-    """What the server charges for this attempt, by the price table: an image's price for a
-    success, the refusal price for a refusal, the worst case for any other attempt that may
-    have been billed (its price cannot be told from what came back), else nothing."""
-    inputs = prices.input_cost(job.model, len(job.images))
+def attempt_cost(
+    outcome: Outcome, job: Job, size: str, prices: PriceTable, *, route: str | None = None
+) -> float:
+    """What the server charges for this attempt, by the price table at the tier that served
+    it (the answer's, else the one asked for): an image's price for a success, the refusal
+    price for a refusal, the worst case for any other attempt that may have been billed (its
+    price cannot be told from what came back), else nothing."""
+    tier = outcome.tier or job.tier
+    inputs = prices.input_cost(job.model, len(job.images), tier=tier, route=route)
     if outcome.kind is OutcomeKind.SUCCESS:
         images = max(1, len(outcome.images) or len(outcome.image_urls))
-        return images * prices.per_image(job.model, size) + inputs
+        return images * prices.per_image(job.model, size, tier=tier, route=route) + inputs
     if outcome.kind is OutcomeKind.REFUSAL:
-        return prices.refusal_usd + inputs
+        return prices.refusal(route) + inputs
     if possibly_billed(outcome):
-        return worst_case(job, size, prices)
+        return worst_case(job, size, prices, route=route)
     return 0.0

@@ -12,13 +12,17 @@ from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.prices import PriceTable
 from pipeline.core.routes import DEFAULT_LOCATION, Route
-from pipeline.core.types import Status
+from pipeline.core.tiers import FLEX_TIMEOUT_S, MAX_SHEDS
+from pipeline.core.types import Status, Tier
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
 # A request the client abandons is still billed when the server finishes it, so the timeout
-# must outlast the slowest honest generation at each resolution (4K on Pro takes up to 150 s).
-DEFAULT_TIMEOUTS_S: dict[str, float] = {"512": 120.0, "1K": 120.0, "2K": 180.0, "4K": 360.0}
+# must outlast the slowest honest generation at each resolution (4K on Pro takes up to 150 s),
+# and a Flex request's wait for capacity (``tiers.request_timeout``).
+DEFAULT_TIMEOUTS_S: dict[str, float] = {
+    "512": 120.0, "1K": 120.0, "2K": 180.0, "4K": 360.0, "flex": FLEX_TIMEOUT_S,
+}  # fmt: skip
 
 
 class AuthStyle(StrEnum):
@@ -61,6 +65,11 @@ class RetryConfig:
     max_rate_limit_wait_s: float = 1800.0
     wait_for_daily_quota: bool = False  # --on-quota wait: sleep to the reset instead of stopping
     text_only_retries: int = 1  # extra attempts for NO_IMAGE / TEXT_ONLY answers
+    # Sheds are Flex's way of saying "not now", not a fault: they have their own allowance.
+    max_sheds: int = MAX_SHEDS
+    # --tier-fallback standard: a row shed MAX_SHEDS times, or whose tier the route refuses,
+    # is resent at standard instead of failing (or stopping the run).
+    fallback: Tier | None = None
     timeouts_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
 
 
@@ -75,6 +84,7 @@ class RunConfig:
     aspect_ratio: str | None = None
     concurrency: int = 16
     rpm: float | None = None
+    tier: Tier = Tier.STANDARD  # --tier: rows without a tier column of their own
     provider: Route = Route.GEMINI  # the route (--provider, or the SDK's variables)
     project: str | None = None  # Vertex: --project / GOOGLE_CLOUD_PROJECT (None: ADC's)
     location: str = DEFAULT_LOCATION  # Vertex: --location / GOOGLE_CLOUD_LOCATION

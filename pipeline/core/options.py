@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S
 from pipeline.core.errors import UsageError
-from pipeline.core.types import Status
+from pipeline.core.types import Status, Tier
 
 
 def parse_rerun(text: str, *, retry_refused: bool = False) -> frozenset[Status]:
@@ -66,20 +66,25 @@ def parse_stop(
 
 
 def parse_timeouts(text: str) -> dict[str, float]:
-    """``--timeouts "2K=240,4K=600"`` over the defaults."""
+    """``--timeouts "2K=240,4K=600,flex=1800"`` over the defaults: per image size, and per
+    tier (a tier's timeout is a floor over the size's: ``tiers.request_timeout``)."""
     timeouts = dict(DEFAULT_TIMEOUTS_S)
+    keys = [*timeouts, *(t.value for t in Tier if t.value not in timeouts)]
     for part in filter(None, (p.strip() for p in text.split(","))):
-        size, _, seconds = part.partition("=")
+        key, _, seconds = part.partition("=")
         try:
             value = float(seconds)
         except ValueError:
             value = -1.0
-        if size.strip() not in timeouts or value <= 0:
+        key = key.strip()
+        if key.lower() in (t.value for t in Tier):
+            key = key.lower()
+        if key not in keys or value <= 0:
             raise UsageError(
-                f"--timeouts {part!r}: expected SIZE=SECONDS with SIZE one of "
-                f"{', '.join(timeouts)}, e.g. --timeouts 4K=600"
+                f"--timeouts {part!r}: expected SIZE=SECONDS or TIER=SECONDS with SIZE or TIER "
+                f"one of {', '.join(keys)}, e.g. --timeouts 4K=600,flex=1800"
             )
-        timeouts[size.strip()] = value
+        timeouts[key] = value
     return timeouts
 
 

@@ -5,7 +5,10 @@ refused again, and some gateways bill refusals; ``--rerun refused`` sends them a
 run); a 429 waits what the server asked; transient faults back off exponentially with jitter;
 a per-day quota stops the run (or, with --on-quota wait, sleeps until it resets); a bad key
 stops the run; a model no row can use (unknown, or with a quota of 0) fails the rows of that
-model, never retried.
+model, never retried. A shed Flex request backs off like a transient fault, on an allowance
+of its own (``max_sheds``); past it, or when the route does not offer the tier at all, a row
+falls back to standard with ``--tier-fallback standard``, else it fails (sheds) or the run
+stops (the tier is not offered: every row of the tier would meet the same answer).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from pipeline.core.config import RetryConfig
+from pipeline.core.tiers import SHED, TIER_NOT_SUPPORTED
 from pipeline.core.types import Outcome, OutcomeKind, QuotaScope, Status
 
 TEXT_ONLY_REASONS = frozenset({"NO_IMAGE", "TEXT_ONLY"})
@@ -28,6 +32,7 @@ class Action(StrEnum):
     RETRY = "retry"  # wait ``wait_s``, then send again
     STOP_RUN = "stop_run"  # the run cannot go on; the row stays pending
     FAIL_MODEL = "fail_model"  # fail this row and every other row of its model, unsent
+    FALL_BACK = "fall_back"  # send the row again at the fallback tier (--tier-fallback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,7 @@ class Budget:
     transient: int = 0  # attempts that ended in a transient fault
     text_only: int = 0
     rate_limit_wait_s: float = 0.0
+    sheds: int = 0  # Flex attempts shed
 
 
 def backoff(n: int, config: RetryConfig, rng: random.Random) -> float:
@@ -72,6 +78,8 @@ def decide(
         case OutcomeKind.SUCCESS:
             return Decision(Action.FINISH, Status.SUCCEEDED)
         case OutcomeKind.RUN_ERROR:
+            if outcome.reason == TIER_NOT_SUPPORTED and config.fallback is not None:
+                return Decision(Action.FALL_BACK)
             return Decision(Action.STOP_RUN)
         case OutcomeKind.ROW_ERROR:
             return Decision(Action.FINISH, Status.FAILED)
@@ -99,6 +107,13 @@ def decide(
                 return Decision(Action.FINISH, Status.FAILED)
             budget.rate_limit_wait_s += wait
             return Decision(Action.RETRY, wait_s=wait, pause_pool=True)
+        case OutcomeKind.TRANSIENT if outcome.reason == SHED:
+            budget.sheds += 1
+            if budget.sheds >= config.max_sheds:
+                if config.fallback is not None:
+                    return Decision(Action.FALL_BACK)
+                return Decision(Action.FINISH, Status.FAILED)
+            return Decision(Action.RETRY, wait_s=backoff(budget.sheds, config, rng))
         case OutcomeKind.TRANSIENT:
             budget.transient += 1
             if budget.transient >= config.max_attempts:

@@ -31,6 +31,15 @@ class OutcomeKind(StrEnum):
     RUN_ERROR = "run_error"  # key, permission, billing: stop the whole run
 
 
+class Tier(StrEnum):
+    """A service tier: the same synchronous call at another price and latency (``--tier``,
+    a row's ``tier`` column, the ledger's ``tier``)."""
+
+    STANDARD = "standard"
+    FLEX = "flex"  # half price, best effort: held up to ~15 min, or shed
+    PRIORITY = "priority"  # dearer, for latency-critical work
+
+
 class Delivery(StrEnum):
     """How far one attempt got, which is what decides whether the server may have billed it
     (``budget.possibly_billed``). The client and the classifier state it; nothing guesses it."""
@@ -72,9 +81,10 @@ class Outcome:
 
     ``reason`` is the ledger's reason vocabulary: ``STOP`` for a success, a finishReason or
     ``PROMPT_BLOCKED:<blockReason>`` for a refusal, ``RATE_LIMITED``, ``QUOTA_EXHAUSTED``,
-    ``SERVER_ERROR_<code>``, ``TIMEOUT``, ``CONNECTION``, ``MALFORMED_RESPONSE``,
-    ``INVALID_REQUEST``, a model-level reason (``MODEL_NOT_FOUND``, ``NO_QUOTA``) or a run-level
-    reason (``API_KEY_INVALID``, ``PERMISSION_DENIED``...).
+    ``SERVER_ERROR_<code>``, ``SHED`` (a Flex request the server dropped), ``TIMEOUT``,
+    ``CONNECTION``, ``MALFORMED_RESPONSE``, ``INVALID_REQUEST``, a model-level reason
+    (``MODEL_NOT_FOUND``, ``NO_QUOTA``) or a run-level reason (``API_KEY_INVALID``,
+    ``PERMISSION_DENIED``, ``TIER_NOT_SUPPORTED``...).
     """
 
     kind: OutcomeKind
@@ -89,6 +99,7 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     model_version: str | None = None
     response_id: str | None = None
+    tier: Tier | None = None  # the tier that served it, where the answer says (else None)
     # An outcome built without saying how far it got counts as answered: when unsure, the money
     # rule must err on "possibly billed", never on "free".
     delivery: Delivery = Delivery.ANSWERED
@@ -136,6 +147,7 @@ class Job:
     seed: int | None = None
     output_name: str | None = None  # file name stem for the images; None: the row id
     metadata: str | None = None  # the manifest's other columns, as a JSON object
+    tier: Tier = Tier.STANDARD  # the service tier asked for (--tier, or the row's column)
 
     @property
     def output_stem(self) -> str:

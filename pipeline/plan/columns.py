@@ -93,6 +93,7 @@ _PARSES: dict[str, Callable[[str], bool]] = {
     "size": lambda t: _WXH.match(t) is not None,
     "temperature": _is_number,
     "seed": lambda t: _is_number(t) and float(t).is_integer(),
+    "tier": lambda t: t.lower() in ("standard", "flex", "priority"),
 }
 _WHAT = {
     "images": "image files or links",
@@ -102,6 +103,7 @@ _WHAT = {
     "size": "WIDTHxHEIGHT",
     "temperature": "a number",
     "seed": "a whole number",
+    "tier": "standard, flex or priority",
 }
 
 

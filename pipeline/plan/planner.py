@@ -73,6 +73,7 @@ class Planner:
                 name_template=config.name_template,
                 fit_images=config.fit_images,
                 name_max_bytes=name_limit(config.out_dir),
+                tier=config.tier,
             ),
             prices=config.prices,
         )

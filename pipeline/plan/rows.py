@@ -32,13 +32,13 @@ from pipeline.core.models import (
     unknown_model,
 )
 from pipeline.core.prices import PriceTable
-from pipeline.core.types import InvalidRow, Job
+from pipeline.core.types import InvalidRow, Job, Tier
 from pipeline.plan.rowimages import BadImages, SourceImages
 
 SHOWN_PROMPT_CHARS = 2000  # an invalid row's prompt kept for the report (it may be huge)
 KNOWN_COLUMNS = frozenset({
     "id", "prompt", "images", "model", "aspect_ratio", "image_size", "size",
-    "system_instruction", "temperature", "seed", "output_name",
+    "system_instruction", "temperature", "seed", "output_name", "tier",
 })  # fmt: skip
 MAX_NAME_LENGTH = 150
 NAME_MAX_BYTES = 255  # a file name's limit on nearly every file system (ext4, APFS, NTFS...)
@@ -59,6 +59,7 @@ class Defaults:
     name_template: str | None = None
     fit_images: bool = False
     name_max_bytes: int = NAME_MAX_BYTES  # the output file system's limit on a file name
+    tier: Tier = Tier.STANDARD  # --tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,18 @@ class RowResolver:
             seed=_integer(row.get("seed")),
             output_name=name,
             metadata=_extra(row),
+            tier=self._tier(row),
         )
+
+    def _tier(self, row: dict[str, Any]) -> Tier:
+        text = _text(row.get("tier"))
+        if text is None:
+            return self._defaults.tier
+        try:
+            return Tier(text.lower())
+        except ValueError:
+            names = ", ".join(t.value for t in Tier)
+            raise _Invalid("tier", f"{text!r} is not a service tier: use {names}") from None
 
     def _prompt(self, row: dict[str, Any]) -> str:
         template = self._defaults.prompt_template

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.core.types import Job, Outcome, RawResponse, TransportFailure
+from pipeline.core.types import Job, Outcome, RawResponse, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import Auth
 
@@ -28,7 +28,7 @@ JSON_HEADERS: Mapping[str, str] = {"content-type": "application/json"}
 class Capabilities:
     """What a route offers, for checks made before anything is sent (``validate``, the CLI)."""
 
-    tiers: tuple[str, ...]  # service tiers it serves, the default first
+    tiers: tuple[Tier, ...]  # service tiers it serves, the default first
     batch: bool  # whether the batch executor can send its rows as jobs
     link_schemes: tuple[str, ...]  # source-link prefixes it takes as links, not files
     model_id: re.Pattern[str]  # what a model id must look like on this route
@@ -51,6 +51,7 @@ class PreparedRequest:
     upload_bytes: int
     headers: Mapping[str, str] = field(default_factory=lambda: JSON_HEADERS)  # the protocol's
     method: str = "POST"
+    tier: Tier = Tier.STANDARD  # the service tier asked for (the job's), for its reader
 
 
 class AnswerReader(Protocol):

@@ -42,6 +42,8 @@ class RunResult:
     manifest_rows: int = 0  # rows within --limit
     manifest_rows_all: int | None = None  # the whole file's, counted after a --limit run
     remaining_usd: float | None = None  # stopped by the cap: what the rows left should cost
+    fell_back: int = 0  # rows resent at the --tier-fallback tier (shed too often, or refused)
+    tiers_stopped: dict[str, str] = field(default_factory=dict)  # "flex for M" -> the answer
 
     def __post_init__(self) -> None:
         if math.isnan(self.started):

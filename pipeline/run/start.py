@@ -167,7 +167,13 @@ def cost_to_send(checked: CheckedManifest, done: DoneRows) -> float:
         config, done, SourceCache(max_bytes=0), to_do, checked.batches, verify_done=False
     )
     return sum(
-        worst_case(job, effective_size(job), config.prices)
+        worst_case(
+            job,
+            effective_size(job),
+            config.prices,
+            route=config.provider,
+            fallback=config.retry.fallback,
+        )
         for batch in planner
         for job in batch.items
         if isinstance(job, Job)

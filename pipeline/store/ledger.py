@@ -37,7 +37,9 @@ JOURNAL_FILE = "ledger.journal"
 ATTEMPTS_FILE = "attempts.parquet"
 ATTEMPTS_JOURNAL_FILE = "attempts.journal"
 LOCK_FILE = ".lock"
-LEDGER_VERSION = "1"
+# 2: provider, tier, tier_reported (ledger) and tier (attempts); a version-1 file reads with
+# those columns null.
+LEDGER_VERSION = "2"
 ROW_GROUP_ROWS = 65536
 
 SCHEMA = pa.schema(
@@ -67,6 +69,9 @@ SCHEMA = pa.schema(
         ("prompt", pa.string()),
         ("metadata", pa.string()),
         ("cost_usd", pa.float64()),
+        ("provider", pa.string()),
+        ("tier", pa.string()),
+        ("tier_reported", pa.bool_()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -85,6 +90,7 @@ ATTEMPTS_SCHEMA = pa.schema(
         ("wait_s", pa.float64()),
         ("possibly_billed", pa.bool_()),
         ("cost_usd", pa.float64()),
+        ("tier", pa.string()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -119,6 +125,9 @@ class LedgerRecord:
     fingerprint: str | None = None
     metadata: str | None = None  # the manifest row's other columns, as a JSON object
     cost_usd: float | None = None  # by the price table, over all of the row's attempts
+    provider: str | None = None  # the route it was sent through (--provider)
+    tier: str | None = None  # the tier that served it if the answer said, else the one asked
+    tier_reported: bool | None = None  # whether the answer said which tier served it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,7 @@ class AttemptRecord:
     wait_s: float  # wait before the next attempt (0 when it was the last)
     possibly_billed: bool  # by budget.possibly_billed: the server may have charged for it
     cost_usd: float | None = None  # by the price table (None: recorded before costs were kept)
+    tier: str | None = None  # the tier it was billed at: the answer's, else the one asked
 
 
 def _write_parquet(tables: Iterable[pa.Table], schema: pa.Schema, path: Path) -> None:

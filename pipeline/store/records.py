@@ -17,8 +17,9 @@ from pipeline.store.storage import StoredImage
 class RowState:
     """One row in a worker: its attempts, retry allowance and what it has cost so far."""
 
-    job: Job
+    job: Job  # as it is sent now: at its fallback tier once it fell back
     size: str  # the image size it will get (for prices)
+    route: str | None = None  # --provider (the ledger's ``provider``)
     retry: RetryBudget = field(default_factory=RetryBudget)
     attempts: int = 0
     cost_usd: float = 0.0
@@ -44,6 +45,7 @@ class RowState:
             wait_s=round(wait_s, 3),
             possibly_billed=possibly_billed(outcome),
             cost_usd=round(cost_usd, 6),
+            tier=(outcome.tier or self.job.tier).value,
         )
 
     def cancelled_record(
@@ -63,6 +65,7 @@ class RowState:
             wait_s=0.0,
             possibly_billed=possibly_billed(why),
             cost_usd=round(cost_usd, 6),
+            tier=self.job.tier.value,
         )
 
 
@@ -111,6 +114,9 @@ def ledger_record(
         fingerprint=fingerprint,
         metadata=job.metadata,
         cost_usd=round(row.cost_usd, 6),
+        provider=row.route,
+        tier=(outcome.tier or job.tier).value,
+        tier_reported=outcome.tier is not None,
     )
 
 

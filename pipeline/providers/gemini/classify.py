@@ -19,6 +19,9 @@ evidence, most trusted first:
 5. finishReason other than STOP -> that finishReason, known or not.
 6. TEXT_ONLY when the model only wrote text, else NO_IMAGE.
 
+The tier the request asked for refines the reading last (``tiering``: a shed Flex request, a
+tier the route does not offer); a 2xx also says which tier served it, where the route reports it.
+
 Each outcome also says how far the attempt got (``Delivery``): an error the server reported
 (any non-2xx status, or a gateway's error object in a 2xx body) is ``ERROR``; every other 2xx,
 readable or not, is ``ANSWERED``. ``budget.possibly_billed`` decides the money from that alone.
@@ -32,31 +35,41 @@ from typing import Any, assert_never
 
 from pipeline.core import jsonread as jr
 from pipeline.core.durations import parse_retry_after
+from pipeline.core.tiers import reported_tier
 from pipeline.core.types import (
     Delivery,
     Outcome,
     OutcomeKind,
     QuotaScope,
     RawResponse,
+    Tier,
     TransportFailure,
     Usage,
 )
 from pipeline.providers.gemini.errors import ErrorBody, error_from_bytes, error_from_json, snippet
 from pipeline.providers.gemini.extract import read_candidates
+from pipeline.providers.tiering import tier_outcome
 
 STOP = "STOP"
 MALFORMED = "MALFORMED_RESPONSE"
 
 
 def classify(
-    response: RawResponse, *, now: float | None = None, follow_links: bool = False
+    response: RawResponse,
+    *,
+    now: float | None = None,
+    follow_links: bool = False,
+    tier: Tier = Tier.STANDARD,
 ) -> Outcome:
     """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``;
-    ``follow_links`` counts image links in the answer as its images (rule 1)."""
+    ``follow_links`` counts image links in the answer as its images (rule 1); ``tier`` is the
+    tier the request asked for (sheds and refused tiers: ``tiering``)."""
     if 200 <= response.status < 300:
-        return _classify_2xx(response, now, follow_links)
-    error = error_from_bytes(response.body)
-    return _server_failed(_classify_error(response.status, error, response, now))
+        outcome = _classify_2xx(response, now, follow_links)
+    else:
+        error = error_from_bytes(response.body)
+        outcome = _server_failed(_classify_error(response.status, error, response, now))
+    return tier_outcome(outcome, tier)
 
 
 def classify_failure(failure: TransportFailure, message: str, sent: bool = True) -> Outcome:
@@ -195,6 +208,7 @@ def _classify_generation(
         "usage": usage,
         "model_version": jr.string(jr.get(data, "modelVersion", "model_version")),
         "response_id": jr.string(jr.get(data, "responseId", "response_id")),
+        "tier": _served_tier(jr.get(data, "usageMetadata", "usage_metadata")),
     }
     if reading.images or reading.image_urls:
         notes = [m for m in (reading.finish_message, reading.problem) if m]
@@ -238,6 +252,17 @@ def _usage(metadata: object) -> Usage:
             jr.get(metadata, "candidatesTokenCount", "candidates_token_count")
         ),
         thoughts_tokens=jr.integer(jr.get(metadata, "thoughtsTokenCount", "thoughts_token_count")),
+    )
+
+
+def _served_tier(metadata: object) -> Tier | None:
+    """The tier the answer says served it: the Gemini API's ``serviceTier`` (only when the
+    request named one), Vertex's ``trafficType``."""
+    if not isinstance(metadata, dict):
+        return None
+    found = jr.get(metadata, "serviceTier", "service_tier")
+    return reported_tier(
+        found if found is not None else jr.get(metadata, "trafficType", "traffic_type")
     )
 
 

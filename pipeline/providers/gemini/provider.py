@@ -14,7 +14,8 @@ from urllib.parse import quote
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
 from pipeline.core.models import MODEL_ID_IN_PATH, effective_size
 from pipeline.core.routes import Route, api_version
-from pipeline.core.types import Job, Outcome, TransportFailure
+from pipeline.core.tiers import request_timeout
+from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.rowimages import URI_PREFIXES
 from pipeline.plan.sources import SourceCache
@@ -30,7 +31,7 @@ from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
 
 CAPABILITIES = Capabilities(
-    tiers=("standard",),
+    tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # the body's serviceTier
     batch=False,  # the Batch API is not spoken yet
     link_schemes=URI_PREFIXES,  # sent as fileData.fileUri
     model_id=MODEL_ID_IN_PATH,  # the id travels in the URL path
@@ -71,15 +72,15 @@ class GeminiProvider:
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
         body, digests = build_body(job, sources, fit_images=self.fit_images)
-        timeouts = self.timeouts_s
         return PreparedRequest(
             model=job.model,
             url=self.url(job.model),
             body=body,
-            fingerprint=fingerprint(job, digests),
-            timeout_s=timeouts.get(effective_size(job), max(timeouts.values())),
+            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
+            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
             upload_bytes=len(body),
             headers=JSON_HEADERS,
+            tier=job.tier,
         )
 
     def url(self, model: str) -> str:
@@ -90,7 +91,8 @@ class GeminiProvider:
         return f"{base}/{version}/models/{quote(model, safe='')}:generateContent"
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return WholeBody(functools.partial(classify, follow_links=self.follow_links))
+        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
+        return WholeBody(read)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from pipeline.core.models import resolve_model
-from pipeline.core.types import Job
+from pipeline.core.types import Job, Tier
 from pipeline.plan.fingerprint import link_digest
 from pipeline.plan.rowimages import is_link
 from pipeline.plan.sources import (
@@ -73,4 +73,7 @@ def build_body(job: Job, sources: SourceCache, *, fit_images: bool) -> tuple[byt
     if job.system_instruction:
         body["systemInstruction"] = {"parts": [{"text": job.system_instruction}]}
     body["generationConfig"] = generation_config(job)
+    if job.tier is not Tier.STANDARD:
+        # The Gemini API's field (the SDK's ``service_tier``); standard is the default, not sent.
+        body["serviceTier"] = job.tier.value
     return orjson.dumps(body), digests  # compact, and fast on bodies carrying base64 photos

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from pipeline.core.tiers import SHED
 from pipeline.core.types import Outcome, OutcomeKind
 
 MIN_FLOOR = 4  # requests in flight that overload signals never take away
@@ -43,8 +44,8 @@ def is_overload(outcome: Outcome) -> bool:
 
     A 429 is not: it carries its own wait, which the rate gate enforces for the whole pool.
     """
-    if outcome.kind is not OutcomeKind.TRANSIENT:
-        return False
+    if outcome.kind is not OutcomeKind.TRANSIENT or outcome.reason == SHED:
+        return False  # a shed Flex request is Flex being best effort: its row backs off
     return outcome.http_status in _OVERLOAD_STATUSES or outcome.reason == "TIMEOUT"
 
 

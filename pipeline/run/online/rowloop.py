@@ -29,6 +29,7 @@ from pipeline.run.final import final_record
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.online.grace import DrainGrace
 from pipeline.run.online.pacing import RateGate
+from pipeline.run.tiers import TierFallback
 from pipeline.run.unusable import UnusableModels
 from pipeline.store.ledger import LedgerRecord
 from pipeline.store.records import (
@@ -73,6 +74,7 @@ class RowLoop:
         self.grace = grace
         self.models = models
         self.rng = rng
+        self.tiers = TierFallback(self.config.retry.fallback, self.result)  # refused, moved
 
     async def work(
         self,
@@ -97,7 +99,7 @@ class RowLoop:
             invalid = InvalidRow(job.row_id, job.line, "images", str(e))
             await records.send(invalid_record(invalid, self.clock.now()))
             return
-        row = RowState(job, effective_size(job))
+        row = RowState(job, effective_size(job), route=self.config.provider)
         while True:
             await self.gate.wait(self.control)
             if self.limiter is not None:
@@ -105,6 +107,11 @@ class RowLoop:
                     await self.limiter.acquire()
             if self.control.draining:
                 return  # not sent: the row stays pending for the next run
+            if (moved := self.tiers.check(row.job)) is not None:  # its tier was refused
+                fresh = await self._move(row, moved, records)
+                if fresh is None:
+                    return
+                request = fresh
             if (unusable := self.models.check(job)) is not None:
                 # Its model is unusable: the row fails without being sent.
                 await self._finish(
@@ -141,13 +148,19 @@ class RowLoop:
                 if decision.action is Action.STOP_RUN:
                     self.services.stop(outcome)
                     return
-                if decision.action is not Action.RETRY:
+                if decision.action not in (Action.RETRY, Action.FALL_BACK):
                     if decision.action is Action.FAIL_MODEL:
                         outcome = self.models.for_row(job)
                     assert decision.status is not None
                     await self._finish(row, records, request=request, outcome=outcome,
                                        status=decision.status, latency_ms=latency_ms)  # fmt: skip
             self.adaptive.on_answer(outcome)  # with the slot let go: what is borrowed is the burst
+            if decision.action is Action.FALL_BACK:  # at once: the new tier has not refused it
+                fresh = await self._move(row, self.tiers.fall_back(row.job, outcome), records)
+                if fresh is None:
+                    return
+                request = fresh
+                continue
             if decision.action is not Action.RETRY:
                 return
             self.result.retried[outcome.reason] += 1
@@ -188,7 +201,8 @@ class RowLoop:
         """One attempt: reserve its worst-case cost, take a slot (held by ``slot``), send,
         settle; the outcome, its latency and its cost. None if it was not sent (the cap, a
         drain) or was abandoned when a drain's grace ran out."""
-        reserved = worst_case(row.job, row.size, self.config.prices)
+        route, fallback = self.config.provider, self.config.retry.fallback
+        reserved = worst_case(row.job, row.size, self.config.prices, route=route, fallback=fallback)
         if not self.spend.reserve(reserved):
             self.control.drain(Halt.COST_CAP)
             return None
@@ -227,7 +241,7 @@ class RowLoop:
             # Still going when the drain's grace ran out: left pending for the next run.
             await self._abandon(row, reserved, started, ABANDONED, records)
             return None
-        cost = attempt_cost(outcome, row.job, row.size, self.config.prices)
+        cost = attempt_cost(outcome, row.job, row.size, self.config.prices, route=route)
         self._charge(row, reserved, cost)
         return outcome, (self.clock.monotonic() - started) * 1000, cost
 
@@ -240,7 +254,7 @@ class RowLoop:
         records: MemoryObjectSendStream[Record],
     ) -> None:
         """Record an attempt given up before its answer (possibly billed, by the one rule)."""
-        cost = attempt_cost(why, row.job, row.size, self.config.prices)
+        cost = attempt_cost(why, row.job, row.size, self.config.prices, route=self.config.provider)
         self._charge(row, reserved, cost)
         self.result.cancelled.append(row.job.row_id)
         latency_ms = (self.clock.monotonic() - started) * 1000
@@ -253,6 +267,19 @@ class RowLoop:
 
     def _prepare(self, job: Job) -> PreparedRequest:
         return self.provider.prepare(job, self.sources)
+
+    async def _move(
+        self, row: RowState, job: Job, records: MemoryObjectSendStream[Record]
+    ) -> PreparedRequest | None:
+        """Send the row as ``job`` (its fallback tier) from now on: its request made again
+        (None: a source went bad meanwhile, and the row is recorded invalid)."""
+        row.job, row.retry.sheds = job, 0
+        try:
+            return await anyio.to_thread.run_sync(self._prepare, job)
+        except SourceImageError as e:
+            invalid = InvalidRow(job.row_id, job.line, "images", str(e))
+            await records.send(invalid_record(invalid, self.clock.now()))
+            return None
 
     async def _record(
         self,
