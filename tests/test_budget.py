@@ -69,6 +69,13 @@ def test_attempt_costs_follow_the_price_table() -> None:
     assert attempt_cost(success, pro, "4K", prices) == pytest.approx(0.24 + 2 * 0.0011)
 
 
+def test_a_refusal_the_route_charges_costs_an_image() -> None:
+    # Vertex bills Model Armor blocks as generations; other refusals cost the refusal price.
+    armor = Outcome(OutcomeKind.REFUSAL, "MODEL_ARMOR", 200, billed_refusal=True)
+    assert possibly_billed(armor)
+    assert attempt_cost(armor, job(), "1K", PriceTable(refusal_usd=0.01)) == FLASH_1K
+
+
 def test_the_cap_holds_under_64_requests_in_flight(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
                                               for i in range(300)])  # fmt: skip

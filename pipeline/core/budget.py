@@ -66,7 +66,8 @@ def possibly_billed(outcome: Outcome) -> bool:
     3. The server answered that it failed (429, 503, any other error status, or a gateway's
        error object in a 2xx body): Google bills no failed request, so not billed.
     4. A refusal: billed only what the price table's ``refusal_usd`` says (Google: nothing), not
-       as an image, so not counted here.
+       as an image, so not counted here; except a refusal the route says it charges as a
+       generation (``billed_refusal``: Vertex's Model Armor blocks), which is billed.
     5. Any other answer to a generation (a success; a 2xx that could not be parsed; an answer
        whose linked image could not be fetched or whose image could not be stored): billed.
     """
@@ -76,7 +77,7 @@ def possibly_billed(outcome: Outcome) -> bool:
         case Delivery.NO_ANSWER:
             return True
         case Delivery.ANSWERED:
-            return outcome.kind is not OutcomeKind.REFUSAL
+            return outcome.kind is not OutcomeKind.REFUSAL or outcome.billed_refusal
 
 
 def attempt_cost(
@@ -84,14 +85,17 @@ def attempt_cost(
 ) -> float:
     """What the server charges for this attempt, by the price table at the tier that served
     it (the answer's, else the one asked for): an image's price for a success, the refusal
-    price for a refusal, the worst case for any other attempt that may have been billed (its
-    price cannot be told from what came back), else nothing."""
+    price for a refusal (an image's for one the route charges as a generation), the worst case
+    for any other attempt that may have been billed (its price cannot be told from what came
+    back), else nothing."""
     tier = outcome.tier or job.tier
     inputs = prices.input_cost(job.model, len(job.images), tier=tier, route=route)
     if outcome.kind is OutcomeKind.SUCCESS:
         images = max(1, len(outcome.images) or len(outcome.image_urls))
         return images * prices.per_image(job.model, size, tier=tier, route=route) + inputs
     if outcome.kind is OutcomeKind.REFUSAL:
+        if outcome.billed_refusal:
+            return prices.per_image(job.model, size, tier=tier, route=route) + inputs
         return prices.refusal(route) + inputs
     if possibly_billed(outcome):
         return worst_case(job, size, prices, route=route)

@@ -100,6 +100,9 @@ class Outcome:
     model_version: str | None = None
     response_id: str | None = None
     tier: Tier | None = None  # the tier that served it, where the answer says (else None)
+    # A refusal the route charges as a generation (Vertex's Model Armor blocks): the money rule
+    # bills it at the image's price instead of the refusal price.
+    billed_refusal: bool = False
     # An outcome built without saying how far it got counts as answered: when unsure, the money
     # rule must err on "possibly billed", never on "free".
     delivery: Delivery = Delivery.ANSWERED

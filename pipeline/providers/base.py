@@ -15,11 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pipeline.core.types import Job, Outcome, RawResponse, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import Auth
+
+if TYPE_CHECKING:  # the HTTP layer reads answers through this module's readers
+    from pipeline.providers.http import HttpClient
 
 JSON_HEADERS: Mapping[str, str] = {"content-type": "application/json"}
 
@@ -129,4 +132,11 @@ class Provider(Protocol):
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         """The outcome of an attempt that got no usable answer (``NoAnswer``'s fields)."""
+        ...
+
+    async def preflight(self, client: HttpClient) -> Provider:
+        """Check the route once, unbilled, before the first paid request; the provider to
+        send through (this one, or one with what the check settled, e.g. Vertex's project
+        from the credentials). Raises ``UsageError`` (exit 2, nothing spent) when no row
+        could be sent: wrong project, location, scope, key, or a model the route lacks."""
         ...

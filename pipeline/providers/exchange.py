@@ -9,6 +9,7 @@ same attempt: a 401 is an error answer (never billed), so the resend cannot pay 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
@@ -16,24 +17,31 @@ import anyio
 from pipeline.core.imagecheck import decoded_mime
 from pipeline.core.types import Delivery, ImagePart, NoAnswer, Outcome, OutcomeKind, RawResponse
 from pipeline.providers.auth import Credentials, CredentialsFailed
-from pipeline.providers.base import PreparedRequest, Provider
+from pipeline.providers.base import AnswerReader, PreparedRequest, Provider
 from pipeline.providers.http import HttpClient
 
 UNAUTHORIZED = 401
 
 
-async def exchange(provider: Provider, client: HttpClient, request: PreparedRequest) -> Outcome:
+async def exchange(
+    provider: Provider,
+    client: HttpClient,
+    request: PreparedRequest,
+    reader: Callable[[PreparedRequest], AnswerReader] | None = None,
+) -> Outcome:
     """Send ``request`` once (twice after a 401 a refresh can cure); its outcome, whatever
-    happened on the way."""
+    happened on the way. ``reader``: what reads the answer, when not the provider's reader
+    of generations (a route check reads a model's metadata)."""
     auth = provider.auth
+    read = reader or provider.reader
     try:
         credentials = await auth.credentials()
-        outcome = await _send(provider, client, request, credentials)
+        outcome = await _send(provider, client, request, credentials, read)
         if outcome.http_status == UNAUTHORIZED:
             fresh = await auth.rejected(credentials)
             if fresh is not None:
                 credentials = fresh
-                outcome = await _send(provider, client, request, credentials)
+                outcome = await _send(provider, client, request, credentials, read)
     except CredentialsFailed as e:
         return Outcome(
             OutcomeKind.RUN_ERROR, "CREDENTIALS_FAILED", message=str(e), delivery=Delivery.NOT_SENT
@@ -46,9 +54,13 @@ async def exchange(provider: Provider, client: HttpClient, request: PreparedRequ
 
 
 async def _send(
-    provider: Provider, client: HttpClient, request: PreparedRequest, credentials: Credentials
+    provider: Provider,
+    client: HttpClient,
+    request: PreparedRequest,
+    credentials: Credentials,
+    read: Callable[[PreparedRequest], AnswerReader],
 ) -> Outcome:
-    answer = await client.send(request, credentials, provider.reader(request))
+    answer = await client.send(request, credentials, read(request))
     if isinstance(answer, NoAnswer):
         return provider.classify_failure(*answer)
     return answer

@@ -52,6 +52,19 @@ class HttpClient:
         method, body, timeout_s = request.method, request.body, request.timeout_s
         return await self._exchange(method, url, body, headers, timeout_s, read=read)
 
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout_s: float,
+    ) -> RawResponse | NoAnswer:
+        """A request outside the API's protocol (an OAuth token endpoint, a metadata server),
+        its answer whole: whatever credential it needs is in ``headers`` or ``body``; redirects
+        are not followed."""
+        return await self._exchange(method, url, body, headers, timeout_s, read=_collect)
+
     async def download(self, url: str, timeout_s: float) -> RawResponse | NoAnswer:
         """GET an image a gateway returned as a link: no credential of any kind is sent, and
         the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
@@ -179,7 +192,7 @@ async def _read(response: httpx.Response, reader: AnswerReader) -> Outcome:
 
 
 async def _collect(response: httpx.Response) -> RawResponse:
-    """A linked image's answer as it came, read up to ``MAX_DOWNLOAD_BYTES``."""
+    """An answer as it came (a linked image, a token), read up to ``MAX_DOWNLOAD_BYTES``."""
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.aiter_bytes():

@@ -49,8 +49,15 @@ class Pipeline:
     async def run(
         self, observers: Sequence[Observer] = (), checked: CheckedManifest | None = None
     ) -> RunResult:
-        """Process every pending row (see ``RunShell.run``)."""
-        return await self.shell.run(self.executor, observers, checked)
+        """Check the route, then process every pending row (see ``RunShell.run``).
+
+        The route check is one unbilled request before the first paid one (Vertex reads the
+        model through its project, location and credentials); a route that cannot serve the
+        run raises ``UsageError`` (exit 2) before anything is sent or recorded.
+        """
+        executor = self.executor
+        executor.provider = await executor.provider.preflight(executor.clients.for_worker(0))
+        return await self.shell.run(executor, observers, checked)
 
 
 async def run_manifest(

@@ -29,6 +29,7 @@ from pipeline.providers.base import (
 )
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
+from pipeline.providers.http import HttpClient
 
 CAPABILITIES = Capabilities(
     tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # the body's serviceTier
@@ -96,3 +97,8 @@ class GeminiProvider:
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)
+
+    async def preflight(self, client: HttpClient) -> GeminiProvider:
+        # A bad key or model shows on the first request, unbilled (an error is never billed),
+        # and stops the run there: no check of its own is needed.
+        return self
