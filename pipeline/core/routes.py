@@ -43,6 +43,16 @@ KEY_VARIABLES: dict[Route, tuple[str, ...]] = {
     Route.OPENAI_CHAT: ("NANOBATCH_GATEWAY_KEY",),
 }
 
+# The source links each route takes as links (sent as ``fileData.fileUri``, fetched by the
+# server), checked per row by the plan (``validate`` and ``run`` alike). Cloud Storage links
+# are Vertex's: the Gemini API reads only Cloud Storage buckets registered with it, which
+# nanobatch does not do, so a gs:// source on it is an invalid row that says so.
+LINK_SCHEMES: dict[Route, tuple[str, ...]] = {
+    Route.GEMINI: ("http://", "https://"),
+    Route.VERTEX: ("gs://", "http://", "https://"),
+    Route.OPENAI_CHAT: ("http://", "https://"),
+}
+
 _TRUE = ("true", "1")
 
 

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import structlog
 
 from pipeline.core.config import RunConfig
+from pipeline.core.routes import LINK_SCHEMES
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.done import DoneRows
 from pipeline.plan.fingerprint import request_fingerprint
@@ -74,6 +75,7 @@ class Planner:
                 fit_images=config.fit_images,
                 name_max_bytes=name_limit(config.out_dir),
                 tier=config.tier,
+                links=LINK_SCHEMES[config.provider],
             ),
             prices=config.prices,
         )

@@ -45,9 +45,12 @@ class BadImages(ValueError):
 class SourceImages:
     """Resolves ``images`` cells; each distinct file is inspected (and decoded) once."""
 
-    def __init__(self, base_dir: Path, *, fit_images: bool) -> None:
+    def __init__(
+        self, base_dir: Path, *, fit_images: bool, links: tuple[str, ...] = URI_PREFIXES
+    ) -> None:
         self._base_dir = base_dir
         self._fit = fit_images
+        self._links = links  # the link schemes the run's route takes
         self._inspect = functools.lru_cache(maxsize=65536)(
             functools.partial(inspect_source, decode=True)
         )
@@ -64,11 +67,11 @@ class SourceImages:
         images = []
         inline = 0
         for item in listed:
-            if is_link(item):
+            if item.startswith(self._links):
                 images.append(item)  # sent as fileData: the server fetches it
                 continue
             if "://" in item:
-                raise BadImages(f"{item}: only http(s):// and gs:// links are accepted")
+                raise BadImages(self._refused(item))
             path = self._local(item, warn)
             inline += inline_bytes(self._size(item, path))
             images.append(path)
@@ -78,6 +81,15 @@ class SourceImages:
                 f"at most {MAX_REQUEST_INLINE_MIB} MiB: use fewer or smaller images"
             )
         return tuple(images)
+
+    def _refused(self, item: str) -> str:
+        if item.startswith("gs://"):
+            return (
+                f"{item}: Cloud Storage (gs://) links are read by Vertex AI (--provider vertex); "
+                "on this route use a local file or an https:// link"
+            )
+        accepted = ["http(s)://"] + (["gs://"] if "gs://" in self._links else [])
+        return f"{item}: only {' and '.join(accepted)} links are accepted"
 
     def _local(self, item: str, warn: Callable[[str], None]) -> str:
         written = os.path.expanduser(item)

@@ -33,7 +33,7 @@ from pipeline.core.models import (
 )
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job, Tier
-from pipeline.plan.rowimages import BadImages, SourceImages
+from pipeline.plan.rowimages import URI_PREFIXES, BadImages, SourceImages
 
 SHOWN_PROMPT_CHARS = 2000  # an invalid row's prompt kept for the report (it may be huge)
 KNOWN_COLUMNS = frozenset({
@@ -60,6 +60,7 @@ class Defaults:
     fit_images: bool = False
     name_max_bytes: int = NAME_MAX_BYTES  # the output file system's limit on a file name
     tier: Tier = Tier.STANDARD  # --tier
+    links: tuple[str, ...] = URI_PREFIXES  # the link schemes the route takes (routes.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class RowResolver:
         prices: PriceTable | None = None,
     ) -> None:
         self._defaults = defaults
-        self._sources = SourceImages(base_dir, fit_images=defaults.fit_images)
+        self._sources = SourceImages(base_dir, fit_images=defaults.fit_images, links=defaults.links)
         self._prices = prices or PriceTable()
         self.warnings: list[RowWarning] = []
         self.warning_count = 0

@@ -13,11 +13,10 @@ from urllib.parse import quote
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
 from pipeline.core.models import MODEL_ID_IN_PATH, effective_size
-from pipeline.core.routes import Route, api_version
+from pipeline.core.routes import LINK_SCHEMES, Route, api_version
 from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
-from pipeline.plan.rowimages import URI_PREFIXES
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
 from pipeline.providers.base import (
@@ -34,7 +33,7 @@ from pipeline.providers.http import HttpClient
 CAPABILITIES = Capabilities(
     tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # the body's serviceTier
     batch=False,  # the Batch API is not spoken yet
-    link_schemes=URI_PREFIXES,  # sent as fileData.fileUri
+    link_schemes=LINK_SCHEMES[Route.GEMINI],  # sent as fileData.fileUri
     model_id=MODEL_ID_IN_PATH,  # the id travels in the URL path
     credentials=("--api-key", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
 )
@@ -99,6 +98,6 @@ class GeminiProvider:
         return classify_failure(failure, message, sent)
 
     async def preflight(self, client: HttpClient) -> GeminiProvider:
-        # A bad key or model shows on the first request, unbilled (an error is never billed),
-        # and stops the run there: no check of its own is needed.
+        # A bad key or model shows in the first answers, unbilled (an error is never billed),
+        # and stops the run after at most --concurrency requests: no check of its own.
         return self
