@@ -104,7 +104,7 @@ def test_gemini_url_carries_the_version() -> None:
     assert "/v1alpha/models/" in chosen.url("gemini-2.5-flash-image")
 
 
-@pytest.mark.parametrize("provider", ["vertex", "openai-chat"])
+@pytest.mark.parametrize("provider", ["openai-chat"])
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_a_route_not_yet_available_stops_with_one_line_and_exit_2(
     tmp_path: Path, provider: str, command: str
@@ -121,10 +121,16 @@ def test_a_route_not_yet_available_stops_with_one_line_and_exit_2(
 
 def test_vertex_from_the_environment_is_the_route_too(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "a lamp"}])
-    env = {"GOOGLE_GENAI_USE_VERTEXAI": "true", "GEMINI_API_KEY": "k"}
+    missing = tmp_path / "missing.json"
+    env = {
+        "GOOGLE_GENAI_USE_VERTEXAI": "true",
+        "GEMINI_API_KEY": "k",  # the Gemini API's key: Vertex does not read it
+        "GOOGLE_CLOUD_PROJECT": "acme",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(missing),
+    }
     result = CliRunner().invoke(app, ["run", str(manifest), "--out", str(tmp_path / "o")], env=env)
     assert result.exit_code == 2
-    assert "--provider vertex is not yet available" in result.output
+    assert f"Vertex AI: the credentials file {missing}" in result.output
 
 
 def test_a_vertex_flag_on_the_gemini_route_is_refused_before_anything_is_made(

@@ -159,6 +159,10 @@ def run(
         route = route_from(provider, project, location, api_version, auth and auth.value)
         check_available(route.provider)
         key = route_key(route.provider, api_key)
+        if route.provider is Route.VERTEX:
+            # The SDK's variable for Vertex; without one, the host follows --location (the
+            # provider reads GEMINI_BASE_URL here as "not overridden").
+            url = base_url or os.environ.get("GOOGLE_VERTEX_BASE_URL") or GEMINI_BASE_URL
         check_out_dir(out)
         setup_logging(verbose, [key.reveal()] if key else [], out)
         if emulate:

@@ -103,6 +103,7 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
     rows are still checked; raises UsageError for a file that cannot be read at all.
     """
     check_options(config)
+    provider_for(config)  # settings the route cannot take are said before any row is read
     preset = config.ids is not None
     config, opened = open_settled(config, config.ids)
     with check_pass(config, opened, None) as checked:
