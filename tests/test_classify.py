@@ -986,4 +986,3 @@ def test_duration_parsers_are_total(value: object) -> None:
     if isinstance(value, str):
         after = parse_retry_after(value, now=NOW)
         assert after is None or after >= 0
-

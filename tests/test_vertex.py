@@ -21,7 +21,7 @@ from pipeline.core.config import GEMINI_BASE_URL, ApiKey, AuthStyle
 from pipeline.core.errors import UsageError
 from pipeline.core.prices import PriceTable
 from pipeline.core.routes import Route
-from pipeline.core.types import OutcomeKind, RawResponse
+from pipeline.core.types import Job, OutcomeKind, RawResponse, Tier
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, TokenAuth
 from pipeline.providers.vertex.classify import classify
@@ -139,42 +139,41 @@ def test_a_project_route_before_its_check_names_no_project(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("overrides", "tier", "words"),
+    ("overrides", "words"),
     [
-        ({"location": "us-central1"}, "flex", "Flex on Vertex AI is served at --location global"),
+        ({"location": "us-central1", "tier": Tier.FLEX},
+         "Flex on Vertex AI is served at --location global"),
         ({"location": "us-central1", "project": None, "api_key": ApiKey("k", "GOOGLE_API_KEY")},
-         "standard", "express mode (an API key, from GOOGLE_API_KEY) is served at global"),
-        ({"auth": AuthStyle.QUERY}, "standard", "--auth query applies to API keys"),
+         "express mode (an API key, from GOOGLE_API_KEY) is served at global"),
+        ({"auth": AuthStyle.QUERY}, "--auth query applies to API keys"),
         ({"auth": AuthStyle.BEARER, "project": None, "api_key": ApiKey("k", "--api-key")},
-         "standard", "not as a Bearer token"),
-        ({"location": "us-central1.evil.com/"}, "standard", "is not a Vertex AI location"),
-        ({"project": "a/../b"}, "standard", "is not a Google Cloud project id"),
+         "not as a Bearer token"),
+        ({"location": "us-central1.evil.com/"}, "is not a Vertex AI location"),
+        ({"project": "a/../b"}, "is not a Google Cloud project id"),
     ],
 )  # fmt: skip
 def test_settings_the_route_cannot_take_are_refused_with_the_reason(
-    tmp_path: Path, overrides: dict[str, Any], tier: str, words: str
+    tmp_path: Path, overrides: dict[str, Any], words: str
 ) -> None:
     config = vertex_config(tmp_path / "m.csv", tmp_path, **overrides)
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        VertexProvider.from_config(config, tier=tier)
+        VertexProvider.from_config(config)
 
 
-@pytest.mark.parametrize(("tier", "shared"), [("standard", None), ("flex", "flex"),
-                                              ("priority", "priority")])  # fmt: skip
-def test_tiers_travel_as_vertex_s_headers_and_the_body_stays_the_same(
-    tmp_path: Path, tier: str, shared: str | None
+@pytest.mark.parametrize(("tier", "shared"), [(Tier.STANDARD, None), (Tier.FLEX, "flex"),
+                                              (Tier.PRIORITY, "priority")])  # fmt: skip
+def test_a_row_s_tier_travels_in_vertex_s_headers_and_leaves_the_fingerprint_alone(
+    tmp_path: Path, tier: Tier, shared: str | None
 ) -> None:
-    from pipeline.core.types import Job
-
-    provider = VertexProvider.from_config(vertex_config(tmp_path / "m.csv", tmp_path), tier=tier)
-    job = Job("r", 1, "a lamp", (), M, "1K", "1:1")
+    provider = VertexProvider.from_config(vertex_config(tmp_path / "m.csv", tmp_path))
+    job = Job("r", 1, "a lamp", (), M, "1K", "1:1", tier=tier)
     request = provider.prepare(job, SourceCache())
     headers = {k.lower(): v for k, v in request.headers.items()}
     assert headers.get("x-vertex-ai-llm-shared-request-type") == shared
     assert headers.get("x-vertex-ai-llm-request-type") == ("shared" if shared else None)
-    standard = VertexProvider.from_config(vertex_config(tmp_path / "m.csv", tmp_path))
-    same = standard.prepare(job, SourceCache())
-    assert (request.body, request.fingerprint) == (same.body, same.fingerprint)
+    assert request.tier is tier
+    standard = provider.prepare(replace(job, tier=Tier.STANDARD), SourceCache())
+    assert request.fingerprint == standard.fingerprint
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -230,8 +229,8 @@ def test_model_armor_blocks_are_refusals_that_are_billed(
 def test_traffic_type_says_the_tier_that_served_it() -> None:
     body = generation(candidate(image()))
     body["usageMetadata"]["trafficType"] = "ON_DEMAND_FLEX"
-    outcome = classify(response(200, body))
-    assert (outcome.kind, outcome.served_tier) == (OutcomeKind.SUCCESS, "flex")
+    outcome = classify(response(200, body), tier=Tier.FLEX)
+    assert (outcome.kind, outcome.tier) == (OutcomeKind.SUCCESS, Tier.FLEX)
 
 
 JSON = st.recursive(

@@ -22,7 +22,7 @@ from pipeline.commands.run import run_and_report
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey
 from pipeline.core.errors import UsageError
-from pipeline.core.types import Job
+from pipeline.core.types import Tier
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorApp,
@@ -32,15 +32,12 @@ from pipeline.emulator import (
     parse_faults,
     parse_latency,
 )
-from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import Token, TokenAuth
-from pipeline.providers.exchange import exchange
-from pipeline.providers.http import ClientPool, HttpClient, new_http_client
+from pipeline.providers.http import HttpClient, new_http_client
 from pipeline.providers.vertex.provider import VertexProvider
 from pipeline.providers.vertex.urls import VertexRoute
 from pipeline.run.result import RunResult
-from pipeline.run.scheduler import Pipeline, run_manifest
-from pipeline.store.ledger import Ledger
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import write_csv
 from tests.vertex_helpers import (
     EMULATOR,
@@ -275,21 +272,14 @@ async def test_flex_travels_in_the_headers_and_the_answer_says_flex_served_it(
     adc_env(monkeypatch, tmp_path, service_account(tmp_path / "sa.json"))
     app = vertex_emulator(clock=clock.monotonic, flex_latency=parse_latency("uniform:60-120"))
     out = tmp_path / "out"
-    config = vertex_config(write_csv(tmp_path / "m.csv", rows(6)), out, clock=clock, model=GA)
-    provider = VertexProvider.from_config(config, tier="flex")
-    async with ClientPool(EmulatorTransport(app), 8) as pool:
-        ledger_ = Ledger(out)
-        ledger_.open()
-        try:
-            result = await Pipeline(config, pool, ledger_, provider).run()
-        finally:
-            ledger_.close()
-        ready = await provider.preflight(pool.for_worker(0))
-        job = Job("x", 1, "a lamp", (), GA, "1K", "1:1")
-        outcome = await exchange(ready, pool.for_worker(0), ready.prepare(job, SourceCache()))
+    manifest = write_csv(tmp_path / "m.csv", rows(6))
+    config = vertex_config(manifest, out, clock=clock, model=GA, tier=Tier.FLEX)
+    result = await run_manifest(config, EmulatorTransport(app))
     assert result.by_status == {"succeeded": 6}
-    assert stats(app)["by_tier"]["flex"]["requests"] == 7
-    assert outcome.served_tier == "flex"
+    assert stats(app)["by_tier"]["flex"]["billed"] == 6
+    recorded = ledger(out).values()
+    assert {(r["tier"], r["tier_reported"]) for r in recorded} == {("flex", True)}
+    assert sum(r["cost_usd"] for r in recorded) == pytest.approx(stats(app)["billed_usd"])
 
 
 def test_the_command_with_a_key_file_whose_tokens_expire_every_two_seconds(

@@ -3,7 +3,7 @@
 Everything else is the native classifier's (``gemini.classify``): Vertex's body is the native
 body, its error bodies are Google's ``google.rpc.Status`` (sometimes inside a JSON array,
 ``[{"error": {...}}]``, which the error reader takes), and ``usageMetadata.trafficType`` says
-which tier served the request (read into ``Outcome.served_tier``).
+which tier served the request (read into ``Outcome.tier``).
 
 Model Armor screens prompts and answers on Vertex: a blocked prompt comes back as
 ``promptFeedback.blockReason: MODEL_ARMOR``, a blocked answer as ``finishReason: MODEL_ARMOR``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.core.types import Outcome, OutcomeKind, RawResponse
+from pipeline.core.types import Outcome, OutcomeKind, RawResponse, Tier
 from pipeline.providers.gemini.classify import classify as classify_native
 
 MODEL_ARMOR = "MODEL_ARMOR"
@@ -23,10 +23,15 @@ ARMOR_REASONS = frozenset({MODEL_ARMOR, f"PROMPT_BLOCKED:{MODEL_ARMOR}"})
 
 
 def classify(
-    response: RawResponse, *, now: float | None = None, follow_links: bool = False
+    response: RawResponse,
+    *,
+    now: float | None = None,
+    follow_links: bool = False,
+    tier: Tier = Tier.STANDARD,
 ) -> Outcome:
-    """The native classification, with Model Armor's refusals marked billed."""
-    outcome = classify_native(response, now=now, follow_links=follow_links)
+    """The native classification (at the tier asked for), with Model Armor's refusals marked
+    billed."""
+    outcome = classify_native(response, now=now, follow_links=follow_links, tier=tier)
     if outcome.kind is OutcomeKind.REFUSAL and outcome.reason in ARMOR_REASONS:
         return replace(outcome, billed_refusal=True)
     return outcome

@@ -8,8 +8,10 @@ location, its project from ``--project``/``GOOGLE_CLOUD_PROJECT`` or else the on
 credentials name, settled by the route check (``preflight``) before anything is sent.
 
 Flex and Priority travel as Vertex's two headers (``X-Vertex-AI-LLM-Request-Type: shared``,
-``X-Vertex-AI-LLM-Shared-Request-Type: flex|priority``), not in the body, so the body (and the
-request's fingerprint) is the same at every tier. Flex is served at ``global`` only.
+``X-Vertex-AI-LLM-Shared-Request-Type: flex|priority``), beside the body's ``serviceTier``
+that the shared body builder writes (google-genai 3.x sends that field to Vertex too; the
+headers are Vertex's documented way). The fingerprint leaves the tier out on every route.
+Flex is served at ``global`` only: a run whose tier is Flex elsewhere is refused up front.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, AuthStyle,
 from pipeline.core.errors import UsageError
 from pipeline.core.models import DEFAULT_MODEL, MODEL_ID_IN_PATH, effective_size, resolve_model
 from pipeline.core.routes import KEY_VARIABLES, LINK_SCHEMES, Route, api_version
-from pipeline.core.types import Job, Outcome, TransportFailure
+from pipeline.core.tiers import request_timeout
+from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth, CredentialsFailed, TokenAuth
@@ -45,7 +48,7 @@ if TYPE_CHECKING:  # google-auth is imported only when a run uses OAuth
     from pipeline.providers.vertex.adc import AdcTokens
 
 CAPABILITIES = Capabilities(
-    tiers=("standard", "flex", "priority"),
+    tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # Vertex's headers
     batch=False,
     link_schemes=LINK_SCHEMES[Route.VERTEX],  # sent as fileData.fileUri
     model_id=MODEL_ID_IN_PATH,
@@ -58,12 +61,12 @@ CAPABILITIES = Capabilities(
 )
 
 # Vertex's tier headers; Standard sends none.
-TIER_HEADERS: dict[str, dict[str, str]] = {
+TIER_HEADERS: dict[Tier, dict[str, str]] = {
     tier: {
         "x-vertex-ai-llm-request-type": "shared",
-        "x-vertex-ai-llm-shared-request-type": tier,
+        "x-vertex-ai-llm-shared-request-type": tier.value,
     }
-    for tier in ("flex", "priority")
+    for tier in (Tier.FLEX, Tier.PRIORITY)
 }
 
 NO_PROJECT = (
@@ -82,14 +85,13 @@ class VertexProvider:
     tokens: AdcTokens | None = None  # the OAuth refresher behind ``auth`` (None: a key)
     model: str = DEFAULT_MODEL  # the run's model: the one the route check reads
     api_version: str | None = None  # --api-version; None: by model (``routes.api_version``)
-    tier: str = "standard"
-    headers: Mapping[str, str] = field(default_factory=lambda: JSON_HEADERS)
+    headers: Mapping[str, str] = field(default_factory=lambda: JSON_HEADERS)  # every request's
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False
     follow_links: bool = False
 
     @classmethod
-    def from_config(cls, config: RunConfig, *, tier: str = "standard") -> VertexProvider:
+    def from_config(cls, config: RunConfig) -> VertexProvider:
         """The provider for ``config``; raises ``UsageError`` for settings the route cannot
         take (checked without the network, so ``validate`` says the same)."""
         location = check_location(config.location)
@@ -100,7 +102,7 @@ class VertexProvider:
         express = key is not None and (
             project is None or key.source not in KEY_VARIABLES[Route.VERTEX]
         )
-        if tier == "flex" and location != GLOBAL and not express:
+        if config.tier is Tier.FLEX and location != GLOBAL and not express:
             raise UsageError(
                 f"Flex on Vertex AI is served at --location {GLOBAL} only, not {location}: "
                 f"use --location {GLOBAL}, or --tier standard"
@@ -145,8 +147,6 @@ class VertexProvider:
             tokens=tokens,
             model=resolve_model(config.model)[0],
             api_version=config.api_version,
-            tier=tier,
-            headers={**JSON_HEADERS, **TIER_HEADERS.get(tier, {})},
             timeouts_s=config.retry.timeouts_s,
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
@@ -165,19 +165,21 @@ class VertexProvider:
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
         body, digests = build_body(job, sources, fit_images=self.fit_images)
-        timeouts = self.timeouts_s
+        tier_headers = TIER_HEADERS.get(job.tier)
         return PreparedRequest(
             model=job.model,
             url=self.route.generate_url(job.model, self.version(job.model)),
             body=body,
-            fingerprint=fingerprint(job, digests),
-            timeout_s=timeouts.get(effective_size(job), max(timeouts.values())),
+            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
+            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
             upload_bytes=len(body),
-            headers=self.headers,
+            headers={**self.headers, **tier_headers} if tier_headers else self.headers,
+            tier=job.tier,
         )
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return WholeBody(functools.partial(classify, follow_links=self.follow_links))
+        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
+        return WholeBody(read)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)
