@@ -12,9 +12,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from pipeline.cli.app import app
+from pipeline.commands.validate import validate
 from pipeline.core.budget import attempt_cost, worst_case
-from pipeline.core.config import DEFAULT_TIMEOUTS_S, RetryConfig
+from pipeline.core.config import DEFAULT_TIMEOUTS_S, RetryConfig, RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.options import parse_timeouts
 from pipeline.core.prices import PriceTable
@@ -33,6 +36,7 @@ from pipeline.providers.gemini.classify import classify
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.store.ledger import LEDGER_FILE, SCHEMA
 from pipeline.store.ledgerview import read_ledger_view
+from tests.helpers import write_csv
 from tests.test_classify import OVERLOADED, candidate, generation, image, response
 
 FLASH = "gemini-3.1-flash-image-preview"
@@ -221,3 +225,35 @@ def test_a_ledger_written_before_the_tier_columns_reads_them_as_nulls(tmp_path: 
 
     assert view.table.to_pylist() == [{"row_id": "a", "status": "succeeded", "provider": None,
                                        "tier": None, "tier_reported": None}]  # fmt: skip
+
+
+def test_validate_prices_standard_flex_and_batch_side_by_side_and_the_tiers_asked(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": f"a{i}", "prompt": "p", "tier": ""} for i in range(4)]
+    rows += [{"id": "p", "prompt": "p", "tier": "priority", "image_size": "2K"}]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    config = RunConfig(manifest=manifest, out_dir=tmp_path, tier=Tier.FLEX)
+
+    found = validate(config, PriceTable())
+
+    assert found.standard_usd == pytest.approx(4 * 0.067 + 0.101)
+    assert found.flex_usd == pytest.approx(found.standard_usd / 2)
+    assert found.batch_usd == pytest.approx(found.standard_usd / 2)
+    assert found.chosen_usd == pytest.approx(4 * 0.0335 + 0.101 * 1.8)
+    assert found.tiers == {"flex": 4, "priority": 1}
+    shown = CliRunner().invoke(app, ["validate", str(manifest), "--tier", "flex"]).output
+    header = next(line for line in shown.splitlines() if line.split()[:1] == ["model"])
+    assert header.split()[-3:] == ["standard", "flex", "batch"]
+    assert "at the tiers asked (4 flex, 1 priority): $0.32" in shown
+    entry = validate(config, PriceTable()).to_json(PriceTable())["cost"][0]
+    assert (entry["standard_usd"], entry["flex_usd"], entry["batch_usd"]) == (0.268, 0.134, 0.134)
+
+
+def test_run_refuses_an_unknown_tier_before_anything_is_made(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "p"}])
+    args = ["run", str(manifest), "--out", str(tmp_path / "o"), "--tier", "cheap"]
+    result = CliRunner().invoke(app, args, env={"GEMINI_API_KEY": "k"})
+    assert result.exit_code == 2
+    assert "--tier 'cheap': use one of standard, flex, priority" in result.output
+    assert not (tmp_path / "o" / "ledger.parquet").exists()

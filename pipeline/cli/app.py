@@ -19,6 +19,7 @@ from pipeline.cli.params import (
     ApiVersion,
     AspectRatio,
     Concurrency,
+    DrainGrace,
     FitImages,
     IdColumn,
     Ids,
@@ -31,6 +32,7 @@ from pipeline.cli.params import (
     OutputFormat,
     PreviewOut,
     Prices,
+    ProgressEvery,
     Project,
     PromptTemplate,
     ProviderName,
@@ -38,6 +40,8 @@ from pipeline.cli.params import (
     RerunBefore,
     RetryRefused,
     Sheet,
+    StopAfter,
+    StopAt,
     TierFallback,
     TierName,
     Timeouts,
@@ -129,21 +133,10 @@ def run(
         str, typer.Option(help="Daily quota used up: stop (default) or wait for the reset")
     ] = "stop",
     timeouts: Timeouts = "",
-    stop_after: Annotated[
-        str | None, typer.Option(help="Drain and stop after this long, e.g. 7h, 45m")
-    ] = None,
-    stop_at: Annotated[
-        str | None, typer.Option(help="Drain and stop at this local time, HH:MM")
-    ] = None,
-    drain_grace: Annotated[
-        float,
-        typer.Option(
-            min=0.0, help="Seconds a stop waits for in-flight requests before abandoning them"
-        ),
-    ] = 60.0,
-    progress_every: Annotated[
-        float, typer.Option(help="Seconds between progress lines when not on a terminal")
-    ] = 30.0,
+    stop_after: StopAfter = None,
+    stop_at: StopAt = None,
+    drain_grace: DrainGrace = 60.0,
+    progress_every: ProgressEvery = 30.0,
     emulate: Annotated[bool, typer.Option(help="Rehearse against an in-process emulator")] = False,
     emulate_faults: Annotated[str, typer.Option(help="--faults SPEC of the emulator")] = "",
     emulate_latency: Annotated[str, typer.Option(help="--latency SPEC of the emulator")] = "0",
@@ -244,6 +237,7 @@ def validate(
     project: Project = None,
     location: Location = None,
     api_version: ApiVersion = None,
+    tier: TierName = "standard",
     output_format: OutputFormat = "text",
     out: PreviewOut = None,
     verbose: Verbose = 0,
@@ -267,6 +261,7 @@ def validate(
             project=route.project,
             location=route.location,
             api_version=route.api_version,
+            tier=parse_tier(tier),
             model=model,
             image_size=image_size,
             aspect_ratio=aspect_ratio,

@@ -45,6 +45,13 @@ TierName = Annotated[str, typer.Option("--tier", metavar="TIER", help=(
 TierFallback = Annotated[str | None, typer.Option(metavar="TIER", help=(
     "standard: resend at the standard price rows Flex keeps shedding, or whose tier the "
     "route refuses (else they fail, or the run stops)"))]  # fmt: skip
+StopAfter = Annotated[str | None, typer.Option(
+    help="Drain and stop after this long, e.g. 7h, 45m")]  # fmt: skip
+StopAt = Annotated[str | None, typer.Option(help="Drain and stop at this local time, HH:MM")]
+DrainGrace = Annotated[float, typer.Option(min=0.0, help=(
+    "Seconds a stop waits for in-flight requests before abandoning them"))]  # fmt: skip
+ProgressEvery = Annotated[float, typer.Option(
+    help="Seconds between progress lines when not on a terminal")]  # fmt: skip
 Rerun = Annotated[str, typer.Option(metavar="WHAT", help=(
     "Finished rows to send again: failed, refused, succeeded, all, none, or a mix such as "
     "failed,refused"))]  # fmt: skip

@@ -85,7 +85,8 @@ def preview(config: RunConfig, prices: PriceTable) -> Preview:
                     found.invalid += 1
                     continue
                 found.send[_why(statuses.get(item.row_id))] += 1
-                found.cost_usd += prices.per_image(item.model, effective_size(item))
+                size, route = effective_size(item), config.provider
+                found.cost_usd += prices.per_image(item.model, size, tier=item.tier, route=route)
     recorded_names = recorded_name_template(out)
     if recorded_names is not None and recorded_names != (config.name_template,) and found.kept:
         found.renamed = (

@@ -4,6 +4,7 @@ job will cost and upload before a cent is spent. The rows are checked by ``plan.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -15,7 +16,7 @@ from pipeline.core.config import RunConfig
 from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
-from pipeline.core.types import InvalidRow, Job
+from pipeline.core.types import InvalidRow, Job, Tier
 from pipeline.plan.checkpass import check_pass, open_settled
 from pipeline.plan.manifest import SHEET_ROWS, sheet_row
 from pipeline.plan.rowimages import is_link
@@ -44,13 +45,18 @@ class Validation:
     source_files: int = 0  # distinct local source images
     example_body: dict[str, Any] | None = None
     standard_usd: float = 0.0
+    flex_usd: float = 0.0
     batch_usd: float = 0.0
+    chosen_usd: float = 0.0  # at each row's own tier (--tier, or its tier column)
+    tiers: Counter[str] = field(default_factory=Counter)  # valid rows by the tier asked
+    route: str | None = None  # --provider: whose prices
     notes: list[str] = field(default_factory=list)  # about the file: columns, ids, format
     problems: list[str] = field(default_factory=list)  # whole-file: a run would not start
     ids: IdScheme | None = None
 
     def to_json(self, prices: PriceTable) -> dict[str, Any]:
         """The report for machines (``--format json``)."""
+        price = functools.partial(prices.per_image, route=self.route)
         return {
             "notes": self.notes,
             "problems": self.problems,
@@ -83,13 +89,17 @@ class Validation:
                     "model": model,
                     "image_size": size,
                     "images": n,
-                    "standard_usd": round(n * prices.per_image(model, size), 4),
-                    "batch_usd": round(n * prices.per_image(model, size, batch=True), 4),
+                    "standard_usd": round(n * price(model, size), 4),
+                    "flex_usd": round(n * price(model, size, tier=Tier.FLEX), 4),
+                    "batch_usd": round(n * price(model, size, batch=True), 4),
                 }
                 for (model, size), n in sorted(self.images_by_model_size.items())
             ],
             "standard_usd": round(self.standard_usd, 4),
+            "flex_usd": round(self.flex_usd, 4),
             "batch_usd": round(self.batch_usd, 4),
+            "chosen_usd": round(self.chosen_usd, 4),
+            "tiers": dict(self.tiers),
             "upload_bytes": self.upload_bytes,
             "distinct_source_files": self.source_files,
             "example_request": self.example_body,
@@ -109,6 +119,8 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
     with check_pass(config, opened, None) as checked:
         notes = [] if preset else checked.header.notes
         result = Validation(notes=notes, problems=checked.problems, ids=config.ids)
+        result.route = config.provider
+        price = functools.partial(prices.per_image, route=config.provider)
         sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
         planner = every_row(checked, sources)
         sizes: dict[str, int] = {}
@@ -123,11 +135,20 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
                 result.valid += 1
                 size = effective_size(item)
                 result.images_by_model_size[(item.model, size)] += 1
-                result.standard_usd += prices.per_image(item.model, size)
-                result.batch_usd += prices.per_image(item.model, size, batch=True)
+                result.standard_usd += price(item.model, size)
+                result.flex_usd += price(item.model, size, tier=Tier.FLEX)
+                result.batch_usd += price(item.model, size, batch=True)
+                result.chosen_usd += price(item.model, size, tier=item.tier)
+                result.tiers[item.tier.value] += 1
                 result.upload_bytes += _upload_bytes(item, sizes)
                 if result.example_body is None:
                     result.example_body = _example(item, config, sources)
+    offered = provider_for(config).capabilities.tiers
+    for tier in sorted(set(result.tiers) - set(offered)):
+        result.notes.append(
+            f"--provider {config.provider} does not offer the {tier} tier: its rows would "
+            "stop the run (or go standard with --tier-fallback standard)"
+        )
     result.warning_count = planner.resolver.warning_count
     result.warnings = planner.resolver.warnings[:MAX_LISTED]
     result.source_files = len(sizes)
@@ -157,6 +178,31 @@ def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any
                 f"{inline['data'][:_EXAMPLE_DATA_CHARS]}... ({len(inline['data'])} chars)"
             )
     return {"model": job.model, "row_id": job.row_id, "line": job.line, "body": body}
+
+
+def _estimate(found: Validation, prices: PriceTable) -> list[str]:
+    """Cost at standard, Flex and Batch side by side, and at the tiers the rows ask for."""
+    price = functools.partial(prices.per_image, route=found.route)
+    lines = ["estimated cost (valid rows x price per image):"]
+    lines.append(f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'flex':>11} "
+                 f"{'batch':>11}")  # fmt: skip
+
+    def usd(*amounts: float) -> str:
+        return " ".join(f"{f'${a:,.2f}':>11}" for a in amounts)
+
+    for (model, size), n in sorted(found.images_by_model_size.items()):
+        costs = (
+            price(model, size),
+            price(model, size, tier=Tier.FLEX),
+            price(model, size, batch=True),
+        )
+        lines.append(f"  {model:<32} {size:>4} {n:>8} " + usd(*(n * c for c in costs)))
+    total = f"  {'total':<32} {'':>4} {found.valid:>8} "
+    lines.append(total + usd(found.standard_usd, found.flex_usd, found.batch_usd))
+    if set(found.tiers) - {Tier.STANDARD.value}:
+        asked = ", ".join(f"{n} {tier}" for tier, n in sorted(found.tiers.items()))
+        lines.append(f"  at the tiers asked ({asked}): ${found.chosen_usd:,.2f}")
+    return lines
 
 
 def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> str:
@@ -191,17 +237,7 @@ def format_validation(found: Validation, prices: PriceTable, manifest: Path) -> 
             lines += [f"  {row_label(ln, rid, found.ids)} {what}" for ln, rid, what in items[:most]]
             if count > most:
                 lines.append(f"  ... and {count - most} more{more}")
-    lines.append("estimated cost (valid rows x price per image):")
-    header = f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'batch':>11}"
-    lines.append(header)
-    for (model, size), n in sorted(found.images_by_model_size.items()):
-        standard = n * prices.per_image(model, size)
-        batch = n * prices.per_image(model, size, batch=True)
-        lines.append(
-            f"  {model:<32} {size:>4} {n:>8} {f'${standard:,.2f}':>11} {f'${batch:,.2f}':>11}"
-        )
-    total = f"  {'total':<32} {'':>4} {found.valid:>8} "
-    lines.append(total + f"{f'${found.standard_usd:,.2f}':>11} {f'${found.batch_usd:,.2f}':>11}")
+    lines += _estimate(found, prices)
     lines.append(
         f"upload: {found.upload_bytes / 1e6:,.1f} MB in requests "
         f"({found.source_files} distinct source files)"
