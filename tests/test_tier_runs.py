@@ -63,6 +63,9 @@ def assert_paid_once_and_as_billed(app: EmulatorApp, recorded: list[dict[str, An
     assert counters["early_retries"] == 0
     assert counters["billed_duplicates"] == 0
     assert sum(r["cost_usd"] for r in recorded) == pytest.approx(counters["billed_usd"], abs=1e-5)
+    for tier, billed in counters["by_tier"].items():  # and tier by tier
+        cost = sum(r["cost_usd"] for r in recorded if r["tier"] == tier)
+        assert cost == pytest.approx(billed["billed_usd"], abs=1e-5), tier
 
 
 async def test_a_flex_run_under_sheds_and_faults_ends_recorded_paid_once_at_the_flex_price(
