@@ -68,7 +68,7 @@ def classify(
         outcome = _classify_2xx(response, now, follow_links)
     else:
         error = error_from_bytes(response.body)
-        outcome = _server_failed(_classify_error(response.status, error, response, now))
+        outcome = server_failed(classify_error(response.status, error, response, now))
     return tier_outcome(outcome, tier)
 
 
@@ -94,7 +94,7 @@ def classify_failure(failure: TransportFailure, message: str, sent: bool = True)
     return Outcome(OutcomeKind.TRANSIENT, reason, message=jr.message(message), delivery=delivery)
 
 
-def _server_failed(outcome: Outcome) -> Outcome:
+def server_failed(outcome: Outcome) -> Outcome:
     """An answer in which the server said it failed (an error status, or a gateway's error
     object in a 2xx body): it did not bill a generation."""
     return replace(outcome, delivery=Delivery.ERROR)
@@ -103,10 +103,11 @@ def _server_failed(outcome: Outcome) -> Outcome:
 # --- errors -------------------------------------------------------------------------------
 
 
-def _classify_error(
+def classify_error(
     code: int, error: ErrorBody, response: RawResponse, now: float | None
 ) -> Outcome:
-    """Map an error code (the HTTP status, or one a gateway wrapped in a 200) to an Outcome."""
+    """Map an error code (the HTTP status, or one a gateway wrapped in a 200) to an Outcome.
+    Google's mapping: also used for gateways that relay Google's errors (openai_chat)."""
     http = response.status
     if code == 429 or (500 <= code < 600 and error.says_rate_limited):
         if error.zero_quota:
@@ -131,7 +132,7 @@ def _classify_error(
         )
     if 400 <= code < 500:
         return _client_error(http, code, error)
-    return _malformed(http, error.message or f"unexpected HTTP status {code}")
+    return malformed(http, error.message or f"unexpected HTTP status {code}")
 
 
 def _client_error(http: int, code: int, error: ErrorBody) -> Outcome:
@@ -182,7 +183,7 @@ def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) 
         # A truncated JSON body's first words are base64 noise; a page's title is worth showing.
         shown = None if response.body[:64].lstrip()[:1] in (b"{", b"[") else snippet(response.body)
         detail = f": {shown}" if shown else ""
-        return _malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
+        return malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
     candidates = data.get("candidates") if isinstance(data, dict) else None
     feedback = jr.get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
     if not isinstance(data, dict) or (not candidates and feedback is None):
@@ -191,9 +192,9 @@ def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) 
         if error is not None:
             code = 429 if error.says_rate_limited else error.code
             if code is not None and code >= 400:
-                return _server_failed(_classify_error(code, error, response, now))
+                return server_failed(classify_error(code, error, response, now))
         what = "is not a JSON object" if not isinstance(data, dict) else "has no candidates"
-        return _malformed(http, (error.message if error else None) or f"body {what}")
+        return malformed(http, (error.message if error else None) or f"body {what}")
     return _classify_generation(data, candidates, feedback, http, follow_links)
 
 
@@ -230,9 +231,9 @@ def _classify_generation(
             )
             return Outcome(OutcomeKind.REFUSAL, reason, message=jr.message(block_message), **common)
     elif feedback is not None:
-        return _malformed(http, "promptFeedback is not an object")
+        return malformed(http, "promptFeedback is not an object")
     if reading.problem is not None:
-        return _malformed(http, reading.problem)
+        return malformed(http, reading.problem)
     finish = reading.finish_reason
     if usage.output_tokens == 0:
         reason = finish if finish not in (None, STOP) else "NO_IMAGE"
@@ -266,5 +267,6 @@ def _served_tier(metadata: object) -> Tier | None:
     )
 
 
-def _malformed(http: int, message: str) -> Outcome:
+def malformed(http: int, message: str) -> Outcome:
+    """An answer that could not be read: transient, since a misread is no evidence of anything."""
     return Outcome(OutcomeKind.TRANSIENT, MALFORMED, http, message=jr.message(message))

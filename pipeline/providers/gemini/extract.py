@@ -14,20 +14,15 @@ when there is no inline image, because they cost a scan of the text.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import jsonread as jr
 from pipeline.core.mime import sniff
 from pipeline.core.types import ImagePart
+from pipeline.providers.textimages import image_urls, take_data_uris
 
 MAX_TEXT = 20_000  # model text is an explanation, not an output
-# A base64 payload, standard or URL-safe alphabet; matched from a known start, never searched.
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]*=*")
-_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+", re.IGNORECASE)
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".avif")
-_DATA_URI = "data:image/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +86,8 @@ def read_candidates(candidates: object, *, links: bool = False) -> Reading:
             problems.append("a text part is not a string")
     # Gateways' fallbacks, only looked for when there is no inline image (they cost a scan).
     if not images and texts:
-        texts = _take_data_uris(texts, images, problems)
-    urls = jr.dedupe([*linked, *_image_urls(texts)]) if links and not images else ()
+        texts = take_data_uris(texts, images, problems)
+    urls = jr.dedupe([*linked, *image_urls(texts)]) if links and not images else ()
     joined = "\n".join(texts).strip()
     return Reading(
         images=tuple(images),
@@ -119,64 +114,6 @@ def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
     if not mime.startswith("image/"):
         mime = sniff(decoded[:32]) or "application/octet-stream"  # kept: it was paid for
     return ImagePart(decoded, mime), None
-
-
-def _take_data_uris(texts: list[str], images: list[ImagePart], problems: list[str]) -> list[str]:
-    """Move ``data:image/...;base64,`` payloads from ``texts`` into ``images``; return the rest."""
-    kept: list[str] = []
-    for text in texts:
-        pieces: list[str] = []
-        pos = 0
-        while (start := text.find(_DATA_URI, pos)) != -1:
-            comma = text.find(",", start, start + 100)
-            header = text[start + 5 : comma] if comma != -1 else ""
-            if not header.endswith(";base64") or len(header.split()) != 1:
-                pieces.append(text[pos : start + len(_DATA_URI)])
-                pos = start + len(_DATA_URI)
-                continue
-            run = _B64_RUN.match(text, comma + 1)
-            end = run.end() if run else comma + 1
-            decoded = jr.b64decode(text[comma + 1 : end])
-            if decoded:
-                images.append(ImagePart(decoded, header.split(";", 1)[0].lower()))
-            else:
-                problems.append("a data: URI holds invalid base64")
-            # Drop the whole markdown image around it, not just the URI: "![image]()" is noise.
-            opening = _link_start(text, start)
-            cut_from, cut_to = (
-                (opening, end + 1) if opening != -1 and text[end : end + 1] == ")" else (start, end)
-            )
-            pieces.append(text[pos:cut_from])
-            pos = cut_to
-        pieces.append(text[pos:])
-        rest = "".join(pieces).strip()
-        if rest:
-            kept.append(rest)
-    return kept
-
-
-def _image_urls(texts: list[str]) -> list[str]:
-    """Links in text that are images: markdown ``![..](url)`` or a path with an image suffix."""
-    urls: list[str] = []
-    for text in texts:
-        for match in _URL.finditer(text):
-            url = match.group().rstrip(".,;:!?")
-            path = url.split("?", 1)[0].split("#", 1)[0].lower()
-            opening = _link_start(text, match.start())
-            if path.endswith(_IMAGE_SUFFIXES) or (opening != -1 and text[opening] == "!"):
-                urls.append(url)
-    return urls
-
-
-def _link_start(text: str, start: int) -> int:
-    """Index of the ``[`` or ``![`` opening a markdown link whose target begins at ``start``."""
-    if text[start - 2 : start] != "](":
-        return -1
-    # Bounded look-back: alt text is short, and an unbounded rfind per URL could go quadratic.
-    opening = text.rfind("[", max(0, start - 1000), start - 2)
-    if opening == -1 or "]" in text[opening + 1 : start - 2] or "\n" in text[opening:start]:
-        return -1
-    return opening - 1 if text[opening - 1 : opening] == "!" else opening
 
 
 def _file_url(file_data: object) -> str | None:

@@ -14,14 +14,8 @@ import orjson
 
 from pipeline.core.models import resolve_model
 from pipeline.core.types import Job, Tier
-from pipeline.plan.fingerprint import link_digest
-from pipeline.plan.rowimages import is_link
-from pipeline.plan.sources import (
-    MAX_REQUEST_INLINE_BYTES,
-    MAX_REQUEST_INLINE_MIB,
-    SourceCache,
-    SourceImageError,
-)
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.inputs import load_inputs
 
 
 def generation_config(job: Job) -> dict[str, Any]:
@@ -51,23 +45,13 @@ def _uri_mime(uri: str) -> str:
 def build_body(job: Job, sources: SourceCache, *, fit_images: bool) -> tuple[bytes, list[str]]:
     """The request body, and the digests of its source images (for the fingerprint: each file
     is hashed as it is read). Raises SourceImageError if a source image went bad meanwhile."""
-    parts: list[dict[str, Any]] = []
-    digests: list[str] = []
-    inline = 0
-    for image in job.images:
-        if is_link(image):
-            parts.append({"fileData": {"mimeType": _uri_mime(image), "fileUri": image}})
-            digests.append(link_digest(image))
-            continue
-        loaded = sources.load(image, fit=fit_images)
-        parts.append({"inlineData": {"mimeType": loaded.mime_type, "data": loaded.b64}})
-        digests.append(loaded.sha256)
-        inline += len(loaded.b64)
-    if inline > MAX_REQUEST_INLINE_BYTES:
-        raise SourceImageError(
-            f"the source images add up to {inline / 2**20:.0f} MiB as base64; a request takes at "
-            f"most {MAX_REQUEST_INLINE_MIB} MiB"
-        )
+    inputs, digests = load_inputs(job, sources, fit_images=fit_images)
+    parts: list[dict[str, Any]] = [
+        {"fileData": {"mimeType": _uri_mime(source), "fileUri": source}}
+        if isinstance(source, str)
+        else {"inlineData": {"mimeType": source.mime_type, "data": source.b64}}
+        for source in inputs
+    ]
     parts.append({"text": job.prompt})
     body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
     if job.system_instruction:
