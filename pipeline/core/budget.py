@@ -3,8 +3,9 @@
 ``--max-cost`` caps the whole job in an output directory: committed spend (what earlier runs
 recorded there, plus this run's settled attempts, plus the reservations of requests in flight)
 never passes it. Every request reserves its worst-case price before it is sent; a request that
-would pass the cap is not sent, and the run drains. A settled attempt costs what the price table
-says for its outcome (``attempt_cost``), following ``possibly_billed``.
+would pass the cap is not sent, and the run drains. A settled attempt costs what its answer
+says was billed (a gateway's ``usage.cost``), else what the price table says for its outcome
+(``attempt_cost``), following ``possibly_billed``.
 """
 
 from __future__ import annotations
@@ -83,11 +84,14 @@ def possibly_billed(outcome: Outcome) -> bool:
 def attempt_cost(
     outcome: Outcome, job: Job, size: str, prices: PriceTable, *, route: str | None = None
 ) -> float:
-    """What the server charges for this attempt, by the price table at the tier that served
-    it (the answer's, else the one asked for): an image's price for a success, the refusal
-    price for a refusal (an image's for one the route charges as a generation), the worst case
-    for any other attempt that may have been billed (its price cannot be told from what came
-    back), else nothing."""
+    """What the server charges for this attempt: what the answer says it billed when it says
+    (a gateway's ``usage.cost``), else by the price table at the tier that served it (the
+    answer's, else the one asked for): an image's price for a success, the refusal price for a
+    refusal (an image's for one the route charges as a generation), the worst case for any
+    other attempt that may have been billed (its price cannot be told from what came back),
+    else nothing."""
+    if outcome.usage.cost_usd is not None:
+        return outcome.usage.cost_usd
     tier = outcome.tier or job.tier
     inputs = prices.input_cost(job.model, len(job.images), tier=tier, route=route)
     if outcome.kind is OutcomeKind.SUCCESS:

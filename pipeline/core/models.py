@@ -55,16 +55,23 @@ ALIASES: dict[str, str] = {
 }
 
 
+# Chat gateways name Google's models with a vendor prefix (``google/gemini-2.5-flash-image``).
+GATEWAY_VENDOR = "google/"
+
+
 def resolve_model(name: str) -> tuple[str, ModelSpec | None]:
     """Map a user-given model name to the id to send and its spec (None: unknown to us).
 
-    GA names are sent as written (the API accepts both); only nicknames are rewritten.
+    GA names are sent as written (the API accepts both); only nicknames are rewritten. A
+    gateway's ``google/`` id is looked up without its prefix and sent as written.
     An unknown model is not an error here (new models appear before this table knows them):
     ``validate`` warns, and the server has the last word (a 404 fails that model's rows).
     """
     name = name.strip().removeprefix("models/")
-    canonical = ALIASES.get(name, name)
-    sent = name if name.startswith("gemini-") else canonical
+    bare = name.removeprefix(GATEWAY_VENDOR)
+    canonical = ALIASES.get(bare, bare)
+    # A gateway's id ("google/...") is the gateway's own name: sent as written.
+    sent = name if name.startswith("gemini-") or bare != name else canonical
     return sent, MODELS.get(canonical)
 
 

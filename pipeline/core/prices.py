@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import UsageError
-from pipeline.core.models import ALIASES
+from pipeline.core.models import ALIASES, GATEWAY_VENDOR
 from pipeline.core.types import Tier
 
 DEFAULT_IMAGE_USD: dict[str, dict[str, float]] = {
@@ -56,7 +56,7 @@ class PriceTable:
         return self.routes.get(route, self) if route else self
 
     def _model(self, model: str) -> str:
-        model = model.removeprefix("models/")
+        model = model.removeprefix("models/").removeprefix(GATEWAY_VENDOR)
         model = ALIASES.get(model, model)
         if model not in self.images and f"{model}-preview" in self.images:
             return f"{model}-preview"  # GA name of a preview model

@@ -68,11 +68,13 @@ class ImagePart:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts from ``usageMetadata`` (None where the server did not say)."""
+    """Token counts from ``usageMetadata`` (None where the server did not say), and what the
+    route said it billed for the request when it says so (a gateway's ``usage.cost``)."""
 
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     thoughts_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
