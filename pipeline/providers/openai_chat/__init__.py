@@ -1,0 +1,1 @@
+"""OpenAI-compatible chat-completions gateways (``POST {base}/chat/completions``)."""

@@ -1,0 +1,93 @@
+"""Job -> chat-completions request body, as OpenAI-compatible gateways take it for Gemini's
+image models (OpenRouter, Vercel AI Gateway, LiteLLM, new-api):
+
+    {"model": "google/gemini-3.1-flash-image-preview",
+     "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}},
+        {"type": "text", "text": "..."}]}],
+     "modalities": ["image", "text"],
+     "image_config": {"aspect_ratio": "16:9", "image_size": "2K"}}
+
+Source images first (a file as a base64 ``data:`` URL, an ``https://`` link as it is), the
+prompt last. Never OpenAI's ``n`` or ``size``: gateways drop or refuse them, and a dropped size
+is a silently wrong image. Pure apart from reading source images through the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from pipeline.core.models import resolve_model
+from pipeline.core.types import Job
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.inputs import load_inputs
+
+# Source links a gateway can be given: it fetches them itself. ``gs://`` and plain ``http://``
+# are Google's or nobody's business; a gateway in "OpenAI mode" may not fetch links at all
+# (seed 004), so files are the safe default.
+LINK_SCHEMES = ("https://",)
+
+
+def check_link(link: str) -> str | None:
+    """Why a chat gateway cannot be sent ``link`` as a source, or None."""
+    if link.startswith(LINK_SCHEMES):
+        return None
+    scheme = link.split(":", 1)[0]
+    return (
+        f"{link}: --provider openai-chat sends source images as data: URLs (local files) or "
+        f"https:// links; a {scheme}:// link cannot be sent: download it and name the file"
+    )
+
+
+def image_config(job: Job) -> dict[str, str]:
+    """Size and shape, in the gateways' snake_case ``image_config``; only what the model takes
+    (a model without sizes rejects ``image_size``)."""
+    config: dict[str, str] = {}
+    _, spec = resolve_model(job.model)
+    if job.aspect_ratio:
+        config["aspect_ratio"] = job.aspect_ratio
+    if job.image_size and (spec is None or spec.image_sizes):
+        config["image_size"] = job.image_size
+    return config
+
+
+def build_body(
+    job: Job, sources: SourceCache, *, fit_images: bool, service_tier: str | None = None
+) -> tuple[bytes, list[str]]:
+    """The request body and the digests of its source images (for the fingerprint). Raises
+    ``SourceImageError`` if a source went bad or is a link a gateway cannot be sent.
+    ``service_tier``: OpenAI's field, sent only for a tier other than standard."""
+    inputs, digests = load_inputs(job, sources, fit_images=fit_images, check_link=check_link)
+    content: list[dict[str, Any]] = [
+        {
+            "type": "image_url",
+            "image_url": {
+                "url": source
+                if isinstance(source, str)
+                else f"data:{source.mime_type};base64,{source.b64}"
+            },
+        }
+        for source in inputs
+    ]
+    content.append({"type": "text", "text": job.prompt})
+    messages: list[dict[str, Any]] = []
+    if job.system_instruction:
+        messages.append({"role": "system", "content": job.system_instruction})
+    messages.append({"role": "user", "content": content})
+    # TEXT is asked for too, so a refusal comes with the model's reason.
+    body: dict[str, Any] = {
+        "model": job.model,
+        "messages": messages,
+        "modalities": ["image", "text"],
+    }
+    if config := image_config(job):
+        body["image_config"] = config
+    if job.temperature is not None:
+        body["temperature"] = job.temperature
+    if job.seed is not None:
+        body["seed"] = job.seed
+    if service_tier is not None:
+        body["service_tier"] = service_tier
+    return orjson.dumps(body), digests
