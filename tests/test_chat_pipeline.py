@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.core.config import ApiKey, AuthStyle, RetryConfig, RunConfig
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import ApiKey, AuthStyle, RunConfig
 from pipeline.emulator import (
     EmulatorApp,
     EmulatorConfig,
@@ -36,12 +37,15 @@ from tests.helpers import TEST_KEY, make_image, run_config, write_csv
 GATEWAY = "http://emulator.invalid/api/v1/chat/completions"
 # No reset or truncate here: an answer cut off midway may have been billed, so the client
 # rightly charges it at its worst case while the emulator bills nothing (test_budget covers it).
-FAULTS = "429=0.2,500=0.05,503=0.05,block=0.03,unsafe=0.03,noimage=0.02,retry_delay=0.05"
-# new-api's upstream_error drops Google's retry delay: the backoff must not undercut it.
-RETRY = RetryConfig(backoff_base_s=0.05, backoff_cap_s=0.2, jitter_s=0.005)
+# new-api's upstream_error drops Google's RetryInfo: the client then backs off by its own
+# policy (3 s, doubling), which a 2 s delay does not outlast; OpenRouter's raw keeps it.
+FAULTS = "429=0.2,500=0.05,503=0.05,block=0.03,unsafe=0.03,noimage=0.02,retry_delay=2"
 
 
-def emulator(faults: str = "", **kwargs: Any) -> EmulatorApp:
+def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any) -> EmulatorApp:
+    """The in-process emulator; on the test's clock when the test runs on one."""
+    if clock is not None:
+        kwargs["clock"] = clock.monotonic
     return create_app(
         EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
     )
@@ -81,11 +85,11 @@ def manifest(tmp_path: Path, n: int) -> Path:
 
 @pytest.mark.parametrize("errors", ["raw", "upstream", "mixed"])
 async def test_a_fault_mix_ends_terminal_with_the_ledger_cost_the_emulator_billed(
-    tmp_path: Path, errors: str
+    tmp_path: Path, clock: VirtualClock, errors: str
 ) -> None:
-    app = emulator(FAULTS, seed=7, chat_errors=errors)
+    app = emulator(FAULTS, clock, seed=7, chat_errors=errors)
     out = tmp_path / "out"
-    config = run_config(manifest(tmp_path, 160), out, image_size="512", retry=RETRY)
+    config = run_config(manifest(tmp_path, 160), out, image_size="512", clock=clock)
 
     await run(config, app)
 
