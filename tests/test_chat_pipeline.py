@@ -9,13 +9,13 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from pipeline.core.clock import VirtualClock
-from pipeline.core.config import ApiKey, AuthStyle, RunConfig
+from pipeline.core.config import ApiKey, RunConfig
+from pipeline.core.routes import Route
 from pipeline.emulator import (
     EmulatorApp,
     EmulatorConfig,
@@ -24,17 +24,12 @@ from pipeline.emulator import (
     create_app,
     parse_faults,
 )
-from pipeline.providers.auth import ApiKeyAuth
-from pipeline.providers.http import ClientPool
-from pipeline.providers.openai_chat.provider import OpenAIChatProvider
-from pipeline.run.online import workers
 from pipeline.run.result import RunResult
-from pipeline.run.scheduler import Pipeline
-from pipeline.store.diskspace import open_ledger
-from pipeline.store.ledger import Ledger
+from pipeline.run.scheduler import run_manifest
 from tests.helpers import TEST_KEY, make_image, run_config, write_csv
 
-GATEWAY = "http://emulator.invalid/api/v1/chat/completions"
+GATEWAY = "http://emulator.invalid/api/v1"
+MODEL = "google/gemini-3.1-flash-image-preview"
 # No reset or truncate here: an answer cut off midway may have been billed, so the client
 # rightly charges it at its worst case while the emulator bills nothing (test_budget covers it).
 # new-api's upstream_error drops Google's RetryInfo: the client then backs off by its own
@@ -51,21 +46,14 @@ def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any)
     )
 
 
-def provider(config: RunConfig) -> OpenAIChatProvider:
-    auth = ApiKeyAuth(config.api_key, AuthStyle.BEARER)
-    return OpenAIChatProvider(
-        GATEWAY, auth, config.retry.timeouts_s, follow_links=config.follow_image_links
-    )
+def chat_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
+    """A run through the chat route, at the emulator's OpenRouter-style path."""
+    values: dict[str, Any] = {"provider": Route.OPENAI_CHAT, "base_url": GATEWAY, "model": MODEL}
+    return run_config(manifest, out, **{**values, **overrides})
 
 
 async def run(config: RunConfig, app: EmulatorApp) -> RunResult:
-    ledger = Ledger(config.out_dir)
-    await anyio.to_thread.run_sync(open_ledger, ledger)
-    try:
-        async with ClientPool(EmulatorTransport(app), workers(config)) as pool:
-            return await Pipeline(config, pool, ledger, provider(config)).run()
-    finally:
-        await anyio.to_thread.run_sync(ledger.close)
+    return await run_manifest(config, EmulatorTransport(app))
 
 
 def stats(app: EmulatorApp) -> dict[str, Any]:
@@ -89,7 +77,7 @@ async def test_a_fault_mix_ends_terminal_with_the_ledger_cost_the_emulator_bille
 ) -> None:
     app = emulator(FAULTS, clock, seed=7, chat_errors=errors)
     out = tmp_path / "out"
-    config = run_config(manifest(tmp_path, 160), out, image_size="512", clock=clock)
+    config = chat_config(manifest(tmp_path, 160), out, image_size="512", clock=clock)
 
     await run(config, app)
 
@@ -122,7 +110,7 @@ async def test_a_fault_mix_ends_terminal_with_the_ledger_cost_the_emulator_bille
 async def test_each_shape_gives_the_final_image(tmp_path: Path, shape: str) -> None:
     app = emulator(chat_shape=shape)
     out = tmp_path / "out"
-    config = run_config(manifest(tmp_path, 6), out, aspect_ratio="16:9")
+    config = chat_config(manifest(tmp_path, 6), out, aspect_ratio="16:9")
 
     await run(config, app)
 
@@ -139,7 +127,7 @@ async def test_each_shape_gives_the_final_image(tmp_path: Path, shape: str) -> N
 async def test_hosted_links_are_fetched_without_the_key(tmp_path: Path) -> None:
     app = emulator(chat_shape="link")
     out = tmp_path / "out"
-    config = run_config(manifest(tmp_path, 8), out, follow_image_links=True)
+    config = chat_config(manifest(tmp_path, 8), out, follow_image_links=True)
 
     await run(config, app)
 
@@ -154,7 +142,7 @@ async def test_hosted_links_without_follow_stop_the_run_after_a_few_requests(
     tmp_path: Path,
 ) -> None:
     app = emulator(chat_shape="link")
-    config = run_config(manifest(tmp_path, 200), tmp_path / "out", concurrency=4)
+    config = chat_config(manifest(tmp_path, 200), tmp_path / "out", concurrency=4)
 
     result = await run(config, app)
 
@@ -173,7 +161,7 @@ async def test_a_gateway_that_refuses_the_account_stops_the_run(
 ) -> None:
     app = emulator(api_key=emulator_key)
     rows = [{"id": f"r{i:03d}", "prompt": f"{prompt} {i}"} for i in range(300)]
-    config = run_config(write_csv(tmp_path / "m.csv", rows), tmp_path / "out", concurrency=8)
+    config = chat_config(write_csv(tmp_path / "m.csv", rows), tmp_path / "out", concurrency=8)
 
     result = await run(config, app)
 
@@ -186,7 +174,7 @@ async def test_a_gateway_that_refuses_the_account_stops_the_run(
 async def test_only_the_gateway_key_is_sent_as_a_bearer_token(tmp_path: Path) -> None:
     app = emulator(api_key=TEST_KEY)  # any other bearer is a 401
     key = ApiKey(TEST_KEY, "NANOBATCH_GATEWAY_KEY")
-    config = run_config(manifest(tmp_path, 3), tmp_path / "out", api_key=key)
+    config = chat_config(manifest(tmp_path, 3), tmp_path / "out", api_key=key)
 
     await run(config, app)
 

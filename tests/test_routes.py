@@ -1,5 +1,5 @@
 """Choosing the route: --provider and the SDK's variables, flags that do not apply refused,
-the API version by model, and routes not yet available stopping before anything is sent."""
+the API version by model."""
 
 from __future__ import annotations
 
@@ -102,21 +102,6 @@ def test_gemini_url_carries_the_version() -> None:
     )
     chosen = GeminiProvider("http://h", api_version="v1alpha")
     assert "/v1alpha/models/" in chosen.url("gemini-2.5-flash-image")
-
-
-@pytest.mark.parametrize("provider", ["openai-chat"])
-@pytest.mark.parametrize("command", ["run", "validate"])
-def test_a_route_not_yet_available_stops_with_one_line_and_exit_2(
-    tmp_path: Path, provider: str, command: str
-) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "a lamp"}])
-    out = tmp_path / "out"
-    args = [command, str(manifest), "--provider", provider]
-    args += ["--out", str(out)] if command == "run" else []
-    result = CliRunner().invoke(app, args, env={"GEMINI_API_KEY": "k"})
-    assert result.exit_code == 2
-    assert f"--provider {provider} is not yet available" in result.output
-    assert not out.exists()  # nothing made, nothing sent
 
 
 def test_vertex_from_the_environment_is_the_route_too(tmp_path: Path) -> None:

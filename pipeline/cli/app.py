@@ -16,8 +16,10 @@ import typer
 
 from pipeline.cli.commands import demo, emulator, rename, report, status, verify
 from pipeline.cli.params import (
+    ApiKeyFlag,
     ApiVersion,
     AspectRatio,
+    BaseUrl,
     Concurrency,
     DrainGrace,
     FitImages,
@@ -52,7 +54,7 @@ from pipeline.cli.params import (
     say_err,
 )
 from pipeline.cli.routing import api_key as route_key
-from pipeline.cli.routing import route_from
+from pipeline.cli.routing import gateway_base_url, no_key, route_from
 from pipeline.core.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
 from pipeline.core.errors import NanobatchError, UsageError
 from pipeline.core.logs import setup as setup_logging
@@ -98,8 +100,8 @@ def run(
     api_version: ApiVersion = None,
     tier: TierName = "standard",
     tier_fallback: TierFallback = None,
-    base_url: Annotated[str | None, typer.Option(help="API base URL (gateways)")] = None,
-    api_key: Annotated[str | None, typer.Option(help="Else GEMINI_API_KEY, GOOGLE_API_KEY")] = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKeyFlag = None,
     auth: Annotated[
         AuthStyle | None,
         typer.Option(help="How to send the key: header (Google, default), bearer, query"),
@@ -156,18 +158,21 @@ def run(
             # The SDK's variable for Vertex; without one, the host follows --location (the
             # provider reads GEMINI_BASE_URL here as "not overridden").
             url = base_url or os.environ.get("GOOGLE_VERTEX_BASE_URL") or GEMINI_BASE_URL
+        elif route.provider is Route.OPENAI_CHAT:
+            url = gateway_base_url(base_url, emulate)
+        gateway = route.provider is Route.OPENAI_CHAT
         check_out_dir(out)
         setup_logging(verbose, [key.reveal()] if key else [], out)
         if emulate:
             from pipeline.commands.demo import emulator_transport
 
             transport = emulator_transport(emulate_faults, emulate_latency)
-            url, key = EMULATED_BASE_URL, ApiKey("emulated", "--emulate")
-        elif key is None and route.provider is Route.GEMINI:
-            raise UsageError(
-                "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), pass --api-key, "
-                "or rehearse with --emulate"
+            url, key = (
+                EMULATED_BASE_URL + ("/v1" if gateway else ""),  # its gateway is at /v1/chat/...
+                ApiKey("emulated", "--emulate"),
             )
+        elif key is None and route.provider is not Route.VERTEX:
+            raise no_key(route.provider)
         if on_quota not in ("stop", "wait"):
             raise UsageError(f"--on-quota {on_quota!r}: use stop or wait")
         config = RunConfig(

@@ -32,6 +32,11 @@ NameTemplate = Annotated[str | None, typer.Option(
 FitImages = Annotated[bool, typer.Option(
     help=f"Downscale source images over {MAX_IMAGE_MIB} MiB instead of rejecting them"
 )]  # fmt: skip
+BaseUrl = Annotated[str | None, typer.Option(
+    help="API base URL (gateways); openai-chat: the base before /chat/completions")]  # fmt: skip
+ApiKeyFlag = Annotated[str | None, typer.Option(
+    "--api-key", help="Else GEMINI_API_KEY, GOOGLE_API_KEY; openai-chat: NANOBATCH_GATEWAY_KEY"
+)]  # fmt: skip
 Prices = Annotated[Path | None, typer.Option(metavar="FILE", help="JSON price table")]
 Concurrency = Annotated[int | None, typer.Option(metavar="N", min=1, max=1024, help=(
     "Requests in flight at most (default 16; with --tier flex 128: Flex answers take ~8x "

@@ -169,15 +169,22 @@ def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
 
 
 def _example(job: Job, config: RunConfig, sources: SourceCache) -> dict[str, Any]:
-    """The first valid row's request body, with image data shortened for reading."""
+    """The first valid row's request body, as the route sends it, with image data (base64,
+    ``data:`` URLs) shortened for reading."""
     body: dict[str, Any] = json.loads(provider_for(config).prepare(job, sources).body)
-    for part in body["contents"][0]["parts"]:
-        inline = part.get("inlineData")
-        if inline and len(inline["data"]) > _EXAMPLE_DATA_CHARS:
-            inline["data"] = (
-                f"{inline['data'][:_EXAMPLE_DATA_CHARS]}... ({len(inline['data'])} chars)"
-            )
-    return {"model": job.model, "row_id": job.row_id, "line": job.line, "body": body}
+    return {"model": job.model, "row_id": job.row_id, "line": job.line, "body": _short(body)}
+
+
+def _short(value: Any, key: str = "") -> Any:
+    """``value`` with its image data cut: native ``inlineData.data``, and ``data:`` URLs."""
+    if isinstance(value, dict):
+        return {k: _short(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    image = key == "data" or (isinstance(value, str) and value.startswith("data:"))
+    if image and isinstance(value, str) and len(value) > _EXAMPLE_DATA_CHARS:
+        return f"{value[:_EXAMPLE_DATA_CHARS]}... ({len(value)} chars)"
+    return value
 
 
 def _estimate(found: Validation, prices: PriceTable) -> list[str]:

@@ -50,7 +50,9 @@ KEY_VARIABLES: dict[Route, tuple[str, ...]] = {
 LINK_SCHEMES: dict[Route, tuple[str, ...]] = {
     Route.GEMINI: ("http://", "https://"),
     Route.VERTEX: ("gs://", "http://", "https://"),
-    Route.OPENAI_CHAT: ("http://", "https://"),
+    # A gateway passes a link on as image_url, to be fetched by whoever serves it; some take
+    # none at all in OpenAI mode (seed 004). https only: files go as data: URLs.
+    Route.OPENAI_CHAT: ("https://",),
 }
 
 _TRUE = ("true", "1")

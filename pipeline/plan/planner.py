@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import structlog
 
 from pipeline.core.config import RunConfig
-from pipeline.core.routes import LINK_SCHEMES
+from pipeline.core.routes import LINK_SCHEMES, Route
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.done import DoneRows
 from pipeline.plan.fingerprint import request_fingerprint
@@ -76,6 +76,7 @@ class Planner:
                 name_max_bytes=name_limit(config.out_dir),
                 tier=config.tier,
                 links=LINK_SCHEMES[config.provider],
+                model_id_in_body=config.provider is Route.OPENAI_CHAT,
             ),
             prices=config.prices,
         )

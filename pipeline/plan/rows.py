@@ -61,6 +61,7 @@ class Defaults:
     name_max_bytes: int = NAME_MAX_BYTES  # the output file system's limit on a file name
     tier: Tier = Tier.STANDARD  # --tier
     links: tuple[str, ...] = URI_PREFIXES  # the link schemes the route takes (routes.py)
+    model_id_in_body: bool = False  # the route sends the id in the body ("google/...", ":free")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,8 @@ class RowResolver:
         prompt = self._prompt(row)
         column = _text(row.get("model"))
         model, spec = resolve_model(column or d.model)
-        if why := check_model_id(model):  # it goes into the request's URL path
+        # On the native routes the id goes into the request's URL path.
+        if why := check_model_id(model, in_path=not d.model_id_in_body):
             raise _Invalid("model", why)
         if spec is None and model not in self._unknown_models:
             self._unknown_models.add(model)

@@ -16,6 +16,7 @@ import structlog
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.models import check_model_id, resolve_model
+from pipeline.core.routes import Route
 from pipeline.plan.done import DoneRows
 
 log = structlog.get_logger("nanobatch")
@@ -34,7 +35,7 @@ class Scan:
 def check_options(config: RunConfig) -> None:
     """Stop on a run-wide option that no row could be sent with."""
     model, _ = resolve_model(config.model)
-    if why := check_model_id(model):
+    if why := check_model_id(model, in_path=config.provider is not Route.OPENAI_CHAT):
         raise UsageError(f"--model: {why}")
 
 

@@ -7,9 +7,10 @@ from pipeline.core.errors import UsageError
 from pipeline.core.routes import Route
 from pipeline.providers.base import Provider
 from pipeline.providers.gemini.provider import GeminiProvider
+from pipeline.providers.openai_chat.provider import OpenAIChatProvider
 
 # Routes whose provider is still being written: choosing one stops before anything is sent.
-NOT_YET: frozenset[Route] = frozenset({Route.OPENAI_CHAT})
+NOT_YET: frozenset[Route] = frozenset()
 
 
 def check_available(route: Route) -> None:
@@ -31,4 +32,6 @@ def provider_for(config: RunConfig) -> Provider:
             from pipeline.providers.vertex.provider import VertexProvider
 
             return VertexProvider.from_config(config)
+        case Route.OPENAI_CHAT:
+            return OpenAIChatProvider.from_config(config)
     raise AssertionError(f"no provider for {config.provider!r}")  # a bug: NOT_YET is stale

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.models import MODEL_ID_IN_BODY, effective_size
-from pipeline.core.types import Job, Outcome, TransportFailure
+from pipeline.core.routes import KEY_VARIABLES, Route
+from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
@@ -30,17 +31,16 @@ from pipeline.providers.base import (
     WholeBody,
 )
 from pipeline.providers.gemini.classify import classify_failure
+from pipeline.providers.http import HttpClient
 from pipeline.providers.openai_chat.classify import classify
 from pipeline.providers.openai_chat.request import LINK_SCHEMES, build_body
 
-KEY_VARIABLE = "NANOBATCH_GATEWAY_KEY"
-
 CAPABILITIES = Capabilities(
-    tiers=("standard",),
+    tiers=(Tier.STANDARD,),
     batch=False,  # gateways have no batch endpoint for these models
     link_schemes=LINK_SCHEMES,  # passed on as image_url; files go as data: URLs
     model_id=MODEL_ID_IN_BODY,  # the id travels in the body: "google/...", ":free" allowed
-    credentials=("--api-key", KEY_VARIABLE),
+    credentials=("--api-key", *KEY_VARIABLES[Route.OPENAI_CHAT]),  # never Google's variables
 )
 
 _SCHEME = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
@@ -110,3 +110,9 @@ class OpenAIChatProvider:
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         # No answer means the same on every route: nothing here is the gateway's.
         return classify_failure(failure, message, sent)
+
+    async def preflight(self, client: HttpClient) -> OpenAIChatProvider:
+        # Gateways share no unbilled check (OpenRouter's /key is its own). A wrong key (401), no
+        # credit (402) or a model the gateway lacks shows in the first answers, unbilled (an
+        # error is never billed), and the first two stop the run within --concurrency requests.
+        return self

@@ -20,14 +20,14 @@ from typing import Any
 import orjson
 
 from pipeline.core.models import resolve_model
+from pipeline.core.routes import LINK_SCHEMES as ROUTE_LINKS
+from pipeline.core.routes import Route
 from pipeline.core.types import Job
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.inputs import load_inputs
 
-# Source links a gateway can be given: it fetches them itself. ``gs://`` and plain ``http://``
-# are Google's or nobody's business; a gateway in "OpenAI mode" may not fetch links at all
-# (seed 004), so files are the safe default.
-LINK_SCHEMES = ("https://",)
+# Source links a gateway can be given (``routes.LINK_SCHEMES``, which the plan checks per row).
+LINK_SCHEMES = ROUTE_LINKS[Route.OPENAI_CHAT]
 
 
 def check_link(link: str) -> str | None:
