@@ -11,7 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.types import Delivery, ImagePart, OutcomeKind, QuotaScope, RawResponse, Usage
+from pipeline.core.types import (
+    Delivery,
+    ImagePart,
+    OutcomeKind,
+    QuotaScope,
+    RawResponse,
+    Tier,
+    Usage,
+)
 from pipeline.providers.openai_chat.classify import classify
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-final"
@@ -182,6 +190,34 @@ SHAPES = [
 def test_chat_answers_classify_as_expected(raw: RawResponse, expected: dict[str, object]) -> None:
     outcome = classify(raw, now=NOW)
     assert {name: getattr(outcome, name) for name in expected} == expected
+
+
+def test_the_tier_that_served_is_read_from_service_tier() -> None:
+    body = answer({"images": [image_entry(data_url())]}, service_tier="flex")
+    assert classify(response(200, body), tier=Tier.FLEX).tier is Tier.FLEX
+    body = answer({"images": [image_entry(data_url())]}, service_tier="default")
+    assert classify(response(200, body)).tier is Tier.STANDARD
+    assert classify(response(200, answer({"images": [image_entry(data_url())]}))).tier is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (response(503, raw_error(503, google_error(503, "UNAVAILABLE", OVERLOADED))), "SHED"),
+        (response(429, upstream_error(429, "Resource exhausted. Please try again later.")), "SHED"),
+        (response(400, upstream_error(400, "Flex API is not supported for model: m.")),
+         "TIER_NOT_SUPPORTED"),
+        (response(429, raw_error(429, google_error(429, "RESOURCE_EXHAUSTED", "q", RETRY_5S))),
+         "RATE_LIMITED"),
+    ],
+    ids=["shed-503", "shed-429", "tier-refused", "a-rate-limit-is-no-shed"],
+)  # fmt: skip
+def test_a_flex_request_reads_sheds_and_refused_tiers_as_on_the_native_route(
+    raw: RawResponse, reason: str
+) -> None:
+    assert classify(raw, now=NOW, tier=Tier.FLEX).reason == reason
+    if reason in ("SHED", "TIER_NOT_SUPPORTED"):  # readings only a Flex request has
+        assert classify(raw, now=NOW).reason != reason
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from PIL import Image
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RunConfig
 from pipeline.core.routes import Route
+from pipeline.core.types import Tier
 from pipeline.emulator import (
     EmulatorApp,
     EmulatorConfig,
@@ -23,6 +24,7 @@ from pipeline.emulator import (
     Payload,
     create_app,
     parse_faults,
+    parse_latency,
 )
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
@@ -179,3 +181,28 @@ async def test_only_the_gateway_key_is_sent_as_a_bearer_token(tmp_path: Path) ->
     await run(config, app)
 
     assert {r["status"] for r in ledger(tmp_path / "out").values()} == {"succeeded"}
+
+
+@pytest.mark.parametrize("errors", ["raw", "upstream"])
+async def test_a_flex_run_through_the_gateway_is_paid_once_at_the_flex_price(
+    tmp_path: Path, clock: VirtualClock, errors: str
+) -> None:
+    app = emulator(FAULTS + ",shed=0.3", clock, seed=3, chat_errors=errors,
+                   flex_latency=parse_latency("uniform:60-900"))  # fmt: skip
+    out = tmp_path / "out"
+    config = chat_config(manifest(tmp_path, 80), out, tier=Tier.FLEX, concurrency=64, clock=clock)
+
+    await run(config, app)
+
+    rows = ledger(out)
+    counters = stats(app)
+    assert len(rows) == 80
+    assert {r["status"] for r in rows.values()} <= {"succeeded", "refused", "failed"}
+    assert counters["by_tier"]["flex"]["shed"] > 0
+    assert (counters["early_retries"], counters["billed_duplicates"]) == (0, 0)
+    assert sum(r["cost_usd"] for r in rows.values()) == pytest.approx(counters["billed_usd"])
+    succeeded = [r for r in rows.values() if r["status"] == "succeeded"]
+    assert succeeded
+    assert {(r["provider"], r["tier"], r["tier_reported"]) for r in succeeded} == {
+        ("openai-chat", "flex", True)
+    }

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.core.config import ApiKey, AuthStyle
 from pipeline.core.errors import UsageError
-from pipeline.core.types import Job
+from pipeline.core.tiers import FLEX_TIMEOUT_S
+from pipeline.core.types import Job, Tier
 from pipeline.plan.sources import SourceCache, SourceImageError
 from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.openai_chat.provider import CAPABILITIES, OpenAIChatProvider, chat_url
@@ -115,3 +116,16 @@ async def test_the_key_travels_only_as_a_bearer_token() -> None:
     assert dict(credentials.headers) == {"authorization": "Bearer sk-or-v1-secret"}
     assert not credentials.params
     assert "secret" not in repr(auth) + repr(credentials)
+
+
+def test_a_tier_goes_as_service_tier_and_leaves_the_fingerprint_alone() -> None:
+    provider = OpenAIChatProvider(URL)
+    standard = provider.prepare(job(), SourceCache())
+    flex = provider.prepare(job(tier=Tier.FLEX), SourceCache())
+    assert json.loads(flex.body)["service_tier"] == "flex"
+    assert flex.fingerprint == standard.fingerprint  # a resend at standard is the same request
+    assert (flex.tier, flex.timeout_s) == (Tier.FLEX, FLEX_TIMEOUT_S)
+    assert (
+        json.loads(provider.prepare(job(tier=Tier.PRIORITY), SourceCache()).body)["service_tier"]
+        == "priority"
+    )

@@ -28,9 +28,11 @@ exception for any server input. The rules, each a table test:
 7. Words instead of an image -> REFUSAL ``TEXT_ONLY`` (a reason to show the user), nothing at
    all -> ``NO_IMAGE``.
 
-``usage.cost`` (OpenRouter, USD) goes into ``Usage.cost_usd``: what the attempt cost, instead
-of the price table's figure. Delivery as on the native route: an error the server reported is
-``ERROR`` (not billed), every other 2xx ``ANSWERED``.
+The tier asked for refines the reading last, as on the native route (``tiering``: a shed Flex
+request, a tier the gateway does not offer), and the answer's ``service_tier`` says which tier
+served it. ``usage.cost`` (OpenRouter, USD) goes into ``Usage.cost_usd``: what the attempt
+cost, instead of the price table's figure. Delivery as on the native route: an error the server
+reported is ``ERROR`` (not billed), every other 2xx ``ANSWERED``.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.core import jsonread as jr
-from pipeline.core.types import Delivery, Outcome, OutcomeKind, RawResponse
+from pipeline.core.tiers import reported_tier
+from pipeline.core.types import Delivery, Outcome, OutcomeKind, RawResponse, Tier
 from pipeline.providers.gemini.classify import classify_error, malformed, server_failed
 from pipeline.providers.gemini.errors import ErrorBody, error_from_bytes, error_from_json, snippet
 from pipeline.providers.openai_chat.answer import ChatReading, read_choice, read_usage
+from pipeline.providers.tiering import tier_outcome
 
 STOP = "STOP"
 PAYMENT_REQUIRED = 402
@@ -51,10 +55,19 @@ _FINISH = {"LENGTH": "MAX_TOKENS", "CONTENT_FILTER": "CONTENT_FILTER"}
 
 
 def classify(
-    response: RawResponse, *, now: float | None = None, follow_links: bool = False
+    response: RawResponse,
+    *,
+    now: float | None = None,
+    follow_links: bool = False,
+    tier: Tier = Tier.STANDARD,
 ) -> Outcome:
     """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``;
-    ``follow_links`` counts a hosted image link as the answer's image (rule 1)."""
+    ``follow_links`` counts a hosted image link as the answer's image (rule 1); ``tier`` is
+    the tier the request asked for (sheds and refused tiers: ``tiering``, as on every route)."""
+    return tier_outcome(_classify(response, now, follow_links), tier)
+
+
+def _classify(response: RawResponse, now: float | None, follow_links: bool) -> Outcome:
     data = _parse(response.body)
     error = data.get("error") if isinstance(data, dict) else None
     if 200 <= response.status < 300:
@@ -70,7 +83,7 @@ def classify(
     if 200 <= code < 300:  # an error object in a 2xx body: its own code is the evidence
         code = 429 if body.says_rate_limited else (body.code or 0)
         if code < 400:
-            return malformed(code or response.status, body.message or "an error and no choices")
+            return malformed(response.status, body.message or "an error and no choices")
     if code == PAYMENT_REQUIRED:
         message = f"{body.message or 'payment required'} (add credit to the gateway account)"
         outcome = Outcome(OutcomeKind.RUN_ERROR, "PAYMENT_REQUIRED", response.status)
@@ -142,6 +155,7 @@ def _classify_choice(data: dict[str, Any], http: int, follow_links: bool) -> Out
         "usage": read_usage(data.get("usage")),
         "model_version": jr.string(data.get("model")),
         "response_id": jr.string(data.get("id")),
+        "tier": reported_tier(data.get("service_tier")),  # OpenAI's "default" is standard
     }
     native = reading.native_finish_reason
     if reading.images or reading.image_urls:

@@ -19,6 +19,7 @@ from pipeline.core.config import DEFAULT_TIMEOUTS_S, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.models import MODEL_ID_IN_BODY, effective_size
 from pipeline.core.routes import KEY_VARIABLES, Route
+from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
@@ -36,7 +37,7 @@ from pipeline.providers.openai_chat.classify import classify
 from pipeline.providers.openai_chat.request import LINK_SCHEMES, build_body
 
 CAPABILITIES = Capabilities(
-    tiers=(Tier.STANDARD,),
+    tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # OpenAI's service_tier
     batch=False,  # gateways have no batch endpoint for these models
     link_schemes=LINK_SCHEMES,  # passed on as image_url; files go as data: URLs
     model_id=MODEL_ID_IN_BODY,  # the id travels in the body: "google/...", ":free" allowed
@@ -93,19 +94,20 @@ class OpenAIChatProvider:
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
         body, digests = build_body(job, sources, fit_images=self.fit_images)
-        timeouts = self.timeouts_s
         return PreparedRequest(
             model=job.model,
             url=self.url,
             body=body,
-            fingerprint=fingerprint(job, digests),
-            timeout_s=timeouts.get(effective_size(job), max(timeouts.values())),
+            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
+            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
             upload_bytes=len(body),
             headers=JSON_HEADERS,
+            tier=job.tier,
         )
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return WholeBody(functools.partial(classify, follow_links=self.follow_links))
+        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
+        return WholeBody(read)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         # No answer means the same on every route: nothing here is the gateway's.

@@ -22,7 +22,7 @@ import orjson
 from pipeline.core.models import resolve_model
 from pipeline.core.routes import LINK_SCHEMES as ROUTE_LINKS
 from pipeline.core.routes import Route
-from pipeline.core.types import Job
+from pipeline.core.types import Job, Tier
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.inputs import load_inputs
 
@@ -53,12 +53,9 @@ def image_config(job: Job) -> dict[str, str]:
     return config
 
 
-def build_body(
-    job: Job, sources: SourceCache, *, fit_images: bool, service_tier: str | None = None
-) -> tuple[bytes, list[str]]:
+def build_body(job: Job, sources: SourceCache, *, fit_images: bool) -> tuple[bytes, list[str]]:
     """The request body and the digests of its source images (for the fingerprint). Raises
-    ``SourceImageError`` if a source went bad or is a link a gateway cannot be sent.
-    ``service_tier``: OpenAI's field, sent only for a tier other than standard."""
+    ``SourceImageError`` if a source went bad or is a link a gateway cannot be sent."""
     inputs, digests = load_inputs(job, sources, fit_images=fit_images, check_link=check_link)
     content: list[dict[str, Any]] = [
         {
@@ -88,6 +85,7 @@ def build_body(
         body["temperature"] = job.temperature
     if job.seed is not None:
         body["seed"] = job.seed
-    if service_tier is not None:
-        body["service_tier"] = service_tier
+    if job.tier is not Tier.STANDARD:
+        # OpenAI's field; whether a gateway passes it on is its own (its answer says).
+        body["service_tier"] = job.tier.value
     return orjson.dumps(body), digests
