@@ -233,7 +233,9 @@ def test_what_a_killed_run_had_in_flight_counts_against_the_cap(tmp_path: Path) 
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 30
-        while server.app.stats_snapshot()["requests"] != 4 and time.monotonic() < deadline:
+        # The server counts a request when its headers arrive and bills it once its body is
+        # read: wait for the bill, so that all four were wholly sent (answers take 3 s).
+        while server.app.stats_snapshot()["billed"] != 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)  # four requests in flight, none answered yet
         process.wait()
