@@ -6,26 +6,19 @@ local emulator: the address is ``--base-url``, the rest is the same.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import quote
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
-from pipeline.core.models import MODEL_ID_IN_PATH, effective_size
+from pipeline.core.models import MODEL_ID_IN_PATH
 from pipeline.core.routes import LINK_SCHEMES, Route, api_version
-from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
-from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
-from pipeline.providers.base import (
-    JSON_HEADERS,
-    AnswerReader,
-    Capabilities,
-    PreparedRequest,
-    WholeBody,
-)
+from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
+from pipeline.providers.common import prepared, whole_body
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
 from pipeline.providers.http import HttpClient
@@ -50,6 +43,8 @@ class GeminiProvider:
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image links are its images (--follow-image-links)
     api_version: str | None = None  # --api-version; None: by model (``routes.api_version``)
+    name: ClassVar[str] = "gemini"
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     @classmethod
     def from_config(cls, config: RunConfig) -> GeminiProvider:
@@ -62,26 +57,9 @@ class GeminiProvider:
             api_version=config.api_version,
         )
 
-    @property
-    def name(self) -> str:
-        return "gemini"
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
-        body, digests = build_body(job, sources, fit_images=self.fit_images)
-        return PreparedRequest(
-            model=job.model,
-            url=self.url(job.model),
-            body=body,
-            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
-            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
-            upload_bytes=len(body),
-            headers=JSON_HEADERS,
-            tier=job.tier,
-        )
+        built = build_body(job, sources, fit_images=self.fit_images)
+        return prepared(job, self.url(job.model), built, self.timeouts_s)
 
     def url(self, model: str) -> str:
         # The model id was checked against a strict pattern; encoding it too means no id can
@@ -91,8 +69,7 @@ class GeminiProvider:
         return f"{base}/{version}/models/{quote(model, safe='')}:generateContent"
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
-        return WholeBody(read)
+        return whole_body(classify, request, self.follow_links)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)

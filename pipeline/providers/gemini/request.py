@@ -12,20 +12,15 @@ from typing import Any
 
 import orjson
 
-from pipeline.core.models import resolve_model
 from pipeline.core.types import Job, Tier
 from pipeline.plan.sources import SourceCache
+from pipeline.providers.common import image_config as route_image_config
 from pipeline.providers.inputs import load_inputs
 
 
 def generation_config(job: Job) -> dict[str, Any]:
     """The ``generationConfig`` for a job. TEXT is asked for so refusals come with the reason."""
-    image_config: dict[str, str] = {}
-    _, spec = resolve_model(job.model)
-    if job.aspect_ratio:
-        image_config["aspectRatio"] = job.aspect_ratio
-    if job.image_size and (spec is None or spec.image_sizes):
-        image_config["imageSize"] = job.image_size
+    image_config = route_image_config(job, "aspectRatio", "imageSize")
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if image_config:
         config["imageConfig"] = image_config

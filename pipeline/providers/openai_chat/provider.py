@@ -10,27 +10,20 @@ by the shared download path, which sends no credential at all.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
-from pipeline.core.models import MODEL_ID_IN_BODY, effective_size
+from pipeline.core.models import MODEL_ID_IN_BODY
 from pipeline.core.routes import KEY_VARIABLES, Route
-from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
-from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
-from pipeline.providers.base import (
-    JSON_HEADERS,
-    AnswerReader,
-    Capabilities,
-    PreparedRequest,
-    WholeBody,
-)
+from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
+from pipeline.providers.common import prepared, whole_body
 from pipeline.providers.gemini.classify import classify_failure
 from pipeline.providers.http import HttpClient
 from pipeline.providers.openai_chat.classify import classify
@@ -73,6 +66,8 @@ class OpenAIChatProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image link is its image (--follow-image-links)
+    name: ClassVar[str] = "openai-chat"
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     @classmethod
     def from_config(cls, config: RunConfig) -> OpenAIChatProvider:
@@ -84,30 +79,12 @@ class OpenAIChatProvider:
             follow_links=config.follow_image_links,
         )
 
-    @property
-    def name(self) -> str:
-        return "openai-chat"
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
-        body, digests = build_body(job, sources, fit_images=self.fit_images)
-        return PreparedRequest(
-            model=job.model,
-            url=self.url,
-            body=body,
-            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
-            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
-            upload_bytes=len(body),
-            headers=JSON_HEADERS,
-            tier=job.tier,
-        )
+        built = build_body(job, sources, fit_images=self.fit_images)
+        return prepared(job, self.url, built, self.timeouts_s)
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
-        return WholeBody(read)
+        return whole_body(classify, request, self.follow_links)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         # No answer means the same on every route: nothing here is the gateway's.

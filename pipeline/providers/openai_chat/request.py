@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.core.models import resolve_model
 from pipeline.core.routes import LINK_SCHEMES as ROUTE_LINKS
 from pipeline.core.routes import Route
 from pipeline.core.types import Job, Tier
 from pipeline.plan.sources import SourceCache
+from pipeline.providers.common import image_config as route_image_config
 from pipeline.providers.inputs import load_inputs
 
 # Source links a gateway can be given (``routes.LINK_SCHEMES``, which the plan checks per row).
@@ -44,13 +44,7 @@ def check_link(link: str) -> str | None:
 def image_config(job: Job) -> dict[str, str]:
     """Size and shape, in the gateways' snake_case ``image_config``; only what the model takes
     (a model without sizes rejects ``image_size``)."""
-    config: dict[str, str] = {}
-    _, spec = resolve_model(job.model)
-    if job.aspect_ratio:
-        config["aspect_ratio"] = job.aspect_ratio
-    if job.image_size and (spec is None or spec.image_sizes):
-        config["image_size"] = job.image_size
-    return config
+    return route_image_config(job, "aspect_ratio", "image_size")
 
 
 def build_body(job: Job, sources: SourceCache, *, fit_images: bool) -> tuple[bytes, list[str]]:

@@ -16,27 +16,19 @@ Flex is served at ``global`` only: a run whose tier is Flex elsewhere is refused
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
-from pipeline.core.models import DEFAULT_MODEL, MODEL_ID_IN_PATH, effective_size, resolve_model
+from pipeline.core.models import DEFAULT_MODEL, MODEL_ID_IN_PATH, resolve_model
 from pipeline.core.routes import KEY_VARIABLES, LINK_SCHEMES, Route, api_version
-from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
-from pipeline.plan.fingerprint import fingerprint
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth, CredentialsFailed, TokenAuth
-from pipeline.providers.base import (
-    JSON_HEADERS,
-    AnswerReader,
-    Capabilities,
-    PreparedRequest,
-    WholeBody,
-)
+from pipeline.providers.base import JSON_HEADERS, AnswerReader, Capabilities, PreparedRequest
+from pipeline.providers.common import prepared, whole_body
 from pipeline.providers.gemini.classify import classify_failure
 from pipeline.providers.gemini.request import build_body
 from pipeline.providers.http import HttpClient
@@ -89,6 +81,8 @@ class VertexProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False
     follow_links: bool = False
+    name: ClassVar[str] = Route.VERTEX.value
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     @classmethod
     def from_config(cls, config: RunConfig) -> VertexProvider:
@@ -152,34 +146,18 @@ class VertexProvider:
             follow_links=config.follow_image_links,
         )
 
-    @property
-    def name(self) -> str:
-        return Route.VERTEX.value
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
     def version(self, model: str) -> str:
         return api_version(Route.VERTEX, model, self.api_version)
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
-        body, digests = build_body(job, sources, fit_images=self.fit_images)
+        built = build_body(job, sources, fit_images=self.fit_images)
+        url = self.route.generate_url(job.model, self.version(job.model))
         tier_headers = TIER_HEADERS.get(job.tier)
-        return PreparedRequest(
-            model=job.model,
-            url=self.route.generate_url(job.model, self.version(job.model)),
-            body=body,
-            fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
-            timeout_s=request_timeout(self.timeouts_s, effective_size(job), job.tier),
-            upload_bytes=len(body),
-            headers={**self.headers, **tier_headers} if tier_headers else self.headers,
-            tier=job.tier,
-        )
+        headers = {**self.headers, **tier_headers} if tier_headers else self.headers
+        return prepared(job, url, built, self.timeouts_s, headers)
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        read = functools.partial(classify, follow_links=self.follow_links, tier=request.tier)
-        return WholeBody(read)
+        return whole_body(classify, request, self.follow_links)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)

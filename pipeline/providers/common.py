@@ -1,0 +1,60 @@
+"""What every route's provider does the same way, written once: the ``PreparedRequest`` for a
+built body, the whole-body reader for a route's classifier, and the image options a job asks
+of its model. A route keeps only what is its own: its URL, headers, body and classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from pipeline.core.models import effective_size, resolve_model
+from pipeline.core.tiers import request_timeout
+from pipeline.core.types import Job, Outcome, RawResponse, Tier
+from pipeline.plan.fingerprint import fingerprint
+from pipeline.providers.base import JSON_HEADERS, AnswerReader, PreparedRequest, WholeBody
+
+
+class Classifier(Protocol):
+    """A route's classifier (``gemini.classify.classify`` and its kin)."""
+
+    def __call__(
+        self, response: RawResponse, *, follow_links: bool = ..., tier: Tier = ...
+    ) -> Outcome: ...
+
+
+def prepared(
+    job: Job,
+    url: str,
+    built: tuple[bytes, list[str]],
+    timeouts_s: Mapping[str, float],
+    headers: Mapping[str, str] = JSON_HEADERS,
+) -> PreparedRequest:
+    """The request for ``job`` at ``url``, from its body and source digests (``built``)."""
+    body, digests = built
+    return PreparedRequest(
+        model=job.model,
+        url=url,
+        body=body,
+        fingerprint=fingerprint(job, digests),  # the tier is not in it: the same request
+        timeout_s=request_timeout(timeouts_s, effective_size(job), job.tier),
+        upload_bytes=len(body),
+        headers=headers,
+        tier=job.tier,
+    )
+
+
+def whole_body(classify: Classifier, request: PreparedRequest, follow_links: bool) -> AnswerReader:
+    """A reader that classifies the whole answer to ``request`` at the tier it asked for."""
+    return WholeBody(lambda raw: classify(raw, follow_links=follow_links, tier=request.tier))
+
+
+def image_config(job: Job, aspect_key: str, size_key: str) -> dict[str, str]:
+    """The job's aspect ratio and image size under a route's own field names; the size only if
+    its model takes sizes (a model without sizes rejects the field)."""
+    config: dict[str, str] = {}
+    _, spec = resolve_model(job.model)
+    if job.aspect_ratio:
+        config[aspect_key] = job.aspect_ratio
+    if job.image_size and (spec is None or spec.image_sizes):
+        config[size_key] = job.image_size
+    return config
