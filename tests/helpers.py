@@ -1,4 +1,5 @@
-"""Test helpers: manifests under a temp dir, run configs."""
+"""Test helpers: manifests under a temp dir, run configs, the in-process emulator and a run
+against it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RunConfig
+from pipeline.emulator import (
+    EmulatorApp,
+    EmulatorConfig,
+    EmulatorTransport,
+    Payload,
+    create_app,
+    parse_faults,
+)
+from pipeline.run.result import RunResult
+from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import Damaged, scan_journal
 
 TEST_KEY = "test-key-0123456789"
@@ -61,3 +73,18 @@ def run_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
     }
     values.update(overrides)
     return RunConfig(**values)
+
+
+def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any) -> EmulatorApp:
+    """The in-process emulator (compact images, ``faults`` as ``--faults`` spells them); on the
+    test's clock when the test runs on one."""
+    if clock is not None:
+        kwargs["clock"] = clock.monotonic
+    return create_app(
+        EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
+    )
+
+
+async def run(config: RunConfig, app: EmulatorApp) -> RunResult:
+    """A run of ``config`` against the in-process emulator ``app``."""
+    return await run_manifest(config, EmulatorTransport(app))

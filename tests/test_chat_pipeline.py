@@ -19,16 +19,9 @@ from pipeline.core.routes import Route
 from pipeline.core.types import Tier
 from pipeline.emulator import (
     EmulatorApp,
-    EmulatorConfig,
-    EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
     parse_latency,
 )
-from pipeline.run.result import RunResult
-from pipeline.run.scheduler import run_manifest
-from tests.helpers import TEST_KEY, make_image, run_config, write_csv
+from tests.helpers import TEST_KEY, emulator, make_image, run, run_config, write_csv
 
 GATEWAY = "http://emulator.invalid/api/v1"
 MODEL = "google/gemini-3.1-flash-image-preview"
@@ -39,23 +32,10 @@ MODEL = "google/gemini-3.1-flash-image-preview"
 FAULTS = "429=0.2,500=0.05,503=0.05,block=0.03,unsafe=0.03,noimage=0.02,retry_delay=2"
 
 
-def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any) -> EmulatorApp:
-    """The in-process emulator; on the test's clock when the test runs on one."""
-    if clock is not None:
-        kwargs["clock"] = clock.monotonic
-    return create_app(
-        EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
-    )
-
-
 def chat_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
     """A run through the chat route, at the emulator's OpenRouter-style path."""
     values: dict[str, Any] = {"provider": Route.OPENAI_CHAT, "base_url": GATEWAY, "model": MODEL}
     return run_config(manifest, out, **{**values, **overrides})
-
-
-async def run(config: RunConfig, app: EmulatorApp) -> RunResult:
-    return await run_manifest(config, EmulatorTransport(app))
 
 
 def stats(app: EmulatorApp) -> dict[str, Any]:

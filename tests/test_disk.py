@@ -25,7 +25,7 @@ from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store import storage
 from pipeline.store.journal import Journal
-from tests.helpers import journal_records, run_config, write_csv
+from tests.helpers import emulator, journal_records, run_config, write_csv
 
 ROWS = 40
 
@@ -57,10 +57,6 @@ def stat(app: EmulatorApp, name: str) -> int:
     value = app.stats_snapshot()[name]
     assert isinstance(value, int)
     return value
-
-
-def emulator() -> EmulatorApp:
-    return create_app(EmulatorConfig(payload=Payload.COMPACT))
 
 
 def ledger(out: Path) -> dict[str, dict[str, Any]]:

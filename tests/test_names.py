@@ -14,19 +14,15 @@ from pipeline.commands.thumbs import make_thumbnail
 from pipeline.commands.verify import verify
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
-from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.emulator import EmulatorTransport
 from pipeline.plan.planstate import name_change_note
 from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name
 from pipeline.run.scheduler import run_manifest
-from tests.helpers import make_image, run_config, write_csv
+from tests.helpers import emulator, make_image, run_config, write_csv
 from tests.test_cli import nanobatch
 
 FLASH = "gemini-3.1-flash-image-preview"
 CJK_100 = "商品图片" * 25  # 100 characters, 300 bytes in UTF-8
-
-
-def emulator() -> EmulatorApp:
-    return create_app(EmulatorConfig(payload=Payload.COMPACT))
 
 
 def ledger(out: Path) -> dict[str, dict[str, Any]]:

@@ -15,36 +15,18 @@ from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RetryConfig
 from pipeline.emulator import (
     EmulatorApp,
-    EmulatorConfig,
     EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
     parse_latency,
 )
 from pipeline.providers.http import ClientPool
 from pipeline.run.online.adaptive import AdaptiveLimit
-from pipeline.run.result import RunResult
-from pipeline.run.scheduler import Pipeline, run_manifest
+from pipeline.run.scheduler import Pipeline
 from pipeline.store.ledger import Ledger
-from tests.helpers import make_image, run_config, write_csv, write_parquet
+from tests.helpers import emulator, make_image, run, run_config, write_csv, write_parquet
 
 FAULTS = (
     "429=0.2,500=0.05,503=0.05,reset=0.02,truncate=0.02,block=0.02,unsafe=0.02,retry_delay=0.05"
 )
-
-
-def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any) -> EmulatorApp:
-    """The in-process emulator; on the test's clock when the test runs on one."""
-    if clock is not None:
-        kwargs["clock"] = clock.monotonic
-    return create_app(
-        EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
-    )
-
-
-async def run(config: Any, app: EmulatorApp) -> RunResult:
-    return await run_manifest(config, EmulatorTransport(app))
 
 
 def stats(app: EmulatorApp) -> dict[str, Any]:

@@ -16,17 +16,13 @@ from pipeline.commands.verify import fix, verify
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
 from pipeline.core.types import Status
-from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.emulator import EmulatorApp, EmulatorTransport
 from pipeline.providers.http import ClientPool
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
 from pipeline.store.ledger import Ledger
 from pipeline.store.ledgerview import read_ledger_view
-from tests.helpers import journal_records, run_config, write_csv
-
-
-def emulator() -> EmulatorApp:
-    return create_app(EmulatorConfig(payload=Payload.COMPACT))
+from tests.helpers import emulator, journal_records, run, run_config, write_csv
 
 
 def ledger(out: Path) -> dict[str, dict[str, Any]]:
@@ -45,7 +41,7 @@ async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_re
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(4)])
     out = tmp_path / "out"
     app = emulator()
-    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    await run(run_config(manifest, out), app)
     assert verify(out).problems == []
 
     (out / "images" / "r0.png").unlink()
@@ -66,7 +62,7 @@ async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_re
     assert (out / "broken" / "r1.png").exists()  # kept, not deleted
 
     app.reset_stats()
-    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    await run(run_config(manifest, out), app)
     assert app.stats_snapshot()["requests"] == 2
     assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
     assert verify(out).problems == []
@@ -82,7 +78,7 @@ async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_p
     (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown marker
 
     app = emulator()
-    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    await run(run_config(manifest, out), app)
 
     rows = ledger(out)
     assert rows["r1"]["status"] == "succeeded"
@@ -94,6 +90,18 @@ async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_p
     assert verify(out).unreferenced == []
 
 
+async def first_rows_run(
+    tmp_path: Path, first: int, name: str = "m.csv"
+) -> tuple[list[dict[str, str]], Path, EmulatorApp]:
+    """Six rows, and a run (into ``tmp_path/out``) of a manifest ``name`` holding the ``first``
+    of them: the rows, the output directory and the emulator."""
+    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
+    out = tmp_path / "out"
+    app = emulator()
+    await run(run_config(write_csv(tmp_path / name, rows[:first]), out), app)
+    return rows, out, app
+
+
 def flip_middle_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
@@ -101,19 +109,12 @@ def flip_middle_byte(path: Path) -> None:
 
 
 async def test_a_damaged_ledger_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
-    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
-    out = tmp_path / "out"
-    app = emulator()
-    await run_manifest(
-        run_config(write_csv(tmp_path / "m.csv", rows[:4]), out), EmulatorTransport(app)
-    )
+    rows, out, app = await first_rows_run(tmp_path, 4)
     flip_middle_byte(out / "ledger.parquet")
     app.reset_stats()
 
     with pytest.raises(LedgerDamaged, match="move it away"):
-        await run_manifest(
-            run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app)
-        )
+        await run(run_config(write_csv(tmp_path / "m.csv", rows), out), app)
     assert app.stats_snapshot()["requests"] == 0
 
 
@@ -123,13 +124,13 @@ async def test_after_a_damaged_ledger_is_moved_away_images_are_adopted_unless_th
     rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(5)]
     out = tmp_path / "out"
     app = emulator()
-    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    await run(run_config(write_csv(tmp_path / "m.csv", rows), out), app)
     before = ledger(out)
     (out / "ledger.parquet").rename(tmp_path / "ledger.parquet.damaged")  # what the message says
     rows[2]["prompt"] = "an edited prompt"  # its old image is not the new request's
     app.reset_stats()
 
-    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    await run(run_config(write_csv(tmp_path / "m.csv", rows), out), app)
 
     assert app.stats_snapshot()["requests"] == 1
     after = ledger(out)
@@ -151,12 +152,9 @@ async def test_rerun_succeeded_sends_again_instead_of_adopting_its_own_images(
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(3)])
     out = tmp_path / "out"
     app = emulator()
-    await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+    await run(run_config(manifest, out), app)
     app.reset_stats()
-    await run_manifest(
-        run_config(manifest, out, rerun=frozenset({Status.SUCCEEDED, Status.FAILED})),
-        EmulatorTransport(app),
-    )
+    await run(run_config(manifest, out, rerun=frozenset({Status.SUCCEEDED, Status.FAILED})), app)
     assert app.stats_snapshot()["requests"] == 3
     assert {r["reason"] for r in ledger(out).values()} == {"STOP"}
 
@@ -164,12 +162,7 @@ async def test_rerun_succeeded_sends_again_instead_of_adopting_its_own_images(
 async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_nothing_later(
     tmp_path: Path,
 ) -> None:
-    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
-    out = tmp_path / "out"
-    app = emulator()
-    await run_manifest(
-        run_config(write_csv(tmp_path / "m.csv", rows[:4]), out), EmulatorTransport(app)
-    )
+    rows, out, app = await first_rows_run(tmp_path, 4)
 
     async def rot(result: RunResult) -> None:  # the disk flips a bit while the run is going
         flip_middle_byte(out / "ledger.parquet")
@@ -185,7 +178,7 @@ async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_no
 
     (out / "ledger.parquet").rename(tmp_path / "ledger.parquet.damaged")
     app.reset_stats()
-    await run_manifest(run_config(write_csv(tmp_path / "m.csv", rows), out), EmulatorTransport(app))
+    await run(run_config(write_csv(tmp_path / "m.csv", rows), out), app)
     assert app.stats_snapshot()["requests"] == 0
     assert {r["status"] for r in ledger(out).values()} == {"succeeded"}
     assert len(ledger(out)) == 6
@@ -206,12 +199,7 @@ async def run_and_die(config: RunConfig, app: EmulatorApp) -> Ledger:
 async def test_verify_fix_never_hides_what_a_running_or_crashed_run_recorded(
     tmp_path: Path,
 ) -> None:
-    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
-    out = tmp_path / "out"
-    app = emulator()
-    await run_manifest(
-        run_config(write_csv(tmp_path / "a.csv", rows[:3]), out), EmulatorTransport(app)
-    )
+    rows, out, app = await first_rows_run(tmp_path, 3, "a.csv")
     whole = run_config(write_csv(tmp_path / "m.csv", rows), out)
     going = await run_and_die(whole, app)  # r3..r5 are in its journal only
 
@@ -225,7 +213,7 @@ async def test_verify_fix_never_hides_what_a_running_or_crashed_run_recorded(
     assert (fixed.fixed, fixed.strays_moved) == (0, 0)
     assert not (out / "orphans").exists()
     app.reset_stats()
-    await run_manifest(whole, EmulatorTransport(app))
+    await run(whole, app)
     assert app.stats_snapshot()["requests"] == 0
     assert len(ledger(out)) == 6
     assert verify(out).problems == []
@@ -243,7 +231,7 @@ async def test_a_kill_at_any_moment_of_verify_fix_leaves_no_succeeded_row_withou
     base = tmp_path / "base"
     app = emulator()
     manifest = write_csv(tmp_path / "m.csv", rows)
-    await run_manifest(run_config(manifest, base), EmulatorTransport(app))
+    await run(run_config(manifest, base), app)
     broken = base / "images" / "r1.png"
     broken.write_bytes(broken.read_bytes()[:-20])  # damaged on disk: checksum differs
     if older:  # a folder from before provenance records: adopted by name after a crash
@@ -283,7 +271,7 @@ async def test_a_kill_at_any_moment_of_verify_fix_leaves_no_succeeded_row_withou
                 missing = [p for p in row["output_paths"] if not (out / p).exists()]
                 assert missing == [], f"killed at step {moment}: {row['row_id']} lost {missing}"
         if view["r1"]["status"] == "failed":  # the next run sends r1 again: unless it adopts
-            await run_manifest(run_config(manifest, out), EmulatorTransport(app))
+            await run(run_config(manifest, out), app)
             assert ledger(out)["r1"]["reason"] != "ADOPTED"  # a broken image is never taken back
         if finished:
             break

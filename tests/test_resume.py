@@ -13,19 +13,11 @@ from pipeline.core.config import ApiKey, AuthStyle
 from pipeline.core.types import Status
 from pipeline.emulator import (
     EmulatorApp,
-    EmulatorConfig,
     EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
 )
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
-from tests.helpers import make_image, run_config, write_csv
-
-
-def emulator(**kwargs: Any) -> EmulatorApp:
-    return create_app(EmulatorConfig(payload=Payload.COMPACT, **kwargs))
+from tests.helpers import emulator, make_image, run_config, write_csv
 
 
 async def run(app: EmulatorApp, manifest: Path, out: Path, **kw: Any) -> RunResult:
@@ -89,7 +81,7 @@ async def test_rerun_selects_which_finished_rows_are_sent_again(
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
     await run(emulator(), manifest, out, ids_file=_ids(tmp_path, "ok", "nope"), clock=clock)
-    broken = emulator(faults=parse_faults("500=1.0"), clock=clock.monotonic)
+    broken = emulator("500=1.0", clock)
     await run(broken, manifest, out, ids_file=_ids(tmp_path, "bad"), clock=clock)  # backs off
     before = ledger(out)
     assert {k: r["status"] for k, r in before.items()} == {

@@ -16,16 +16,13 @@ from pipeline.core.tiers import default_concurrency
 from pipeline.core.types import Tier
 from pipeline.emulator import (
     EmulatorApp,
-    EmulatorConfig,
     EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
     parse_latency,
 )
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
+from tests import helpers
 from tests.helpers import run_config, write_csv
 
 # The usual faults whose billing the client can know from the answer (a reset or a truncated
@@ -35,10 +32,11 @@ FLEX_LATENCY = "uniform:60-900"  # Google's target: 1 to 15 minutes
 
 
 def emulator(clock: VirtualClock, faults: str = FAULTS, **kwargs: Any) -> EmulatorApp:
-    config = EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, seed=5,
-                            clock=clock.monotonic, latency=parse_latency("uniform:5-30"),
-                            flex_latency=parse_latency(FLEX_LATENCY), **kwargs)  # fmt: skip
-    return create_app(config)
+    latencies = {
+        "latency": parse_latency("uniform:5-30"),
+        "flex_latency": parse_latency(FLEX_LATENCY),
+    }
+    return helpers.emulator(faults, clock, seed=5, **{**latencies, **kwargs})
 
 
 def rows(n: int, **extra: str) -> list[dict[str, str]]:

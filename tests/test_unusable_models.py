@@ -11,17 +11,13 @@ import pytest
 
 from pipeline.commands.run import run_and_report
 from pipeline.core.errors import LedgerNotFolded
-from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
+from pipeline.emulator import EmulatorApp, EmulatorTransport
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.ledger import Ledger
-from tests.helpers import run_config, write_csv
+from tests.helpers import emulator, run_config, write_csv
 
 PRO = "gemini-3-pro-image-preview"
 UNKNOWN = "gemini-9-image"
-
-
-def emulator(**kwargs: Any) -> EmulatorApp:
-    return create_app(EmulatorConfig(payload=Payload.COMPACT, **kwargs))
 
 
 def ledger(out: Path) -> dict[str, dict[str, Any]]:

@@ -92,22 +92,15 @@ class Exchange:
         self._record(str(status))
         await self._start(status, length, headers)
         sent = 0
-        gone = False
+        gone = anyio.Event()
         async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                nonlocal gone
-                while (await self._receive())["type"] != "http.disconnect":
-                    pass
-                gone = True
-
-            group.start_soon(watch)
+            group.start_soon(self._watch, gone)
             async for chunk in chunks:
-                if gone:
+                if gone.is_set():
                     break
                 sent += len(chunk)
                 await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not gone:
+            if not gone.is_set():
                 await self._send({"type": "http.response.body", "body": b""})
             group.cancel_scope.cancel()
         return sent
@@ -126,20 +119,20 @@ class Exchange:
         seconds *= self._time_scale
         if seconds <= 0:
             return True
-        gone = False
+        gone = anyio.Event()
         async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                nonlocal gone
-                while (await self._receive())["type"] != "http.disconnect":
-                    pass
-                gone = True
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch)
+            group.start_soon(self._watch, gone, group.cancel_scope)
             await self._sleep(seconds)
             group.cancel_scope.cancel()
-        return not gone
+        return not gone.is_set()
+
+    async def _watch(self, gone: anyio.Event, scope: anyio.CancelScope | None = None) -> None:
+        """Set ``gone`` once the client disconnects, and cancel ``scope`` (the wait) if given."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+        if scope is not None:
+            scope.cancel()
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -102,15 +102,23 @@ class FilesApi:
 
     async def get(self, scope: Scope, exchange: Exchange, version: str, file_id: str) -> None:
         await self._refresh()
-        rejected = too_long(file_id, "GetFileRequest")
+        stored = await self._find(exchange, file_id, "GetFileRequest")
+        if stored is not None:
+            await self._answer(exchange, self.resource(stored, base_url(scope), version))
+
+    async def _find(
+        self, exchange: Exchange, file_id: str, request: str | None
+    ) -> StoredFile | None:
+        """The file ``file_id`` names, or None once the error is answered: an id too long for
+        ``request`` (None: a path that does not check it), or no such file (yet)."""
+        rejected = None if request is None else too_long(file_id, request)
         if rejected is not None:
             await exchange.error(rejected)
-            return
+            return None
         stored = self._store.get(file_id, self._wall.now())
         if stored is None:
             await exchange.error(_not_found(file_id))
-            return
-        await self._answer(exchange, self.resource(stored, base_url(scope), version))
+        return stored
 
     async def listing(self, scope: Scope, exchange: Exchange, version: str) -> None:
         await self._refresh()
@@ -125,12 +133,7 @@ class FilesApi:
         await self._answer(exchange, document)
 
     async def delete(self, exchange: Exchange, file_id: str) -> None:
-        rejected = too_long(file_id, "DeleteFileRequest")
-        if rejected is not None:
-            await exchange.error(rejected)
-        elif self._store.get(file_id, self._wall.now()) is None:
-            await exchange.error(_not_found(file_id))
-        else:
+        if await self._find(exchange, file_id, "DeleteFileRequest") is not None:
             self._store.delete(file_id)
             await self._answer(exchange, {})
 
@@ -140,13 +143,8 @@ class FilesApi:
         """``/{v}/files/{id}:download`` (the SDK's path, which checks the id's length) or
         ``/download/{v}/files/{id}:download`` (the download URL, which does not)."""
         await self._refresh()
-        rejected = None if by_url else too_long(file_id, "DownloadFileRequest")
-        if rejected is not None:
-            await exchange.error(rejected)
-            return
-        stored = self._store.get(file_id, self._wall.now())
+        stored = await self._find(exchange, file_id, None if by_url else "DownloadFileRequest")
         if stored is None:
-            await exchange.error(_not_found(file_id))
             return
         if not stored.generated:
             await exchange.error(

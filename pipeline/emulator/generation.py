@@ -152,18 +152,32 @@ class Generator:
         if wait is None:
             return False
         self._state.rate_limited += 1
-        delay = self._delay(wait)
+        await self._quota_exhausted(exchange, request, now, self._delay(wait), limit, exact=wait)
+        return True
+
+    async def _quota_exhausted(
+        self,
+        exchange: Exchange,
+        request: GenerationRequest,
+        now: float,
+        delay: float,
+        limit: int,
+        *,
+        exact: float,
+        per_day: bool = False,
+    ) -> None:
+        """Answer 429 for ``request``'s model, telling it to wait ``delay`` (kept, so an early
+        retry shows in the stats); ``exact`` is the wait before rounding."""
         self._state.told_to_wait(request.fingerprint, now, delay)
         await exchange.error(
             errors.quota_exhausted(
                 model=request.model_id,
                 retry_delay_s=delay,
-                per_day=False,
+                per_day=per_day,
                 limit=limit,
-                exact_delay_s=wait,
+                exact_delay_s=exact,
             )
         )
-        return True
 
     async def _inject(self, fault: FaultKind, attempt: _Attempt, exchange: Exchange) -> None:
         """Answer with a transient fault. Quota and overload answer at once; the rest after the
@@ -171,17 +185,10 @@ class Generator:
         faults, request = self.config.faults, attempt.request
         if fault in (FaultKind.RATE_LIMIT, FaultKind.QUOTA_DAY):
             delay = faults.retry_delay_s * self.config.time_scale
-            self._state.told_to_wait(request.fingerprint, attempt.now, delay)
             per_day = fault is FaultKind.QUOTA_DAY
             limit = _DAY_LIMIT if per_day else (self.config.rpm or _DEFAULT_MINUTE_LIMIT)
-            await exchange.error(
-                errors.quota_exhausted(
-                    model=request.model_id,
-                    retry_delay_s=delay,
-                    per_day=per_day,
-                    limit=limit,
-                    exact_delay_s=delay,
-                )
+            await self._quota_exhausted(
+                exchange, request, attempt.now, delay, limit, exact=delay, per_day=per_day
             )
         elif fault is FaultKind.UNAVAILABLE:
             await exchange.error(errors.overloaded())

@@ -193,24 +193,10 @@ def open_manifest(
     return Opened(path, _header(notes, first, id_column, recorded, finished), first, raw)
 
 
-def inspect(
-    path: Path,
-    *,
-    sheet: str | None = None,
-    id_column: str | None = None,
-    recorded: IdScheme | None = None,
-    finished: int = 0,
-    batch_rows: int = 4096,
-) -> Header:
-    """The manifest's header: columns, bindings, the id scheme, the notes."""
-    return open_manifest(
-        path,
-        sheet=sheet,
-        id_column=id_column,
-        recorded=recorded,
-        finished=finished,
-        batch_rows=batch_rows,
-    ).header
+def inspect(path: Path) -> Header:
+    """The manifest's header as a first run would read it: columns, bindings, the id scheme,
+    the notes (``open_manifest`` takes a run's settings)."""
+    return open_manifest(path).header
 
 
 def read_batches(
