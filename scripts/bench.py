@@ -8,7 +8,7 @@ The baseline runs by default in its own environment with ``google-genai[aiohttp]
 (``baseline_env.py``); client CPU per image is set against the SDK's and against the floor of
 ``scripts/floor.py`` for the same size.
 
-    scripts/bench                 # scenarios 1-7, full size, under ten minutes (docs/benchmarks.*)
+    scripts/bench                 # scenarios 1-7 and 9, full size, ~10 minutes (docs/benchmarks.*)
     scripts/bench --full          # also the long ones (8: the hostile fault mix, ~8 minutes)
     scripts/bench --quick         # rows and time boxes / 10: a smoke run (bench-out/)
     scripts/bench --only 4        # one scenario, merged into the results of an earlier run
@@ -29,6 +29,8 @@ Scenarios (full size):
 8. hostile mix (``--full``): 600 rows of 512 px, concurrency 32, emulator latency uniform
    0.2-0.5 s and a fault mix of 30% 429s, 25% 5xx, resets, truncated bodies, hangs and refusals
    (seed 4): the run's wall time with the default timeouts, every row terminal, no early retry.
+9. memory in flight: emulator latency 0.5 s, 4K, concurrency 16 and 64 (three rows per request
+   in flight): peak RSS at each, and per extra request in flight.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from typing import Any
 
 from baseline_env import BASELINES, baseline_python
 from bench_head import scenario_cpu, scenario_latency, scenario_memory, scenario_quota
+from bench_memory import scenario_memory_latency
 from bench_model import Bench, Scenario, problems
 from bench_report import kept_notes, render_markdown
 from bench_solo import scenario_fold, scenario_hostile, scenario_resume, scenario_validate
@@ -66,6 +69,7 @@ SCENARIOS: dict[int, Callable[[Bench], Scenario]] = {
     6: scenario_validate,
     7: scenario_fold,
     8: scenario_hostile,
+    9: scenario_memory_latency,
 }
 # Run only with --full (or --only): together they would take the default past ten minutes.
 LONG = frozenset({8})

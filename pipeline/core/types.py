@@ -5,6 +5,7 @@ Nothing here does I/O. Per-row results are values (``Outcome``), never exception
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -59,11 +60,32 @@ class QuotaScope(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SpooledFile:
+    """An image decoded from the answer straight into a temp file of the output folder
+    (``DIR/.tmp/``) while the answer arrived: storing it is a rename, not a second write."""
+
+    path: str
+    size: int  # bytes in the file
+    sha256: str  # of the file's bytes, hashed as they were written
+    head: bytes  # its first bytes, enough to tell the image type without opening it
+
+
+@dataclass(frozen=True, slots=True)
 class ImagePart:
-    """One output image, already decoded from base64."""
+    """One output image, already decoded from base64: its bytes in memory, or (``spooled``)
+    in a temp file, ``data`` then empty."""
 
     data: bytes
     mime_type: str
+    spooled: SpooledFile | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spooled.size if self.spooled else len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return self.spooled.sha256 if self.spooled else hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

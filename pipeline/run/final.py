@@ -37,7 +37,7 @@ async def final_record(
         if isinstance(written, OSError):
             result = services.result
             result.unstored += 1
-            result.unstored_bytes += sum(len(i.data) for i in outcome.images)
+            result.unstored_bytes += sum(i.size for i in outcome.images)
             status = Status.FAILED
             outcome = unstored(outcome, job.output_stem, written)
         else:

@@ -139,14 +139,14 @@ class DiskGuard:
                 return e
             self._trouble(e)
             # One more try in the space the reserve gave back, leaving room for the records.
-            needed = sum(len(image.data) for image in images) + JOURNAL_RESERVE
+            needed = sum(image.size for image in images) + JOURNAL_RESERVE
             if e.errno not in NO_SPACE or free_bytes(self.out_dir) < needed:
                 return e
             try:
                 stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
             except OSError as again:
                 return again
-        self.stored_bytes += sum(len(image.data) for image in images)
+        self.stored_bytes += sum(image.size for image in images)
         return stored
 
     async def append(

@@ -13,7 +13,6 @@ existed have none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ def store(
 ) -> list[StoredImage]:
     """``store_images``, with the record of the request that made them written first."""
     names = output_names(stem, images)
-    digests = [hashlib.sha256(image.data).hexdigest() for image in images]
+    digests = [image.sha256 for image in images]
     write(out_dir, stem, Provenance(row_id, fingerprint, tuple(zip(names, digests, strict=True))))
     return store_images(out_dir, stem, images)
 

@@ -9,7 +9,6 @@ odd, can collide with a temp file or be taken for one.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import itertools
 import os
@@ -107,23 +106,47 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
     stored = []
     tmp_dir = out_dir / TMP_DIR
     tmp_dir.mkdir(exist_ok=True)
-    for rel, image in zip(output_names(row_id, images), images, strict=True):
+    named = list(zip(output_names(row_id, images), images, strict=True))
+    # Spooled images are made durable before any is renamed, so a failure (EIO) leaves every
+    # spool in place for the disk guard's second try; one a first try moved is not looked for.
+    moved = {
+        rel
+        for rel, image in named
+        if image.spooled and not os.path.exists(image.spooled.path) and (out_dir / rel).exists()
+    }
+    for rel, image in named:
+        if image.spooled and rel not in moved:
+            fsync_file(image.spooled.path)
+    for rel, image in named:
         target = out_dir / rel
         if target.parent != out_dir / IMAGES_DIR:
             make_folders(out_dir / IMAGES_DIR, target.parent)
-        write_atomic(target, image.data, tmp_dir)
-        width, height = image_size(image.data)
-        digest = hashlib.sha256(image.data).hexdigest()
-        stored.append(StoredImage(rel, digest, width, height, image.mime_type))
+        if image.spooled:
+            # Written and hashed while the answer arrived, in DIR/.tmp/: moved, not rewritten.
+            if rel not in moved:
+                os.replace(image.spooled.path, target)
+            width, height = image_size(target)
+        else:
+            write_atomic(target, image.data, tmp_dir)
+            width, height = image_size(image.data)
+        stored.append(StoredImage(rel, image.sha256, width, height, image.mime_type))
     return stored
 
 
-def image_size(data: bytes) -> tuple[int | None, int | None]:
+def fsync_file(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def image_size(data: bytes | Path) -> tuple[int | None, int | None]:
     """Pixel size from the image header (no full decode); (None, None) if it is not an image."""
     from PIL import Image  # here, so a run's first request does not wait for Pillow to load
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as im:
             return im.size
     except Exception:  # Pillow raises many types for bad data; any of them means "not an image"
         return None, None

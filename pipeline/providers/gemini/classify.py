@@ -47,7 +47,7 @@ from pipeline.core.types import (
     Usage,
 )
 from pipeline.providers.gemini.errors import ErrorBody, error_from_bytes, error_from_json, snippet
-from pipeline.providers.gemini.extract import read_candidates
+from pipeline.providers.gemini.extract import Spooled, read_candidates
 from pipeline.providers.tiering import tier_outcome
 
 STOP = "STOP"
@@ -60,12 +60,14 @@ def classify(
     now: float | None = None,
     follow_links: bool = False,
     tier: Tier = Tier.STANDARD,
+    spooled: Spooled | None = None,
 ) -> Outcome:
     """Classify one HTTP answer. ``now`` (Unix seconds) anchors an HTTP-date ``Retry-After``;
     ``follow_links`` counts image links in the answer as its images (rule 1); ``tier`` is the
-    tier the request asked for (sheds and refused tiers: ``tiering``)."""
+    tier the request asked for (sheds and refused tiers: ``tiering``); ``spooled``: images the
+    streaming reader (``stream``) decoded to disk, by the text standing for them in the body."""
     if 200 <= response.status < 300:
-        outcome = _classify_2xx(response, now, follow_links)
+        outcome = _classify_2xx(response, now, follow_links, spooled)
     else:
         error = error_from_bytes(response.body)
         outcome = server_failed(classify_error(response.status, error, response, now))
@@ -175,7 +177,9 @@ def _retry_after(error: ErrorBody, headers: dict[str, str], now: float | None) -
 # --- 2xx ----------------------------------------------------------------------------------
 
 
-def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) -> Outcome:
+def _classify_2xx(
+    response: RawResponse, now: float | None, follow_links: bool, spooled: Spooled | None
+) -> Outcome:
     http = response.status
     try:
         data = jr.loads(response.body)
@@ -195,13 +199,19 @@ def _classify_2xx(response: RawResponse, now: float | None, follow_links: bool) 
                 return server_failed(classify_error(code, error, response, now))
         what = "is not a JSON object" if not isinstance(data, dict) else "has no candidates"
         return malformed(http, (error.message if error else None) or f"body {what}")
-    return _classify_generation(data, candidates, feedback, http, follow_links)
+    return _classify_generation(data, candidates, feedback, http, follow_links, spooled=spooled)
 
 
 def _classify_generation(
-    data: dict[str, Any], candidates: object, feedback: object, http: int, follow_links: bool
+    data: dict[str, Any],
+    candidates: object,
+    feedback: object,
+    http: int,
+    follow_links: bool,
+    *,
+    spooled: Spooled | None,
 ) -> Outcome:
-    reading = read_candidates(candidates, links=follow_links)
+    reading = read_candidates(candidates, links=follow_links, spooled=spooled)
     usage = _usage(jr.get(data, "usageMetadata", "usage_metadata"))
     common: dict[str, Any] = {
         "http_status": http,

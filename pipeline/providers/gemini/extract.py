@@ -14,15 +14,19 @@ when there is no inline image, because they cost a scan of the text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import jsonread as jr
 from pipeline.core.mime import sniff
-from pipeline.core.types import ImagePart
+from pipeline.core.types import ImagePart, SpooledFile
 from pipeline.providers.textimages import image_urls, take_data_uris
 
 MAX_TEXT = 20_000  # model text is an explanation, not an output
+
+# Images decoded while the answer arrived: on disk, or in memory where the disk refused them.
+Spooled = Mapping[str, SpooledFile | bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +41,14 @@ class Reading:
     problem: str | None = None  # why part of it could not be read; None when all of it could
 
 
-def read_candidates(candidates: object, *, links: bool = False) -> Reading:
+def read_candidates(
+    candidates: object, *, links: bool = False, spooled: Spooled | None = None
+) -> Reading:
     """Read the non-thought parts of every candidate; never raises for odd structures.
 
     ``links``: also gather image links (``fileData`` and URLs in text) into ``image_urls``.
+    ``spooled``: images already decoded as the answer arrived (``stream``), by the text that
+    stands for their base64 in the answer read.
     """
     problems: list[str] = []
     parts: list[dict[str, Any]] = []
@@ -74,7 +82,7 @@ def read_candidates(candidates: object, *, links: bool = False) -> Reading:
     for part in parts:
         inline = jr.get(part, "inlineData", "inline_data")
         if inline is not None:
-            image, problem = _inline_image(inline)
+            image, problem = _inline_image(inline, spooled)
             images.extend([image] if image else [])
             problems.extend([problem] if problem else [])
         if links:
@@ -99,7 +107,9 @@ def read_candidates(candidates: object, *, links: bool = False) -> Reading:
     )
 
 
-def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
+def _inline_image(
+    inline: object, spooled: Spooled | None = None
+) -> tuple[ImagePart | None, str | None]:
     """(image, None), (None, why it is unreadable), or (None, None) for non-image data."""
     if not isinstance(inline, dict):
         return None, "inlineData is not an object"
@@ -108,7 +118,12 @@ def _inline_image(inline: object) -> tuple[ImagePart | None, str | None]:
     if mime and not mime.startswith("image/") and mime != "application/octet-stream":
         return None, None  # audio or a document: not an output of an image run
     data = inline.get("data")
-    decoded = jr.b64decode(data) if isinstance(data, str) else None
+    found = spooled.get(data) if spooled and isinstance(data, str) else None
+    if isinstance(found, SpooledFile):
+        if not mime.startswith("image/"):
+            mime = sniff(found.head) or "application/octet-stream"
+        return ImagePart(b"", mime, found), None
+    decoded = found if found is not None else jr.b64decode(data) if isinstance(data, str) else None
     if not decoded:
         return None, "image data is missing or not valid base64"
     if not mime.startswith("image/"):

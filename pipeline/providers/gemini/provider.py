@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -18,9 +19,10 @@ from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
 from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
-from pipeline.providers.common import prepared, whole_body
+from pipeline.providers.common import prepared
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
+from pipeline.providers.gemini.stream import answer_reader
 from pipeline.providers.http import HttpClient
 
 CAPABILITIES = Capabilities(
@@ -42,6 +44,7 @@ class GeminiProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image links are its images (--follow-image-links)
+    out_dir: Path | None = None  # a run's output folder: large images are spooled into it
     api_version: str | None = None  # --api-version; None: by model (``routes.api_version``)
     name: ClassVar[str] = "gemini"
     capabilities: ClassVar[Capabilities] = CAPABILITIES
@@ -54,6 +57,7 @@ class GeminiProvider:
             timeouts_s=config.retry.timeouts_s,
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
+            out_dir=config.out_dir,
             api_version=config.api_version,
         )
 
@@ -69,7 +73,9 @@ class GeminiProvider:
         return f"{base}/{version}/models/{quote(model, safe='')}:generateContent"
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return whole_body(classify, request, self.follow_links)
+        return answer_reader(
+            classify, self.out_dir, follow_links=self.follow_links, tier=request.tier
+        )
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)

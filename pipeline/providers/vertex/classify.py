@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from pipeline.core.types import Outcome, OutcomeKind, RawResponse, Tier
 from pipeline.providers.gemini.classify import classify as classify_native
+from pipeline.providers.gemini.extract import Spooled
 
 MODEL_ARMOR = "MODEL_ARMOR"
 ARMOR_REASONS = frozenset({MODEL_ARMOR, f"PROMPT_BLOCKED:{MODEL_ARMOR}"})
@@ -28,10 +29,13 @@ def classify(
     now: float | None = None,
     follow_links: bool = False,
     tier: Tier = Tier.STANDARD,
+    spooled: Spooled | None = None,
 ) -> Outcome:
     """The native classification (at the tier asked for), with Model Armor's refusals marked
     billed."""
-    outcome = classify_native(response, now=now, follow_links=follow_links, tier=tier)
+    outcome = classify_native(
+        response, now=now, follow_links=follow_links, tier=tier, spooled=spooled
+    )
     if outcome.kind is OutcomeKind.REFUSAL and outcome.reason in ARMOR_REASONS:
         return replace(outcome, billed_refusal=True)
     return outcome

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, AuthStyle, RunConfig
@@ -28,9 +29,10 @@ from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth, CredentialsFailed, TokenAuth
 from pipeline.providers.base import JSON_HEADERS, AnswerReader, Capabilities, PreparedRequest
-from pipeline.providers.common import prepared, whole_body
+from pipeline.providers.common import prepared
 from pipeline.providers.gemini.classify import classify_failure
 from pipeline.providers.gemini.request import build_body
+from pipeline.providers.gemini.stream import answer_reader
 from pipeline.providers.http import HttpClient
 from pipeline.providers.vertex.check import check_route
 from pipeline.providers.vertex.classify import classify
@@ -81,6 +83,7 @@ class VertexProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False
     follow_links: bool = False
+    out_dir: Path | None = None  # a run's output folder: large images are spooled into it
     name: ClassVar[str] = Route.VERTEX.value
     capabilities: ClassVar[Capabilities] = CAPABILITIES
 
@@ -144,6 +147,7 @@ class VertexProvider:
             timeouts_s=config.retry.timeouts_s,
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
+            out_dir=config.out_dir,
         )
 
     def version(self, model: str) -> str:
@@ -157,7 +161,9 @@ class VertexProvider:
         return prepared(job, url, built, self.timeouts_s, headers)
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return whole_body(classify, request, self.follow_links)
+        return answer_reader(
+            classify, self.out_dir, follow_links=self.follow_links, tier=request.tier
+        )
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)
