@@ -21,7 +21,10 @@ from pipeline.cli.params import (
     AspectRatio,
     BaseUrl,
     Concurrency,
+    Deadline,
     DrainGrace,
+    FallbackMargin,
+    FallbackName,
     FitImages,
     IdColumn,
     Ids,
@@ -30,6 +33,7 @@ from pipeline.cli.params import (
     Location,
     Manifest,
     Model,
+    ModeName,
     NameTemplate,
     OutputFormat,
     PreviewOut,
@@ -61,6 +65,9 @@ from pipeline.core.logs import setup as setup_logging
 from pipeline.core.models import DEFAULT_MODEL
 from pipeline.core.options import (
     check_out_dir,
+    parse_deadline,
+    parse_margin,
+    parse_mode,
     parse_rerun,
     parse_rerun_before,
     parse_stop,
@@ -100,6 +107,10 @@ def run(
     api_version: ApiVersion = None,
     tier: TierName = "standard",
     tier_fallback: TierFallback = None,
+    mode: ModeName = "online",
+    deadline: Deadline = None,
+    fallback_margin: FallbackMargin = None,
+    fallback: FallbackName = None,
     base_url: BaseUrl = None,
     api_key: ApiKeyFlag = None,
     auth: Annotated[
@@ -146,6 +157,7 @@ def run(
 ) -> None:
     """Generate an image for each pending row; reruns resume."""
     from pipeline.providers.registry import check_available
+    from pipeline.run.modes import check_mode
 
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or GEMINI_BASE_URL
     transport: httpx.AsyncBaseTransport | None = None
@@ -173,6 +185,7 @@ def run(
             )
         elif key is None and route.provider is not Route.VERTEX:
             raise no_key(route.provider)
+        run_mode, then = parse_mode(mode, deadline, fallback_margin, fallback)
         if on_quota not in ("stop", "wait"):
             raise UsageError(f"--on-quota {on_quota!r}: use stop or wait")
         config = RunConfig(
@@ -213,9 +226,14 @@ def run(
                 fallback=parse_fallback(tier_fallback),
             ),
             stop_at=parse_stop(stop_after, stop_at),
+            mode=run_mode,
+            deadline=parse_deadline(deadline),
+            fallback_margin_s=parse_margin(fallback_margin),
+            fallback=then,
             handle_signals=True,
             drain_grace_s=drain_grace,
         )
+        check_mode(config)  # before anything is read or sent: batch needs a batch route
     except NanobatchError as e:
         raise fail(e) from None
     from pipeline.commands.run import run_and_report  # the run machinery: only when running

@@ -77,6 +77,20 @@ Location = Annotated[str | None, typer.Option(metavar="L", help=(
 ApiVersion = Annotated[str | None, typer.Option(metavar="V", help=(
     "Native routes: v1, v1beta (Vertex: v1, v1beta1); default by model: v1 for GA ids, "
     "the beta for -preview ids"))]  # fmt: skip
+ModeName = Annotated[str, typer.Option("--mode", metavar="MODE", help=(
+    "online (default: one request per row, answers in seconds) or batch (the Gemini "
+    "Batch API: half price, jobs finish within 24 h; --provider gemini only)"))]  # fmt: skip
+Deadline = Annotated[str | None, typer.Option(metavar="TIME", help=(
+    "Batch mode: have every row done by TIME, HH:MM (the next such local time: 07:00 at "
+    "23:00 is tomorrow morning) or an ISO date-time (2026-12-02T07:00, local unless it "
+    "names a zone). At TIME minus --fallback-margin, unfinished jobs are cancelled and "
+    "their rows sent online at the online price"))]  # fmt: skip
+FallbackMargin = Annotated[str | None, typer.Option(metavar="SPAN", help=(
+    "Batch mode with --deadline: how long before the deadline late jobs' rows go online, "
+    "e.g. 2h (default), 90m"))]  # fmt: skip
+FallbackName = Annotated[str | None, typer.Option("--fallback", metavar="WHERE", help=(
+    "Batch mode: rows of a failed, expired or cancelled job go online, or none (default: "
+    "resubmitted in a new batch job, a few times, then failed)"))]  # fmt: skip
 PreviewOut = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", help="Also what a run on DIR would send now and cost")]  # fmt: skip
 OutputFormat = Annotated[str, typer.Option("--format", help="text or json (for scripts)")]

@@ -25,6 +25,28 @@ DEFAULT_TIMEOUTS_S: dict[str, float] = {
 }  # fmt: skip
 
 
+class RunMode(StrEnum):
+    """How rows are sent: one request each (online), or collected into Batch API jobs."""
+
+    ONLINE = "online"
+    BATCH = "batch"
+
+
+class Fallback(StrEnum):
+    """What the rows of a failed, expired or cancelled batch job do (``--fallback``): go online,
+    or (none) go back to pending for a new job. Rows late for ``--deadline`` always go online."""
+
+    ONLINE = "online"
+    NONE = "none"
+
+
+# Batch jobs are cut so that one result file streams comfortably (~1 GB of JSON: a few hundred
+# 4K images, thousands at 1K) and a job's rows stay a count a person can reason about.
+DEFAULT_BATCH_MAX_OUTPUT_BYTES = 1_000_000_000
+DEFAULT_BATCH_MAX_REQUESTS = 10_000
+DEFAULT_FALLBACK_MARGIN_S = 7200.0  # --fallback-margin 2h: time the online fallback gets
+
+
 class AuthStyle(StrEnum):
     """How the key travels: Google's header, a gateway's Bearer token, or ``?key=``."""
 
@@ -114,5 +136,11 @@ class RunConfig:
     sheet: str | None = None  # --sheet: the xlsx sheet to read (default: the first)
     id_column: str | None = None  # --id-column: the column holding row ids
     ids: IdScheme | None = None  # the id scheme settled for this run (plan.checkpass.open_settled)
+    mode: RunMode = RunMode.ONLINE  # --mode
+    deadline: datetime | None = None  # --deadline, aware: every row done by then (batch mode)
+    fallback_margin_s: float = DEFAULT_FALLBACK_MARGIN_S  # --fallback-margin: before deadline
+    fallback: Fallback = Fallback.NONE  # --fallback: failed/expired/cancelled jobs' rows
+    batch_max_requests: int = DEFAULT_BATCH_MAX_REQUESTS  # requests per batch job at most
+    batch_max_output_bytes: int = DEFAULT_BATCH_MAX_OUTPUT_BYTES  # a job's estimated results
     # The run's time: every wait, deadline and recorded time (a VirtualClock in tests).
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)

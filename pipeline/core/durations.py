@@ -1,7 +1,8 @@
-"""Parse the delays a server asks a client to wait: protobuf Durations and ``Retry-After``.
+"""Parse durations: the delays a server asks a client to wait (protobuf Durations and
+``Retry-After``), and the spans a person types on the command line (``7h``, ``1h30m``, ``90s``).
 
-Pure and total: anything unusable yields ``None`` ("the server did not say"), never an exception,
-never a negative, infinite or NaN delay.
+Pure and total: anything unusable yields ``None`` ("the server did not say", "not a duration"),
+never an exception, never a negative, infinite or NaN delay.
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 _INTEGER = re.compile(r"-?\d+", re.ASCII)
 # Real values are a few characters; the cap keeps hostile input cheap to reject.
 _MAX_LEN = 64
+# A person's span: hours, minutes, seconds in that order, each optional, bare digits = seconds.
+_SPAN = re.compile(
+    r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?", re.ASCII
+)
+
+
+def parse_span(text: str) -> float | None:
+    """Seconds in ``7h``, ``45m``, ``1h30m``, ``90s`` or ``90`` (case and spaces around ignored)."""
+    value = text.strip().lower()
+    match = _SPAN.fullmatch(value) if len(value) <= _MAX_LEN else None
+    if not match or not any(match.groupdict().values()):
+        return None
+    seconds = sum(float(match[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+    return _finite(seconds)
 
 
 def _finite(seconds: float) -> float | None:

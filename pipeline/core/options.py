@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shlex
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pipeline.core.config import DEFAULT_TIMEOUTS_S
+from pipeline.core.config import DEFAULT_FALLBACK_MARGIN_S, DEFAULT_TIMEOUTS_S, Fallback, RunMode
+from pipeline.core.durations import parse_span
 from pipeline.core.errors import UsageError
 from pipeline.core.types import Status, Tier
 
@@ -38,11 +38,6 @@ def parse_rerun(text: str, *, retry_refused: bool = False) -> frozenset[Status]:
     return frozenset(allowed[n] for n in names)
 
 
-_DURATION = re.compile(
-    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
-)
-
-
 def parse_stop(
     stop_after: str | None, stop_at: str | None, now: datetime | None = None
 ) -> datetime | None:
@@ -50,19 +45,86 @@ def parse_stop(
     now = now or datetime.now().astimezone()
     candidates = []
     if stop_after:
-        match = _DURATION.match(stop_after.strip().lower())
-        if not match or not any(match.groupdict().values()):
+        seconds = parse_span(stop_after)
+        if seconds is None:
             raise UsageError(f"--stop-after {stop_after!r}: use e.g. 90s, 45m, 7h or 1h30m")
-        seconds = sum(float(match[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
         candidates.append(now + timedelta(seconds=seconds))
     if stop_at:
-        try:
-            clock = datetime.strptime(stop_at.strip(), "%H:%M").time()
-        except ValueError:
-            raise UsageError(f"--stop-at {stop_at!r}: use a local time such as 06:30") from None
-        at = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
-        candidates.append(at if at > now else at + timedelta(days=1))
+        at = _next_local(stop_at, now)
+        if at is None:
+            raise UsageError(f"--stop-at {stop_at!r}: use a local time such as 06:30")
+        candidates.append(at)
     return min(candidates) if candidates else None
+
+
+def _next_local(text: str, now: datetime) -> datetime | None:
+    """``HH:MM`` as the next such local time after ``now`` (tomorrow's if today's has passed)."""
+    try:
+        clock = datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        return None
+    at = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
+
+
+def parse_deadline(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``--deadline 07:00`` (the next 07:00 local time) or an ISO 8601 date-time (without a
+    zone: local), as an aware time; a time already past is refused."""
+    if text is None:
+        return None
+    now = now or datetime.now().astimezone()
+    at = _next_local(text, now)
+    if at is None:
+        try:
+            at = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise UsageError(
+                f"--deadline {text!r}: use a local time such as 07:00 (the next one) or an ISO "
+                "date-time such as 2026-12-02T07:00"
+            ) from None
+        at = at if at.tzinfo else at.astimezone()
+        if at <= now:
+            raise UsageError(
+                f"--deadline {text!r}: {at.isoformat(timespec='minutes')} has passed; give a "
+                "time to come"
+            )
+    return at
+
+
+def parse_margin(text: str | None) -> float:
+    """``--fallback-margin 2h``: the time before the deadline kept for the online fallback."""
+    if text is None:
+        return DEFAULT_FALLBACK_MARGIN_S
+    seconds = parse_span(text)
+    if seconds is None:
+        raise UsageError(f"--fallback-margin {text!r}: use e.g. 2h, 90m or 1h30m")
+    return seconds
+
+
+def parse_mode(
+    mode: str, deadline: str | None, margin: str | None, fallback: str | None
+) -> tuple[RunMode, Fallback]:
+    """``--mode`` and ``--fallback``; the batch-only flags refused in online mode (an online
+    run sends every row at once: nothing to fall back from, no deadline to keep)."""
+    try:
+        run_mode = RunMode(mode.strip().lower())
+    except ValueError:
+        raise UsageError(f"--mode {mode!r}: use online (the default) or batch") from None
+    try:
+        then = Fallback(fallback.strip().lower()) if fallback is not None else Fallback.NONE
+    except ValueError:
+        raise UsageError(
+            f"--fallback {fallback!r}: use online (send a failed or expired job's rows "
+            "online) or none (resubmit them in a new batch job)"
+        ) from None
+    given = [flag for flag, value in (("--deadline", deadline), ("--fallback-margin", margin),
+                                      ("--fallback", fallback)) if value is not None]  # fmt: skip
+    if run_mode is RunMode.ONLINE and given:
+        raise UsageError(
+            f"{given[0]} is for --mode batch (online mode sends every row at once; "
+            "--stop-at stops an online run)"
+        )
+    return run_mode, then
 
 
 def parse_timeouts(text: str) -> dict[str, float]:
