@@ -1,0 +1,288 @@
+"""The batch intent journal: what this output directory asked Google to hold, written before
+each action there and again after it, so that a crash at any point can be reconciled.
+
+``DIR/.batch/book.jsonl`` is a durable ``Journal`` (a CRC per line, fsync per append). Each
+line is one record of one job (``kind`` below, ``job`` its local id). Replaying the lines in
+order gives each job's last phase and everything needed to find it again at the server:
+
+    planned         the request file is written: model, file, bytes, sha256, request count,
+                    the reserved worst case (USD), the row ids in key order (key == row id),
+                    and how many times these rows were resubmitted before (``round``)
+    upload_started  a resumable upload session is open (its URL: a credential, never shown)
+    uploaded        the request file is a file at Google (its name)
+    creating        the job is about to be created (a crash now: look for it by display name)
+    created         the job exists (its batch name)
+    ended           the job reached a terminal state (its state)
+    downloaded      its results are on disk (path, bytes)
+    folded          its rows are in the ledger
+    cleaned         its files at Google are deleted
+    cancel_requested  someone asked for it to be cancelled (``nanobatch batch cancel``)
+    abandoned       its rows are no longer its own (reason): they go back to pending / online
+
+The book has one run-unique ``tag`` (its first line); a job's display name at Google is
+``nanobatch-<tag>-<job id>``, which is how a job whose ``created`` record a crash lost is
+found again (never created twice). A torn last line (a crash mid-append) is dropped; a
+damaged line is skipped and counted (``damaged``), the lines after it still count: a job whose
+``planned`` line is lost still appears (``incomplete``), from its later records.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pipeline.store.journal import Damaged, Journal, encode_line, scan_journal
+
+BATCH_DIR = ".batch"
+BOOK_FILE = "book.jsonl"
+DISPLAY_PREFIX = "nanobatch-"
+
+
+class Phase(StrEnum):
+    """A job's last recorded step (the records' ``kind``, in the order they happen)."""
+
+    PLANNED = "planned"
+    UPLOAD_STARTED = "upload_started"
+    UPLOADED = "uploaded"
+    CREATING = "creating"
+    CREATED = "created"
+    ENDED = "ended"
+    DOWNLOADED = "downloaded"
+    FOLDED = "folded"
+    CLEANED = "cleaned"
+    ABANDONED = "abandoned"
+
+
+CANCEL_REQUESTED = "cancel_requested"  # a flag on the job, not a step of its own
+_OPENED = "opened"  # the book's first line: its tag
+
+
+@dataclass(slots=True)
+class BookJob:
+    """One job as the book knows it (the read API of ``batch status`` / ``batch cancel``)."""
+
+    job_id: str  # "j0001": local, unique in this directory
+    display_name: str  # "nanobatch-<tag>-<job id>": how it is found at Google
+    model: str = ""
+    request_file: str | None = None  # relative to the output directory
+    bytes: int = 0  # of the request file
+    sha256: str | None = None
+    requests: int = 0
+    reserved_usd: float = 0.0  # its worst case at the batch price, held under the cap
+    rows: list[str] = field(default_factory=list)  # row ids in key order
+    round: int = 0  # 0: first submission of these rows; n: their n-th resubmission
+    phase: Phase = Phase.PLANNED
+    session_url: str | None = field(default=None, repr=False)  # a credential
+    file_name: str | None = None  # "files/..." the uploaded request file
+    batch_name: str | None = None  # "batches/..."
+    state: str | None = None  # the terminal state it ended in
+    results_file: str | None = None  # relative to the output directory
+    results_bytes: int = 0
+    planned_at: datetime | None = None
+    created_at: datetime | None = None
+    folded: bool = False
+    cleaned: bool = False
+    cancel_requested: bool = False
+    abandoned: str | None = None  # why its rows were taken back
+    incomplete: bool = False  # its ``planned`` record was lost to damage
+
+    @property
+    def holds_rows(self) -> bool:
+        """Its rows are its own: not planned again (neither folded nor given up)."""
+        return not self.folded and self.abandoned is None
+
+    @property
+    def exists_remotely(self) -> bool:
+        """It may exist as a job at Google (a create was sent, or it is known to have been)."""
+        return self.batch_name is not None or self.phase is Phase.CREATING
+
+
+def _stamp(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _apply(job: BookJob, record: dict[str, Any]) -> None:
+    """One record onto its job (idempotent: replaying a record twice changes nothing)."""
+    kind = record.get("kind")
+    at = _stamp(record.get("at"))
+    if kind == CANCEL_REQUESTED:
+        job.cancel_requested = True
+        return
+    try:
+        phase = Phase(str(kind))
+    except ValueError:
+        return  # a kind from a newer version: its fields are not ours to guess
+    job.phase = phase
+    match phase:
+        case Phase.PLANNED:
+            job.incomplete = False
+            job.model = str(record.get("model") or "")
+            job.request_file = record.get("file")
+            job.bytes = int(record.get("bytes") or 0)
+            job.sha256 = record.get("sha256")
+            job.requests = int(record.get("requests") or 0)
+            job.reserved_usd = float(record.get("reserved_usd") or 0.0)
+            job.rows = [str(r) for r in record.get("rows") or []]
+            job.round = int(record.get("round") or 0)
+            job.planned_at = at
+        case Phase.UPLOAD_STARTED:
+            job.session_url = record.get("session_url")
+        case Phase.UPLOADED:
+            job.file_name = record.get("file_name")
+        case Phase.CREATED:
+            job.batch_name = record.get("batch_name")
+            job.created_at = _stamp(record.get("created")) or at
+        case Phase.ENDED:
+            job.state = record.get("state")
+        case Phase.DOWNLOADED:
+            job.results_file = record.get("path")
+            job.results_bytes = int(record.get("bytes") or 0)
+        case Phase.FOLDED:
+            job.folded = True
+        case Phase.CLEANED:
+            job.cleaned = True
+        case Phase.ABANDONED:
+            job.abandoned = str(record.get("reason") or "abandoned")
+        case _:
+            pass
+
+
+class BatchBook:
+    """The book of one output directory: replayed on open, appended before and after actions."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.path = out_dir / BATCH_DIR / BOOK_FILE
+        self.tag = ""
+        self.jobs: dict[str, BookJob] = {}  # by job id, in the order they were planned
+        self.damaged = 0  # lines lost to damage on disk
+        self._journal: Journal | None = None
+
+    @classmethod
+    def load(cls, out_dir: Path) -> list[BookJob]:
+        """Every job of ``out_dir``'s book, read-only (no lock: a run may be appending)."""
+        book = cls(out_dir)
+        book.replay()
+        return list(book.jobs.values())
+
+    def replay(self) -> None:
+        """Read the book from disk (a torn last line dropped, damaged lines skipped)."""
+        self.jobs, self.damaged = {}, 0
+        for record in scan_journal(self.path):
+            if isinstance(record, Damaged):
+                self.damaged += 1
+                continue
+            if record.get("kind") == _OPENED:
+                self.tag = self.tag or str(record.get("tag") or "")
+                continue
+            job_id = record.get("job")
+            if isinstance(job_id, str):
+                self._job(job_id, incomplete=record.get("kind") != Phase.PLANNED.value)
+                _apply(self.jobs[job_id], record)
+
+    def _job(self, job_id: str, *, incomplete: bool) -> BookJob:
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = BookJob(job_id, self.display_name(job_id), incomplete=incomplete)
+            self.jobs[job_id] = job
+        return job
+
+    def display_name(self, job_id: str) -> str:
+        return f"{DISPLAY_PREFIX}{self.tag}-{job_id}"
+
+    def open(self) -> None:
+        """Replay the book and open it for appending (a new book gets its tag first)."""
+        (self.out_dir / BATCH_DIR).mkdir(parents=True, exist_ok=True)
+        self.replay()
+        self._journal = Journal(self.path, durable=True)
+        self._journal.open()
+        if not self.tag:
+            self.tag = secrets.token_hex(4)
+            now = datetime.now(UTC)
+            self._journal.append([{"kind": _OPENED, "tag": self.tag, "at": now}])
+            for job in self.jobs.values():  # only an incomplete book can have jobs but no tag
+                job.display_name = self.display_name(job.job_id)
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close(remove=False)
+            self._journal = None
+
+    def next_job_id(self) -> str:
+        numbers = [int(j[1:]) for j in self.jobs if j[1:].isdigit()]
+        return f"j{max(numbers, default=0) + 1:04d}"
+
+    def live(self) -> list[BookJob]:
+        """Jobs that still hold their rows, in the order they were planned."""
+        return [job for job in self.jobs.values() if job.holds_rows]
+
+    def plan(
+        self,
+        *,
+        model: str,
+        request_file: str,
+        size: int,
+        sha256: str,
+        rows: list[str],
+        reserved_usd: float,
+        round: int = 0,
+        at: datetime | None = None,
+        job_id: str | None = None,
+    ) -> BookJob:
+        """Record a new job (its request file written): the first record of every job."""
+        job_id = job_id or self.next_job_id()
+        return self.record(
+            job_id,
+            Phase.PLANNED,
+            at=at,
+            model=model,
+            file=request_file,
+            bytes=size,
+            sha256=sha256,
+            requests=len(rows),
+            reserved_usd=reserved_usd,
+            rows=rows,
+            round=round,
+        )
+
+    def record(
+        self, job_id: str, kind: Phase | str, *, at: datetime | None = None, **fields: Any
+    ) -> BookJob:
+        """Append one record (durably) and apply it; raises ``OSError`` if it cannot be written,
+        in which case the action it announces must not be taken."""
+        assert self._journal is not None, "book not open"
+        record = {"kind": str(kind), "job": job_id, "at": at or datetime.now(UTC), **fields}
+        self._journal.append([record])
+        job = self._job(job_id, incomplete=str(kind) != Phase.PLANNED.value)
+        _apply(job, record)
+        return job
+
+
+def request_cancel(out_dir: Path, job_ids: list[str], *, at: datetime | None = None) -> None:
+    """Append ``cancel_requested`` for ``job_ids`` from another process (``batch cancel``),
+    while a run may hold the book open: one appended write, nothing truncated (a torn tail a
+    killed run left is closed with a newline first, so it stays one damaged line of its own)."""
+    path = out_dir / BATCH_DIR / BOOK_FILE
+    stamp = at or datetime.now(UTC)
+    data = b"".join(encode_line({"kind": CANCEL_REQUESTED, "job": j, "at": stamp}) for j in job_ids)
+    if not data:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

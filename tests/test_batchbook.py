@@ -1,0 +1,132 @@
+"""The batch intent journal: replayed phases, a torn last line, a damaged line, the read API
+and ``cancel_requested`` appended from another process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE, BatchBook, Phase, request_cancel
+
+
+def _planned(book: BatchBook, rows: list[str], model: str = "m") -> str:
+    job = book.plan(
+        model=model,
+        request_file=f"{BATCH_DIR}/x.jsonl",
+        size=123,
+        sha256="ab",
+        rows=rows,
+        reserved_usd=0.5,
+    )
+    return job.job_id
+
+
+def test_replay_gives_each_jobs_last_phase_and_what_finds_it_again(tmp_path: Path) -> None:
+    book = BatchBook(tmp_path)
+    book.open()
+    first = _planned(book, ["r1", "r2"])
+    second = _planned(book, ["r3"])
+    book.record(first, Phase.UPLOAD_STARTED, session_url="http://secret/session")
+    book.record(first, Phase.UPLOADED, file_name="files/abc")
+    book.record(first, Phase.CREATING)
+    book.record(first, Phase.CREATED, batch_name="batches/1")
+    book.record(second, Phase.ABANDONED, reason="resubmitted")
+    tag = book.tag
+    book.close()
+
+    jobs = {j.job_id: j for j in BatchBook.load(tmp_path)}
+    assert list(jobs) == ["j0001", "j0002"]
+    one, two = jobs["j0001"], jobs["j0002"]
+    assert one.phase is Phase.CREATED
+    assert (one.batch_name, one.file_name, one.rows) == ("batches/1", "files/abc", ["r1", "r2"])
+    assert one.display_name == f"nanobatch-{tag}-j0001"
+    assert one.session_url == "http://secret/session"
+    assert "secret" not in repr(one)
+    assert (one.requests, one.bytes, one.reserved_usd) == (2, 123, 0.5)
+    assert one.holds_rows
+    assert one.exists_remotely
+    assert two.phase is Phase.ABANDONED
+    assert not two.holds_rows
+
+    again = BatchBook(tmp_path)
+    again.open()  # the tag is kept, job ids go on from the last one
+    assert again.tag == tag
+    assert again.next_job_id() == "j0003"
+    assert [j.job_id for j in again.live()] == ["j0001"]
+    again.record("j0001", Phase.ENDED, state="SUCCEEDED")
+    again.record("j0001", Phase.FOLDED)
+    again.close()
+    assert BatchBook.load(tmp_path)[0].folded
+
+
+def test_a_torn_last_line_is_dropped_and_appends_follow_intact_lines(tmp_path: Path) -> None:
+    book = BatchBook(tmp_path)
+    book.open()
+    job = _planned(book, ["r1"])
+    book.record(job, Phase.CREATING)
+    book.close()
+    path = tmp_path / BATCH_DIR / BOOK_FILE
+    with open(path, "ab") as f:
+        f.write(b'0badc0de {"kind":"created","job":"j0001","batch_na')  # a crash mid-append
+
+    assert BatchBook.load(tmp_path)[0].phase is Phase.CREATING  # found again by display name
+    book = BatchBook(tmp_path)
+    book.open()
+    book.record(job, Phase.CREATED, batch_name="batches/7")
+    book.close()
+    loaded = BatchBook(tmp_path)
+    loaded.replay()
+    assert loaded.damaged == 0
+    assert loaded.jobs[job].batch_name == "batches/7"
+
+
+def test_a_damaged_line_is_counted_and_the_lines_after_it_still_count(tmp_path: Path) -> None:
+    book = BatchBook(tmp_path)
+    book.open()
+    first = _planned(book, ["r1"])
+    second = _planned(book, ["r2"])
+    book.record(second, Phase.CREATED, batch_name="batches/2")
+    book.close()
+    path = tmp_path / BATCH_DIR / BOOK_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    # The second job's planned line: a flipped bit.
+    lines[2] = lines[2].replace(b'"r2"', b'"r3"')
+    path.write_bytes(b"".join(lines))
+
+    loaded = BatchBook(tmp_path)
+    loaded.replay()
+    assert loaded.damaged == 1
+    assert loaded.jobs[first].rows == ["r1"]
+    lost = loaded.jobs[second]
+    assert lost.incomplete
+    assert lost.rows == []
+    assert (lost.phase, lost.batch_name) == (Phase.CREATED, "batches/2")
+
+
+def test_cancel_requested_is_appended_beside_a_run_that_holds_the_book(tmp_path: Path) -> None:
+    book = BatchBook(tmp_path)
+    book.open()
+    job = _planned(book, ["r1"])
+    request_cancel(tmp_path, [job])  # another process, the run's book still open
+    book.record(job, Phase.CREATED, batch_name="batches/3")
+    book.close()
+    [loaded] = BatchBook.load(tmp_path)
+    assert loaded.cancel_requested
+    assert loaded.phase is Phase.CREATED
+
+
+def test_cancel_after_a_torn_tail_keeps_the_request(tmp_path: Path) -> None:
+    book = BatchBook(tmp_path)
+    book.open()
+    job = _planned(book, ["r1"])
+    book.close()
+    with open(tmp_path / BATCH_DIR / BOOK_FILE, "ab") as f:
+        f.write(b"12345678 {torn")
+    request_cancel(tmp_path, [job])
+    loaded = BatchBook(tmp_path)
+    loaded.replay()
+    assert loaded.jobs[job].cancel_requested
+    assert loaded.damaged == 1  # the torn piece, closed by a newline: one line of its own
+
+
+def test_an_empty_directory_has_no_jobs(tmp_path: Path) -> None:
+    assert BatchBook.load(tmp_path) == []
