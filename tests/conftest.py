@@ -1,30 +1,41 @@
 """Keep test output readable: the library logs at debug, tests show warnings and up.
 
-Many tests start ``nanobatch`` as a real process (signals, SIGKILL, exit codes). With
-PYTHONDONTWRITEBYTECODE set, every such start recompiled the whole import tree from source
-(about half its CPU time); children instead share one bytecode cache under the session's
-temp dir, so only the first start of each worker compiles.
+Bytecode: this machine sets PYTHONDONTWRITEBYTECODE, so every test process compiled its whole
+import tree from source (pyarrow, httpx, typer, pydantic, ...: about 6 CPU-seconds per
+worker before the first test), and so did every ``nanobatch`` started as a process (about
+half its CPU). Tests and their children instead share one bytecode cache in the user's cache
+folder, kept between sessions (Python checks each file against its source, so a stale entry
+is recompiled, never used); nothing is written next to the sources.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Iterator, Mapping
+import os
+import sys
+from pathlib import Path
 
-import pytest
-import structlog
+# Before the imports below and the test modules': these are what the cache saves.
+PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nanobatch-pycache"
+sys.pycache_prefix = str(PYCACHE)
+sys.dont_write_bytecode = False
 
-from pipeline.core.clock import VirtualClock
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
+
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+
+from pipeline.core.clock import VirtualClock  # noqa: E402
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _bytecode_cache_for_subprocesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _bytecode_cache_for_subprocesses() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+        patch.setenv("PYTHONPYCACHEPREFIX", str(PYCACHE))
         yield
 
 

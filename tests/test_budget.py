@@ -37,6 +37,7 @@ from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import encode_line
 from pipeline.store.spend import spent_in
+from tests.commandline import nanobatch
 from tests.helpers import TEST_KEY, run_config, write_csv
 from tests.test_classify import blocked, candidate, generation, image, response
 
@@ -82,12 +83,9 @@ def test_the_cap_holds_under_64_requests_in_flight(tmp_path: Path) -> None:
     cap = 1.0  # 14 images at $0.067: the 15th would pass it
     config = EmulatorConfig(latency=parse_latency("uniform:0.2-0.6"), payload=Payload.COMPACT)
     with BackgroundEmulator(config) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(tmp_path / "o"),
-             "--base-url", server.base_url, "--concurrency", "64", "--max-cost", str(cap)],
-            env={**os.environ, "GEMINI_API_KEY": TEST_KEY}, capture_output=True, text=True,
-            timeout=120, check=False,
-        )  # fmt: skip
+        result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--base-url",
+                           server.base_url, "--concurrency", "64", "--max-cost", str(cap),
+                           key=TEST_KEY)  # fmt: skip
         billed = server.app.stats_snapshot()["billed"]
     assert result.returncode == 4, result.stderr
     assert "spending cap" in result.stderr

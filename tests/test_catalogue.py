@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import openpyxl
@@ -15,6 +12,7 @@ import pytest
 from pipeline.core.errors import UsageError
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 from pipeline.run.scheduler import run_manifest
+from tests.commandline import nanobatch as cli
 from tests.helpers import make_image, run_config, write_csv
 
 ROWS = [
@@ -76,12 +74,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "manifests"
 CATALOGUES = ["catalogue.csv", "catalogue-semicolon.csv", "catalogue.xlsx"]
 SKUS = {"00101", "00102", "00201", "00202", "00301", "00401"}
 INPUT_IMAGE_TOKENS = 560  # the emulator's count per source image for the default model
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CATALOGUES)

@@ -1,10 +1,9 @@
-"""The real command line against the emulator on a loopback port: exit codes and outputs."""
+"""The real command line (in this process) against the emulator on a loopback port: exit codes
+and outputs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,21 +18,13 @@ from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse
 from pipeline.plan.checkpass import check_manifest
 from pipeline.plan.done import DoneRows
 from pipeline.plan.sources import MAX_IMAGE_BYTES, MAX_IMAGE_MIB, MAX_REQUEST_INLINE_MIB
+from tests.commandline import Ran
+from tests.commandline import nanobatch as run_command
 from tests.helpers import TEST_KEY, write_csv
 
 
-def nanobatch(*args: str, key: str | None = TEST_KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    if key is not None:
-        env["GEMINI_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+def nanobatch(*args: str, key: str | None = TEST_KEY) -> Ran:
+    return run_command(*args, key=key)
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_faults
+from tests.commandline import Ran
+from tests.commandline import nanobatch as run_command
 from tests.helpers import write_csv
 
 KEY = "AIzaSyFAKE-nanobatch-redaction-probe-0042"
 FAULTS = "429=0.2,500=0.1,503=0.1,reset=0.05,truncate=0.05,unsafe=0.1,retry_delay=0.05"
 
 
-def nanobatch(*args: str, env_key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    if env_key:
-        env["GEMINI_API_KEY"] = env_key
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+def nanobatch(*args: str, env_key: str | None = None) -> Ran:
+    return run_command(*args, key=env_key)
 
 
 def files_containing(root: Path, needle: str) -> list[str]:
@@ -38,7 +34,9 @@ def files_containing(root: Path, needle: str) -> list[str]:
     return found
 
 
-def test_the_key_appears_in_no_output_whatever_happens(tmp_path: Path) -> None:
+def test_the_key_appears_in_no_output_whatever_happens(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     rows = [{"id": f"r{i}", "prompt": f"p {i}" + (" #block" if i == 3 else "")} for i in range(30)]
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
@@ -73,6 +71,7 @@ def test_the_key_appears_in_no_output_whatever_happens(tmp_path: Path) -> None:
     outputs: list[str] = []
     for result in runs:
         outputs += [result.stdout, result.stderr]
+    outputs += capfd.readouterr()  # anything written past sys.stdout/sys.stderr, to the fds
     assert runs[0].returncode == 1  # every row failed: their errors are in the ledger
     assert runs[3].returncode in (0, 1), runs[3].stderr
     assert runs[4].returncode == 3  # the wrong key stopped the run

@@ -25,12 +25,8 @@ from pipeline.emulator import (
     parse_latency,
 )
 from pipeline.run.scheduler import run_manifest
+from tests.commandline import nanobatch
 from tests.helpers import TEST_KEY, run_config, write_csv
-
-
-def nanobatch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
 
 
 def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) -> None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +20,8 @@ from pipeline.core.errors import UsageError
 from pipeline.core.prices import PriceTable
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 from pipeline.run.scheduler import run_manifest
+from tests.commandline import nanobatch
 from tests.helpers import make_image, run_config, write_csv
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def nanobatch(*args: str) -> Result:
-    """``validate`` needs no event loop or log file: run the real command in-process (fast)."""
-    result = CliRunner().invoke(app, list(args))
-    return Result(result.exit_code, result.stdout, result.stderr)
-
-
-def nanobatch_process(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, env=env, timeout=60, check=False)  # fmt: skip
 
 
 def test_cost_estimate_is_the_price_table_times_the_row_counts(tmp_path: Path) -> None:
@@ -140,8 +118,8 @@ def test_a_parquet_column_of_the_wrong_type_and_a_directory_are_usage_errors(
 def test_strict_run_stops_before_any_request_when_a_row_is_invalid(tmp_path: Path) -> None:
     rows = [{"id": "a", "prompt": "p"}, {"id": "b", "prompt": "p", "image_size": "1k"}]
     manifest = write_csv(tmp_path / "m.csv", rows)
-    result = nanobatch_process("run", str(manifest), "--out", str(tmp_path / "o"), "--emulate",
-                               "--strict")  # fmt: skip
+    result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--emulate",
+                       "--strict")  # fmt: skip
     assert result.returncode == 2
     assert "--strict: 1 invalid rows, nothing sent" in result.stderr
     assert not (tmp_path / "o" / "ledger.parquet").exists()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from pipeline.providers.vertex.provider import VertexProvider
 from pipeline.providers.vertex.urls import VertexRoute
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
+from tests.commandline import nanobatch
 from tests.helpers import write_csv
 from tests.vertex_helpers import (
     EMULATOR,
@@ -296,15 +295,14 @@ def test_the_command_with_a_key_file_whose_tokens_expire_every_two_seconds(
     manifest = write_csv(tmp_path / "m.csv", rows(30))
     with BackgroundEmulator(config) as server:
         key_file = service_account(tmp_path / "sa.json", token_uri=f"{server.base_url}/token")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GEMINI_"))}
+        env: dict[str, str | None] = {
+            k: None for k in os.environ if k.startswith(("GOOGLE_", "GEMINI_"))
+        }
         env |= {"GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
                 "CLOUDSDK_CONFIG": str(tmp_path / "no-gcloud")}  # fmt: skip
-        done = subprocess.run(
-            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
-             "--provider", "vertex", "--project", PROJECT, "--base-url", server.base_url,
-             "--concurrency", "4", "-vv"],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+        done = nanobatch("run", str(manifest), "--out", str(out), "--provider", "vertex",
+                         "--project", PROJECT, "--base-url", server.base_url, "--concurrency",
+                         "4", "-vv", env=env)  # fmt: skip
         counters = stats(server.app)
     assert done.returncode == 0, done.stderr
     assert {r["status"] for r in ledger(out).values()} == {"succeeded"}

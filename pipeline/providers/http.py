@@ -260,8 +260,9 @@ class ClientPool:
     def __init__(self, transport: httpx.AsyncBaseTransport | None, workers: int) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
         gate = anyio.CapacityLimiter(BODY_READERS)
-        # One TLS context for all: loading the CA bundle costs ~50 ms per client.
-        tls = httpx.create_ssl_context()
+        # One TLS context for all: loading the CA bundle costs ~50 ms per client. None for an
+        # in-process transport (the emulator's: tests, --emulate), which opens no connection.
+        tls = httpx.create_ssl_context() if transport is None else None
         self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]
         self._clients = [HttpClient(h, gate) for h in self._http]
 
