@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import math
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import anyio
@@ -70,6 +70,22 @@ class HttpClient:
         the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
         return await self._exchange("GET", url, None, {}, timeout_s, read=_collect, link=True)
 
+    async def stream(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        sink: BodySink,
+    ) -> RawResponse | NoAnswer:
+        """GET a file that may be gigabytes (a batch job's results): a 2xx body goes to
+        ``sink`` piece by piece as it arrives and the answer comes back without it; any other
+        answer comes back whole (bounded). ``sink.start`` hears a 2xx's status and headers
+        before its first piece (a 200 to a Range request restarts the file). A redirect is
+        returned as it is, not followed: the caller decides which credentials the next address
+        may see."""
+        read = functools.partial(_stream, sink=sink)
+        return await self._exchange("GET", url, None, headers, timeout_s, read=read, hops=True)
+
     async def _exchange(
         self,
         method: str,
@@ -80,10 +96,12 @@ class HttpClient:
         *,
         read: Callable[[httpx.Response], Awaitable[T]],
         link: bool = False,
+        hops: bool = False,
     ) -> T | NoAnswer:
         """The one place where transport exceptions become ``NoAnswer`` (never sent, or sent
         with no usable answer); an answer read whole is what ``read`` makes of it. ``link``:
-        an image link's download, which may follow redirects (it carries no credential)."""
+        an image link's download, which may follow redirects (it carries no credential);
+        ``hops``: a redirect is an answer for ``read``, the caller follows it itself."""
         progress = _Progress()
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
@@ -94,7 +112,7 @@ class HttpClient:
                 )
                 response = await self._http.send(outgoing, stream=True, follow_redirects=link)
                 try:
-                    if not link and response.is_redirect:
+                    if not link and not hops and response.is_redirect:
                         message = _redirect_message(response, url)
                         return NoAnswer(TransportFailure.REDIRECT, message, sent=True)
                     # An answer that has arrived waits in the socket (TCP holds the sender
@@ -123,10 +141,10 @@ class HttpClient:
 
 def _redirect_message(response: httpx.Response, url: str) -> str:
     # Only origins: the Location's path or query may repeat ``?key=``.
-    target = _origin(str(response.headers.get("location", ""))) or "an unnamed location"
+    target = origin(str(response.headers.get("location", ""))) or "an unnamed location"
     return (
         f"the server answered HTTP {response.status_code}, a redirect to {target}; "
-        f"API calls do not follow redirects, so the key stays with {_origin(url)}: "
+        f"API calls do not follow redirects, so the key stays with {origin(url)}: "
         "set --base-url to the address that answers"
     )
 
@@ -204,7 +222,26 @@ async def _collect(response: httpx.Response) -> RawResponse:
     return RawResponse(response.status_code, headers, b"".join(chunks))
 
 
-def _origin(url: str) -> str | None:
+class BodySink(Protocol):
+    """Where ``HttpClient.stream`` puts a 2xx body: ``start`` once, then ``write`` per piece."""
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None: ...
+
+    async def write(self, chunk: bytes) -> None: ...
+
+
+async def _stream(response: httpx.Response, sink: BodySink) -> RawResponse:
+    """A 2xx body to ``sink`` as it arrives; any other answer collected (error bodies are small)."""
+    if not 200 <= response.status_code < 300:
+        return await _collect(response)
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    await sink.start(response.status_code, headers)
+    async for chunk in response.aiter_bytes():
+        await sink.write(chunk)
+    return RawResponse(response.status_code, headers, b"")
+
+
+def origin(url: str) -> str | None:
     """``scheme://host[:port]`` of a URL, without user info, path or query; None if none."""
     try:
         parts = urlsplit(url)

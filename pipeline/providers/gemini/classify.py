@@ -188,6 +188,22 @@ def _classify_2xx(
         shown = None if response.body[:64].lstrip()[:1] in (b"{", b"[") else snippet(response.body)
         detail = f": {shown}" if shown else ""
         return malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
+    return _classify_data(data, response, now, follow_links)
+
+
+def classify_parsed(
+    data: object, *, http: int = 200, follow_links: bool = False, tier: Tier = Tier.STANDARD
+) -> Outcome:
+    """Classify a 2xx answer that is already parsed: a batch result line's ``response`` is
+    the same ``GenerateContentResponse`` an online answer is, read by the same rules."""
+    outcome = _classify_data(data, RawResponse(http, {}, b""), None, follow_links)
+    return tier_outcome(outcome, tier)
+
+
+def _classify_data(
+    data: object, response: RawResponse, now: float | None, follow_links: bool
+) -> Outcome:
+    http = response.status
     candidates = data.get("candidates") if isinstance(data, dict) else None
     feedback = jr.get(data, "promptFeedback", "prompt_feedback") if isinstance(data, dict) else None
     if not isinstance(data, dict) or (not candidates and feedback is None):
