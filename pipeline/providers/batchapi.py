@@ -138,13 +138,16 @@ class BatchRoute(Protocol):
         path: Path,
         *,
         on_offset: OnProgress | None = None,
+        display_name: str | None = None,
     ) -> RemoteFile:
         """Send ``path`` through the session: ask the session for its acknowledged offset
         first (a resumed upload sends only the rest; a finished one sends nothing), then the
         rest in 8 MiB chunks, the last one finalizing. After a failed chunk the offset is asked
         again and sending resumes there (bounded attempts, then ``BatchCallError``).
-        ``on_offset`` hears each acknowledged offset. Memory does not depend on the file's
-        size. The file in the Files API, once finalized."""
+        ``on_offset`` hears each acknowledged offset. ``display_name`` (the one given to
+        ``start_upload``) finds the file when the session is finalized already but its answer
+        was lost (a crash after the last chunk): a finished file is never uploaded again.
+        Memory does not depend on the file's size. The file in the Files API, once finalized."""
         ...
 
     async def upload_offset(self, client: HttpClient, session_url: str) -> int | None:

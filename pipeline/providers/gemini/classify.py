@@ -188,7 +188,7 @@ def _classify_2xx(
         shown = None if response.body[:64].lstrip()[:1] in (b"{", b"[") else snippet(response.body)
         detail = f": {shown}" if shown else ""
         return malformed(http, f"body is not valid JSON ({len(response.body)} bytes){detail}")
-    return _classify_data(data, response, now, follow_links)
+    return _classify_data(data, response, now, follow_links, spooled)
 
 
 def classify_parsed(
@@ -201,7 +201,11 @@ def classify_parsed(
 
 
 def _classify_data(
-    data: object, response: RawResponse, now: float | None, follow_links: bool
+    data: object,
+    response: RawResponse,
+    now: float | None,
+    follow_links: bool,
+    spooled: Spooled | None = None,
 ) -> Outcome:
     http = response.status
     candidates = data.get("candidates") if isinstance(data, dict) else None

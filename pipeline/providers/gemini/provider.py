@@ -19,7 +19,9 @@ from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth
 from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
+from pipeline.providers.batchapi import BatchRoute
 from pipeline.providers.common import prepared
+from pipeline.providers.gemini.batch.route import BATCH_API_VERSION, GeminiBatch
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
 from pipeline.providers.gemini.stream import answer_reader
@@ -27,7 +29,7 @@ from pipeline.providers.http import HttpClient
 
 CAPABILITIES = Capabilities(
     tiers=(Tier.STANDARD, Tier.FLEX, Tier.PRIORITY),  # the body's serviceTier
-    batch=False,  # the Batch API is not spoken yet
+    batch=True,  # the Batch API: batch_route()
     link_schemes=LINK_SCHEMES[Route.GEMINI],  # sent as fileData.fileUri
     model_id=MODEL_ID_IN_PATH,  # the id travels in the URL path
     credentials=("--api-key", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
@@ -84,3 +86,8 @@ class GeminiProvider:
         # A bad key or model shows in the first answers, unbilled (an error is never billed),
         # and stops the run after at most --concurrency requests: no check of its own.
         return self
+
+    def batch_route(self) -> BatchRoute:
+        """The Gemini API's Files and Batch APIs, at this route's address with its ``Auth``."""
+        version = self.api_version or BATCH_API_VERSION
+        return GeminiBatch(self.base_url, self.auth, version, follow_links=self.follow_links)
