@@ -8,8 +8,9 @@ The baseline runs by default in its own environment with ``google-genai[aiohttp]
 (``baseline_env.py``); client CPU per image is set against the SDK's and against the floor of
 ``scripts/floor.py`` for the same size.
 
-    scripts/bench                 # scenarios 1-7 and 9, full size, ~10 minutes (docs/benchmarks.*)
-    scripts/bench --full          # also the long ones (8: the hostile fault mix, ~8 minutes)
+    scripts/bench                 # all but 8 and 11, full size, ~10 minutes (docs/benchmarks.*)
+    scripts/bench --full          # also the long ones (8: the hostile fault mix, ~8 minutes;
+                                  # 11: a multi-GB batch result file)
     scripts/bench --quick         # rows and time boxes / 10: a smoke run (bench-out/)
     scripts/bench --only 4        # one scenario, merged into the results of an earlier run
     scripts/bench --baseline plain   # the SDK in the project's environment (no aiohttp)
@@ -31,6 +32,9 @@ Scenarios (full size):
    (seed 4): the run's wall time with the default timeouts, every row terminal, no early retry.
 9. memory in flight: emulator latency 0.5 s, 4K, concurrency 16 and 64 (three rows per request
    in flight): peak RSS at each, and per extra request in flight.
+10. batch results: a finished batch job's ~256 MB result file (4K lines) downloaded as a stream
+   and read line by line through the online classifier: MB/s and peak RSS (``bench_batch``).
+11. batch results, multi-GB (``--full``): the same with ~3 GB: peak RSS under 300 MB.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from baseline_env import BASELINES, baseline_python
+from bench_batch import scenario_batch, scenario_batch_large
 from bench_head import scenario_cpu, scenario_latency, scenario_memory, scenario_quota
 from bench_memory import scenario_memory_latency
 from bench_model import Bench, Scenario, problems
@@ -70,9 +75,11 @@ SCENARIOS: dict[int, Callable[[Bench], Scenario]] = {
     7: scenario_fold,
     8: scenario_hostile,
     9: scenario_memory_latency,
+    10: scenario_batch,
+    11: scenario_batch_large,
 }
 # Run only with --full (or --only): together they would take the default past ten minutes.
-LONG = frozenset({8})
+LONG = frozenset({8, 11})
 
 
 def _git(*args: str) -> str:
@@ -161,7 +168,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a tenth of the rows: a smoke run")
-    parser.add_argument("--full", action="store_true", help="also the long scenarios (8)")
+    parser.add_argument("--full", action="store_true", help="also the long scenarios (8, 11)")
     parser.add_argument(
         "--only", type=int, choices=sorted(SCENARIOS), action="append", help="scenario number"
     )
