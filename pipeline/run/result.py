@@ -44,6 +44,14 @@ class RunResult:
     remaining_usd: float | None = None  # stopped by the cap: what the rows left should cost
     fell_back: int = 0  # rows resent at the --tier-fallback tier (shed too often, or refused)
     tiers_stopped: dict[str, str] = field(default_factory=dict)  # "flex for M" -> the answer
+    # --mode batch: rows folded from batch jobs and sent online by the fallback (deadline, or
+    # --fallback online), each with what it cost; jobs still live at Google when the run ended
+    batch_rows: int = 0
+    batch_usd: float = 0.0
+    fallback_rows: int = 0
+    fallback_usd: float = 0.0
+    submitted_jobs: list[str] = field(default_factory=list)  # batch names, still running
+    submitted_rows: int = 0  # rows those jobs hold: pending in the ledger, not lost
 
     def __post_init__(self) -> None:
         if math.isnan(self.started):
