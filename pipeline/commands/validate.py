@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.config import RunConfig
+from pipeline.core.config import RunConfig, RunMode
+from pipeline.core.errors import UsageError
 from pipeline.core.idscheme import IdScheme
 from pipeline.core.models import effective_size
 from pipeline.core.prices import PriceTable
@@ -25,6 +26,7 @@ from pipeline.plan.scan import check_options
 from pipeline.plan.sources import SourceCache, inline_bytes
 from pipeline.plan.strict import every_row, row_label
 from pipeline.providers.registry import provider_for
+from pipeline.run.modes import check_mode
 
 MAX_LISTED = 1000  # invalid rows and warnings kept for display; counts are always complete
 _EXAMPLE_DATA_CHARS = 60
@@ -50,14 +52,21 @@ class Validation:
     chosen_usd: float = 0.0  # at each row's own tier (--tier, or its tier column)
     tiers: Counter[str] = field(default_factory=Counter)  # valid rows by the tier asked
     route: str | None = None  # --provider: whose prices
+    mode: RunMode = RunMode.ONLINE  # --mode: batch makes the batch price the headline
     notes: list[str] = field(default_factory=list)  # about the file: columns, ids, format
     problems: list[str] = field(default_factory=list)  # whole-file: a run would not start
     ids: IdScheme | None = None
+
+    @property
+    def headline_usd(self) -> float:
+        """The estimate for the mode asked: every row at the batch price, or at its tier."""
+        return self.batch_usd if self.mode is RunMode.BATCH else self.chosen_usd
 
     def to_json(self, prices: PriceTable) -> dict[str, Any]:
         """The report for machines (``--format json``)."""
         price = functools.partial(prices.per_image, route=self.route)
         return {
+            "mode": self.mode.value,
             "notes": self.notes,
             "problems": self.problems,
             "rows": self.rows,
@@ -99,6 +108,8 @@ class Validation:
             "flex_usd": round(self.flex_usd, 4),
             "batch_usd": round(self.batch_usd, 4),
             "chosen_usd": round(self.chosen_usd, 4),
+            # what a run in this mode should cost: the batch price, or each row's own tier
+            "estimated_usd": round(self.headline_usd, 4),
             "tiers": dict(self.tiers),
             "upload_bytes": self.upload_bytes,
             "distinct_source_files": self.source_files,
@@ -119,7 +130,8 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
     with check_pass(config, opened, None) as checked:
         notes = [] if preset else checked.header.notes
         result = Validation(notes=notes, problems=checked.problems, ids=config.ids)
-        result.route = config.provider
+        result.route, result.mode = config.provider, config.mode
+        result.problems += _mode_problems(config)
         price = functools.partial(prices.per_image, route=config.provider)
         sources = SourceCache(max_bytes=0)  # sizes only: nothing needs to stay encoded
         planner = every_row(checked, sources)
@@ -153,6 +165,15 @@ def validate(config: RunConfig, prices: PriceTable) -> Validation:
     result.warnings = planner.resolver.warnings[:MAX_LISTED]
     result.source_files = len(sizes)
     return result
+
+
+def _mode_problems(config: RunConfig) -> list[str]:
+    """A route (or build) that cannot take ``--mode batch``: said before any row is sent."""
+    try:
+        check_mode(config)
+    except UsageError as e:
+        return [str(e)]
+    return []
 
 
 def _upload_bytes(job: Job, sizes: dict[str, int]) -> int:
@@ -190,7 +211,11 @@ def _short(value: Any, key: str = "") -> Any:
 def _estimate(found: Validation, prices: PriceTable) -> list[str]:
     """Cost at standard, Flex and Batch side by side, and at the tiers the rows ask for."""
     price = functools.partial(prices.per_image, route=found.route)
-    lines = ["estimated cost (valid rows x price per image):"]
+    lines = []
+    if found.mode is RunMode.BATCH:  # the price this run would pay, before the comparison
+        lines.append(f"estimated cost with --mode batch: ${found.batch_usd:,.2f} at the batch "
+                     f"price (online: ${found.standard_usd:,.2f} at standard)")  # fmt: skip
+    lines.append("estimated cost (valid rows x price per image):")
     lines.append(f"  {'model':<32} {'size':>4} {'images':>8} {'standard':>11} {'flex':>11} "
                  f"{'batch':>11}")  # fmt: skip
 

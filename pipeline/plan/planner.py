@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow.compute as pc
 import structlog
 
-from pipeline.core.config import RunConfig
+from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.routes import LINK_SCHEMES, Route
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.done import DoneRows
@@ -77,6 +77,7 @@ class Planner:
                 tier=config.tier,
                 links=LINK_SCHEMES[config.provider],
                 model_id_in_body=config.provider is Route.OPENAI_CHAT,
+                batch=config.mode is RunMode.BATCH,
             ),
             prices=config.prices,
         )

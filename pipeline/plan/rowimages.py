@@ -38,6 +38,15 @@ def is_link(image: str) -> bool:
 SEPARATOR_HINT = "separate images with ';' (not ','), e.g. \"front.jpg; back.jpg\""
 
 
+# Why a batch request takes no link: Google runs a job hours after it is sent (up to 48 h), so
+# a signed or short-lived link may be dead by then, and whether the Batch API fetches links at
+# all is unconfirmed. A local file goes inside the request file, checked now.
+BATCH_LINK = (
+    "a link cannot go into a batch request (Google would fetch it hours later, if at all): "
+    "download it and name the file, or send this row with --mode online"
+)
+
+
 class BadImages(ValueError):
     """Why a row's images cannot be sent; the message names the file and the fix."""
 
@@ -46,11 +55,17 @@ class SourceImages:
     """Resolves ``images`` cells; each distinct file is inspected (and decoded) once."""
 
     def __init__(
-        self, base_dir: Path, *, fit_images: bool, links: tuple[str, ...] = URI_PREFIXES
+        self,
+        base_dir: Path,
+        *,
+        fit_images: bool,
+        links: tuple[str, ...] = URI_PREFIXES,
+        batch: bool = False,
     ) -> None:
         self._base_dir = base_dir
         self._fit = fit_images
         self._links = links  # the link schemes the run's route takes
+        self._batch = batch  # --mode batch: no links (``BATCH_LINK``)
         self._inspect = functools.lru_cache(maxsize=65536)(
             functools.partial(inspect_source, decode=True)
         )
@@ -67,6 +82,8 @@ class SourceImages:
         images = []
         inline = 0
         for item in listed:
+            if self._batch and "://" in item:
+                raise BadImages(f"{item}: {BATCH_LINK}")
             if item.startswith(self._links):
                 images.append(item)  # sent as fileData: the server fetches it
                 continue

@@ -62,6 +62,7 @@ class Defaults:
     tier: Tier = Tier.STANDARD  # --tier
     links: tuple[str, ...] = URI_PREFIXES  # the link schemes the route takes (routes.py)
     model_id_in_body: bool = False  # the route sends the id in the body ("google/...", ":free")
+    batch: bool = False  # --mode batch: requests go into Batch API jobs (sources must be files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,9 @@ class RowResolver:
         prices: PriceTable | None = None,
     ) -> None:
         self._defaults = defaults
-        self._sources = SourceImages(base_dir, fit_images=defaults.fit_images, links=defaults.links)
+        self._sources = SourceImages(
+            base_dir, fit_images=defaults.fit_images, links=defaults.links, batch=defaults.batch
+        )
         self._prices = prices or PriceTable()
         self.warnings: list[RowWarning] = []
         self.warning_count = 0
