@@ -1,5 +1,6 @@
 """A run's entry point: open the output directory's ledger, make the one pass over the manifest,
-choose the executor (online: one request per row; batch comes next), run it in the shell, turn
+choose the executor by ``--mode`` (online: one request per row; batch: rows collected into
+Batch API jobs), run it in the shell, turn
 a failed task group into the one error the user caused, and count what is left from the pass."""
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from collections.abc import Sequence
 import anyio
 import httpx
 
-from pipeline.core.config import RunConfig
+from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.errors import user_error
 from pipeline.plan.checkpass import CheckedManifest
 from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
 from pipeline.providers.registry import provider_for
 from pipeline.run import start as runstart
+from pipeline.run.batch.executor import BatchExecutor
 from pipeline.run.online import OnlineExecutor, workers
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.result import RunResult
@@ -25,7 +27,7 @@ from pipeline.store.ledger import Ledger
 
 
 class Pipeline:
-    """One manifest through the online executor into an opened ledger."""
+    """One manifest through the executor its ``--mode`` names into an opened ledger."""
 
     def __init__(
         self,
@@ -35,15 +37,22 @@ class Pipeline:
         provider: Provider | None = None,
     ) -> None:
         self.shell = RunShell(config, ledger)
-        self.executor = OnlineExecutor(config, clients, provider or provider_for(config))
+        provider = provider or provider_for(config)
+        self.executor: OnlineExecutor | BatchExecutor
+        if config.mode is RunMode.BATCH:
+            self.executor = BatchExecutor(config, clients, provider)
+        else:
+            self.executor = OnlineExecutor(config, clients, provider)
 
     @property
     def adaptive(self) -> AdaptiveLimit:
         """The online executor's request slots (a test may give it others before ``run``)."""
+        assert isinstance(self.executor, OnlineExecutor)
         return self.executor.adaptive
 
     @adaptive.setter
     def adaptive(self, limit: AdaptiveLimit) -> None:
+        assert isinstance(self.executor, OnlineExecutor)
         self.executor.adaptive = limit
 
     async def run(

@@ -190,6 +190,19 @@ class BatchBook:
                 self._job(job_id, incomplete=record.get("kind") != Phase.PLANNED.value)
                 _apply(self.jobs[job_id], record)
 
+    def refresh_cancels(self) -> list[BookJob]:
+        """Cancels another process asked for since (``batch cancel`` beside a running run):
+        the jobs newly flagged. The jobs already known keep their objects."""
+        flagged = []
+        for record in scan_journal(self.path):
+            if isinstance(record, Damaged) or record.get("kind") != CANCEL_REQUESTED:
+                continue
+            job = self.jobs.get(str(record.get("job")))
+            if job is not None and not job.cancel_requested:
+                job.cancel_requested = True
+                flagged.append(job)
+        return flagged
+
     def _job(self, job_id: str, *, incomplete: bool) -> BookJob:
         job = self.jobs.get(job_id)
         if job is None:

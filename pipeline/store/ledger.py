@@ -38,7 +38,8 @@ ATTEMPTS_FILE = "attempts.parquet"
 ATTEMPTS_JOURNAL_FILE = "attempts.journal"
 LOCK_FILE = ".lock"
 # 2: provider, tier, tier_reported (ledger) and tier (attempts); a version-1 file reads with
-# those columns null.
+# those columns null. batch_job (ledger) came later within version 2: a file without it reads
+# it as null (no version bump: it adds a column, and nothing older misreads a newer file).
 LEDGER_VERSION = "2"
 ROW_GROUP_ROWS = 65536
 
@@ -72,6 +73,7 @@ SCHEMA = pa.schema(
         ("provider", pa.string()),
         ("tier", pa.string()),
         ("tier_reported", pa.bool_()),
+        ("batch_job", pa.string()),
     ],
     metadata={"nanobatch.ledger_version": LEDGER_VERSION},
 )
@@ -128,6 +130,7 @@ class LedgerRecord:
     provider: str | None = None  # the route it was sent through (--provider)
     tier: str | None = None  # the tier that served it if the answer said, else the one asked
     tier_reported: bool | None = None  # whether the answer said which tier served it
+    batch_job: str | None = None  # the batch job ("batches/...") that answered it, if one did
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,136 @@
+"""Getting a planned job running at Google, each step journalled before it is taken: the
+request file uploaded (resumable: a session the book names is resumed at its acknowledged
+offset, a gone one restarted), then the job created (``creating`` first; if the answer is
+lost, or a crash follows, the job is looked up by its display name before any new create, so
+a job is never created twice). ``reconcile`` does the same lookups for a whole book after a
+crash, and removes files at Google that no live job needs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import anyio
+import structlog
+
+from pipeline.providers.batchapi import BatchRoute, RemoteFile, RemoteJob
+from pipeline.providers.http import HttpClient
+from pipeline.run.batch.calls import Calls, delete_file
+from pipeline.run.batch.phases import checkpoint
+from pipeline.run.executor import RunServices
+from pipeline.store.batchbook import DISPLAY_PREFIX, BatchBook, BookJob, Phase
+
+log = structlog.get_logger("nanobatch")
+
+
+class Submitter:
+    """Uploads and creates the jobs of one book, through one route."""
+
+    def __init__(
+        self,
+        services: RunServices,
+        route: BatchRoute,
+        client: HttpClient,
+        book: BatchBook,
+        calls: Calls,
+    ) -> None:
+        self.services = services
+        self.route = route
+        self.client = client
+        self.book = book
+        self.calls = calls
+        self.out_dir: Path = services.config.out_dir
+
+    async def _record(self, job: BookJob, kind: Phase, **fields: object) -> None:
+        """Journal one step (durably, in a thread: an fsync)."""
+        now = self.services.clock.now()
+        await anyio.to_thread.run_sync(lambda: self.book.record(job.job_id, kind, at=now, **fields))
+
+    async def submit(self, job: BookJob) -> None:
+        """Upload (or go on uploading) and create ``job``; raises ``Halted`` on a drain."""
+        if job.phase in (Phase.PLANNED, Phase.UPLOAD_STARTED):
+            await self._upload(job)
+        if job.phase in (Phase.UPLOADED, Phase.CREATING):
+            await self._create(job)
+
+    async def _upload(self, job: BookJob) -> None:
+        route, client = self.route, self.client
+        session = job.session_url
+        if session is not None:
+            offset = await self.calls.do(partial(route.upload_offset, client, session))
+            if offset is None:
+                session = None  # expired or unknown: a new session sends the whole file
+        if session is None:
+            session = await self.calls.do(
+                lambda: route.start_upload(client, size=job.bytes, display_name=job.display_name)
+            )
+            await self._record(job, Phase.UPLOAD_STARTED, session_url=session)
+        checkpoint("uploading")
+        assert job.request_file is not None
+        path = self.out_dir / job.request_file
+        live = session
+
+        def acknowledged(_offset: int) -> None:
+            checkpoint("uploading")
+
+        remote: RemoteFile = await self.calls.do(
+            lambda: route.send_upload(
+                client, live, path, on_offset=acknowledged, display_name=job.display_name
+            )
+        )
+        await self._record(job, Phase.UPLOADED, file_name=remote.name)
+
+    async def find(self, job: BookJob) -> RemoteJob | None:
+        """The job at Google carrying ``job``'s display name, if there is one."""
+        remote = await self.calls.do(lambda: self.route.list_jobs(self.client))
+        found = [r for r in remote if r.display_name == job.display_name]
+        return found[0] if found else None
+
+    async def _create(self, job: BookJob) -> None:
+        if job.phase is Phase.CREATING and (found := await self.find(job)) is not None:
+            await self._adopt(job, found)  # a create a crash or a lost answer left unrecorded
+            return
+        if self.services.control.draining:
+            return
+        await self._record(job, Phase.CREATING)
+        remote = await self.calls.do(
+            lambda: self.route.create_job(
+                self.client,
+                model=job.model,
+                display_name=job.display_name,
+                file_name=job.file_name,
+            ),
+            before_retry=lambda: self.find(job),
+        )
+        checkpoint("creating")
+        await self._adopt(job, remote)
+
+    async def _adopt(self, job: BookJob, remote: RemoteJob) -> None:
+        log.info("batch.job_created", job=job.job_id, batch=remote.name, rows=job.requests)
+        await self._record(job, Phase.CREATED, batch_name=remote.name, created=remote.created)
+
+    async def reconcile(self) -> None:
+        """After a crash: adopt jobs a lost answer left unrecorded, and delete files at Google
+        this book made that no job still needs (an upload a crash cut short, or whose job is
+        done). Jobs in the book that are not yet created go on in ``submit``."""
+        jobs = list(self.book.jobs.values())
+        if not jobs:
+            return
+        for job in jobs:
+            if job.holds_rows and job.phase is Phase.CREATING:
+                found = await self.find(job)
+                if found is not None:
+                    await self._adopt(job, found)
+        files = await self.calls.do(lambda: self.route.list_files(self.client))
+        ours = f"{DISPLAY_PREFIX}{self.book.tag}-"
+        # A job's request file is needed until the job ends; one finalized but not yet
+        # recorded (a crash after the last chunk) is found again by its display name.
+        waiting = {job.display_name: job for job in jobs if job.holds_rows and job.state is None}
+        for remote in files:
+            holder = waiting.get(remote.display_name)
+            if holder is not None and holder.file_name in (None, remote.name):
+                continue
+            if remote.display_name.startswith(ours):
+                log.info("batch.file_deleted", file=remote.name, why="no job needs it")
+                await delete_file(self.services, self.route, self.client, remote.name)
