@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from pipeline.core.types import SpooledFile
@@ -28,9 +28,11 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix="spool-")
-        self._fd: int | None = fd
-        self.path = name
+        # Not mkstemp: its files are 0600, and an image must get the mode every output gets
+        # (0644 less the umask, as ``write_atomic`` creates them).
+        path = folder / f"spool-{os.getpid()}-{secrets.token_hex(8)}"
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.path = str(path)
         self._hash = hashlib.sha256()
         self._head = b""
         self._size = 0
