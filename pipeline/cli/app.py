@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline.cli.batch import batch_app
 from pipeline.cli.commands import demo, emulator, rename, report, status, verify
 from pipeline.cli.params import (
     ApiKeyFlag,
@@ -317,6 +318,7 @@ def validate(
 # The small commands, registered after run and validate: --help lists them in this order.
 for command in (verify, rename, report, status, emulator, demo):
     app.command()(command)
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:
