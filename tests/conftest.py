@@ -44,6 +44,7 @@ def _bytecode_cache_for_subprocesses() -> Iterator[None]:
 # from running them alone at the end while the other sits idle.
 SLOW_FIRST = (
     "test_kill.py",
+    "test_batch_kill.py",
     "test_report.py",
     "test_redaction.py",
     "test_stop.py",

@@ -29,7 +29,7 @@ from pipeline.core.types import Job, Outcome, Status
 from pipeline.providers.base import Provider
 from pipeline.providers.batchapi import BatchRoute, RemoteJob
 from pipeline.providers.http import ClientPool, HttpClient
-from pipeline.run.batch import fallback
+from pipeline.run.batch import fallback, phases
 from pipeline.run.batch.calls import Calls, Halted, delete_file
 from pipeline.run.batch.feed import Feeder, Rows
 from pipeline.run.batch.fold import Folded, Folder
@@ -183,7 +183,8 @@ class _Run:
     async def poll(self) -> None:
         """The one poll loop: every live job looked at, then a wait that grows while nothing
         moves; returns when no job is left to watch, or the run drains."""
-        control, interval = self.services.control, POLL_FIRST_S
+        control, first = self.services.control, phases.first_poll_s(POLL_FIRST_S)
+        interval = first
         while not control.draining:
             self.wake = anyio.Event()
             await anyio.to_thread.run_sync(self.book.refresh_cancels)
@@ -200,7 +201,7 @@ class _Run:
                         return
             if self.rows.feed_done.is_set() and not self.submitting and not self.book.live():
                 return
-            interval = POLL_FIRST_S if moved else min(POLL_MAX_S, interval * 1.5)
+            interval = first if moved else min(POLL_MAX_S, interval * 1.5)
             wait = min(interval, fallback.seconds_to_fallback(self.config) or math.inf)
             with anyio.move_on_after(wait):
                 await self.wake.wait()

@@ -8,6 +8,9 @@ Phases, in the order a job meets them: ``writing`` (a request line written), ``u
 its ``created`` record not yet written: the window where a job exists that the book does not
 name), ``polling`` (a job's state read), ``downloading`` (results on disk, not yet recorded),
 ``folding`` (a row's records handed to the writer).
+
+``NANOBATCH_BATCH_POLL_S=<seconds>`` sets the poll loop's first wait (default 15 s), so a test
+of real processes against an emulator whose jobs end in a second need not wait for minutes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 from collections import Counter
 
 KILL_ENV = "NANOBATCH_KILL_AT"
+POLL_ENV = "NANOBATCH_BATCH_POLL_S"
 PHASES = ("writing", "uploading", "creating", "polling", "downloading", "folding")
 
 _reached: Counter[str] = Counter()  # checkpoints passed so far in this process, per phase
@@ -33,3 +37,9 @@ def checkpoint(phase: str) -> None:
     _reached[phase] += 1
     if _reached[phase] >= int(count or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def first_poll_s(default: float) -> float:
+    """The poll loop's first wait: ``default``, unless a test set ``NANOBATCH_BATCH_POLL_S``."""
+    value = os.environ.get(POLL_ENV)
+    return float(value) if value else default
