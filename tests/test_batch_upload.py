@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.core.types import OutcomeKind
 from pipeline.emulator import parse_batch_faults
 from pipeline.providers.batchapi import BatchCallError
+from pipeline.providers.gemini.batch.upload import MAX_FAILURES
 from tests.batch_wire_helpers import KEY, batch_config, request_file, stats, wire
+from tests.emulator.emulator_helpers import RecordingSleep
 
 CHUNK = 256 * 1024  # the protocol's granularity: a small file still takes several chunks
 
@@ -118,3 +121,31 @@ async def test_a_rejected_key_stops_the_upload_and_is_not_in_the_message(tmp_pat
     assert rejected.value.outcome.reason == "API_KEY_INVALID"
     assert KEY not in str(rejected.value)
     assert KEY not in (rejected.value.outcome.message or "")
+
+
+class DeadSessions(httpx.AsyncBaseTransport):
+    """Every call on an upload session fails to connect; the rest reaches the emulator."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "upload_id" in str(request.url):
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_upload_that_cannot_progress_gives_up_after_growing_waits(tmp_path: Path) -> None:
+    sleep = RecordingSleep()
+    async with wire(transport=DeadSessions, sleep=sleep) as (batch, client, app):
+        path = tmp_path / "requests.jsonl"
+        request_file(batch, path, ["a cat"])
+        url = await batch.start_upload(client, size=path.stat().st_size, display_name="x")
+        with pytest.raises(BatchCallError) as failed:
+            await batch.send_upload(client, url, path)
+        counters = stats(app)
+    assert failed.value.outcome.kind is OutcomeKind.TRANSIENT
+    assert "upload_id" not in str(failed.value)
+    assert sleep.calls == sorted(sleep.calls)
+    assert len(sleep.calls) == MAX_FAILURES - 1  # the first resume is at once
+    assert counters["upload_bytes"] == 0
