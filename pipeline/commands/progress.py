@@ -28,8 +28,9 @@ STATUS_FILE = "status.json"
 FIRST_LINE_S = 3.0  # without a terminal, the first progress line comes this soon
 
 
-def snapshot(result: RunResult) -> dict[str, Any]:
-    """The figures of a run right now, as written to ``status.json``."""
+def snapshot(result: RunResult, *, batch: bool = False) -> dict[str, Any]:
+    """The figures of a run right now, as written to ``status.json`` (``batch``: with the
+    batch figures of a --mode batch run)."""
     done = sum(result.by_status.values())
     total = max(result.to_do + result.changed, done)
     elapsed = result.duration_s
@@ -57,6 +58,21 @@ def snapshot(result: RunResult) -> dict[str, Any]:
         "projected_usd": round(projected, 4),
         "job_spend_usd": round(result.job_spent_usd, 4),  # every run in DIR: what the cap counts
         "max_cost_usd": result.max_cost_usd,
+    } | (batch_figures(result) if batch else {})
+
+
+def batch_figures(result: RunResult) -> dict[str, Any]:
+    """--mode batch: how rows went (batch jobs, or online by the fallback) and what each cost;
+    jobs still running at Google once the run stopped (their rows are pending, not lost)."""
+    return {
+        "batch": {
+            "rows": result.batch_rows,
+            "usd": round(result.batch_usd, 4),
+            "fallback_rows": result.fallback_rows,
+            "fallback_usd": round(result.fallback_usd, 4),
+            "submitted_jobs": list(result.submitted_jobs),
+            "submitted_rows": result.submitted_rows,
+        }
     }
 
 
@@ -88,8 +104,10 @@ class ProgressReporter:
         line_every_s: float = 30.0,
         status_every_s: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
+        batch: bool = False,
     ) -> None:
         self.path = out_dir / STATUS_FILE
+        self.batch = batch  # --mode batch: status.json carries the batch figures
         self.emit = emit
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.line_every_s = line_every_s
@@ -98,7 +116,7 @@ class ProgressReporter:
 
     def write_status(self, result: RunResult) -> dict[str, Any]:
         """Rewrite status.json atomically; returns what it wrote."""
-        status = snapshot(result)
+        status = snapshot(result, batch=self.batch)
         # On a full disk the heartbeat waits: the run (and its records) come first.
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(status, indent=1).encode())

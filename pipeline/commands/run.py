@@ -17,7 +17,7 @@ import httpx
 from pipeline.commands.figures import duration
 from pipeline.commands.progress import ProgressReporter
 from pipeline.commands.summary import format_summary
-from pipeline.core.config import RunConfig
+from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.errors import NanobatchError
 from pipeline.core.options import continue_command
 from pipeline.core.retry import seconds_until_quota_reset
@@ -31,6 +31,7 @@ from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
 from pipeline.run.start import cost_to_send
+from pipeline.store.batchbook import BatchBook
 from pipeline.store.diskspace import default_headroom, free_bytes
 from pipeline.store.ledger import Ledger
 
@@ -63,8 +64,9 @@ def run_and_report(
     progress_every_s: float = 30.0,
 ) -> int:
     """Run with a progress view, print the summary, and return the exit code."""
+    batch = config.mode is RunMode.BATCH
     reporter = ProgressReporter(
-        config.out_dir, emit=err, line_every_s=progress_every_s, clock=config.clock
+        config.out_dir, emit=err, line_every_s=progress_every_s, clock=config.clock, batch=batch
     )
     started = config.clock.now()
     try:
@@ -75,6 +77,8 @@ def run_and_report(
     except KeyboardInterrupt:  # only before the run's own signal handling is in place
         err("nanobatch: interrupted; finished rows are saved, rerun to continue")
         return 130
+    if batch:
+        note_submitted(result, config)
     reporter.write_status(result)
     out(format_summary(result, config.out_dir))
     pin = redone_since(config, started)
@@ -96,9 +100,10 @@ def run_and_report(
             assert result.remaining_usd is not None  # counted by the run the cap stopped
             cap = result.job_spent_usd + result.remaining_usd
         again = continue_command(argv, max_cost=cap, rerun_before=pin)
-        err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left. "
-            f"To continue: {again}")  # fmt: skip
-        return HALT_EXIT_CODES[result.halt]
+        err(f"nanobatch: stopped: {_HALT_WORDS[result.halt]}; {left} rows left"
+            f"{jobs_note(result, config) if batch else ''}. To continue: {again}")  # fmt: skip
+        # A stopped batch run is a deadline's stop, whatever stopped it: its jobs keep running.
+        return 4 if batch and result.halt is Halt.INTERRUPTED else HALT_EXIT_CODES[result.halt]
     if (
         config.limit is not None
         and result.manifest_rows_all is not None
@@ -110,6 +115,22 @@ def run_and_report(
             + (f". To continue: {again}" if again else ""))  # fmt: skip
     unfinished = (Status.FAILED.value, Status.INVALID.value)
     return 1 if any(result.by_status.get(s) for s in unfinished) else 0
+
+
+def note_submitted(result: RunResult, config: RunConfig) -> None:
+    """The batch jobs still at Google once the run ended (their rows stay pending here)."""
+    held = [j for j in BatchBook.load(config.out_dir) if j.holds_rows and j.exists_remotely]
+    result.submitted_jobs = [job.batch_name or job.display_name for job in held]
+    result.submitted_rows = sum(len(job.rows) for job in held)
+
+
+def jobs_note(result: RunResult, config: RunConfig) -> str:
+    """What a stop left at Google: the jobs keep running, and how to cancel them."""
+    if not result.submitted_jobs:
+        return ""
+    return (f"; {len(result.submitted_jobs)} batch jobs keep running at Google with "
+            f"{result.submitted_rows} rows (status.json shows them submitted; a rerun folds "
+            f"them, `nanobatch batch cancel {config.out_dir}` cancels them)")  # fmt: skip
 
 
 def stop_message(result: RunResult, source: str, base_url: str) -> str:

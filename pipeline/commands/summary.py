@@ -73,6 +73,7 @@ def format_summary(result: RunResult, out_dir: Path) -> str:
             f"(rows {shown}{more}; attempts.parquet marks them possibly_billed)"
         )
     lines += tier_lines(result)
+    lines += batch_lines(result, out_dir)
     totals = ledger_totals(out_dir)
     ordered = ", ".join(f"{totals[s]} {s}" for s in _ORDER if totals.get(s))
     lines.append(
@@ -89,6 +90,24 @@ def tier_lines(result: RunResult) -> list[str]:
         lines.append(
             f"  {result.fell_back} rows resent at standard (--tier-fallback standard), "
             "at the standard price"
+        )
+    return lines
+
+
+def batch_lines(result: RunResult, out_dir: Path) -> list[str]:
+    """--mode batch: rows answered by batch jobs and rows sent online by the fallback, each
+    with its cost; jobs still running at Google."""
+    lines = []
+    if result.batch_rows or result.fallback_rows:
+        lines.append(
+            f"  batch: {result.batch_rows} rows from batch jobs (${result.batch_usd:.2f}, the "
+            f"batch price); {result.fallback_rows} sent online by the fallback "
+            f"(${result.fallback_usd:.2f})"
+        )
+    if result.submitted_jobs:
+        lines.append(
+            f"  submitted: {len(result.submitted_jobs)} batch jobs still running at Google hold "
+            f"{result.submitted_rows} rows (pending here; see nanobatch batch status {out_dir})"
         )
     return lines
 

@@ -16,6 +16,8 @@ from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
 
 log = structlog.get_logger("nanobatch")
 
+BATCH_TIER = "batch"  # the ledger's tier of a row a batch job answered (run.batch.fold)
+
 
 async def write(
     services: RunServices, ledger: Ledger, records: MemoryObjectReceiveStream[Record]
@@ -42,6 +44,9 @@ async def write(
             for row in rows:
                 result.by_status[row.status] += 1
                 result.by_reason[(row.status, row.reason)] += 1
+                if row.tier == BATCH_TIER:  # answered by a batch job (the summary's split)
+                    result.batch_rows += 1
+                    result.batch_usd += row.cost_usd or 0.0
                 log.debug(
                     "row.finished",
                     row_id=row.row_id,
