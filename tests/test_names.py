@@ -15,8 +15,9 @@ from pipeline.commands.verify import verify
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job
 from pipeline.emulator import EmulatorTransport
+from pipeline.plan.names import name_limit, output_name
 from pipeline.plan.planstate import name_change_note
-from pipeline.plan.rows import Defaults, RowResolver, name_limit, output_name
+from pipeline.plan.rows import Defaults, RowResolver
 from pipeline.run.scheduler import run_manifest
 from tests.helpers import emulator, make_image, run_config, write_csv
 from tests.test_cli import nanobatch

@@ -11,7 +11,8 @@ from PIL import Image
 
 from pipeline.core.models import MODELS, map_size
 from pipeline.core.types import InvalidRow, Job
-from pipeline.plan.rows import Defaults, RowResolver, output_name, safe_name
+from pipeline.plan.names import output_name, safe_name
+from pipeline.plan.rows import Defaults, RowResolver
 from pipeline.plan.sources import MAX_IMAGE_BYTES, SourceCache
 from pipeline.providers.gemini.provider import GeminiProvider
 from tests.helpers import make_image

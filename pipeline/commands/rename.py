@@ -19,8 +19,8 @@ from pipeline.core.config import RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.plan import rowids
 from pipeline.plan.checkpass import open_settled
+from pipeline.plan.names import name_limit, name_problem, output_name, template_fields
 from pipeline.plan.planstate import name_template_change
-from pipeline.plan.rows import name_limit, name_problem, output_name, template_fields
 from pipeline.store.diskspace import open_ledger
 from pipeline.store.ledger import Ledger, LedgerRecord
 from pipeline.store.ledgerview import require_ledger

@@ -17,15 +17,14 @@ import base64
 import colorsys
 import hashlib
 import io
-import threading
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.emulator import png
 from pipeline.emulator.config import Payload
+from pipeline.emulator.lru import ByteLru
 from pipeline.emulator.validate import GenerationRequest
 
 _RINGS = 16  # palette indices 1..16 are the rings; 0 is the band; 17, 18 are text colours
@@ -40,34 +39,6 @@ THREAD_PIXELS = 2_500_000
 
 Encoded = tuple[bytes, ...]
 """An image as base64 pieces whose concatenation is the base64 of the file."""
-
-
-class _Lru:
-    """A byte-budgeted least-recently-used map; thread-safe because renders may run in threads."""
-
-    def __init__(self, budget: int) -> None:
-        self._budget = budget
-        self._used = 0
-        self._items: OrderedDict[object, tuple[object, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: object) -> object | None:
-        with self._lock:
-            entry = self._items.get(key)
-            if entry is None:
-                return None
-            self._items.move_to_end(key)
-            return entry[0]
-
-    def put(self, key: object, value: object, size: int) -> None:
-        with self._lock:
-            if key in self._items or size > self._budget:
-                return
-            self._items[key] = (value, size)
-            self._used += size
-            while self._used > self._budget:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._used -= dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +107,8 @@ class Renderer:
 
     def __init__(self, payload: Payload, cache_bytes: int) -> None:
         self._payload = payload
-        self._images = _Lru(cache_bytes)
-        self._layouts = _Lru(max(cache_bytes // 2, 64 * 1024 * 1024))
+        self._images = ByteLru(cache_bytes)
+        self._layouts = ByteLru(max(cache_bytes // 2, 64 * 1024 * 1024))
         self._font = ImageFont.load_default_imagefont()
 
     def final_image(self, request: GenerationRequest) -> Encoded:

@@ -5,12 +5,16 @@ spellings (the protos' own field names) onto them, as Google's proto-JSON parser
 The fingerprint hashes the model and the canonical body (keys camelCased, sorted), so the same
 request spelled either way is the same request. It leaves out ``serviceTier``: a Flex request
 resent at the standard tier is the same request, and paying for both is a billed duplicate.
+A body that breaks the schema raises ``Invalid`` with the 400 Google answers (``known_fields``,
+``bad_value``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+
+from pipeline.emulator.errors import ApiError, invalid_argument
 
 TOP = frozenset(
     {
@@ -122,3 +126,38 @@ def fingerprint(model_id: str, body: object) -> bytes:
         document.pop("serviceTier", None)
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(model_id.encode() + b"\n" + text.encode()).digest()
+
+
+class Invalid(Exception):
+    """A body Google would refuse: ``error`` is its 400."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def known_fields(obj: object, allowed: frozenset[str], path: str) -> dict[str, object]:
+    """An object's fields by camelCase name; unknown names get Google's 400."""
+    if not isinstance(obj, dict):
+        where = f"'{path}'" if path else "the request"
+        raise Invalid(
+            invalid_argument(f"Invalid JSON payload received. Expected an object at {where}.")
+        )
+    out: dict[str, object] = {}
+    for key, value in obj.items():
+        name = camel(key)
+        if name not in allowed:
+            at = f" at '{path}'" if path else ""
+            message = f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.'
+            raise Invalid(invalid_argument(message, path))
+        out[name] = value
+    return out
+
+
+def bad_value(path: str, proto_type: str, value: object) -> Invalid:
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return Invalid(invalid_argument(f"Invalid value at '{path}' ({proto_type}), {shown}", path))

@@ -27,7 +27,7 @@ from pipeline.core.idscheme import IdScheme
 from pipeline.plan.done import DoneRows
 from pipeline.plan.idcheck import IdCheck
 from pipeline.plan.manifest import Header, Opened, RowBatch, open_manifest, read_batches
-from pipeline.plan.rows import output_name, template_fields
+from pipeline.plan.names import output_name, template_fields
 from pipeline.plan.scan import Scan, check_options, scan
 from pipeline.plan.spool import Spool
 from pipeline.store.ledger import Ledger

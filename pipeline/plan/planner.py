@@ -21,8 +21,9 @@ from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.done import DoneRows
 from pipeline.plan.fingerprint import request_fingerprint
 from pipeline.plan.manifest import RowBatch
+from pipeline.plan.names import name_limit
 from pipeline.plan.rowimages import is_link
-from pipeline.plan.rows import Defaults, RowResolver, name_limit
+from pipeline.plan.rows import Defaults, RowResolver
 from pipeline.plan.scan import Scan
 from pipeline.plan.sources import SourceCache
 

@@ -3,8 +3,9 @@
 Everything that can be checked without money is checked here: the prompt (or the prompt
 template's columns), the model's capabilities (image size, aspect ratio, number of images),
 a ``WxH`` size mapped onto what the model makes (with what it becomes and costs), the prompt's
-length, sampling settings, source files (see ``rowimages``), output file names (in bytes, against
-the output file system's limit: a name the disk refuses would be paid for and then lost).
+length, sampling settings, source files (see ``rowimages``), output file names (``names``: in
+bytes, against the output file system's limit, since a name the disk refuses would be paid for
+and then lost).
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.mime import MAX_EXTENSION
 from pipeline.core.models import (
     ModelSpec,
     check_aspect_ratio,
@@ -33,6 +31,14 @@ from pipeline.core.models import (
 )
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import InvalidRow, Job, Tier
+from pipeline.plan.names import (
+    NAME_MAX_BYTES,
+    cell_text,
+    fill,
+    name_problem,
+    output_name,
+    template_fields,
+)
 from pipeline.plan.rowimages import URI_PREFIXES, BadImages, SourceImages
 
 SHOWN_PROMPT_CHARS = 2000  # an invalid row's prompt kept for the report (it may be huge)
@@ -40,12 +46,7 @@ KNOWN_COLUMNS = frozenset({
     "id", "prompt", "images", "model", "aspect_ratio", "image_size", "size",
     "system_instruction", "temperature", "seed", "output_name", "tier",
 })  # fmt: skip
-MAX_NAME_LENGTH = 150
-NAME_MAX_BYTES = 255  # a file name's limit on nearly every file system (ext4, APFS, NTFS...)
-# What a stem must leave room for: "_<n>" when a row returns several images, and ".<ext>".
-_NAME_SUFFIX_BYTES = len("_99.") + MAX_EXTENSION
 _WXH = re.compile(r"^\s*(\d{2,5})\s*[xX×*]\s*(\d{2,5})\s*$")
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,68 +72,6 @@ class RowWarning:
     line: int
     field: str
     message: str
-
-
-def template_fields(template: str) -> list[str]:
-    """The column names a ``{column}`` template uses."""
-    try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    except ValueError as e:
-        raise ValueError(f"template {template!r} is not valid: {e}") from None
-
-
-def fill(template: str, row: dict[str, Any]) -> str:
-    """The template with the row's values (callers checked the columns exist)."""
-    return template.format_map({k: "" if v is None else v for k, v in row.items()})
-
-
-def safe_name(text: str) -> str:
-    """A file name stem anyone's file system accepts."""
-    name = _UNSAFE_NAME_CHARS.sub("_", text.strip()).strip("._")
-    return name[:MAX_NAME_LENGTH]
-
-
-def output_name(row: dict[str, Any], name_template: str | None) -> str | None:
-    """The row's output file stem: its ``output_name`` column, else the name template.
-
-    A ``/`` in the template or the column makes sub-folders (``"{category}/{sku}"``); a ``/``
-    inside a column's value does not (it becomes ``_``, like any unsafe character). Each part
-    is made safe on its own and empty parts go, so ``..``, a leading ``/`` or an empty column
-    never lead outside ``images/``.
-    """
-    raw = _text(row.get("output_name"))
-    if raw is not None:
-        parts = raw.split("/")
-    elif name_template:
-        parts = [fill(part, row) for part in name_template.split("/")]
-    else:
-        return None
-    return "/".join(name for name in map(safe_name, parts) if name)
-
-
-def name_limit(out_dir: Path) -> int:
-    """The file-name limit, in bytes, of the file system ``out_dir`` is (or will be) on."""
-    for folder in (out_dir, *out_dir.absolute().parents):
-        if folder.is_dir():
-            try:
-                return min(os.pathconf(folder, "PC_NAME_MAX"), NAME_MAX_BYTES)
-            except (OSError, ValueError):
-                break
-    return NAME_MAX_BYTES
-
-
-def name_problem(stem: str, name_max_bytes: int) -> str | None:
-    """Why ``stem`` cannot name an output file (a part too long in bytes), or None."""
-    limit = name_max_bytes - _NAME_SUFFIX_BYTES
-    for part in stem.split("/"):
-        size = len(part.encode())
-        if size > limit:
-            return (
-                f"the file name {part[:40]!r}... is {size} bytes (UTF-8); this file system "
-                f"takes {limit} before the extension: use a shorter id, an output_name column "
-                "or --name-template"
-            )
-    return None
 
 
 class RowResolver:
@@ -176,13 +115,13 @@ class RowResolver:
         try:
             shown = self._prompt(row)
         except _Invalid:
-            shown = _text(row.get("prompt")) or ""
+            shown = cell_text(row.get("prompt")) or ""
         return shown[:SHOWN_PROMPT_CHARS]
 
     def _resolve(self, row_id: str, line: int, row: dict[str, Any]) -> Job:
         d = self._defaults
         prompt = self._prompt(row)
-        column = _text(row.get("model"))
+        column = cell_text(row.get("model"))
         model, spec = resolve_model(column or d.model)
         # On the native routes the id goes into the request's URL path.
         if why := check_model_id(model, in_path=not d.model_id_in_body):
@@ -200,7 +139,7 @@ class RowResolver:
                 raise _Invalid("image_size", why)
             if ratio is not None and (why := check_aspect_ratio(spec, ratio)):
                 raise _Invalid("aspect_ratio", why)
-        system = _text(row.get("system_instruction"))
+        system = cell_text(row.get("system_instruction"))
         if why := check_prompt_length(spec, model, len(prompt) + len(system or "")):
             raise _Invalid("prompt", why)
         try:
@@ -231,7 +170,7 @@ class RowResolver:
         )
 
     def _tier(self, row: dict[str, Any]) -> Tier:
-        text = _text(row.get("tier"))
+        text = cell_text(row.get("tier"))
         if text is None:
             return self._defaults.tier
         try:
@@ -243,7 +182,7 @@ class RowResolver:
     def _prompt(self, row: dict[str, Any]) -> str:
         template = self._defaults.prompt_template
         if template:
-            empty = [f for f in template_fields(template) if _text(row.get(f)) is None]
+            empty = [f for f in template_fields(template) if cell_text(row.get(f)) is None]
             if empty:
                 raise _Invalid(empty[0], f"the prompt template needs {{{empty[0]}}}, empty here")
             return fill(template, row)
@@ -255,9 +194,9 @@ class RowResolver:
     def _size_and_ratio(
         self, row_id: str, line: int, row: dict[str, Any], spec: ModelSpec | None
     ) -> tuple[str | None, str | None]:
-        size = _text(row.get("image_size"))
-        ratio = _text(row.get("aspect_ratio"))
-        wxh = _text(row.get("size"))
+        size = cell_text(row.get("image_size"))
+        ratio = cell_text(row.get("aspect_ratio"))
+        wxh = cell_text(row.get("size"))
         if wxh is not None:
             match = _WXH.match(wxh)
             if match is None:
@@ -302,15 +241,8 @@ class _Invalid(Exception):
         self.reason = reason
 
 
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _number(value: object, field: str, low: float, high: float) -> float | None:
-    text = _text(value)
+    text = cell_text(value)
     if text is None:
         return None
     try:
@@ -330,7 +262,7 @@ def _integer(value: object) -> int | None:
     if number is None:
         return None
     if not number.is_integer():
-        raise _Invalid("seed", f"{_text(value)!r} is not a whole number (32-bit)")
+        raise _Invalid("seed", f"{cell_text(value)!r} is not a whole number (32-bit)")
     return int(number)
 
 

@@ -53,20 +53,9 @@ class RowState:
     ) -> AttemptRecord:
         """An attempt given up before its answer: ``CANCELLED`` or ``ABANDONED``."""
         why = why or CANCELLED
-        return AttemptRecord(
-            row_id=self.job.row_id,
-            attempt=self.attempts,
-            started_at=self.started_at,
-            finished_at=finished_at,
-            latency_ms=round(latency_ms, 1),
-            http_status=None,
-            outcome="cancelled",
-            reason=why.reason,
-            wait_s=0.0,
-            possibly_billed=possibly_billed(why),
-            cost_usd=round(cost_usd, 6),
-            tier=self.job.tier.value,
-        )
+        record = self.attempt_record(why, latency_ms, 0.0, cost_usd, finished_at)
+        # No answer came, so no status and no tier of the server's: the one asked.
+        return replace(record, http_status=None, outcome="cancelled", tier=self.job.tier.value)
 
 
 # An attempt abandoned mid-flight (a second Ctrl-C): the server may still finish and bill it.

@@ -59,16 +59,7 @@ class OnlineExecutor:
         records: MemoryObjectSendStream[Record],
     ) -> None:
         """Run the workers until the job stream ends (or the run drains)."""
-        loop = RowLoop(
-            services,
-            self.provider,
-            adaptive=self.adaptive,
-            gate=self.gate,
-            limiter=self.limiter,
-            grace=self.grace,
-            models=self.models,
-            rng=self.rng,
-        )
+        loop = RowLoop(services, self.provider, self)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.grace.watch, services.control)
             async with anyio.create_task_group() as pool:
