@@ -105,16 +105,26 @@ def scenario_latency(bench: Bench) -> Scenario:
     return result
 
 
-def scenario_cpu(bench: Bench) -> Scenario:
-    rows, concurrency, size = bench.scaled(1000), 16, "1K"
+def _no_latency(
+    bench: Bench, number: int, name: str, *, rows: int, concurrency: int, size: str
+) -> tuple[Scenario, ClientRun, ClientRun]:
+    """A scenario whose emulator answers at once: both clients' runs, one after the other."""
     bench.floor_ms(size)  # measured now, while no emulator competes for the CPU
     result = Scenario(
-        2, "CPU-bound", f"emulator latency 0, concurrency {concurrency}, {rows} rows of {size}"
+        number, name, f"emulator latency 0, concurrency {concurrency}, {rows} rows of {size}"
     )
     with emulator(["--latency", "0"]) as emu:
         emu.warm_up(size)
-        nb, base = bench.head_to_head(emu, "s2", rows, concurrency, size)
+        nb, base = bench.head_to_head(emu, f"s{number}", rows, concurrency, size)
     result.runs += [nb, base]
+    return result, nb, base
+
+
+def scenario_cpu(bench: Bench) -> Scenario:
+    size = "1K"
+    result, nb, base = _no_latency(
+        bench, 2, "CPU-bound", rows=bench.scaled(1000), concurrency=16, size=size
+    )
     emu_ms = [
         1000 * run.emulator_cpu_s / run.succeeded if run.emulator_cpu_s and run.succeeded else None
         for run in (nb, base)
@@ -134,15 +144,10 @@ def scenario_cpu(bench: Bench) -> Scenario:
 
 
 def scenario_memory(bench: Bench) -> Scenario:
-    rows, concurrency, size = bench.scaled(300), 32, "4K"
-    bench.floor_ms(size)  # measured now, while no emulator competes for the CPU
-    result = Scenario(
-        3, "memory", f"emulator latency 0, concurrency {concurrency}, {rows} rows of {size}"
+    size = "4K"
+    result, nb, base = _no_latency(
+        bench, 3, "memory", rows=bench.scaled(300), concurrency=32, size=size
     )
-    with emulator(["--latency", "0"]) as emu:
-        emu.warm_up(size)
-        nb, base = bench.head_to_head(emu, "s3", rows, concurrency, size)
-    result.runs += [nb, base]
     nb_mb, base_mb = nb.figures.peak_rss_mb, base.figures.peak_rss_mb
     result.metrics += [
         Metric(

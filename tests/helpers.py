@@ -4,6 +4,9 @@ against it."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,14 @@ def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any)
 async def run(config: RunConfig, app: EmulatorApp) -> RunResult:
     """A run of ``config`` against the in-process emulator ``app``."""
     return await run_manifest(config, EmulatorTransport(app))
+
+
+def start_run(manifest: Path, out: Path, base_url: str, *flags: str) -> subprocess.Popen[bytes]:
+    """``nanobatch run`` as a real process against the emulator at ``base_url``, its output
+    discarded: for tests that watch, signal or kill a run while it is going."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
+         "--base-url", base_url, *flags],
+        env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +35,7 @@ from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import encode_line
 from pipeline.store.spend import spent_in
 from tests.commandline import nanobatch
-from tests.helpers import TEST_KEY, run_config, write_csv
+from tests.helpers import TEST_KEY, run_config, start_run, write_csv
 from tests.test_classify import blocked, candidate, generation, image, response
 
 FLASH_1K = 0.067
@@ -224,12 +221,7 @@ def test_what_a_killed_run_had_in_flight_counts_against_the_cap(tmp_path: Path) 
     out = tmp_path / "out"
     config = EmulatorConfig(latency=parse_latency("3"), payload=Payload.COMPACT)
     with BackgroundEmulator(config) as server:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
-             "--base-url", server.base_url, "--concurrency", "4", "--max-cost", "1"],
-            env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        process = start_run(manifest, out, server.base_url, "--concurrency", "4", "--max-cost", "1")
         deadline = time.monotonic() + 30
         # The server counts a request when its headers arrive and bills it once its body is
         # read: wait for the bill, so that all four were wholly sent (answers take 3 s).

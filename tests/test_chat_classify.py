@@ -21,6 +21,8 @@ from pipeline.core.types import (
     Usage,
 )
 from pipeline.providers.openai_chat.classify import classify
+from tests import strategies
+from tests.strategies import some_of
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-final"
 DRAFT = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-draft"
@@ -277,18 +279,7 @@ leaves = (
                        "data:image/png;base64,", BLOCKED_ANSWER, "![image](" + LINK + ")",
                        google_error(429, "RESOURCE_EXHAUSTED", "q", RETRY_5S), 429, 402])
 )  # fmt: skip
-json_values = st.recursive(
-    leaves,
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), children, max_size=5)
-    ),
-    max_leaves=30,
-)
-
-
-def some_of(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({}, optional=fields)
+json_values = strategies.json_values(leaves, FIELDS)
 
 
 parts = json_values | some_of(type=leaves, text=leaves, image_url=some_of(url=leaves) | leaves)

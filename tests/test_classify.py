@@ -21,6 +21,8 @@ from pipeline.core.types import (
     Usage,
 )
 from pipeline.providers.gemini.classify import classify, classify_failure
+from tests import strategies
+from tests.strategies import some_of
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-final"
 PNG_DRAFT = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-draft"
@@ -884,19 +886,7 @@ leaves = (
     | st.text(max_size=20)
     | st.sampled_from(INTERESTING_STRINGS)
 )
-json_values = st.recursive(
-    leaves,
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=8), children, max_size=5)
-    ),
-    max_leaves=30,
-)
-
-
-def some_of(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """Objects with any subset of the given fields: the real shapes, filled with odd values."""
-    return st.fixed_dictionaries({}, optional=fields)
+json_values = strategies.json_values(leaves, FIELD_NAMES)
 
 
 blobs = some_of(mimeType=leaves, mime_type=leaves, data=leaves)

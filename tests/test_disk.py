@@ -63,9 +63,15 @@ def ledger(out: Path) -> dict[str, dict[str, Any]]:
     return {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
 
 
-def setup(tmp_path: Path) -> tuple[Path, Path]:
+def setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, cured_by_reserve: bool
+) -> tuple[Path, Path, EmulatorApp, FullDisk]:
+    """A manifest, its output folder, the emulator, and a disk with room for three images."""
     rows = [{"id": f"r{i:02d}", "prompt": f"a lamp {i}"} for i in range(ROWS)]
-    return write_csv(tmp_path / "m.csv", rows), tmp_path / "out"
+    out = tmp_path / "out"
+    disk = FullDisk(out, room=3, cured_by_reserve=cured_by_reserve)
+    monkeypatch.setattr(storage, "write_all", disk)
+    return write_csv(tmp_path / "m.csv", rows), out, emulator(), disk
 
 
 def config(manifest: Path, out: Path) -> Any:
@@ -75,10 +81,7 @@ def config(manifest: Path, out: Path) -> Any:
 async def test_answers_in_flight_when_the_disk_fills_are_kept_in_the_reserve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest, out = setup(tmp_path)
-    app = emulator()
-    disk = FullDisk(out, room=3, cured_by_reserve=True)
-    monkeypatch.setattr(storage, "write_all", disk)
+    manifest, out, app, disk = setup(tmp_path, monkeypatch, cured_by_reserve=True)
 
     result = await run_manifest(config(manifest, out), EmulatorTransport(app))
 
@@ -101,10 +104,7 @@ async def test_answers_in_flight_when_the_disk_fills_are_kept_in_the_reserve(
 def test_answers_that_cannot_be_kept_are_failed_billed_rows_and_the_run_exits_5(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest, out = setup(tmp_path)
-    app = emulator()
-    disk = FullDisk(out, room=3, cured_by_reserve=False)
-    monkeypatch.setattr(storage, "write_all", disk)
+    manifest, out, app, disk = setup(tmp_path, monkeypatch, cured_by_reserve=False)
     said: list[str] = []
 
     code = run_and_report(

@@ -6,7 +6,7 @@ import io
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,13 +35,28 @@ def png(size: tuple[int, int] = (16, 16)) -> bytes:
     return buf.getvalue()
 
 
-async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_remake_them(
-    tmp_path: Path,
-) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(4)])
+class Earlier(NamedTuple):
+    rows: list[dict[str, str]]
+    manifest: Path
+    out: Path
+    app: EmulatorApp
+
+
+async def earlier_run(tmp_path: Path, first: int, *, rows: int = 6, name: str = "m.csv") -> Earlier:
+    """``rows`` rows, and a run (into ``tmp_path/out``) of a manifest ``name`` holding the
+    ``first`` of them."""
+    table = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(rows)]
+    manifest = write_csv(tmp_path / name, table[:first])
     out = tmp_path / "out"
     app = emulator()
     await run(run_config(manifest, out), app)
+    return Earlier(table, manifest, out, app)
+
+
+async def test_verify_finds_missing_and_damaged_files_and_fix_makes_the_rerun_remake_them(
+    tmp_path: Path,
+) -> None:
+    _, manifest, out, app = await earlier_run(tmp_path, 4, rows=4)
     assert verify(out).problems == []
 
     (out / "images" / "r0.png").unlink()
@@ -90,18 +105,6 @@ async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_p
     assert verify(out).unreferenced == []
 
 
-async def first_rows_run(
-    tmp_path: Path, first: int, name: str = "m.csv"
-) -> tuple[list[dict[str, str]], Path, EmulatorApp]:
-    """Six rows, and a run (into ``tmp_path/out``) of a manifest ``name`` holding the ``first``
-    of them: the rows, the output directory and the emulator."""
-    rows = [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(6)]
-    out = tmp_path / "out"
-    app = emulator()
-    await run(run_config(write_csv(tmp_path / name, rows[:first]), out), app)
-    return rows, out, app
-
-
 def flip_middle_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
@@ -109,7 +112,7 @@ def flip_middle_byte(path: Path) -> None:
 
 
 async def test_a_damaged_ledger_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
-    rows, out, app = await first_rows_run(tmp_path, 4)
+    rows, _, out, app = await earlier_run(tmp_path, 4)
     flip_middle_byte(out / "ledger.parquet")
     app.reset_stats()
 
@@ -149,10 +152,7 @@ async def test_after_a_damaged_ledger_is_moved_away_images_are_adopted_unless_th
 async def test_rerun_succeeded_sends_again_instead_of_adopting_its_own_images(
     tmp_path: Path,
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"} for i in range(3)])
-    out = tmp_path / "out"
-    app = emulator()
-    await run(run_config(manifest, out), app)
+    _, manifest, out, app = await earlier_run(tmp_path, 3, rows=3)
     app.reset_stats()
     await run(run_config(manifest, out, rerun=frozenset({Status.SUCCEEDED, Status.FAILED})), app)
     assert app.stats_snapshot()["requests"] == 3
@@ -162,7 +162,7 @@ async def test_rerun_succeeded_sends_again_instead_of_adopting_its_own_images(
 async def test_a_ledger_damaged_during_a_run_keeps_the_runs_records_and_costs_nothing_later(
     tmp_path: Path,
 ) -> None:
-    rows, out, app = await first_rows_run(tmp_path, 4)
+    rows, _, out, app = await earlier_run(tmp_path, 4)
 
     async def rot(result: RunResult) -> None:  # the disk flips a bit while the run is going
         flip_middle_byte(out / "ledger.parquet")
@@ -199,7 +199,7 @@ async def run_and_die(config: RunConfig, app: EmulatorApp) -> Ledger:
 async def test_verify_fix_never_hides_what_a_running_or_crashed_run_recorded(
     tmp_path: Path,
 ) -> None:
-    rows, out, app = await first_rows_run(tmp_path, 3, "a.csv")
+    rows, _, out, app = await earlier_run(tmp_path, 3, name="a.csv")
     whole = run_config(write_csv(tmp_path / "m.csv", rows), out)
     going = await run_and_die(whole, app)  # r3..r5 are in its journal only
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from pipeline.emulator import (
 )
 from pipeline.run.scheduler import run_manifest
 from tests.commandline import nanobatch
-from tests.helpers import TEST_KEY, run_config, write_csv
+from tests.helpers import run_config, start_run, write_csv
 
 
 def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) -> None:
@@ -35,12 +32,7 @@ def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) 
     out = tmp_path / "out"
     config = EmulatorConfig(latency=parse_latency("0.3"), payload=Payload.COMPACT)
     with BackgroundEmulator(config) as slow:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out),
-             "--base-url", slow.base_url, "--concurrency", "4"],
-            env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        process = start_run(manifest, out, slow.base_url, "--concurrency", "4")
         try:
             deadline = time.monotonic() + 30
             while folder_status(out).rows < 4 and time.monotonic() < deadline:

@@ -42,24 +42,23 @@ def slow_server() -> Iterator[BackgroundEmulator]:
         yield emulator
 
 
-def start(
-    manifest: Path, out: Path, url: str, *extra: str, nohup: bool = False
+def start_sending(
+    emulator: BackgroundEmulator, manifest: Path, out: Path, *extra: str, nohup: bool = False
 ) -> subprocess.Popen[str]:
-    """The CLI on the manifest (``nohup``: started by nohup(1), which ignores SIGHUP)."""
-    return subprocess.Popen(
+    """The CLI on the manifest against ``emulator``, once its first request has arrived
+    (``nohup``: started by nohup(1), which ignores SIGHUP)."""
+    process = subprocess.Popen(
         [*(["nohup"] if nohup else []), sys.executable, "-m", "pipeline", "run", str(manifest),
-         "--out", str(out), "--base-url", url, "--concurrency", "4", *extra],
+         "--out", str(out), "--base-url", emulator.base_url, "--concurrency", "4", *extra],
         env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-
-
-def wait_until_sending(emulator: BackgroundEmulator) -> None:
     deadline = time.monotonic() + 30
     while not emulator.app.stats_snapshot()["requests"] and time.monotonic() < deadline:
         time.sleep(0.02)
+    return process
 
 
 def recorded(out: Path) -> list[dict[str, object]]:
@@ -104,8 +103,7 @@ def test_first_signal_drains_in_flight_requests_and_exits_130(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    process = start(manifest, out, slow_server.base_url)
-    wait_until_sending(slow_server)
+    process = start_sending(slow_server, manifest, out)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -120,8 +118,7 @@ def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_pat
     config = EmulatorConfig(latency=parse_latency("30"), payload=Payload.COMPACT)
     with BackgroundEmulator(config) as hanging:
         out = tmp_path / "out"
-        process = start(manifest, out, hanging.base_url)
-        wait_until_sending(hanging)
+        process = start_sending(hanging, manifest, out)
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
@@ -141,8 +138,7 @@ def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
 ) -> None:
     out = tmp_path / "out"
     # 24 rows at 0.4 s, 4 at a time: it runs for 2.4 s at least, ample to read it mid-run.
-    process = start(manifest, out, slow_server.base_url, "--limit", "24")
-    wait_until_sending(slow_server)
+    process = start_sending(slow_server, manifest, out, "--limit", "24")
     deadline = time.monotonic() + 30
     while not (out / "status.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -167,8 +163,7 @@ def test_a_hang_up_drains_and_the_run_outlives_its_terminal(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    process = start(manifest, out, slow_server.base_url)
-    wait_until_sending(slow_server)
+    process = start_sending(slow_server, manifest, out)
     process.send_signal(signal.SIGHUP)
     # The terminal is gone: whatever the run writes to its console from now on fails.
     assert process.stdout is not None
@@ -190,8 +185,7 @@ def test_a_console_that_vanishes_without_a_hang_up_does_not_stop_the_run(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    process = start(manifest, out, slow_server.base_url, "--limit", "40")
-    wait_until_sending(slow_server)
+    process = start_sending(slow_server, manifest, out, "--limit", "40")
     assert process.stdout is not None
     assert process.stderr is not None
     process.stdout.close()  # a closed pipe: writes fail with EPIPE, no signal comes
@@ -207,8 +201,7 @@ def test_under_nohup_a_hang_up_is_ignored(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    process = start(manifest, out, slow_server.base_url, "--limit", "4", nohup=True)
-    wait_until_sending(slow_server)
+    process = start_sending(slow_server, manifest, out, "--limit", "4", nohup=True)
     process.send_signal(signal.SIGHUP)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr

@@ -4,18 +4,16 @@ run configs for the Vertex route."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.core.config import RunConfig
 from pipeline.core.routes import Route
 from pipeline.emulator import EmulatorApp, EmulatorConfig, Payload, create_app
+from tests.emulator.emulator_helpers import rsa_private_key
 from tests.helpers import run_config
 
 EMULATOR = "http://emulator.invalid"  # the in-process emulator answers every host
@@ -24,24 +22,13 @@ PROJECT = "acme"
 TOKEN_PREFIX = "ya29."
 
 
-@functools.cache
-def private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem.decode()
-
-
 def service_account(path: Path, token_uri: str = f"{EMULATOR}/token", **fields: Any) -> Path:
     """A service-account key file whose tokens come from ``token_uri``."""
     info: dict[str, Any] = {
         "type": "service_account",
         "project_id": PROJECT,
         "private_key_id": "k1",
-        "private_key": private_key(),
+        "private_key": rsa_private_key(),
         "client_email": f"batch@{PROJECT}.iam.gserviceaccount.com",
         "client_id": "1234",
         "token_uri": token_uri,

@@ -1,9 +1,11 @@
-"""Shared helpers for the emulator tests: an in-process client, request bodies, fake time."""
+"""Shared helpers for the emulator tests: an in-process client, request bodies, fake time, an
+RSA key for service-account files."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -11,6 +13,8 @@ from typing import Any
 
 import anyio
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from PIL import Image
 
 from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Payload, create_app
@@ -130,3 +134,15 @@ def decode(part: dict[str, Any]) -> Image.Image:
     picture = Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"])))
     picture.load()
     return picture
+
+
+@functools.cache
+def rsa_private_key() -> str:
+    """A PEM RSA key for service-account files (made once: a 2048-bit key takes a while)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem.decode()

@@ -15,8 +15,6 @@ from pathlib import Path
 import google.auth
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google import genai
 from google.auth.transport.requests import Request
 from google.genai import types
@@ -24,7 +22,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from pipeline.emulator import BackgroundEmulator
-from tests.emulator.emulator_helpers import FLASH_31, body, config
+from tests.emulator.emulator_helpers import FLASH_31, body, config, rsa_private_key
 from tests.emulator.routes_helpers import GLOBAL, stats
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
@@ -39,13 +37,7 @@ def running() -> Iterator[BackgroundEmulator]:
 
 @pytest.fixture(scope="module")
 def private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem.decode()
+    return rsa_private_key()
 
 
 def _service_account(base_url: str, private_key: str) -> dict[str, str]:
