@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Generator
-from types import FrameType, TracebackType
+from types import FrameType
 
 import uvicorn
 
@@ -153,12 +153,7 @@ class BackgroundEmulator:
             raise RuntimeError(f"the emulator did not start: {self._failure!r}")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -26,21 +26,28 @@ _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,99}")
 
 
 def check_location(location: str) -> str:
-    if not _LOCATION.fullmatch(location):
-        raise UsageError(
-            f"--location {location!r} is not a Vertex AI location: use global, a multi-region "
-            "(us, eu) or a region such as us-central1"
-        )
-    return location
+    return _checked(
+        _LOCATION,
+        location,
+        f"--location {location!r} is not a Vertex AI location: use global, a multi-region "
+        "(us, eu) or a region such as us-central1",
+    )
 
 
 def check_project(project: str) -> str:
-    if not _PROJECT.fullmatch(project):
-        raise UsageError(
-            f"--project {project!r} is not a Google Cloud project id (letters, digits, '-'): "
-            "see `gcloud projects list`"
-        )
-    return project
+    return _checked(
+        _PROJECT,
+        project,
+        f"--project {project!r} is not a Google Cloud project id (letters, digits, '-'): "
+        "see `gcloud projects list`",
+    )
+
+
+def _checked(alphabet: re.Pattern[str], value: str, problem: str) -> str:
+    """``value`` if it is all of ``alphabet``; else ``UsageError(problem)``."""
+    if not alphabet.fullmatch(value):
+        raise UsageError(problem)
+    return value
 
 
 def host(location: str) -> str:
