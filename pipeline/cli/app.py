@@ -1,14 +1,12 @@
 """The ``nanobatch`` command: the only place that reads argv and the environment, sets up
-logging, calls ``anyio.run`` (through ``runner``) and maps errors to exit codes. Here: the app,
-run and validate; the shared option declarations are in ``cli_options``, the small commands
-(verify, rename, report, status, emulator, demo) in ``cli_commands``."""
+logging, calls ``anyio.run`` (through ``runner``) and maps errors to exit codes. Here: the app
+and run; validate is in ``validate``, the shared option declarations in ``params``, the small
+commands (verify, rename, report, status, emulator, demo) in ``commands``."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,8 +34,6 @@ from pipeline.cli.params import (
     Model,
     ModeName,
     NameTemplate,
-    OutputFormat,
-    PreviewOut,
     Prices,
     ProgressEvery,
     Project,
@@ -53,13 +49,13 @@ from pipeline.cli.params import (
     TierName,
     Timeouts,
     Verbose,
-    check_format,
     fail,
     say,
     say_err,
 )
 from pipeline.cli.routing import api_key as route_key
 from pipeline.cli.routing import gateway_base_url, no_key, route_from
+from pipeline.cli.validate import validate
 from pipeline.core.config import GEMINI_BASE_URL, ApiKey, AuthStyle, RetryConfig, RunConfig
 from pipeline.core.errors import NanobatchError, UsageError
 from pipeline.core.logs import setup as setup_logging
@@ -243,80 +239,8 @@ def run(
                                     err=say_err, progress_every_s=progress_every))  # fmt: skip
 
 
-@app.command()
-def validate(
-    manifest: Manifest,
-    model: Model = DEFAULT_MODEL,
-    image_size: ImageSize = None,
-    aspect_ratio: AspectRatio = None,
-    limit: Limit = None,
-    ids: Ids = None,
-    id_column: IdColumn = None,
-    sheet: Sheet = None,
-    prompt_template: PromptTemplate = None,
-    name_template: NameTemplate = None,
-    fit_images: FitImages = False,
-    prices: Prices = None,
-    provider: ProviderName = None,
-    project: Project = None,
-    location: Location = None,
-    api_version: ApiVersion = None,
-    tier: TierName = "standard",
-    mode: ModeName = "online",
-    output_format: OutputFormat = "text",
-    out: PreviewOut = None,
-    verbose: Verbose = 0,
-) -> None:
-    """Check every row and estimate the cost; sends nothing."""
-    from pipeline.commands.preview import format_preview, preview
-    from pipeline.commands.validate import format_validation
-    from pipeline.commands.validate import validate as validate_manifest
-    from pipeline.providers.registry import check_available
-
-    setup_logging(verbose, [])
-    try:
-        check_format(output_format)
-        route = route_from(provider, project, location, api_version, None)
-        check_available(route.provider)
-        table = PriceTable.load(prices)
-        config = RunConfig(
-            manifest=manifest,
-            out_dir=Path("."),
-            provider=route.provider,
-            project=route.project,
-            location=route.location,
-            api_version=route.api_version,
-            tier=parse_tier(tier),
-            mode=parse_mode(mode, None, None, None)[0],
-            model=model,
-            image_size=image_size,
-            aspect_ratio=aspect_ratio,
-            limit=limit,
-            ids_file=ids,
-            id_column=id_column,
-            sheet=sheet,
-            prompt_template=prompt_template,
-            name_template=name_template,
-            fit_images=fit_images,
-        )
-        found = validate_manifest(config, table)
-        ahead = preview(replace(config, out_dir=out), table) if out and not found.problems else None
-    except NanobatchError as e:
-        raise fail(e) from None
-    if output_format == "json":
-        extra = {"out": ahead.to_json()} if ahead else {}
-        typer.echo(json.dumps(found.to_json(table) | extra, indent=1))
-    else:
-        typer.echo(format_validation(found, table, manifest))
-        if ahead and out:
-            typer.echo(format_preview(ahead, out))
-    if found.problems:  # a run would stop on these before sending anything
-        say_err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
-    raise typer.Exit(2 if found.invalid_count or found.problems else 0)
-
-
 # The small commands, registered after run and validate: --help lists them in this order.
-for command in (verify, rename, report, status, emulator, demo):
+for command in (validate, verify, rename, report, status, emulator, demo):
     app.command()(command)
 app.add_typer(batch_app, name="batch")
 
