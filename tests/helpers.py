@@ -18,12 +18,14 @@ from PIL import Image
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RunConfig
 from pipeline.emulator import (
+    BackgroundEmulator,
     EmulatorApp,
     EmulatorConfig,
     EmulatorTransport,
     Payload,
     create_app,
     parse_faults,
+    parse_latency,
 )
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import run_manifest
@@ -85,6 +87,14 @@ def emulator(faults: str = "", clock: VirtualClock | None = None, **kwargs: Any)
         kwargs["clock"] = clock.monotonic
     return create_app(
         EmulatorConfig(faults=parse_faults(faults), payload=Payload.COMPACT, **kwargs)
+    )
+
+
+def slow_emulator(latency: str) -> BackgroundEmulator:
+    """The emulator on a loopback port (compact images), each answer taking ``latency`` (as
+    ``--latency`` spells it): for runs started as real processes."""
+    return BackgroundEmulator(
+        EmulatorConfig(latency=parse_latency(latency), payload=Payload.COMPACT)
     )
 
 

@@ -22,12 +22,7 @@ from pipeline.core.config import RetryConfig
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import Delivery, Job, Outcome, OutcomeKind, TransportFailure
 from pipeline.emulator import (
-    BackgroundEmulator,
-    EmulatorConfig,
     EmulatorTransport,
-    Payload,
-    create_app,
-    parse_latency,
 )
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.run.control import Halt
@@ -35,7 +30,7 @@ from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import encode_line
 from pipeline.store.spend import spent_in
 from tests.commandline import nanobatch
-from tests.helpers import TEST_KEY, run_config, start_run, write_csv
+from tests.helpers import TEST_KEY, emulator, run, run_config, slow_emulator, start_run, write_csv
 from tests.test_classify import blocked, candidate, generation, image, response
 
 FLASH_1K = 0.067
@@ -78,8 +73,7 @@ def test_the_cap_holds_under_64_requests_in_flight(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
                                               for i in range(300)])  # fmt: skip
     cap = 1.0  # 14 images at $0.067: the 15th would pass it
-    config = EmulatorConfig(latency=parse_latency("uniform:0.2-0.6"), payload=Payload.COMPACT)
-    with BackgroundEmulator(config) as server:
+    with slow_emulator("uniform:0.2-0.6") as server:
         result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--base-url",
                            server.base_url, "--concurrency", "64", "--max-cost", str(cap),
                            key=TEST_KEY)  # fmt: skip
@@ -130,9 +124,9 @@ async def test_a_truncated_answer_is_charged_in_the_ledger_and_the_history(
 ) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "cat #truncatex1"},
                                               {"id": "b", "prompt": "dog"}])  # fmt: skip
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    app = emulator(clock=clock)
     out = tmp_path / "out"
-    result = await run_manifest(run_config(manifest, out, clock=clock), EmulatorTransport(app))
+    result = await run(run_config(manifest, out, clock=clock), app)
     rows = {r["row_id"]: r for r in pq.read_table(out / "ledger.parquet").to_pylist()}
     assert (rows["a"]["status"], rows["a"]["attempts"]) == ("succeeded", 2)
     # The 200 whose body was cut off was a finished generation: counted at its worst case.
@@ -151,7 +145,7 @@ async def test_a_truncated_answer_is_charged_in_the_ledger_and_the_history(
 def test_two_runs_on_one_directory_stay_under_one_cap(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:02d}", "prompt": f"p {i}"}
                                               for i in range(40)])  # fmt: skip
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT))
+    app = emulator()
     out = tmp_path / "out"
     argv = ["run", str(manifest), "--out", str(out), "--max-cost", "1"]
     config = run_config(manifest, out, concurrency=16, max_cost_usd=1.0)
@@ -203,11 +197,11 @@ async def test_the_report_counts_what_earlier_runs_of_a_row_cost(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "prompt": "cat #truncatex2"}])
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    app = emulator(clock=clock)
     out = tmp_path / "out"
     config = run_config(manifest, out, retry=RetryConfig(max_attempts=2), clock=clock)
-    first = await run_manifest(config, EmulatorTransport(app))  # two cut-off answers: failed
-    second = await run_manifest(config, EmulatorTransport(app))  # then a whole one
+    first = await run(config, app)  # two cut-off answers: failed
+    second = await run(config, app)  # then a whole one
     assert (first.by_status["failed"], second.by_status["succeeded"]) == (1, 1)
     assert second.spent_before_usd == pytest.approx(2 * FLASH_1K)
     row = pq.read_table(out / "ledger.parquet").to_pylist()[0]
@@ -219,8 +213,7 @@ def test_what_a_killed_run_had_in_flight_counts_against_the_cap(tmp_path: Path) 
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
                                               for i in range(8)])  # fmt: skip
     out = tmp_path / "out"
-    config = EmulatorConfig(latency=parse_latency("3"), payload=Payload.COMPACT)
-    with BackgroundEmulator(config) as server:
+    with slow_emulator("3") as server:
         process = start_run(manifest, out, server.base_url, "--concurrency", "4", "--max-cost", "1")
         deadline = time.monotonic() + 30
         # The server counts a request when its headers arrive and bills it once its body is

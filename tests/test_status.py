@@ -13,25 +13,15 @@ from typer.testing import CliRunner
 
 from pipeline.cli.app import app
 from pipeline.commands.status import folder_status, format_status
-from pipeline.emulator import (
-    BackgroundEmulator,
-    EmulatorConfig,
-    EmulatorTransport,
-    Payload,
-    create_app,
-    parse_latency,
-)
-from pipeline.run.scheduler import run_manifest
 from tests.commandline import nanobatch
-from tests.helpers import run_config, start_run, write_csv
+from tests.helpers import emulator, run, run_config, slow_emulator, start_run, write_csv
 
 
 def test_status_verify_and_report_see_a_running_then_killed_run(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
                                               for i in range(200)])  # fmt: skip
     out = tmp_path / "out"
-    config = EmulatorConfig(latency=parse_latency("0.3"), payload=Payload.COMPACT)
-    with BackgroundEmulator(config) as slow:
+    with slow_emulator("0.3") as slow:
         process = start_run(manifest, out, slow.base_url, "--concurrency", "4")
         try:
             deadline = time.monotonic() + 30
@@ -68,8 +58,7 @@ def test_status_of_a_finished_run_says_what_a_rerun_would_do(tmp_path: Path) -> 
             {"id": "c", "prompt": "x", "images": "gone.png"}]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
     out = tmp_path / "out"
-    app_ = create_app(EmulatorConfig(payload=Payload.COMPACT))
-    anyio.run(run_manifest, run_config(manifest, out), EmulatorTransport(app_))
+    anyio.run(run, run_config(manifest, out), emulator())
     found = folder_status(out)
     assert (found.state, found.running) == ("finished", False)
     assert found.counts == {"succeeded": 1, "refused": 1, "failed": 0, "invalid": 1}

@@ -32,13 +32,12 @@ from pipeline.emulator import (
 )
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
-from tests.helpers import TEST_KEY, run_config, write_csv
+from tests.helpers import TEST_KEY, run_config, slow_emulator, write_csv
 
 
 @pytest.fixture
 def slow_server() -> Iterator[BackgroundEmulator]:
-    config = EmulatorConfig(latency=parse_latency("0.4"), payload=Payload.COMPACT)
-    with BackgroundEmulator(config) as emulator:
+    with slow_emulator("0.4") as emulator:
         yield emulator
 
 
@@ -115,8 +114,7 @@ def test_first_signal_drains_in_flight_requests_and_exits_130(
 
 
 def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_path: Path) -> None:
-    config = EmulatorConfig(latency=parse_latency("30"), payload=Payload.COMPACT)
-    with BackgroundEmulator(config) as hanging:
+    with slow_emulator("30") as hanging:
         out = tmp_path / "out"
         process = start_sending(hanging, manifest, out)
         process.send_signal(signal.SIGINT)

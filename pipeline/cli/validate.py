@@ -10,31 +10,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.params import (
-    ApiVersion,
-    AspectRatio,
-    FitImages,
-    IdColumn,
-    Ids,
-    ImageSize,
-    Limit,
-    Location,
-    Manifest,
-    Model,
-    NameTemplate,
-    OutputFormat,
-    PreviewOut,
-    Prices,
-    Project,
-    PromptTemplate,
-    ProviderName,
-    Sheet,
-    TierName,
-    Verbose,
-    check_format,
-    fail,
-    say_err,
-)
+from pipeline.cli import params as flags
 from pipeline.cli.routing import route_from
 from pipeline.core.config import RunConfig
 from pipeline.core.errors import NanobatchError
@@ -45,26 +21,26 @@ from pipeline.core.tiers import parse_tier
 
 
 def validate(
-    manifest: Manifest,
-    model: Model = DEFAULT_MODEL,
-    image_size: ImageSize = None,
-    aspect_ratio: AspectRatio = None,
-    limit: Limit = None,
-    ids: Ids = None,
-    id_column: IdColumn = None,
-    sheet: Sheet = None,
-    prompt_template: PromptTemplate = None,
-    name_template: NameTemplate = None,
-    fit_images: FitImages = False,
-    prices: Prices = None,
-    provider: ProviderName = None,
-    project: Project = None,
-    location: Location = None,
-    api_version: ApiVersion = None,
-    tier: TierName = "standard",
-    output_format: OutputFormat = "text",
-    out: PreviewOut = None,
-    verbose: Verbose = 0,
+    manifest: flags.Manifest,
+    model: flags.Model = DEFAULT_MODEL,
+    image_size: flags.ImageSize = None,
+    aspect_ratio: flags.AspectRatio = None,
+    limit: flags.Limit = None,
+    ids: flags.Ids = None,
+    id_column: flags.IdColumn = None,
+    sheet: flags.Sheet = None,
+    prompt_template: flags.PromptTemplate = None,
+    name_template: flags.NameTemplate = None,
+    fit_images: flags.FitImages = False,
+    prices: flags.Prices = None,
+    provider: flags.ProviderName = None,
+    project: flags.Project = None,
+    location: flags.Location = None,
+    api_version: flags.ApiVersion = None,
+    tier: flags.TierName = "standard",
+    output_format: flags.OutputFormat = "text",
+    out: flags.PreviewOut = None,
+    verbose: flags.Verbose = 0,
 ) -> None:
     """Check every row and estimate the cost; sends nothing."""
     from pipeline.commands.preview import format_preview, preview
@@ -74,7 +50,7 @@ def validate(
 
     setup_logging(verbose, [])
     try:
-        check_format(output_format)
+        flags.check_format(output_format)
         route = route_from(provider, project, location, api_version, None)
         check_available(route.provider)
         table = PriceTable.load(prices)
@@ -100,7 +76,7 @@ def validate(
         found = validate_manifest(config, table)
         ahead = preview(replace(config, out_dir=out), table) if out and not found.problems else None
     except NanobatchError as e:
-        raise fail(e) from None
+        raise flags.fail(e) from None
     if output_format == "json":
         extra = {"out": ahead.to_json()} if ahead else {}
         typer.echo(json.dumps(found.to_json(table) | extra, indent=1))
@@ -109,5 +85,5 @@ def validate(
         if ahead and out:
             typer.echo(format_preview(ahead, out))
     if found.problems:  # a run would stop on these before sending anything
-        say_err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
+        flags.say_err(f"nanobatch: {manifest}: " + "; ".join(found.problems))
     raise typer.Exit(2 if found.invalid_count or found.problems else 0)
