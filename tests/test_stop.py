@@ -21,41 +21,32 @@ from pipeline.commands.verify import verify
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RetryConfig
 from pipeline.core.options import parse_stop
-from pipeline.emulator import (
-    BackgroundEmulator,
-    EmulatorConfig,
-    EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
-    parse_latency,
-)
+from pipeline.emulator import BackgroundEmulator, EmulatorTransport, parse_latency
 from pipeline.run.control import Halt
-from pipeline.run.scheduler import run_manifest
-from tests.helpers import TEST_KEY, run_config, slow_emulator, write_csv
+from tests.helpers import TEST_KEY, emulator, run, run_config, slow_emulator, write_csv
 
 
 @pytest.fixture
 def slow_server() -> Iterator[BackgroundEmulator]:
-    with slow_emulator("0.4") as emulator:
-        yield emulator
+    with slow_emulator("0.4") as server:
+        yield server
 
 
 def start_sending(
-    emulator: BackgroundEmulator, manifest: Path, out: Path, *extra: str, nohup: bool = False
+    server: BackgroundEmulator, manifest: Path, out: Path, *extra: str, nohup: bool = False
 ) -> subprocess.Popen[str]:
-    """The CLI on the manifest against ``emulator``, once its first request has arrived
+    """The CLI on the manifest against ``server``, once its first request has arrived
     (``nohup``: started by nohup(1), which ignores SIGHUP)."""
     process = subprocess.Popen(
         [*(["nohup"] if nohup else []), sys.executable, "-m", "pipeline", "run", str(manifest),
-         "--out", str(out), "--base-url", emulator.base_url, "--concurrency", "4", *extra],
+         "--out", str(out), "--base-url", server.base_url, "--concurrency", "4", *extra],
         env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30
-    while not emulator.app.stats_snapshot()["requests"] and time.monotonic() < deadline:
+    while not server.app.stats_snapshot()["requests"] and time.monotonic() < deadline:
         time.sleep(0.02)
     return process
 
@@ -77,8 +68,7 @@ def test_deadline_drains_and_exits_4_with_the_command_to_continue(
     # The command in-process on a virtual clock: its minute passes at once, the server takes
     # 8-20 s per image as Google does, and a drain waits for the requests in flight.
     clock = VirtualClock()
-    server = create_app(EmulatorConfig(latency=parse_latency("uniform:8-20"),
-                                       payload=Payload.COMPACT, clock=clock.monotonic))  # fmt: skip
+    server = emulator(clock=clock, latency=parse_latency("uniform:8-20"))
     out = tmp_path / "out"
     argv = ["run", str(manifest), "--out", str(out), "--concurrency", "4", "--stop-after", "1m"]
     config = run_config(manifest, out, concurrency=4, clock=clock,
@@ -212,15 +202,14 @@ async def test_a_drain_abandons_a_hung_request_after_the_grace(
     rows = [{"id": "hung", "prompt": "p #hang"}] + [{"id": f"r{i}", "prompt": f"p {i}"}
                                                     for i in range(3)]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
-    app = create_app(EmulatorConfig(faults=parse_faults("hang_s=3600"), payload=Payload.COMPACT,
-                                    clock=clock.monotonic))  # fmt: skip
+    app = emulator("hang_s=3600", clock)
     retry = RetryConfig(timeouts_s={"1K": 3600.0})  # only the grace can end the hung request
     stop_at = clock.now() + timedelta(seconds=30)
     config = run_config(manifest, tmp_path / "out", concurrency=4, retry=retry,
                         stop_at=stop_at, clock=clock)  # fmt: skip
 
     with anyio.fail_after(30 + 60 + 5):  # the deadline, then the grace: not the hour
-        result = await run_manifest(config, EmulatorTransport(app))
+        result = await run(config, app)
 
     assert result.halt is Halt.DEADLINE
     rows_ = {str(row["row_id"]): row for row in recorded(tmp_path / "out")}
@@ -237,14 +226,14 @@ async def test_a_drain_abandons_a_hung_request_after_the_grace(
 async def test_a_drain_does_not_wait_for_rpm_tokens(tmp_path: Path, clock: VirtualClock) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
                                               for i in range(4)])  # fmt: skip
-    app = create_app(EmulatorConfig(payload=Payload.COMPACT, clock=clock.monotonic))
+    app = emulator(clock=clock)
     stop_at = clock.now() + timedelta(seconds=30)
     # One request a minute: the other workers queue for tokens minutes away.
     config = run_config(manifest, tmp_path / "out", concurrency=4, rpm=1, stop_at=stop_at,
                         clock=clock)  # fmt: skip
 
     with anyio.fail_after(31):
-        result = await run_manifest(config, EmulatorTransport(app))
+        result = await run(config, app)
 
     assert result.halt is Halt.DEADLINE
     assert len(recorded(tmp_path / "out")) == 1
