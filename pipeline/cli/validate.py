@@ -16,6 +16,7 @@ from pipeline.core.config import RunConfig
 from pipeline.core.errors import NanobatchError
 from pipeline.core.logs import setup as setup_logging
 from pipeline.core.models import DEFAULT_MODEL
+from pipeline.core.options import parse_mode
 from pipeline.core.prices import PriceTable
 from pipeline.core.tiers import parse_tier
 
@@ -38,6 +39,7 @@ def validate(
     location: flags.Location = None,
     api_version: flags.ApiVersion = None,
     tier: flags.TierName = "standard",
+    mode: flags.ModeName = "online",
     output_format: flags.OutputFormat = "text",
     out: flags.PreviewOut = None,
     verbose: flags.Verbose = 0,
@@ -62,6 +64,7 @@ def validate(
             location=route.location,
             api_version=route.api_version,
             tier=parse_tier(tier),
+            mode=parse_mode(mode, None, None, None)[0],
             model=model,
             image_size=image_size,
             aspect_ratio=aspect_ratio,
