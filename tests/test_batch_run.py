@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.core.clock import VirtualClock
-from pipeline.core.config import RunMode
+from pipeline.core.config import Fallback, RunMode
 from pipeline.emulator import EmulatorApp
 from pipeline.emulator.batchspecs import parse_batch_delay, parse_batch_faults
 from pipeline.run.control import Halt
@@ -194,3 +194,22 @@ def test_a_ledger_written_before_the_batch_job_column_reads_it_as_null(tmp_path:
     view = read_ledger_view(tmp_path, ["row_id", "tier", "batch_job"])
 
     assert view.table.to_pylist() == [{"row_id": "a", "tier": "standard", "batch_job": None}]
+
+
+async def test_with_fallback_online_a_failed_jobs_rows_are_sent_online_once(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", rows(10))
+    app = emulator(clock, batch_faults="fail=1")
+    out = tmp_path / "out"
+    config = run_config(manifest, out, mode=RunMode.BATCH, fallback=Fallback.ONLINE, clock=clock)
+
+    result = await helpers.run(config, app)
+
+    assert result.halt is None
+    recorded = ledger(out)
+    assert {(r["status"], r["tier"]) for r in recorded} == {("succeeded", "standard")}
+    stats = app.stats_snapshot()
+    assert (stats["batch_jobs_created"], stats["batch_billed"], stats["billed"]) == (1, 0, 10)
+    assert stats["billed_duplicates"] == 0
+    assert sum(r["cost_usd"] for r in recorded) == pytest.approx(stats["billed_usd"], abs=1e-6)

@@ -34,7 +34,13 @@ from pipeline.run.batch.calls import Calls, Halted, delete_file
 from pipeline.run.batch.feed import Feeder, Rows
 from pipeline.run.batch.fold import Folded, Folder
 from pipeline.run.batch.phases import checkpoint
-from pipeline.run.batch.requestfile import RowEntry, stray_files
+from pipeline.run.batch.requestfile import (
+    RowEntry,
+    request_path,
+    results_path,
+    rows_path,
+    stray_files,
+)
 from pipeline.run.batch.sizing import Cut
 from pipeline.run.batch.submit import Submitter
 from pipeline.run.executor import Record, RunServices
@@ -249,11 +255,12 @@ class _Run:
                 self.executor.remote.pop(job.job_id, None)  # look again for its file
                 return False
         folded = await self.folder.fold(job, self.rows.is_pending(job.job_id))
-        await self._unfinished(job, folded)
-        await self._record(job, Phase.FOLDED)
+        # Its reservation is settled first: rows resubmitted reserve their own under the cap.
         spend = self.services.spend
         spend.settle(job.reserved_usd, folded.cost_usd)
         self.services.result.spent_usd = spend.spent_usd
+        await self._unfinished(job, folded)
+        await self._record(job, Phase.FOLDED)
         await self._clean(job, remote)
         return True
 
@@ -297,11 +304,16 @@ class _Run:
                 await delete_file(self.services, self.route, self.client, name)
         await self._record(job, Phase.CLEANED)
         self.executor.remote.pop(job.job_id, None)
-        await anyio.to_thread.run_sync(self._remove_stray_files)
+        # Only its own files: another job's request file may be being written right now.
+        await anyio.to_thread.run_sync(self._remove_files, job)
 
     async def _record(self, job: BookJob, kind: Phase | str, **fields: object) -> None:
         now = self.services.clock.now()
         await anyio.to_thread.run_sync(lambda: self.book.record(job.job_id, kind, at=now, **fields))
+
+    def _remove_files(self, job: BookJob) -> None:
+        for rel in (request_path(job.job_id), rows_path(job.job_id), results_path(job.job_id)):
+            (self.config.out_dir / rel).unlink(missing_ok=True)
 
     def _remove_stray_files(self) -> None:
         for path in stray_files(self.config.out_dir, list(self.book.jobs.values())):
