@@ -162,6 +162,9 @@ def emulator(
     chat_errors: Annotated[
         str, typer.Option(help="Chat gateway error convention: raw|upstream|mixed")
     ] = "raw",
+    cut_answers_billed: Annotated[
+        str, typer.Option(help="Bill an answer cut off after its 200 (reset, truncate)? no|yes")
+    ] = "no",
 ) -> None:
     """Serve the local Gemini API emulator (no key, no cost)."""
     from pipeline.emulator import (
@@ -186,6 +189,8 @@ def emulator(
     try:
         if batch_cancel_bills not in ("yes", "no"):
             raise ValueError(f"--batch-cancel-bills must be yes or no, not {batch_cancel_bills!r}")
+        if cut_answers_billed not in ("yes", "no"):
+            raise ValueError(f"--cut-answers-billed must be yes or no, not {cut_answers_billed!r}")
         config = EmulatorConfig(
             api_key=api_key,
             seed=seed,
@@ -206,6 +211,7 @@ def emulator(
             error_array=error_array,
             chat_shape=chat_shape,
             chat_errors=chat_errors,
+            cut_answers_billed=cut_answers_billed == "yes",
         )
     except ValueError as e:
         raise shared.fail(UsageError(str(e))) from None

@@ -81,6 +81,10 @@ class EmulatorConfig:
     chat_shape: str = "images"  # images | parts | markdown | link
     chat_errors: str = "raw"  # raw | upstream | mixed
     wall_clock: Callable[[], float] = time.time  # JWT iat/exp are wall-clock times
+    # Whether an answer cut off after its 200 went out (the reset and truncate faults) is
+    # billed. Google bills it (the model ran and answered 200); off by default, the emulator's
+    # older model of those faults as network accidents that cost nothing.
+    cut_answers_billed: bool = False
 
     def __post_init__(self) -> None:
         if self.rpm is not None and self.rpm < 1:

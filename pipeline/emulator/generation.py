@@ -204,6 +204,8 @@ class Generator:
         elif fault is FaultKind.DEADLINE:
             await exchange.error(errors.deadline_exceeded())
         else:
+            if self.config.cut_answers_billed:  # the model ran and its 200 went out: Google bills
+                self._bill(attempt)
             _, body = await self._success(attempt)
             fraction = cut_fraction(self.config.seed, request.fingerprint, attempt.occurrence)
             kept = int(sum(len(piece) for piece in body) * fraction)

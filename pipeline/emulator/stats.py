@@ -3,7 +3,9 @@ fingerprint, how often it was seen, whether it was billed and when a 429 told it
 
 Billing model: a request is billed the moment it is admitted to a successful generation
 (including a ``hang``), so a client that times out or disconnects is still charged, as with
-Google. Refusals, 4xx, 429, 5xx, ``reset`` and ``truncate`` are not billed. A Batch API result
+Google. Refusals, 4xx, 429 and 5xx are not billed. ``reset`` and ``truncate`` (an answer cut
+off after its 200 went out) are not billed either, unless ``cut_answers_billed`` says they are,
+as Google bills them: the model ran. A Batch API result
 is billed (at the batch price, in ``batch_billed``) when its job ends with it. ``billed_duplicates``
 is billed generations, online and batch, minus distinct billed fingerprints: how often the client
 paid twice for the same request, whatever the mode.
