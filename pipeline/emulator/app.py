@@ -79,6 +79,9 @@ class EmulatorApp:
         if route is not None and route.action is Action.GET_MODEL:
             await self._surfaces.model_read(route, scope, receive, send, counters)
             return
+        if route is not None and route.action is Action.LIST_MODELS:
+            await self._surfaces.chat_models(route, scope, receive, send, counters)
+            return
         exchange = Exchange(receive, send, self._state, self.config)
         self._state.arrived()
         try:

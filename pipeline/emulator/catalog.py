@@ -2,14 +2,15 @@
 spends anything: ``GET /{v}/models/{m}`` on the Gemini API, ``GET /{v}/projects/{p}/locations/
 {l}/publishers/google/models/{m}`` and ``GET /{v}/publishers/google/models/{m}`` on Vertex.
 They pass the same key, token, project and location checks as a generation, so a wrong one
-shows here first. Counted in ``model_reads``, not in ``requests``.
+shows here first. A chat gateway's model list (``GET /v1/models``) is one too. Counted in
+``model_reads``, not in ``requests``.
 """
 
 from __future__ import annotations
 
 from pipeline.emulator import errors, vertex
 from pipeline.emulator.errors import ApiError
-from pipeline.emulator.models import ModelInfo, find_model
+from pipeline.emulator.models import MODELS, ModelInfo, find_model
 from pipeline.emulator.routes import ApiRoute
 
 _INPUT_TOKEN_LIMIT = {"gemini-2.5-flash-image": 32_768}
@@ -40,6 +41,14 @@ def _publisher_model(model_id: str) -> dict[str, object]:
         "openSourceCategory": "PROPRIETARY",
         "launchStage": "PUBLIC_PREVIEW" if model_id.endswith("-preview") else "GA",
     }
+
+
+def chat_models() -> dict[str, object]:
+    """A chat gateway's ``GET /v1/models``: OpenAI's list, each model under its bare id and its
+    ``google/`` id (the emulator's gateway takes both, as gateways variously name them)."""
+    ids = [f"{vendor}{model_id}" for model_id in MODELS for vendor in ("google/", "")]
+    data = [{"id": i, "object": "model", "created": 1764547200, "owned_by": "google"} for i in ids]
+    return {"object": "list", "data": data}
 
 
 def read(route: ApiRoute) -> dict[str, object] | ApiError:

@@ -27,6 +27,7 @@ class RouteKind(StrEnum):
 class Action(StrEnum):
     GENERATE = "generate"
     GET_MODEL = "get_model"  # an unbilled read of the model's metadata
+    LIST_MODELS = "list_models"  # a chat gateway's unbilled model list (GET {base}/models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class ApiRoute:
     model: str  # as written in the URL; the chat route names it in the body
     project: str | None = None
     location: str | None = None
+    public: bool = False  # a model list anyone may read (OpenRouter's, under /api)
 
     @property
     def vertex(self) -> bool:
@@ -64,12 +66,17 @@ _EXPRESS = re.compile(
     r"^/(?P<version>v1|v1beta1)/publishers/google/models/(?P<model>[^/:]+)(?P<verb>:\w+)?$"
 )
 _CHAT = re.compile(r"^(?:/api)?/v1/chat/completions$")
+_CHAT_MODELS = re.compile(r"^(?P<api>/api)?/v1/models$")
 
 
 def api_route(method: str, path: str) -> ApiRoute | None:
     """The API route of a request, or None (404) for any other method and path."""
     if method == "POST" and _CHAT.match(path):
         return ApiRoute(RouteKind.CHAT, Action.GENERATE, "v1", "")
+    if method == "GET" and (listed := _CHAT_MODELS.match(path)):
+        # OpenRouter's list (under /api) is public; LiteLLM's and new-api's ask for the key.
+        public = listed["api"] is not None
+        return ApiRoute(RouteKind.CHAT, Action.LIST_MODELS, "v1", "", public=public)
     match, kind = _VERTEX.match(path), RouteKind.VERTEX
     if match is None:
         match, kind = _EXPRESS.match(path), RouteKind.EXPRESS

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
-from pipeline.emulator import access, catalog, metadata, oauth
+from pipeline.emulator import access, catalog, chat, metadata, oauth
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.errors import ApiError
 from pipeline.emulator.exchange import Receive, Scope, Send, read_body, respond
@@ -85,6 +85,20 @@ class Surfaces:
             await respond(send, result.code, result.body())
         else:
             await respond(send, 200, json.dumps(result, indent=2).encode())
+
+    async def chat_models(
+        self, route: ApiRoute, scope: Scope, receive: Receive, send: Send, counters: RouteCounters
+    ) -> None:
+        """A chat gateway's model list; under ``/api`` (OpenRouter's) without a key check."""
+        await read_body(receive)
+        counters.model_reads += 1
+        if not route.public:  # /v1/models: LiteLLM's and new-api's check the key
+            bearer = access.Credentials.of(dict(scope["headers"]), _query(scope)).bearer
+            denied = chat.authenticate(bearer, self.config.api_key)
+            if denied is not None:
+                await respond(send, *denied.encoded())
+                return
+        await respond(send, 200, json.dumps(catalog.chat_models()).encode())
 
     async def hosted_image(self, scope: Scope, send: Send, counters: RouteCounters) -> None:
         found = self.links.get(scope["path"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from pipeline.core.clock import Clock
 from pipeline.core.models import effective_size, resolve_model
 from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, RawResponse, Tier
@@ -18,7 +19,12 @@ class Classifier(Protocol):
     """A route's classifier (``gemini.classify.classify`` and its kin)."""
 
     def __call__(
-        self, response: RawResponse, *, follow_links: bool = ..., tier: Tier = ...
+        self,
+        response: RawResponse,
+        *,
+        now: float | None = ...,
+        follow_links: bool = ...,
+        tier: Tier = ...,
     ) -> Outcome: ...
 
 
@@ -43,9 +49,17 @@ def prepared(
     )
 
 
-def whole_body(classify: Classifier, request: PreparedRequest, follow_links: bool) -> AnswerReader:
-    """A reader that classifies the whole answer to ``request`` at the tier it asked for."""
-    return WholeBody(lambda raw: classify(raw, follow_links=follow_links, tier=request.tier))
+def whole_body(
+    classify: Classifier, request: PreparedRequest, follow_links: bool, clock: Clock
+) -> AnswerReader:
+    """A reader that classifies the whole answer to ``request`` at the tier it asked for; an
+    HTTP-date ``Retry-After`` counts from when the answer is read, on the run's ``clock``."""
+
+    def read(raw: RawResponse) -> Outcome:
+        now = clock.now().timestamp()
+        return classify(raw, now=now, follow_links=follow_links, tier=request.tier)
+
+    return WholeBody(read)
 
 
 def image_config(job: Job, aspect_key: str, size_key: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, RunConfig
 from pipeline.core.models import MODEL_ID_IN_PATH
 from pipeline.core.routes import LINK_SCHEMES, Route, api_version
@@ -47,6 +48,7 @@ class GeminiProvider:
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image links are its images (--follow-image-links)
     out_dir: Path | None = None  # a run's output folder: large images are spooled into it
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)  # the run's
     api_version: str | None = None  # --api-version; None: by model (``routes.api_version``)
     name: ClassVar[str] = "gemini"
     capabilities: ClassVar[Capabilities] = CAPABILITIES
@@ -60,6 +62,7 @@ class GeminiProvider:
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
             out_dir=config.out_dir,
+            clock=config.clock,
             api_version=config.api_version,
         )
 
@@ -76,7 +79,11 @@ class GeminiProvider:
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
         return answer_reader(
-            classify, self.out_dir, follow_links=self.follow_links, tier=request.tier
+            classify,
+            self.out_dir,
+            follow_links=self.follow_links,
+            tier=request.tier,
+            clock=self.clock,
         )
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:

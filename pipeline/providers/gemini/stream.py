@@ -38,6 +38,7 @@ from typing import Protocol
 import pybase64
 
 from pipeline.core import jsonread as jr
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.types import Outcome, RawResponse, SpooledFile, Tier
 from pipeline.providers.base import AnswerReader, WholeBody
 from pipeline.providers.gemini.extract import Spooled
@@ -63,6 +64,7 @@ class NativeClassifier(Protocol):
         self,
         response: RawResponse,
         *,
+        now: float | None = ...,
         follow_links: bool = ...,
         tier: Tier = ...,
         spooled: Spooled | None = ...,
@@ -70,13 +72,20 @@ class NativeClassifier(Protocol):
 
 
 def answer_reader(
-    classify: NativeClassifier, out_dir: Path | None, *, follow_links: bool, tier: Tier
+    classify: NativeClassifier,
+    out_dir: Path | None,
+    *,
+    follow_links: bool,
+    tier: Tier,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> AnswerReader:
     """The reader for one answer: streaming to ``out_dir``'s temp folder in a run, whole where
-    there is no output folder (a route check, a test of the classifier)."""
+    there is no output folder (a route check, a test of the classifier). An HTTP-date
+    ``Retry-After`` counts from when the answer is read, on the run's ``clock``."""
 
     def read(response: RawResponse, spooled: Spooled) -> Outcome:
-        return classify(response, follow_links=follow_links, tier=tier, spooled=spooled)
+        now = clock.now().timestamp()
+        return classify(response, now=now, follow_links=follow_links, tier=tier, spooled=spooled)
 
     if out_dir is None:
         return WholeBody(lambda response: read(response, {}))

@@ -4,7 +4,8 @@ with a Bearer key (OpenRouter, Vercel AI Gateway, LiteLLM proxies, new-api / one
 ``--base-url`` is the base that precedes ``/chat/completions`` (``https://openrouter.ai/api/v1``),
 and is required: there is no default gateway. The key is the gateway's own (``--api-key`` or
 ``NANOBATCH_GATEWAY_KEY``, read by the CLI), never Google's, and travels only as
-``Authorization: Bearer``. Image links in answers are fetched, with ``--follow-image-links``,
+``Authorization: Bearer``. Before the first paid request, the gateway's model list is read
+once (``check.py``). Image links in answers are fetched, with ``--follow-image-links``,
 by the shared download path, which sends no credential at all.
 """
 
@@ -15,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
-from pipeline.core.models import MODEL_ID_IN_BODY
+from pipeline.core.models import MODEL_ID_IN_BODY, resolve_model
 from pipeline.core.routes import KEY_VARIABLES, Route
 from pipeline.core.types import Job, Outcome, Tier, TransportFailure
 from pipeline.plan.sources import SourceCache
@@ -26,6 +28,7 @@ from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
 from pipeline.providers.common import prepared, whole_body
 from pipeline.providers.gemini.classify import classify_failure
 from pipeline.providers.http import HttpClient
+from pipeline.providers.openai_chat.check import check_gateway
 from pipeline.providers.openai_chat.classify import classify
 from pipeline.providers.openai_chat.request import LINK_SCHEMES, build_body
 
@@ -66,6 +69,8 @@ class OpenAIChatProvider:
     timeouts_s: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     fit_images: bool = False  # downscale source images over the per-image limit
     follow_links: bool = False  # an answer's image link is its image (--follow-image-links)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)  # the run's
+    model: str = ""  # the run's model as sent: the one the gateway check looks for ("": none)
     name: ClassVar[str] = "openai-chat"
     capabilities: ClassVar[Capabilities] = CAPABILITIES
 
@@ -77,6 +82,8 @@ class OpenAIChatProvider:
             timeouts_s=config.retry.timeouts_s,
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
+            clock=config.clock,
+            model=resolve_model(config.model)[0],
         )
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
@@ -84,14 +91,15 @@ class OpenAIChatProvider:
         return prepared(job, self.url, built, self.timeouts_s)
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return whole_body(classify, request, self.follow_links)
+        return whole_body(classify, request, self.follow_links, self.clock)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         # No answer means the same on every route: nothing here is the gateway's.
         return classify_failure(failure, message, sent)
 
     async def preflight(self, client: HttpClient) -> OpenAIChatProvider:
-        # Gateways share no unbilled check (OpenRouter's /key is its own). A wrong key (401), no
-        # credit (402) or a model the gateway lacks shows in the first answers, unbilled (an
-        # error is never billed), and the first two stop the run within --concurrency requests.
+        # GET {base}/models: the one unbilled read every OpenAI-compatible gateway serves.
+        bearer = (await self.auth.credentials()).headers.get("authorization", "")
+        secret = bearer.removeprefix("Bearer ")
+        await check_gateway(self, client, self.url, self.model, secret)
         return self

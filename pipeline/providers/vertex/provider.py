@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.config import DEFAULT_TIMEOUTS_S, GEMINI_BASE_URL, AuthStyle, RunConfig
 from pipeline.core.errors import UsageError
 from pipeline.core.models import DEFAULT_MODEL, MODEL_ID_IN_PATH, resolve_model
@@ -84,6 +85,7 @@ class VertexProvider:
     fit_images: bool = False
     follow_links: bool = False
     out_dir: Path | None = None  # a run's output folder: large images are spooled into it
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)  # the run's
     name: ClassVar[str] = Route.VERTEX.value
     capabilities: ClassVar[Capabilities] = CAPABILITIES
 
@@ -148,6 +150,7 @@ class VertexProvider:
             fit_images=config.fit_images,
             follow_links=config.follow_image_links,
             out_dir=config.out_dir,
+            clock=config.clock,
         )
 
     def version(self, model: str) -> str:
@@ -162,7 +165,11 @@ class VertexProvider:
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
         return answer_reader(
-            classify, self.out_dir, follow_links=self.follow_links, tier=request.tier
+            classify,
+            self.out_dir,
+            follow_links=self.follow_links,
+            tier=request.tier,
+            clock=self.clock,
         )
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
