@@ -177,7 +177,11 @@ class RowResolver:
             return Tier(text.lower())
         except ValueError:
             names = ", ".join(t.value for t in Tier)
-            raise _Invalid("tier", f"{text!r} is not a service tier: use {names}") from None
+            raise _Invalid(
+                "tier",
+                f"{text!r} is not a service tier: use {names}; or rename the column (e.g. to "
+                "customer_tier) if it is a tier of your own",
+            ) from None
 
     def _prompt(self, row: dict[str, Any]) -> str:
         template = self._defaults.prompt_template
