@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -37,10 +38,11 @@ Offline = Annotated[bool, typer.Option(
     "--offline", help="Read the folder's book only; ask Google nothing")]  # fmt: skip
 
 
-def _folder(out: Path) -> None:
-    if not out.is_dir():  # a typo must not read as "no jobs"
-        what = "is not a directory" if out.exists() else "does not exist"
-        raise UsageError(f"{out} {what}: give the --out DIR of a batch run")
+def _checked(out: Path, output_format: str) -> datetime:
+    """The flags both commands check first; the time the jobs' ages are told from."""
+    shared.check_format(output_format)
+    shared.check_out_dir_exists(out, "a batch run")  # a typo must not read as "no jobs"
+    return datetime.now().astimezone()
 
 
 def _with_route(
@@ -79,14 +81,10 @@ def status(
     api_key_flag: ApiKeyFlag = None,
 ) -> None:
     """Jobs of DIR: state, Google's counts, bytes, age, rows."""
-    from datetime import datetime
-
     from pipeline.commands.batchjobs import batch_status, format_batch_status
 
-    now = datetime.now().astimezone()
     try:
-        shared.check_format(output_format)
-        _folder(out)
+        now = _checked(out, output_format)
         if offline or api_key(Route.GEMINI, api_key_flag) is None:
             import anyio
 
@@ -112,14 +110,10 @@ def cancel(
     api_key_flag: ApiKeyFlag = None,
 ) -> None:
     """Cancel every live batch job of DIR at Google."""
-    from datetime import datetime
-
     from pipeline.commands.batchjobs import batch_cancel, format_cancelled
 
-    now = datetime.now().astimezone()
     try:
-        shared.check_format(output_format)
-        _folder(out)
+        now = _checked(out, output_format)
         done = _with_route(out, base_url, api_key_flag, lambda r, c: batch_cancel(out, r, c, now))
     except NanobatchError as e:
         raise shared.fail(e) from None

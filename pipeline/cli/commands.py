@@ -95,9 +95,7 @@ def status(out: OutDir, output_format: OutputFormat = "text") -> None:
 
     try:
         shared.check_format(output_format)
-        if not out.is_dir():  # a typo must not read as "an empty folder, nothing to do"
-            what = "is not a directory" if out.exists() else "does not exist"
-            raise UsageError(f"{out} {what}: give the --out DIR of a run")
+        shared.check_out_dir_exists(out)
         found = folder_status(out)
     except NanobatchError as e:
         raise shared.fail(e) from None

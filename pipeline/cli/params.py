@@ -115,3 +115,10 @@ def say(line: str) -> None:
 def check_format(output_format: str) -> None:
     if output_format not in ("text", "json"):
         raise UsageError(f"--format {output_format!r}: use text or json")
+
+
+def check_out_dir_exists(out: Path, of: str = "a run") -> None:
+    """A command that reads a run's folder: a typo must not read as an empty folder."""
+    if not out.is_dir():
+        what = "is not a directory" if out.exists() else "does not exist"
+        raise UsageError(f"{out} {what}: give the --out DIR of {of}")
