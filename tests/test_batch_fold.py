@@ -14,6 +14,7 @@ from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.batchapi import BatchRoute
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.run.batch.calls import Calls
+from pipeline.run.batch.feed import Rows
 from pipeline.run.batch.fold import MISSING, Folder
 from pipeline.run.batch.requestfile import RequestFile, RowEntry, bad_lines_path, results_path
 from pipeline.run.executor import Record, RunServices
@@ -89,3 +90,19 @@ async def test_rows_a_failed_job_did_not_answer_come_back_unfinished(tmp_path: P
 
     assert records == []
     assert (bad, unfinished) == (0, ["a", "b"])
+
+
+def test_a_job_whose_planned_record_was_damaged_still_holds_its_rows(tmp_path: Path) -> None:
+    book = book_with_job(tmp_path, "SUCCEEDED", REFUSED)
+    book.close()
+    path = tmp_path / ".batch" / "book.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"a"', b'"c"')  # the planned line: a flipped byte
+    path.write_bytes(b"".join(lines))
+    damaged = BatchBook(tmp_path)
+    damaged.replay()
+    assert damaged.jobs["j0001"].incomplete
+
+    rows = Rows(damaged)
+
+    assert rows.owner == {"a": "j0001", "b": "j0001"}

@@ -18,7 +18,7 @@ from pipeline.plan.sources import SourceImageError
 from pipeline.providers.base import Provider
 from pipeline.providers.batchapi import BatchRoute
 from pipeline.run.batch.phases import checkpoint
-from pipeline.run.batch.requestfile import RequestFile, RowEntry, request_path
+from pipeline.run.batch.requestfile import RequestFile, RowEntry, read_rows, request_path
 from pipeline.run.batch.sizing import Cut, result_bytes
 from pipeline.run.control import Halt
 from pipeline.run.executor import Record, RunServices
@@ -36,6 +36,10 @@ class Rows:
         self.pending: set[str] = set()  # rows of this run's plan that live jobs hold
         self.feed_done = anyio.Event()  # every row of the plan has been seen
         for job in book.live():
+            if job.incomplete and not job.rows:
+                # Its planned record was lost to damage: its rows are still in its own file,
+                # and they are its own (planned again, they could be billed twice).
+                job.rows = [e.job.row_id for e in read_rows(book.out_dir, job.job_id)]
             self.hold(job)
 
     def hold(self, job: BookJob) -> None:
