@@ -22,15 +22,8 @@ from pipeline.core.config import ApiKey, RunConfig
 from pipeline.core.routes import Route
 from pipeline.core.tiers import default_concurrency
 from pipeline.core.types import Tier
-from pipeline.emulator import (
-    EmulatorConfig,
-    EmulatorTransport,
-    Payload,
-    create_app,
-    parse_faults,
-    parse_latency,
-)
-from pipeline.run.scheduler import run_manifest
+from pipeline.emulator import parse_latency
+from tests import helpers
 from tests.helpers import TEST_KEY, run_config, write_csv
 from tests.vertex_helpers import PROJECT, adc_env, service_account
 
@@ -74,21 +67,18 @@ async def run(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """One run: the ledger's rows, the attempts, the emulator's counters, after checking what
     holds either way (every row terminal, no early retry, the rows' cost their attempts')."""
-    app = create_app(
-        EmulatorConfig(
-            faults=parse_faults(FAULTS),
-            payload=Payload.COMPACT,
-            seed=13,
-            clock=clock.monotonic,
-            latency=parse_latency("uniform:5-30"),
-            flex_latency=parse_latency("uniform:60-900"),
-            chat_errors="mixed",
-            bearer="issued" if route is Route.VERTEX else "any",
-            cut_answers_billed=cuts_billed,
-        )
+    app = helpers.emulator(
+        FAULTS,
+        clock,
+        seed=13,
+        latency=parse_latency("uniform:5-30"),
+        flex_latency=parse_latency("uniform:60-900"),
+        chat_errors="mixed",
+        bearer="issued" if route is Route.VERTEX else "any",
+        cut_answers_billed=cuts_billed,
     )
     out = tmp_path / "out"
-    result = await run_manifest(config(route, tier, tmp_path, clock), EmulatorTransport(app))
+    result = await helpers.run(config(route, tier, tmp_path, clock), app)
     assert result.halt is None
     recorded: list[dict[str, Any]] = pq.read_table(out / "ledger.parquet").to_pylist()
     tried: list[dict[str, Any]] = pq.read_table(out / "attempts.parquet").to_pylist()
