@@ -85,6 +85,24 @@ async def test_a_batch_run_records_every_row_at_the_batch_price(
     assert sorted((out / ".batch").iterdir()) == [out / ".batch" / "book.jsonl"]
 
 
+async def test_rows_with_a_tier_go_into_a_batch_without_one_and_keep_it_for_the_fallback(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # A batch job is its own tier: a serviceTier inside its requests is an error line (the
+    # emulator is strict), so a row's flex or priority must not reach the request file.
+    data = [{**row, "tier": "flex" if i % 2 else "priority"} for i, row in enumerate(rows(6))]
+    manifest = write_csv(tmp_path / "m.csv", data)
+    app = emulator(clock)
+    out = tmp_path / "out"
+    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
+
+    await helpers.run(config, app)
+
+    recorded = assert_recorded_and_paid_once(out, app, 6)
+    assert {(r["status"], r["tier"]) for r in recorded} == {("succeeded", "batch")}
+    assert app.stats_snapshot()["batch_jobs_created"] == 1
+
+
 def mixed_rows(n: int, photo: Path) -> list[dict[str, Any]]:
     """Plain rows, refusal triggers, a transient error line once (finished on resubmission),
     one always (failed after the last round), and edits of a photo."""
@@ -161,6 +179,27 @@ async def test_a_rerun_after_a_drain_adopts_the_live_jobs_and_creates_none(
 
     assert second.halt is None
     assert app.stats_snapshot()["batch_jobs_created"] == created  # adopted, none created
+    assert_recorded_and_paid_once(out, app, 20)
+
+
+async def test_a_rerun_of_a_few_ids_still_records_every_row_its_adopted_jobs_paid_for(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # The live jobs hold 20 rows; a rerun with --limit 2 plans only two of them. Dropping
+    # the other 18 results would lose paid images (and send, and pay for, them again later).
+    manifest = write_csv(tmp_path / "m.csv", rows(20))
+    app = emulator(clock)
+    out = tmp_path / "out"
+    stop_at = clock.now() + timedelta(seconds=60)
+    config = run_config(manifest, out, mode=RunMode.BATCH, batch_max_requests=8, clock=clock)
+    await helpers.run(replace(config, stop_at=stop_at), app)
+    created = app.stats_snapshot()["batch_jobs_created"]
+
+    await helpers.run(replace(config, limit=2), app)
+
+    assert_recorded_and_paid_once(out, app, 20)
+    await helpers.run(config, app)  # nothing left to do: nothing sent, nothing created
+    assert app.stats_snapshot()["batch_jobs_created"] == created
     assert_recorded_and_paid_once(out, app, 20)
 
 

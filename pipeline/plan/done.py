@@ -34,6 +34,13 @@ class DoneRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def among(self, row_ids: list[str]) -> set[str]:
+        """Which of ``row_ids`` are done (one vectorised look, whatever the ledger's size)."""
+        if not row_ids or not len(self.ids):
+            return set()
+        found = pc.is_in(pa.array(row_ids, type=self.ids.type), value_set=self.ids)
+        return {row_id for row_id, hit in zip(row_ids, found.to_pylist(), strict=True) if hit}
+
     @property
     def fingerprints(self) -> pa.Array:
         """Aligned with ``ids`` (the ledger is read the same way twice)."""

@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.core.budget import SpendingCap
 from pipeline.core.config import RunConfig
 from pipeline.core.types import Job, Outcome
+from pipeline.plan.done import DoneRows
 from pipeline.plan.sources import SourceCache
 from pipeline.run.control import Halt, RunControl
 from pipeline.run.result import RunResult
@@ -55,6 +56,7 @@ class RunServices:
         self.spend = SpendingCap(config.max_cost_usd)  # reserve before send, settle after
         self.sources = SourceCache()  # source images, read once per run
         self.inflight = InFlight(config.out_dir)  # attempts noted before they are sent
+        self.done: DoneRows | None = None  # the ledger's finished rows, once the shell planned
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(  # stores images; its trouble drains the run
             config.out_dir,

@@ -75,6 +75,7 @@ class RunShell:
         try:
             begun = await runstart.start(services.config, self.ledger, services.sources, checked)
             services.result.to_do = begun.scan.to_do
+            services.done = begun.done
             await self._run_group(executor, begun, observers)
             finish.settle_halt(services, executor)
             await finish.set_orphans_aside(services, begun)

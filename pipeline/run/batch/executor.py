@@ -254,7 +254,8 @@ class _Run:
             elif job.state == "SUCCEEDED":
                 self.executor.remote.pop(job.job_id, None)  # look again for its file
                 return False
-        folded = await self.folder.fold(job, self.rows.is_pending(job.job_id))
+        to_record = self.rows.to_record(job, self.services.done)
+        folded = await self.folder.fold(job, to_record)
         # Its reservation is settled first: rows resubmitted reserve their own under the cap.
         spend = self.services.spend
         spend.settle(job.reserved_usd, folded.cost_usd)

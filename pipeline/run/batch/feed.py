@@ -8,12 +8,14 @@ job already holds are not written again (they are that job's: only noted as pend
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.models import effective_size
-from pipeline.core.types import InvalidRow, Job
+from pipeline.core.types import InvalidRow, Job, Tier
+from pipeline.plan.done import DoneRows
 from pipeline.plan.sources import SourceImageError
 from pipeline.providers.base import Provider
 from pipeline.providers.batchapi import BatchRoute
@@ -46,8 +48,15 @@ class Rows:
         for row_id in job.rows:
             self.owner[row_id] = job.job_id
 
-    def is_pending(self, job_id: str) -> Callable[[str], bool]:
-        return lambda row_id: row_id in self.pending and self.owner.get(row_id) == job_id
+    def to_record(self, job: BookJob, done: DoneRows | None) -> Callable[[str], bool]:
+        """The rows of ``job`` its fold records (once the whole plan has been seen): those of
+        this run's plan it holds, and those it holds that the plan left out (--ids, --limit,
+        a row gone from the manifest) and the ledger has not finished: a paid result is never
+        dropped because this run did not select its row."""
+        mine = {row_id for row_id in job.rows if self.owner.get(row_id) == job.job_id}
+        outside = [row_id for row_id in job.rows if row_id in mine and row_id not in self.pending]
+        finished = done.among(outside) if done is not None else set(outside)
+        return ((mine & self.pending) | (set(outside) - finished)).__contains__
 
 
 class Feeder:
@@ -126,7 +135,12 @@ class Feeder:
         services = self.services
         config = services.config
         try:
-            request = await anyio.to_thread.run_sync(self.provider.prepare, job, services.sources)
+            # A batch job is its own tier: the request asks for none (its row keeps its tier
+            # for the online fallback; the tier is not in the fingerprint).
+            standard = replace(job, tier=Tier.STANDARD)
+            request = await anyio.to_thread.run_sync(
+                self.provider.prepare, standard, services.sources
+            )
         except SourceImageError as e:
             invalid = InvalidRow(job.row_id, job.line, "images", str(e))
             await self._invalid(invalid)
