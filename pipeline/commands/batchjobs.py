@@ -138,9 +138,13 @@ def format_batch_status(status: BatchStatus) -> str:
     if not status.jobs:
         return f"{status.out_dir}: no batch jobs (no run with --mode batch has planned one here)"
     live = status.live
-    source = "Google's state now" if status.asked_google else "the book only (no key given)"
+    source = (
+        "states as Google says now"
+        if status.asked_google
+        else ("states from the folder's journal: Google not asked (--offline, or no key)")
+    )
     lines = [f"{status.out_dir}: {len(status.jobs)} batch jobs, {len(live)} live holding "
-             f"{sum(j.rows for j in live)} rows ({source})"]  # fmt: skip
+             f"{sum(j.rows for j in live)} rows; {source}"]  # fmt: skip
     for job in status.jobs:
         counts = ""
         if job.counts is not None:
