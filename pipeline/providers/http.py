@@ -5,7 +5,8 @@ the credentials from its ``Auth``.
 This is the one place where httpx exceptions are translated: into ``NoAnswer``, a
 ``TransportFailure`` and whether the request may have reached the server (never sent, or sent
 with no usable answer); an answer read whole is the reader's ``Outcome``. The transport is
-injected, so the in-process emulator, a real socket and a test double are all just transports.
+injected, so the in-process emulator, a real socket and a test double are all just transports;
+real sockets are aiohttp's (``aiotransport``, which turns aiohttp's exceptions into httpx's).
 
 API calls never follow a redirect: httpx strips only ``Authorization`` when a redirect leaves
 the origin, so a key in ``x-goog-api-key`` or ``?key=`` would travel on to whoever the
@@ -26,6 +27,7 @@ import anyio
 import httpx
 
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
+from pipeline.providers.aiotransport import AiohttpTransport
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
 
@@ -253,13 +255,18 @@ def origin(url: str) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
+# Idle connections are dropped after this long: before a server drops them (uvicorn after 5 s;
+# proxies vary), since reusing one the server has closed fails with a read error that costs a
+# retry and an attempt.
+KEEPALIVE_S = 4.0
 # A linked image is at most this big (a 4K PNG is ~25 MB); a link can point at anything.
 MAX_DOWNLOAD_BYTES = 64 * 10**6
 
 
 # httpcore's pool bookkeeping costs O(connections^2) per request (it counts idle connections
 # inside a loop over connections): at 64 connections that was 70% of the client's CPU. Small
-# pools, one per group of workers, keep it negligible.
+# pools, one per group of workers, kept it negligible; aiohttp's connector has no such cost,
+# and the split costs it nothing.
 WORKERS_PER_POOL = 8
 # Bodies read at once across the whole pool: parsing them is CPU-bound, so more readers would
 # only hold more multi-megabyte bodies in memory without finishing any sooner.
@@ -271,16 +278,13 @@ def new_http_client(
     connections: int,
     tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
-    """An httpx client with ``connections`` connections and no global timeout."""
-    # Drop idle connections before a server does (uvicorn after 5 s; proxies vary): reusing
-    # one the server has closed fails with a read error that cost a retry and an attempt.
-    limits = httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=4.0
-    )
+    """An httpx client with no global timeout; on the network (no ``transport``), over
+    aiohttp's connections, at most ``connections`` of them (``aiotransport``: httpx's own
+    transport cost about twice the CPU per answer received, docs/benchmarks.md)."""
+    if transport is None:
+        transport = AiohttpTransport(connections, tls or httpx.create_ssl_context(), KEEPALIVE_S)
     return httpx.AsyncClient(
         transport=transport,
-        verify=tls or True,
-        limits=limits,
         timeout=httpx.Timeout(None, connect=30.0),
         follow_redirects=False,  # see the module docstring: a key must not follow a redirect
     )

@@ -1,0 +1,180 @@
+"""The network transport: httpx's requests and responses carried over aiohttp's connections
+and its C-accelerated HTTP/1.1 parser.
+
+The HTTP layer (``http.py``) keeps speaking httpx, so its rules stay where they are (no
+redirects for API calls, one deadline for the whole attempt, the body gate, the one place where
+exceptions become ``NoAnswer``) and every fake, the in-process emulator included, is still an
+httpx transport. Only the real sockets change: receiving a multi-megabyte answer through
+httpcore and h11 cost several times the CPU aiohttp spends on it (docs/benchmarks.md, "HTTP
+stack").
+
+This module translates aiohttp's exceptions into the httpx exceptions that say the same thing
+about the request, because ``http.py`` decides from their class whether a request may have
+reached the server (and so may have been billed)::
+
+    aiohttp                                   httpx                  sent?
+    ClientProxyConnectionError                ProxyError             no
+    ClientConnectorError (refused, DNS, TLS)  ConnectError           no
+    ConnectionTimeoutError (pool, connect)    ConnectTimeout         no
+    InvalidURL                                UnsupportedProtocol    no
+    SocketTimeoutError, ServerTimeoutError    ReadTimeout            yes
+    ServerDisconnectedError, ClientPayloadError,
+      ClientResponseError (a malformed answer) RemoteProtocolError   yes
+    any other ClientError, ConnectionError    ReadError              yes
+
+(``httpx-aiohttp``'s transport maps ``ServerDisconnectedError`` to ``ConnectTimeout``: a server
+that read the request and hung up would count as never sent.) The request's ``trace``
+extension gets httpcore's event names: a connection taken from the pool or just made counts as
+the request's headers starting to go out, as in ``http._Progress``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import httpx
+
+# Order matters: the first class an exception is an instance of decides.
+_TRANSLATION: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.ClientError, httpx.ReadError),
+    (ConnectionError, httpx.ReadError),
+)
+
+
+@contextlib.contextmanager
+def _translated(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except (aiohttp.ClientError, ConnectionError) as e:
+        for origin, translation in _TRANSLATION:
+            if isinstance(e, origin):
+                # Only the class: an aiohttp message can hold the URL, which can hold a key.
+                raise translation(type(e).__name__, request=request) from e
+        raise  # pragma: no cover - ClientError and ConnectionError are both in the table
+
+
+async def _traced(name: str, context: SimpleNamespace) -> None:
+    trace = context.trace_request_ctx
+    if trace is not None:
+        await trace(name, {})
+
+
+async def _on_request(_: object, context: SimpleNamespace, __: object) -> None:
+    await _traced("aiohttp.request.started", context)
+
+
+async def _on_connection(_: object, context: SimpleNamespace, __: object) -> None:
+    # Nothing awaits between taking a connection and writing the request on it.
+    await _traced("http11.send_request_headers.started", context)
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_on_request)
+    config.on_connection_create_end.append(_on_connection)
+    config.on_connection_reuseconn.append(_on_connection)
+    return config
+
+
+class _Body(httpx.AsyncByteStream):
+    """An aiohttp answer's body as httpx reads it: whatever has arrived, per chunk."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _translated(self._request):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read whole, closed otherwise (aiohttp decides).
+        self._response.release()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Up to ``connections`` keep-alive connections; idle ones are dropped after
+    ``keepalive_s``. Redirects, decompression and timeouts stay httpx's and the caller's."""
+
+    def __init__(self, connections: int, tls: ssl.SSLContext, keepalive_s: float) -> None:
+        self._connections = connections
+        self._tls = tls
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY and NO_PROXY as httpx honoured them, read once (aiohttp's trust_env
+        # would read them, and ~/.netrc, on every request, and send netrc credentials).
+        self._proxies = urllib.request.getproxies_environment()
+        self._bypass: dict[str, bool] = {}  # host -> NO_PROXY names it
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on the first request: aiohttp binds a session to the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=self._connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_s,
+            ssl=self._tls,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,  # httpx decodes the content encoding it asked for
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx's client keeps the cookies
+            trace_configs=[_trace_config()],
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._open()
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        body = await request.aread()
+        with _translated(request):
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                data=body or None,
+                headers=request.headers,
+                allow_redirects=False,  # httpx follows them, where the caller allows it
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeouts.get("pool"),
+                    sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read"),
+                ),
+                trace_request_ctx=request.extensions.get("trace"),
+                proxy=self._proxy(request.url),
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response, request),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        proxy = self._proxies.get(url.scheme)
+        if proxy is None:
+            return None
+        if url.host not in self._bypass:
+            self._bypass[url.host] = bool(urllib.request.proxy_bypass(url.host))
+        return None if self._bypass[url.host] else proxy
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

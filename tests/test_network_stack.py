@@ -1,0 +1,186 @@
+"""The stack users get (``new_http_client(None, ...)``) on real sockets on 127.0.0.1: the body
+reaches the reader as it arrives, and every way an exchange can break says whether the request
+may have reached the server, which decides "possibly billed"."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+import anyio
+import httpx
+import pytest
+from anyio.abc import SocketStream
+
+from pipeline.core.config import ApiKey
+from pipeline.core.types import Job, NoAnswer, Outcome, OutcomeKind, TransportFailure
+from pipeline.plan.sources import SourceCache
+from pipeline.providers.aiotransport import _translated
+from pipeline.providers.auth import ApiKeyAuth
+from pipeline.providers.gemini.provider import GeminiProvider
+from pipeline.providers.http import HttpClient, new_http_client
+
+KEY = ApiKey("test-key-0123456789", "test")
+
+
+class Recorder:
+    """An ``AnswerReader`` that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.body = bytearray()
+
+    def begin(self, status: int, headers: Mapping[str, str]) -> None:
+        self.events.append(f"begin {status}")
+
+    def feed(self, chunk: bytes) -> None:
+        self.body += chunk
+        self.events.append("feed")
+
+    def finish(self) -> Outcome:
+        self.events.append("finish")
+        return Outcome(OutcomeKind.SUCCESS, "STOP")
+
+    def abort(self) -> None:
+        self.events.append("abort")
+
+
+@asynccontextmanager
+async def serving(handle: Callable[[SocketStream], Awaitable[None]]) -> AsyncIterator[str]:
+    """A server on a free loopback port that runs ``handle`` for each connection."""
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            await handle(stream)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        yield f"http://127.0.0.1:{port}"
+        tg.cancel_scope.cancel()
+
+
+async def read_request(stream: SocketStream) -> bytes:
+    """The request's head and body (its content-length), as it arrived."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += await stream.receive()
+    return data
+
+
+async def exchange(base_url: str, reader: Recorder) -> Outcome | NoAnswer:
+    provider = GeminiProvider(base_url, ApiKeyAuth(KEY), timeouts_s={"1K": 10.0})
+    request = provider.prepare(Job("r", 1, "p", (), "m", None, None), SourceCache())
+    credentials = await provider.auth.credentials()
+    async with new_http_client(None, 1) as http:
+        return await HttpClient(http).send(request, credentials, reader)
+
+
+async def test_a_large_body_reaches_the_reader_whole_and_in_chunks() -> None:
+    body = bytes(range(256)) * 8192  # 2 MB
+
+    async def answer(stream: SocketStream) -> None:
+        await read_request(stream)
+        head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        await stream.send(head)
+        for start in range(0, len(body), 100_000):
+            await stream.send(body[start : start + 100_000])
+
+    reader = Recorder()
+    async with serving(answer) as url:
+        outcome = await exchange(url, reader)
+    assert isinstance(outcome, Outcome)
+    assert bytes(reader.body) == body
+    assert reader.events[0] == "begin 200"
+    assert reader.events[-1] == "finish"
+    assert reader.events.count("feed") > 1
+
+
+async def test_a_server_that_read_the_request_and_hung_up_may_have_billed() -> None:
+    async def hang_up(stream: SocketStream) -> None:
+        await read_request(stream)
+
+    async with serving(hang_up) as url:
+        answer = await exchange(url, Recorder())
+    assert isinstance(answer, NoAnswer)
+    assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, True)
+
+
+async def test_a_body_cut_short_lets_the_reader_go_and_may_have_billed() -> None:
+    async def cut_short(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 1000)
+
+    reader = Recorder()
+    async with serving(cut_short) as url:
+        answer = await exchange(url, reader)
+    assert isinstance(answer, NoAnswer)
+    assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, True)
+    assert reader.events[0] == "begin 200"
+    assert reader.events[-1] == "abort"
+
+
+async def test_the_request_arrives_with_its_key_and_body() -> None:
+    seen: list[bytes] = []
+
+    async def record(stream: SocketStream) -> None:
+        seen.append(await read_request(stream))
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+    async with serving(record) as url:
+        await exchange(url, Recorder())
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /")
+    assert b"x-goog-api-key: test-key-0123456789" in head.lower()
+    assert b'"p"' in body
+
+
+# What each aiohttp failure becomes: its httpx counterpart, whose class ``http.py`` reads.
+@pytest.mark.parametrize(
+    ("error", "translated"),
+    [
+        (aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError(), httpx.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("cut"), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError),
+        (aiohttp.InvalidURL("ftp://x"), httpx.UnsupportedProtocol),
+        (ConnectionResetError(), httpx.ReadError),
+    ],
+)
+def test_aiohttp_failures_become_the_httpx_failure_that_says_the_same(
+    error: Exception, translated: type[Exception]
+) -> None:
+    request = httpx.Request("POST", "http://api.invalid/?key=secret")
+    with pytest.raises(translated) as caught, _translated(request):
+        raise error
+    assert type(caught.value) is translated
+    assert "secret" not in str(caught.value)
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(stream: SocketStream) -> None:
+        seen.append(await read_request(stream))
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+    async with serving(proxy) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        outcome = await exchange("http://api.invalid", Recorder())
+    assert isinstance(outcome, Outcome)
+    assert seen[0].startswith(b"POST http://api.invalid/")
