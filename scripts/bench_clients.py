@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,9 +151,11 @@ class Clients:
         fresh: bool = True,
         stop_after: Callable[[], None] | None = None,
         timeout_s: float = CLIENT_TIMEOUT_S,
+        launcher: Sequence[str] = ("-m", "pipeline"),
     ) -> ClientRun:
-        """``nanobatch run`` (as ``python -m pipeline run``) on the manifest."""
-        argv = [sys.executable, "-m", "pipeline", "run", str(manifest), "--out", str(out_dir)]
+        """``nanobatch run`` (as ``python -m pipeline run``) on the manifest. ``launcher``: what
+        follows the interpreter instead of ``-m pipeline`` (``scripts/http_stacks.py STACK``)."""
+        argv = [sys.executable, *launcher, "run", str(manifest), "--out", str(out_dir)]
         argv += ["--base-url", emu.base_url, "--concurrency", str(concurrency)]
         argv += ["--image-size", image_size] if image_size else []
         argv += ["--rpm", str(rpm)] if rpm else []
