@@ -280,7 +280,7 @@ def new_http_client(
 ) -> httpx.AsyncClient:
     """An httpx client with no global timeout; on the network (no ``transport``), over
     aiohttp's connections, at most ``connections`` of them (``aiotransport``: httpx's own
-    transport cost about twice the CPU per answer received, docs/benchmarks.md)."""
+    transport cost about three times the CPU per answer received, docs/benchmarks.md)."""
     if transport is None:
         transport = AiohttpTransport(connections, tls or httpx.create_ssl_context(), KEEPALIVE_S)
     return httpx.AsyncClient(
