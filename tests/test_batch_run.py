@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.commands.progress import snapshot
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import Fallback, RunMode
 from pipeline.emulator import EmulatorApp
@@ -174,6 +175,11 @@ async def test_a_rerun_after_a_drain_adopts_the_live_jobs_and_creates_none(
     created = app.stats_snapshot()["batch_jobs_created"]
     assert created == 3
     assert [j.phase for j in BatchBook.load(out)] == [Phase.CREATED] * 3  # left running
+    # Google's batchStats of the live jobs reach status.json (the SDK drops them)
+    google = snapshot(first, batch=True)["batch"]
+    assert len(google["jobs"]) == 3
+    assert google["google"]["requests"] == 20
+    assert {job["state"] for job in google["jobs"].values()} <= {"PENDING", "RUNNING"}
 
     second = await helpers.run(config, app)
 

@@ -72,6 +72,12 @@ def batch_figures(result: RunResult) -> dict[str, Any]:
             "fallback_usd": round(result.fallback_usd, 4),
             "submitted_jobs": list(result.submitted_jobs),
             "submitted_rows": result.submitted_rows,
+            # Google's batchStats, summed over the live jobs, and each job's own
+            "google": {
+                key: sum(int(job[key]) for job in result.batch_jobs.values())
+                for key in ("requests", "succeeded", "failed", "pending")
+            },
+            "jobs": {job_id: dict(job) for job_id, job in result.batch_jobs.items()},
         }
     }
 
@@ -89,6 +95,12 @@ def describe(status: dict[str, Any]) -> str:
         f"ETA {duration(status['eta_s'])}",
     ]
     parts.append(f"${status['spend_usd']:.2f} (projected ${status['projected_usd']:.2f})")
+    if status.get("batch", {}).get("jobs"):
+        google, jobs = status["batch"]["google"], len(status["batch"]["jobs"])
+        parts.append(
+            f"{jobs} jobs at Google: {google['succeeded'] + google['failed']}"
+            f"/{google['requests']} requests done there"
+        )
     return " | ".join(parts)
 
 
@@ -141,7 +153,8 @@ class ProgressReporter:
                 next_status = now + self.status_every_s
             if now >= next_line:
                 stamp = self.clock.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
-                self.emit(f"{stamp} progress: {describe(snapshot(result))}")
+                status = snapshot(result, batch=self.batch)
+                self.emit(f"{stamp} progress: {describe(status)}")
                 next_line = now + self.line_every_s
             await self.clock.sleep(max(0.0, min(next_status, next_line) - self.clock.monotonic()))
 

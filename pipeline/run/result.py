@@ -52,6 +52,9 @@ class RunResult:
     fallback_usd: float = 0.0
     submitted_jobs: list[str] = field(default_factory=list)  # batch names, still running
     submitted_rows: int = 0  # rows those jobs hold: pending in the ledger, not lost
+    # Each live job as Google last reported it (job id -> state and its batchStats counts):
+    # the SDK drops these counts; the progress views show them
+    batch_jobs: dict[str, dict[str, str | int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if math.isnan(self.started):

@@ -221,6 +221,14 @@ class _Run:
             checkpoint("polling")
             before = self.executor.remote.get(job.job_id)
             self.executor.remote[job.job_id] = remote
+            counts = remote.counts
+            self.services.result.batch_jobs[job.job_id] = {
+                "state": remote.state.value,
+                "requests": counts.requests,
+                "succeeded": counts.succeeded,
+                "failed": counts.failed,
+                "pending": counts.pending,
+            }
             if not remote.state.terminal:
                 if remote.state.value == "UNKNOWN":
                     log.warning("batch.unknown_state", job=job.job_id, state=remote.wire_state)
@@ -305,6 +313,7 @@ class _Run:
                 await delete_file(self.services, self.route, self.client, name)
         await self._record(job, Phase.CLEANED)
         self.executor.remote.pop(job.job_id, None)
+        self.services.result.batch_jobs.pop(job.job_id, None)
         # Only its own files: another job's request file may be being written right now.
         await anyio.to_thread.run_sync(self._remove_files, job)
 
