@@ -1,10 +1,10 @@
-"""Run the ``nanobatch`` command for a test: in this process by default, as a process on request.
+"""Run the ``nanobatch`` command for a test in this process.
 
 ``nanobatch`` parses the real argv through the real Typer app and gives back the exit code,
-stdout and stderr, like ``subprocess.run`` would, without a process start (its imports alone
-cost about 0.6 CPU-seconds, the largest part of the suite's time). ``nanobatch_process``
-starts ``python -m pipeline`` where the process itself is under test: signals, SIGKILL,
-start-up imports, what a shell script sees.
+stdout and stderr, like ``subprocess.run`` would, without a process start (a run's imports
+alone cost about 0.6 CPU-seconds; process starts were the largest part of the suite's time).
+Tests whose subject is the process itself (signals, SIGKILL, start-up imports, what a shell
+script sees) still start ``python -m pipeline``.
 
 In this process, what a command changes for the rest of the process is put back afterwards:
 structlog's configuration (and its ``run.log`` file closed), the signal handlers a run
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -87,18 +86,3 @@ def nanobatch(
     # A console that failed would have pointed this process's stdout at /dev/null.
     assert not TERMINAL.gone
     return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def nanobatch_process(
-    *args: str,
-    key: str | None = None,
-    env: Mapping[str, str | None] = {},
-    cwd: Path | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pipeline *args`` as a process, with the same environment rules."""
-    changed = _env(key, env)
-    child = {k: v for k, v in os.environ.items() if k not in changed}
-    child |= {k: v for k, v in changed.items() if v is not None}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, env=child, cwd=cwd, timeout=timeout, check=False)  # fmt: skip

@@ -10,11 +10,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipeline.commands.verify import verify
-from pipeline.emulator import EmulatorProcess
+from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_latency
 from tests.helpers import TEST_KEY, journal_records, write_csv
 
 ROWS = 240
@@ -31,10 +32,10 @@ def recorded_ids(out: Path) -> set[str]:
     return ids
 
 
-def wait_until_sending(emulator: EmulatorProcess, before: object) -> None:
+def wait_until_sending(emulator: BackgroundEmulator, before: object) -> None:
     """Block until the emulator has seen a request from the new run (startup is ~0.7 s)."""
     deadline = time.monotonic() + 30
-    while emulator.stats()["requests"] == before and time.monotonic() < deadline:
+    while emulator.app.stats_snapshot()["requests"] == before and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
@@ -56,9 +57,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -
                                              for i in range(ROWS)])  # fmt: skip
     out = tmp_path / "out"
     kills: list[tuple[datetime, set[str]]] = []
-    with EmulatorProcess(["--latency", "uniform:0.05-0.3", "--seed", "5"]) as emulator:
+    # The server in a thread of this process, with small images: the run is the process under
+    # test, and a kill still finds it at any step of a row (send, parse, write, fsync, record).
+    config = EmulatorConfig(latency=parse_latency("uniform:0.05-0.3"), seed=5,
+                            payload=Payload.COMPACT)  # fmt: skip
+    with BackgroundEmulator(config) as emulator:
         for _ in range(KILLS):
-            before = emulator.stats()["requests"]
+            before = emulator.app.stats_snapshot()["requests"]
             process = start(manifest, out, emulator.base_url)
             wait_until_sending(emulator, before)
             time.sleep(rng.uniform(0.05, 1.2))  # a random moment of the sending phase
@@ -67,7 +72,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -
             kills.append((datetime.now(UTC), recorded_ids(out)))
         final = start(manifest, out, emulator.base_url)
         assert final.wait(timeout=120) == 0
-        stats = emulator.stats()
+        stats: dict[str, Any] = emulator.app.stats_snapshot()
 
     rows = pq.read_table(out / "ledger.parquet").to_pylist()
     assert sorted(r["row_id"] for r in rows) == [f"r{i:03d}" for i in range(ROWS)]
