@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.emulator import EmulatorProcess
+from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_batch_delay
 from pipeline.run.batch.phases import KILL_ENV, PHASES, POLL_ENV
 from pipeline.store.batchbook import BatchBook
+from tests.commandline import nanobatch
 from tests.helpers import TEST_KEY, write_csv
 
 ROWS = 24
@@ -45,17 +47,25 @@ def test_sigkill_in_every_phase_then_resume_creates_each_job_once_and_bills_once
         {"id": f"r{i:03d}", "prompt": f"a vase {i}", "model": MODELS[i % 3]} for i in range(ROWS)
     ])  # fmt: skip
     out = tmp_path / "out"
-    emulator_args = ["--batch-delay", "uniform:0.3-0.8", "--seed", "5"]
-    with EmulatorProcess(emulator_args) as emulator:
+    # The server in a thread of this process, with small images: the runs are under test.
+    config = EmulatorConfig(batch_delay=parse_batch_delay("uniform:0.3-0.8"), seed=5,
+                            payload=Payload.COMPACT)  # fmt: skip
+    with BackgroundEmulator(config) as emulator:
         # The second checkpoint of a phase: some work of it done before the kill.
         for phase in PHASES:
             code = run(manifest, out, emulator.base_url, f"{phase}:2")
             assert code == -signal.SIGKILL, f"no kill in {phase} (exit {code})"
             if phase == "creating":  # a job exists at Google that the book does not name yet
                 named = [j for j in BatchBook.load(out) if j.batch_name is not None]
-                assert emulator.stats()["batch_jobs_created"] > len(named)
-        assert run(manifest, out, emulator.base_url, None) == 0
-        stats = emulator.stats()
+                created_now = emulator.app.stats_snapshot()["batch_jobs_created"]
+                assert isinstance(created_now, int)
+                assert created_now > len(named)
+        # The resume is not killed: it runs in this process.
+        resumed = nanobatch("run", str(manifest), "--out", str(out), "--base-url",
+                            emulator.base_url, "--mode", "batch", key=TEST_KEY,
+                            env={POLL_ENV: "0.1", KILL_ENV: None})  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        stats: dict[str, Any] = emulator.app.stats_snapshot()
 
     rows = pq.read_table(out / "ledger.parquet").to_pylist()
     assert sorted(r["row_id"] for r in rows) == [f"r{i:03d}" for i in range(ROWS)]
