@@ -49,6 +49,8 @@ SLOW_FIRST = (
     "test_redaction.py",
     "test_stop.py",
     "test_pipeline.py",
+    "test_vertex_run.py",
+    "test_route_tier_matrix.py",
     "test_status.py",
     "test_continue.py",
     "test_budget.py",
