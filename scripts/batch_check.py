@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.emulator import EmulatorProcess
+from pipeline.emulator.mixes import fault_mix_rows
 
 PHOTO = Path(__file__).resolve().parent.parent / "manifests" / "images"
 FAULTS = "expire=0.1,fail=0.1,late_file=0.1,long_id=0.1,line_error=0.02"
@@ -32,20 +33,9 @@ FAULTS = "expire=0.1,fail=0.1,late_file=0.1,long_id=0.1,line_error=0.02"
 def write_manifest(path: Path, rows: int) -> None:
     photo = sorted(PHOTO.iterdir())[0]
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt", "images"])
-        for i in range(rows):
-            prompt, images = f"a teapot on a table, angle {i}", ""
-            match i % 10:
-                case 1:
-                    prompt += " #block"
-                case 2:
-                    prompt += " #unsafe"
-                case 3:
-                    prompt += " #503x1"
-                case 4 | 5:
-                    prompt, images = f"make it blue, take {i}", str(photo)
-            writer.writerow([f"r{i:05d}", prompt, images])
+        writer = csv.DictWriter(f, ["id", "prompt", "images"])
+        writer.writeheader()
+        writer.writerows(fault_mix_rows(rows, photo, digits=5))
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ from pipeline.core.clock import VirtualClock
 from pipeline.core.config import Fallback, RunMode
 from pipeline.emulator import EmulatorApp
 from pipeline.emulator.batchspecs import parse_batch_delay, parse_batch_faults
+from pipeline.emulator.mixes import fault_mix_rows
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
 from pipeline.store.batchbook import BatchBook, Phase
@@ -105,21 +106,8 @@ async def test_rows_with_a_tier_go_into_a_batch_without_one_and_keep_it_for_the_
 
 
 def mixed_rows(n: int, photo: Path) -> list[dict[str, Any]]:
-    """Plain rows, refusal triggers, a transient error line once (finished on resubmission),
-    one always (failed after the last round), and edits of a photo."""
-    found: list[dict[str, Any]] = []
-    for i in range(n):
-        prompt, images = f"a teapot, angle {i}", ""
-        match i % 10:
-            case 1:
-                prompt += " #block"
-            case 2:
-                prompt += " #unsafe"
-            case 3:
-                prompt += " #503x1"
-            case 4 | 5:
-                prompt, images = f"make it blue, take {i}", str(photo)
-        found.append({"id": f"r{i:03d}", "prompt": prompt, "images": images})
+    """The emulator's fault mix, and one row that always fails (after the last round)."""
+    found: list[dict[str, Any]] = list(fault_mix_rows(n, photo))
     found.append({"id": f"r{n:03d}", "prompt": "always failing #503", "images": ""})
     return found
 
