@@ -22,10 +22,10 @@ from pipeline.providers.auth import ApiKeyAuth, Auth
 from pipeline.providers.base import AnswerReader, Capabilities, PreparedRequest
 from pipeline.providers.batchapi import BatchRoute
 from pipeline.providers.common import prepared
+from pipeline.providers.gemini.answers import reader_for
 from pipeline.providers.gemini.batch.route import BATCH_API_VERSION, GeminiBatch
 from pipeline.providers.gemini.classify import classify, classify_failure
 from pipeline.providers.gemini.request import build_body
-from pipeline.providers.gemini.stream import answer_reader
 from pipeline.providers.http import HttpClient
 
 CAPABILITIES = Capabilities(
@@ -78,13 +78,7 @@ class GeminiProvider:
         return f"{base}/{version}/models/{quote(model, safe='')}:generateContent"
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return answer_reader(
-            classify,
-            self.out_dir,
-            follow_links=self.follow_links,
-            tier=request.tier,
-            clock=self.clock,
-        )
+        return reader_for(classify, self, request)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)

@@ -33,17 +33,13 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 import pybase64
 
 from pipeline.core import jsonread as jr
-from pipeline.core.clock import SYSTEM_CLOCK, Clock
-from pipeline.core.types import Outcome, RawResponse, SpooledFile, Tier
-from pipeline.providers.base import AnswerReader, WholeBody
+from pipeline.core.types import Outcome, RawResponse, SpooledFile
 from pipeline.providers.gemini.extract import Spooled
 from pipeline.store.spool import Spool
-from pipeline.store.storage import TMP_DIR
 
 # A value is spooled once it is this long. Measured in-process (reader + store, CPU per
 # answer): a 512 px answer (0.35 MB) costs ~20% more spooled than whole, a 1K one (1.4 MB)
@@ -55,41 +51,6 @@ _LOOK_BACK = 64  # bytes of the JSON kept that a key split across two chunks may
 
 # classify(response, spooled): the outcome, images standing for spools where it chose them.
 Classify = Callable[[RawResponse, Spooled], Outcome]
-
-
-class NativeClassifier(Protocol):
-    """``gemini.classify.classify`` or ``vertex.classify.classify``."""
-
-    def __call__(
-        self,
-        response: RawResponse,
-        *,
-        now: float | None = ...,
-        follow_links: bool = ...,
-        tier: Tier = ...,
-        spooled: Spooled | None = ...,
-    ) -> Outcome: ...
-
-
-def answer_reader(
-    classify: NativeClassifier,
-    out_dir: Path | None,
-    *,
-    follow_links: bool,
-    tier: Tier,
-    clock: Clock = SYSTEM_CLOCK,
-) -> AnswerReader:
-    """The reader for one answer: streaming to ``out_dir``'s temp folder in a run, whole where
-    there is no output folder (a route check, a test of the classifier). An HTTP-date
-    ``Retry-After`` counts from when the answer is read, on the run's ``clock``."""
-
-    def read(response: RawResponse, spooled: Spooled) -> Outcome:
-        now = clock.now().timestamp()
-        return classify(response, now=now, follow_links=follow_links, tier=tier, spooled=spooled)
-
-    if out_dir is None:
-        return WholeBody(lambda response: read(response, {}))
-    return StreamingAnswer(read, out_dir / TMP_DIR)
 
 
 class StreamingAnswer:

@@ -31,9 +31,9 @@ from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import ApiKeyAuth, Auth, CredentialsFailed, TokenAuth
 from pipeline.providers.base import JSON_HEADERS, AnswerReader, Capabilities, PreparedRequest
 from pipeline.providers.common import prepared
+from pipeline.providers.gemini.answers import reader_for
 from pipeline.providers.gemini.classify import classify_failure
 from pipeline.providers.gemini.request import build_body
-from pipeline.providers.gemini.stream import answer_reader
 from pipeline.providers.http import HttpClient
 from pipeline.providers.vertex.check import check_route
 from pipeline.providers.vertex.classify import classify
@@ -164,13 +164,7 @@ class VertexProvider:
         return prepared(job, url, built, self.timeouts_s, headers)
 
     def reader(self, request: PreparedRequest) -> AnswerReader:
-        return answer_reader(
-            classify,
-            self.out_dir,
-            follow_links=self.follow_links,
-            tier=request.tier,
-            clock=self.clock,
-        )
+        return reader_for(classify, self, request)
 
     def classify_failure(self, failure: TransportFailure, message: str, sent: bool) -> Outcome:
         return classify_failure(failure, message, sent)
