@@ -318,8 +318,7 @@ class _Run:
         await anyio.to_thread.run_sync(self._remove_files, job)
 
     async def _record(self, job: BookJob, kind: Phase | str, **fields: object) -> None:
-        now = self.services.clock.now()
-        await anyio.to_thread.run_sync(lambda: self.book.record(job.job_id, kind, at=now, **fields))
+        await self.submitter.journal(job, kind, **fields)
 
     def _remove_files(self, job: BookJob) -> None:
         for rel in (request_path(job.job_id), rows_path(job.job_id), results_path(job.job_id)):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import IO
 
 import anyio
@@ -24,14 +23,13 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import Delivery, Outcome, OutcomeKind, Status
-from pipeline.providers.batchapi import BatchRoute, RemoteJob, ResultLine, ResultsNotReady
-from pipeline.providers.http import HttpClient
-from pipeline.run.batch.calls import Calls
+from pipeline.providers.batchapi import RemoteJob, ResultLine, ResultsNotReady
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, results_path
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.batch.steps import JobSteps
+from pipeline.run.executor import Record
 from pipeline.run.final import final_record
-from pipeline.store.batchbook import BatchBook, BookJob, Phase
+from pipeline.store.batchbook import BookJob, Phase
 from pipeline.store.records import RowState
 
 log = structlog.get_logger("nanobatch")
@@ -88,26 +86,11 @@ def not_answered(state: str, batch_name: str | None, why: str) -> Outcome:
     )
 
 
-class Folder:
+@dataclass
+class Folder(JobSteps):
     """Downloads and folds the jobs of one run."""
 
-    def __init__(
-        self,
-        services: RunServices,
-        route: BatchRoute,
-        *,
-        client: HttpClient,
-        book: BatchBook,
-        calls: Calls,
-        records: MemoryObjectSendStream[Record],
-    ) -> None:
-        self.services = services
-        self.route = route
-        self.client = client
-        self.book = book
-        self.calls = calls
-        self.records = records
-        self.out_dir: Path = services.config.out_dir
+    records: MemoryObjectSendStream[Record]
 
     async def download(self, job: BookJob, remote: RemoteJob) -> bool:
         """The job's results on disk (True), or not readable yet (False: poll again)."""
@@ -119,11 +102,7 @@ class Folder:
         except ResultsNotReady:
             return False
         checkpoint("downloading")
-        now = self.services.clock.now()
-        rel = results_path(job.job_id)
-        await anyio.to_thread.run_sync(
-            lambda: self.book.record(job.job_id, Phase.DOWNLOADED, at=now, path=rel, bytes=size)
-        )
+        await self.journal(job, Phase.DOWNLOADED, path=results_path(job.job_id), bytes=size)
         return True
 
     async def fold(self, job: BookJob, pending: Callable[[str], bool]) -> Folded:

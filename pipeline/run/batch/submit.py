@@ -9,43 +9,20 @@ crash, and removes files at Google that no live job needs.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-import anyio
 import structlog
 
-from pipeline.providers.batchapi import BatchRoute, RemoteFile, RemoteJob
-from pipeline.providers.http import HttpClient
-from pipeline.run.batch.calls import Calls, delete_file
+from pipeline.providers.batchapi import RemoteFile, RemoteJob
+from pipeline.run.batch.calls import delete_file
 from pipeline.run.batch.phases import checkpoint
-from pipeline.run.executor import RunServices
-from pipeline.store.batchbook import DISPLAY_PREFIX, BatchBook, BookJob, Phase
+from pipeline.run.batch.steps import JobSteps
+from pipeline.store.batchbook import DISPLAY_PREFIX, BookJob, Phase
 
 log = structlog.get_logger("nanobatch")
 
 
-class Submitter:
+class Submitter(JobSteps):
     """Uploads and creates the jobs of one book, through one route."""
-
-    def __init__(
-        self,
-        services: RunServices,
-        route: BatchRoute,
-        client: HttpClient,
-        book: BatchBook,
-        calls: Calls,
-    ) -> None:
-        self.services = services
-        self.route = route
-        self.client = client
-        self.book = book
-        self.calls = calls
-        self.out_dir: Path = services.config.out_dir
-
-    async def _record(self, job: BookJob, kind: Phase, **fields: object) -> None:
-        """Journal one step (durably, in a thread: an fsync)."""
-        now = self.services.clock.now()
-        await anyio.to_thread.run_sync(lambda: self.book.record(job.job_id, kind, at=now, **fields))
 
     async def submit(self, job: BookJob) -> None:
         """Upload (or go on uploading) and create ``job``; raises ``Halted`` on a drain."""
@@ -65,7 +42,7 @@ class Submitter:
             session = await self.calls.do(
                 lambda: route.start_upload(client, size=job.bytes, display_name=job.display_name)
             )
-            await self._record(job, Phase.UPLOAD_STARTED, session_url=session)
+            await self.journal(job, Phase.UPLOAD_STARTED, session_url=session)
         checkpoint("uploading")
         assert job.request_file is not None
         path = self.out_dir / job.request_file
@@ -79,7 +56,7 @@ class Submitter:
                 client, live, path, on_offset=acknowledged, display_name=job.display_name
             )
         )
-        await self._record(job, Phase.UPLOADED, file_name=remote.name)
+        await self.journal(job, Phase.UPLOADED, file_name=remote.name)
 
     async def find(self, job: BookJob) -> RemoteJob | None:
         """The job at Google carrying ``job``'s display name, if there is one."""
@@ -93,7 +70,7 @@ class Submitter:
             return
         if self.services.control.draining:
             return
-        await self._record(job, Phase.CREATING)
+        await self.journal(job, Phase.CREATING)
         remote = await self.calls.do(
             lambda: self.route.create_job(
                 self.client,
@@ -108,7 +85,7 @@ class Submitter:
 
     async def _adopt(self, job: BookJob, remote: RemoteJob) -> None:
         log.info("batch.job_created", job=job.job_id, batch=remote.name, rows=job.requests)
-        await self._record(job, Phase.CREATED, batch_name=remote.name, created=remote.created)
+        await self.journal(job, Phase.CREATED, batch_name=remote.name, created=remote.created)
 
     async def reconcile(self) -> None:
         """After a crash: adopt jobs a lost answer left unrecorded, and delete files at Google
