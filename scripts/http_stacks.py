@@ -96,6 +96,7 @@ def _aiohttp_pool() -> type:
 
     from pipeline.core.types import NoAnswer, TransportFailure
     from pipeline.providers import http
+    from pipeline.providers.bodies import TooLarge
 
     class Progress:
         """How far one request got, from aiohttp's trace (``http._Progress``'s rule)."""
@@ -121,7 +122,7 @@ def _aiohttp_pool() -> type:
     trace.on_request_headers_sent.append(on_headers)
 
     class Response:
-        """What ``http._read``/``_collect`` use of a response: status, headers, chunks."""
+        """What ``bodies.feed_reader``/``collect`` use of a response: status, headers, chunks."""
 
         def __init__(self, response: aiohttp.ClientResponse) -> None:
             self.status_code = response.status
@@ -144,24 +145,16 @@ def _aiohttp_pool() -> type:
         download = http.HttpClient.download
 
         async def _exchange(
-            self,
-            method: str,
-            url: str,
-            body: bytes | None,
-            headers: dict[str, str],
-            timeout_s: float,
-            *,
-            read: Callable[[Any], Awaitable[T]],
-            link: bool = False,
+            self, call: http.Call, *, read: Callable[[Any], Awaitable[T]], link: bool = False
         ) -> T | NoAnswer:
             progress = Progress()
             try:
-                with anyio.fail_after(timeout_s):
+                with anyio.fail_after(call.timeout_s):
                     async with self._session.request(
-                        method,
-                        url,
-                        data=body,
-                        headers=headers,
+                        call.method,
+                        call.url,
+                        data=call.body,
+                        headers=call.headers,
                         allow_redirects=link,
                         trace_request_ctx=progress,
                     ) as response:
@@ -178,12 +171,12 @@ def _aiohttp_pool() -> type:
                 sent = progress.maybe_sent and not isinstance(e, before_sending)
                 return NoAnswer(TransportFailure.TIMEOUT, type(e).__name__, sent)
             except TimeoutError:
-                message = f"no answer within {timeout_s:.0f} s"
+                message = f"no answer within {call.timeout_s:.0f} s"
                 return NoAnswer(TransportFailure.TIMEOUT, message, progress.maybe_sent)
             except aiohttp.ClientError as e:
                 sent = progress.maybe_sent and not isinstance(e, before_sending)
                 return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent)
-            except http._TooLarge:
+            except TooLarge:
                 return NoAnswer(TransportFailure.CONNECTION, "body too large", sent=True)
 
     class AiohttpPool:

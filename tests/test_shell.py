@@ -7,11 +7,10 @@ from typing import Any
 
 import anyio.lowlevel
 import pyarrow.parquet as pq
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline.core.types import Job, Outcome, OutcomeKind, Status
+from pipeline.core.types import Outcome, OutcomeKind, Status
 from pipeline.run.control import Halt
-from pipeline.run.executor import Executor, Record, RunServices
+from pipeline.run.executor import Executor, Jobs, Records, RunServices
 from pipeline.run.result import RunResult
 from pipeline.run.shell import RunShell
 from pipeline.store.ledger import Ledger
@@ -29,12 +28,7 @@ class Collecting:
         self.drain_after = drain_after  # drain the run after this many jobs
         self.held: list[str] = []
 
-    async def execute(
-        self,
-        services: RunServices,
-        jobs: MemoryObjectReceiveStream[Job],
-        records: MemoryObjectSendStream[Record],
-    ) -> None:
+    async def execute(self, services: RunServices, jobs: Jobs, records: Records) -> None:
         async with jobs, records:
             collected = []
             async for job in jobs:

@@ -5,7 +5,7 @@ of its model. A route keeps only what is its own: its URL, headers, body and cla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from pipeline.core.clock import Clock
 from pipeline.core.models import effective_size, resolve_model
@@ -14,18 +14,24 @@ from pipeline.core.types import Job, Outcome, RawResponse, Tier
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.providers.base import JSON_HEADERS, AnswerReader, PreparedRequest, WholeBody
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.12
+
+
+class ReadOptions(TypedDict, total=False):
+    """What a route's classifier is told besides the answer, each with a default: ``now`` (Unix
+    seconds) anchors an HTTP-date ``Retry-After``, ``follow_links`` counts image links as
+    images, ``tier`` is the tier the request asked for."""
+
+    now: float | None
+    follow_links: bool
+    tier: Tier
+
 
 class Classifier(Protocol):
-    """A route's classifier (``gemini.classify.classify`` and its kin)."""
+    """A route's classifier (``openai_chat.classify.classify`` and its kin)."""
 
-    def __call__(
-        self,
-        response: RawResponse,
-        *,
-        now: float | None = ...,
-        follow_links: bool = ...,
-        tier: Tier = ...,
-    ) -> Outcome: ...
+    def __call__(self, response: RawResponse, **options: Unpack[ReadOptions]) -> Outcome: ...
 
 
 def prepared(

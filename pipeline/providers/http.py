@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import anyio
@@ -30,8 +31,28 @@ from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
 from pipeline.providers.aiotransport import AiohttpTransport
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
+from pipeline.providers.bodies import (
+    MAX_DOWNLOAD_BYTES,
+    BodySink,
+    TooLarge,
+    collect,
+    feed_reader,
+    to_sink,
+)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as it goes on the wire, its credentials already in the URL, headers or body;
+    ``timeout_s`` bounds the whole attempt."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
+    timeout_s: float
 
 
 class HttpClient:
@@ -50,9 +71,9 @@ class HttpClient:
         if credentials.params:
             url += ("&" if "?" in url else "?") + urlencode(credentials.params)
         headers = {**request.headers, **credentials.headers}
-        read = functools.partial(_read, reader=reader)
+        read = functools.partial(feed_reader, reader=reader)
         method, body, timeout_s = request.method, request.body, request.timeout_s
-        return await self._exchange(method, url, body, headers, timeout_s, read=read)
+        return await self._exchange(Call(method, url, body, headers, timeout_s), read=read)
 
     async def fetch(
         self,
@@ -65,12 +86,12 @@ class HttpClient:
         """A request outside the API's protocol (an OAuth token endpoint, a metadata server),
         its answer whole: whatever credential it needs is in ``headers`` or ``body``; redirects
         are not followed."""
-        return await self._exchange(method, url, body, headers, timeout_s, read=_collect)
+        return await self._exchange(Call(method, url, body, headers, timeout_s), read=collect)
 
     async def download(self, url: str, timeout_s: float) -> RawResponse | NoAnswer:
         """GET an image a gateway returned as a link: no credential of any kind is sent, and
         the body is read up to ``MAX_DOWNLOAD_BYTES`` (a link can point at anything)."""
-        return await self._exchange("GET", url, None, {}, timeout_s, read=_collect, link=True)
+        return await self._exchange(Call("GET", url, None, {}, timeout_s), read=collect, link=True)
 
     async def stream(
         self,
@@ -85,16 +106,13 @@ class HttpClient:
         before its first piece (a 200 to a Range request restarts the file). A redirect is
         returned as it is, not followed: the caller decides which credentials the next address
         may see."""
-        read = functools.partial(_stream, sink=sink)
-        return await self._exchange("GET", url, None, headers, timeout_s, read=read, hops=True)
+        read = functools.partial(to_sink, sink=sink)
+        call = Call("GET", url, None, headers, timeout_s)
+        return await self._exchange(call, read=read, hops=True)
 
     async def _exchange(
         self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        timeout_s: float,
+        call: Call,
         *,
         read: Callable[[httpx.Response], Awaitable[T]],
         link: bool = False,
@@ -108,14 +126,18 @@ class HttpClient:
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
-            with anyio.fail_after(timeout_s):
+            with anyio.fail_after(call.timeout_s):
                 outgoing = self._http.build_request(
-                    method, url, content=body, headers=headers, extensions=progress.extensions
+                    call.method,
+                    call.url,
+                    content=call.body,
+                    headers=call.headers,
+                    extensions=progress.extensions,
                 )
                 response = await self._http.send(outgoing, stream=True, follow_redirects=link)
                 try:
                     if not link and not hops and response.is_redirect:
-                        message = _redirect_message(response, url)
+                        message = _redirect_message(response, call.url)
                         return NoAnswer(TransportFailure.REDIRECT, message, sent=True)
                     # An answer that has arrived waits in the socket (TCP holds the sender
                     # back) until a reader is free, and is parsed before the reader is let go,
@@ -126,7 +148,7 @@ class HttpClient:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            message = f"no answer within {timeout_s:.0f} s"
+            message = f"no answer within {call.timeout_s:.0f} s"
             return NoAnswer(TransportFailure.TIMEOUT, message, progress.maybe_sent)
         except httpx.TimeoutException as e:
             # ConnectTimeout, ReadTimeout...: only the exception's class, as below.
@@ -136,7 +158,7 @@ class HttpClient:
             # Only the exception's class: its text can hold the URL, which can hold a key.
             sent = progress.maybe_sent and not isinstance(e, _BEFORE_SENDING)
             return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent)
-        except _TooLarge:
+        except TooLarge:
             message = f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
             return NoAnswer(TransportFailure.CONNECTION, message, sent=True)
 
@@ -189,60 +211,6 @@ class _Progress:
         return self.writing or not self.traced
 
 
-class _TooLarge(Exception):
-    """A linked image's body passed ``MAX_DOWNLOAD_BYTES``."""
-
-
-async def _read(response: httpx.Response, reader: AnswerReader) -> Outcome:
-    """Feed the answer to ``reader`` as it arrives (its size is the API's business: a 4K
-    answer is ~25 MB), and the reader's outcome.
-
-    Not ``response.aread()``: that keeps the body on the response, which sits in a reference
-    cycle with its stream, so multi-megabyte bodies would live on until the cyclic garbage
-    collector happened to run.
-    """
-    reader.begin(response.status_code, response.headers)
-    try:
-        async for chunk in response.aiter_bytes():
-            reader.feed(chunk)
-    except BaseException:
-        reader.abort()
-        raise
-    return reader.finish()
-
-
-async def _collect(response: httpx.Response) -> RawResponse:
-    """An answer as it came (a linked image, a token), read up to ``MAX_DOWNLOAD_BYTES``."""
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > MAX_DOWNLOAD_BYTES:
-            raise _TooLarge
-        chunks.append(chunk)
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    return RawResponse(response.status_code, headers, b"".join(chunks))
-
-
-class BodySink(Protocol):
-    """Where ``HttpClient.stream`` puts a 2xx body: ``start`` once, then ``write`` per piece."""
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None: ...
-
-    async def write(self, chunk: bytes) -> None: ...
-
-
-async def _stream(response: httpx.Response, sink: BodySink) -> RawResponse:
-    """A 2xx body to ``sink`` as it arrives; any other answer collected (error bodies are small)."""
-    if not 200 <= response.status_code < 300:
-        return await _collect(response)
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    await sink.start(response.status_code, headers)
-    async for chunk in response.aiter_bytes():
-        await sink.write(chunk)
-    return RawResponse(response.status_code, headers, b"")
-
-
 def origin(url: str) -> str | None:
     """``scheme://host[:port]`` of a URL, without user info, path or query; None if none."""
     try:
@@ -259,8 +227,6 @@ def origin(url: str) -> str | None:
 # proxies vary), since reusing one the server has closed fails with a read error that costs a
 # retry and an attempt.
 KEEPALIVE_S = 4.0
-# A linked image is at most this big (a 4K PNG is ~25 MB); a link can point at anything.
-MAX_DOWNLOAD_BYTES = 64 * 10**6
 
 
 # httpcore's pool bookkeeping costs O(connections^2) per request (it counts idle connections

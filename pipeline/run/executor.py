@@ -42,6 +42,8 @@ from pipeline.store.ledger import AttemptRecord, LedgerRecord
 log = structlog.get_logger("nanobatch")
 
 Record = LedgerRecord | AttemptRecord  # what executors hand to the ledger writer
+Jobs = MemoryObjectReceiveStream[Job]  # the producer's jobs, as an executor reads them
+Records = MemoryObjectSendStream[Record]  # to the ledger writer
 
 
 class RunServices:
@@ -80,12 +82,7 @@ class RunServices:
 class Executor(Protocol):
     """Turns jobs into ledger records; the run shell runs exactly one per run."""
 
-    async def execute(
-        self,
-        services: RunServices,
-        jobs: MemoryObjectReceiveStream[Job],
-        records: MemoryObjectSendStream[Record],
-    ) -> None:
+    async def execute(self, services: RunServices, jobs: Jobs, records: Records) -> None:
         """Process jobs until the stream ends or the run drains; close both streams."""
         ...
 

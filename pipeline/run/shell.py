@@ -30,7 +30,7 @@ from pipeline.plan.checkpass import CheckedManifest
 from pipeline.plan.planner import PlannedBatch
 from pipeline.run import finish, writer
 from pipeline.run import start as runstart
-from pipeline.run.executor import Executor, Record, RunServices
+from pipeline.run.executor import Executor, Record, Records, RunServices
 from pipeline.run.result import RunResult
 from pipeline.run.start import RunStart
 from pipeline.store.ledger import Ledger, LedgerRecord
@@ -134,7 +134,7 @@ class RunShell:
         begun: RunStart,
         batches: Iterator[PlannedBatch],
         jobs: MemoryObjectSendStream[Job],
-        records: MemoryObjectSendStream[Record],
+        records: Records,
     ) -> None:
         """Feed planned jobs to the executor; invalid and adopted rows go straight to the
         writer. Stops feeding as soon as the run drains (rows left stay pending)."""

@@ -5,28 +5,30 @@ folder, classified by the route's own classifier on the run's clock."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.types import Outcome, RawResponse, Tier
 from pipeline.providers.base import AnswerReader, PreparedRequest, WholeBody
+from pipeline.providers.common import ReadOptions
 from pipeline.providers.gemini.extract import Spooled
 from pipeline.providers.gemini.stream import StreamingAnswer
 from pipeline.store.storage import TMP_DIR
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class NativeOptions(ReadOptions, total=False):
+    """A native classifier is also told the images already streamed to disk."""
+
+    spooled: Spooled | None
 
 
 class NativeClassifier(Protocol):
     """``gemini.classify.classify`` or ``vertex.classify.classify``."""
 
-    def __call__(
-        self,
-        response: RawResponse,
-        *,
-        now: float | None = ...,
-        follow_links: bool = ...,
-        tier: Tier = ...,
-        spooled: Spooled | None = ...,
-    ) -> Outcome: ...
+    def __call__(self, response: RawResponse, **options: Unpack[NativeOptions]) -> Outcome: ...
 
 
 def answer_reader(

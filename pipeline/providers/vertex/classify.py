@@ -14,28 +14,24 @@ them as generations, so the money rule must count them (``Outcome.billed_refusal
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from pipeline.core.types import Outcome, OutcomeKind, RawResponse, Tier
+from pipeline.core.types import Outcome, OutcomeKind, RawResponse
 from pipeline.providers.gemini.classify import classify as classify_native
-from pipeline.providers.gemini.extract import Spooled
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from pipeline.providers.gemini.answers import NativeOptions
 
 MODEL_ARMOR = "MODEL_ARMOR"
 ARMOR_REASONS = frozenset({MODEL_ARMOR, f"PROMPT_BLOCKED:{MODEL_ARMOR}"})
 
 
-def classify(
-    response: RawResponse,
-    *,
-    now: float | None = None,
-    follow_links: bool = False,
-    tier: Tier = Tier.STANDARD,
-    spooled: Spooled | None = None,
-) -> Outcome:
+def classify(response: RawResponse, **options: Unpack[NativeOptions]) -> Outcome:
     """The native classification (at the tier asked for), with Model Armor's refusals marked
     billed."""
-    outcome = classify_native(
-        response, now=now, follow_links=follow_links, tier=tier, spooled=spooled
-    )
+    outcome = classify_native(response, **options)
     if outcome.kind is OutcomeKind.REFUSAL and outcome.reason in ARMOR_REASONS:
         return replace(outcome, billed_refusal=True)
     return outcome

@@ -21,7 +21,6 @@ from functools import partial
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.config import Fallback, RunConfig
 from pipeline.core.errors import UsageError
@@ -43,7 +42,7 @@ from pipeline.run.batch.requestfile import (
 )
 from pipeline.run.batch.sizing import Cut
 from pipeline.run.batch.submit import Submitter
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.store.batchbook import CANCEL_REQUESTED, BatchBook, BookJob, Phase
 
 log = structlog.get_logger("nanobatch")
@@ -69,12 +68,7 @@ class BatchExecutor:
         route: BatchRoute = batch_route()
         return route
 
-    async def execute(
-        self,
-        services: RunServices,
-        jobs: MemoryObjectReceiveStream[Job],
-        records: MemoryObjectSendStream[Record],
-    ) -> None:
+    async def execute(self, services: RunServices, jobs: Jobs, records: Records) -> None:
         """Reconcile, feed, poll and fold until every row is recorded or the run drains."""
         async with jobs, records:
             book = BatchBook(services.config.out_dir)
@@ -98,7 +92,7 @@ class _Run:
         services: RunServices,
         route: BatchRoute,
         book: BatchBook,
-        records: MemoryObjectSendStream[Record],
+        records: Records,
     ) -> None:
         self.executor = executor
         self.services = services
@@ -132,7 +126,7 @@ class _Run:
     def late(self) -> bool:
         return fallback.fallback_due(self.config, self.services.clock.now())
 
-    async def go(self, jobs: MemoryObjectReceiveStream[Job]) -> None:
+    async def go(self, jobs: Jobs) -> None:
         services = self.services
         await anyio.to_thread.run_sync(self._remove_stray_files)
         for job in self.book.live():
@@ -158,7 +152,7 @@ class _Run:
             await self.services.control.sleep(math.inf)
             self.wake.set()
 
-    async def _feed(self, jobs: MemoryObjectReceiveStream[Job]) -> None:
+    async def _feed(self, jobs: Jobs) -> None:
         try:
             await self.feeder.feed(jobs, self.submit, self.late, self.late_rows)
         finally:

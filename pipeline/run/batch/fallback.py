@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from pipeline.core.config import RunConfig
 from pipeline.core.types import Job, Tier
 from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Record, Records, RunServices
 from pipeline.run.online import OnlineExecutor
 from pipeline.store.ledger import LedgerRecord
 
@@ -82,7 +82,7 @@ async def send_online(
     clients: ClientPool,
     provider: Provider,
     jobs: Sequence[Job],
-    records: MemoryObjectSendStream[Record],
+    records: Records,
 ) -> OnlineSent:
     """Send ``jobs`` online, one request each, and hand their records to ``records`` (the
     run's writer stream, left open: the caller owns it). Returns once every row is recorded,

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.models import effective_size
 from pipeline.core.types import InvalidRow, Job, Tier
@@ -23,7 +22,7 @@ from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RequestFile, RowEntry, read_rows, request_path
 from pipeline.run.batch.sizing import Cut, result_bytes
 from pipeline.run.control import Halt
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.store.batchbook import BatchBook, BookJob
 from pipeline.store.records import invalid_record
 
@@ -71,7 +70,7 @@ class Feeder:
         book: BatchBook,
         rows: Rows,
         cut: Cut,
-        records: MemoryObjectSendStream[Record],
+        records: Records,
     ) -> None:
         self.services = services
         self.records = records  # invalid rows (a source gone bad since the plan)
@@ -90,7 +89,7 @@ class Feeder:
 
     async def feed(
         self,
-        jobs: MemoryObjectReceiveStream[Job],
+        jobs: Jobs,
         submit: Submit,
         late: Callable[[], bool],
         online: list[Job],

@@ -19,7 +19,6 @@ from typing import IO
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.core.prices import PriceTable
 from pipeline.core.types import Delivery, Outcome, OutcomeKind, Status
@@ -27,7 +26,7 @@ from pipeline.providers.batchapi import RemoteJob, ResultLine, ResultsNotReady
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, results_path
 from pipeline.run.batch.steps import JobSteps
-from pipeline.run.executor import Record
+from pipeline.run.executor import Records
 from pipeline.run.final import final_record
 from pipeline.store.batchbook import BookJob, Phase
 from pipeline.store.records import RowState
@@ -90,7 +89,7 @@ def not_answered(state: str, batch_name: str | None, why: str) -> Outcome:
 class Folder(JobSteps):
     """Downloads and folds the jobs of one run."""
 
-    records: MemoryObjectSendStream[Record]
+    records: Records
 
     async def download(self, job: BookJob, remote: RemoteJob) -> bool:
         """The job's results on disk (True), or not readable yet (False: poll again)."""

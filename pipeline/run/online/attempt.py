@@ -10,7 +10,6 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.core.budget import attempt_cost, worst_case
 from pipeline.core.types import Outcome
@@ -18,7 +17,7 @@ from pipeline.providers.base import PreparedRequest, Provider
 from pipeline.providers.exchange import exchange
 from pipeline.providers.http import HttpClient
 from pipeline.run.control import Halt
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Records, RunServices
 from pipeline.store.records import ABANDONED, CANCELLED, RowState
 
 if TYPE_CHECKING:  # the executor builds the senders: no import cycle at run time
@@ -43,7 +42,7 @@ class AttemptSender:
         client: HttpClient,
         row: RowState,
         request: PreparedRequest,
-        records: MemoryObjectSendStream[Record],
+        records: Records,
         slot: contextlib.AsyncExitStack,
     ) -> tuple[Outcome, float, float] | None:
         """One attempt: reserve its worst-case cost, take a slot (held by ``slot``), send,
@@ -99,7 +98,7 @@ class AttemptSender:
         reserved: float,
         started: float,
         why: Outcome,
-        records: MemoryObjectSendStream[Record],
+        records: Records,
     ) -> None:
         """Record an attempt given up before its answer (possibly billed, by the one rule)."""
         cost = attempt_cost(why, row.job, row.size, self.config.prices, route=self.config.provider)

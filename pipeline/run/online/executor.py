@@ -13,14 +13,13 @@ from __future__ import annotations
 import random
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.config import RunConfig
 from pipeline.core.models import resolve_model
-from pipeline.core.types import Job, Outcome
+from pipeline.core.types import Outcome
 from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.run.online.adaptive import AdaptiveLimit
 from pipeline.run.online.grace import DrainGrace
 from pipeline.run.online.pacing import RateGate, smooth_limiter
@@ -52,12 +51,7 @@ class OnlineExecutor:
         self.models = UnusableModels(resolve_model(config.model)[0])
         self.rng = random.Random()  # backoff jitter
 
-    async def execute(
-        self,
-        services: RunServices,
-        jobs: MemoryObjectReceiveStream[Job],
-        records: MemoryObjectSendStream[Record],
-    ) -> None:
+    async def execute(self, services: RunServices, jobs: Jobs, records: Records) -> None:
         """Run the workers until the job stream ends (or the run drains)."""
         loop = RowLoop(services, self.provider, self)
         async with anyio.create_task_group() as tg:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.core.models import effective_size
 from pipeline.core.retry import Action, decide
@@ -21,7 +20,7 @@ from pipeline.core.types import InvalidRow, Job, Outcome, Status
 from pipeline.plan.sources import SourceImageError
 from pipeline.providers.base import PreparedRequest, Provider
 from pipeline.providers.http import HttpClient
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.run.final import final_record
 from pipeline.run.online.attempt import AttemptSender
 from pipeline.run.tiers import TierFallback
@@ -52,8 +51,8 @@ class RowLoop:
     async def work(
         self,
         client: HttpClient,
-        jobs: MemoryObjectReceiveStream[Job],
-        records: MemoryObjectSendStream[Record],
+        jobs: Jobs,
+        records: Records,
     ) -> None:
         """One worker: take rows from ``jobs`` one at a time until the stream ends."""
         async with jobs, records:
@@ -62,9 +61,7 @@ class RowLoop:
                     continue  # drain: rows left here stay pending for the next run
                 await self._process(client, job, records)
 
-    async def _process(
-        self, client: HttpClient, job: Job, records: MemoryObjectSendStream[Record]
-    ) -> None:
+    async def _process(self, client: HttpClient, job: Job, records: Records) -> None:
         """Send one row until it reaches an outcome and record it (unless the run stops first)."""
         request = await self._prepare(job, records)
         if request is None:
@@ -149,7 +146,7 @@ class RowLoop:
     async def _finish(
         self,
         row: RowState,
-        records: MemoryObjectSendStream[Record],
+        records: Records,
         *,
         request: PreparedRequest,
         outcome: Outcome,
@@ -169,17 +166,13 @@ class RowLoop:
             )
             await records.send(record)
 
-    async def _move(
-        self, row: RowState, job: Job, records: MemoryObjectSendStream[Record]
-    ) -> PreparedRequest | None:
+    async def _move(self, row: RowState, job: Job, records: Records) -> PreparedRequest | None:
         """Send the row as ``job`` (its fallback tier) from now on: its request made again
         (None: a source went bad meanwhile, and the row is recorded invalid)."""
         row.job, row.retry.sheds = job, 0
         return await self._prepare(job, records)
 
-    async def _prepare(
-        self, job: Job, records: MemoryObjectSendStream[Record]
-    ) -> PreparedRequest | None:
+    async def _prepare(self, job: Job, records: Records) -> PreparedRequest | None:
         """``job``'s request, built off the event loop (None: a source went bad, and the row
         is recorded invalid)."""
         try:

@@ -22,22 +22,18 @@ from pipeline.providers.gemini.classify import malformed
 from pipeline.providers.http import HttpClient
 
 
-async def create_job(
-    api: Api,
-    client: HttpClient,
-    *,
-    model: str,
-    display_name: str,
-    file_name: str | None = None,
-    inline: Sequence[bytes] | None = None,
-) -> RemoteJob:
+def input_config(file_name: str | None, inline: Sequence[bytes] | None) -> dict[str, Any]:
+    """A job's ``inputConfig``: an uploaded file, or the request lines themselves."""
     if (file_name is None) == (inline is None):
         raise ValueError("create_job takes exactly one of file_name and inline")
-    source: dict[str, Any]
     if file_name is not None:
-        source = {"fileName": file_name}
-    else:
-        source = {"requests": {"requests": [_inline_entry(line) for line in inline or ()]}}
+        return {"fileName": file_name}
+    return {"requests": {"requests": [_inline_entry(line) for line in inline or ()]}}
+
+
+async def create_job(
+    api: Api, client: HttpClient, model: str, display_name: str, source: dict[str, Any]
+) -> RemoteJob:
     body = orjson.dumps({"batch": {"displayName": display_name, "inputConfig": source}})
     path = f"models/{quote(model.removeprefix('models/'), safe='')}:batchGenerateContent"
     headers = {"content-type": "application/json"}

@@ -85,14 +85,8 @@ class GeminiBatch:
         file_name: str | None = None,
         inline: Sequence[bytes] | None = None,
     ) -> RemoteJob:
-        return await jobs.create_job(
-            self.api,
-            client,
-            model=model,
-            display_name=display_name,
-            file_name=file_name,
-            inline=inline,
-        )
+        source = jobs.input_config(file_name, inline)
+        return await jobs.create_job(self.api, client, model, display_name, source)
 
     async def get_job(self, client: HttpClient, name: str) -> RemoteJob:
         return await jobs.get_job(self.api, client, name)
