@@ -20,7 +20,8 @@ from pipeline.commands.batchjobs import (
 from pipeline.emulator import parse_batch_faults
 from pipeline.providers.gemini.batch.route import GeminiBatch
 from pipeline.providers.http import HttpClient
-from pipeline.store.batchbook import BatchBook, Phase
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import Phase
 from tests.batch_wire_helpers import batch_config, prepared, wire
 from tests.emulator.emulator_helpers import FLASH_31
 

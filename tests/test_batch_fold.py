@@ -18,7 +18,8 @@ from pipeline.run.batch.feed import Rows
 from pipeline.run.batch.fold import MISSING, Folder
 from pipeline.run.batch.requestfile import RequestFile, RowEntry, bad_lines_path, results_path
 from pipeline.run.executor import Record, RunServices
-from pipeline.store.batchbook import BatchBook, Phase
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import Phase
 from pipeline.store.ledger import LedgerRecord
 from tests.helpers import TEST_KEY, run_config
 

@@ -22,7 +22,8 @@ from pipeline.emulator.batchspecs import parse_batch_delay, parse_batch_faults
 from pipeline.emulator.mixes import fault_mix_rows
 from pipeline.run.control import Halt
 from pipeline.run.result import RunResult
-from pipeline.store.batchbook import BatchBook, Phase
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import Phase
 from pipeline.store.ledger import LEDGER_FILE, SCHEMA
 from pipeline.store.ledgerview import read_ledger_view
 from tests import helpers

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE, BatchBook, Phase, request_cancel
+from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE, BatchBook, request_cancel
+from pipeline.store.bookjob import Phase
 
 
 def _planned(book: BatchBook, rows: list[str], model: str = "m") -> str:

@@ -17,7 +17,8 @@ from typing import Any
 from pipeline.commands.figures import duration
 from pipeline.providers.batchapi import BatchCallError, BatchRoute, RemoteJob
 from pipeline.providers.http import HttpClient
-from pipeline.store.batchbook import BatchBook, BookJob, Phase, request_cancel
+from pipeline.store.batchbook import BatchBook, request_cancel
+from pipeline.store.bookjob import BookJob, Phase
 
 # A job's state when Google was not asked (or cannot know it yet), from its last step.
 _BY_PHASE = {

@@ -43,7 +43,7 @@ from typing import Any
 from pipeline.core import jsonread as jr
 from pipeline.core.tiers import reported_tier
 from pipeline.core.types import Delivery, Outcome, OutcomeKind, RawResponse, Tier
-from pipeline.providers.gemini.classify import classify_error, malformed, server_failed
+from pipeline.providers.gemini.errormap import classify_error, malformed, server_failed
 from pipeline.providers.gemini.errors import ErrorBody, error_from_bytes, error_from_json, snippet
 from pipeline.providers.openai_chat.answer import ChatReading, read_choice, read_usage
 from pipeline.providers.tiering import tier_outcome

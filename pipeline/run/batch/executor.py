@@ -33,17 +33,13 @@ from pipeline.run.batch.calls import Calls, Halted, delete_file
 from pipeline.run.batch.feed import Feeder, Rows
 from pipeline.run.batch.fold import Folded, Folder
 from pipeline.run.batch.phases import checkpoint
-from pipeline.run.batch.requestfile import (
-    RowEntry,
-    request_path,
-    results_path,
-    rows_path,
-    stray_files,
-)
+from pipeline.run.batch.requestfile import RowEntry, remove_job_files, remove_stray_files
+from pipeline.run.batch.seen import SeenJobs
 from pipeline.run.batch.sizing import Cut
 from pipeline.run.batch.submit import Submitter
 from pipeline.run.executor import Jobs, Records, RunServices
-from pipeline.store.batchbook import CANCEL_REQUESTED, BatchBook, BookJob, Phase
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase
 
 log = structlog.get_logger("nanobatch")
 
@@ -59,7 +55,6 @@ class BatchExecutor:
         self.config = config
         self.clients = clients
         self.provider = provider
-        self.remote: dict[str, RemoteJob] = {}  # each live job as last seen (progress views)
 
     def route(self) -> BatchRoute:
         batch_route = getattr(self.provider, "batch_route", None)
@@ -122,13 +117,15 @@ class _Run:
         self.deadline_cancelled: set[str] = set()
         self.wake = anyio.Event()  # something the poll loop should look at now
         self.tg: anyio.abc.TaskGroup | None = None
+        self.seen = SeenJobs(services.result)  # each live job as last seen at Google
 
     def late(self) -> bool:
         return fallback.fallback_due(self.config, self.services.clock.now())
 
     async def go(self, jobs: Jobs) -> None:
         services = self.services
-        await anyio.to_thread.run_sync(self._remove_stray_files)
+        jobs_now = list(self.book.jobs.values())
+        await anyio.to_thread.run_sync(remove_stray_files, self.config.out_dir, jobs_now)
         for job in self.book.live():
             services.spend.reserved_usd += job.reserved_usd  # created, or about to be
         try:
@@ -213,23 +210,11 @@ class _Run:
         if job.state is None:
             remote = await self.calls.do(lambda: self.route.get_job(self.client, name))
             checkpoint("polling")
-            before = self.executor.remote.get(job.job_id)
-            self.executor.remote[job.job_id] = remote
-            counts = remote.counts
-            self.services.result.batch_jobs[job.job_id] = {
-                "state": remote.state.value,
-                "requests": counts.requests,
-                "succeeded": counts.succeeded,
-                "failed": counts.failed,
-                "pending": counts.pending,
-            }
+            moved = self.seen.polled(job.job_id, remote)
             if not remote.state.terminal:
                 if remote.state.value == "UNKNOWN":
                     log.warning("batch.unknown_state", job=job.job_id, state=remote.wire_state)
-                return before is None or (before.state, before.counts) != (
-                    remote.state,
-                    remote.counts,
-                )
+                return moved
             await self._record(job, Phase.ENDED, state=remote.state.value)
             log.info("batch.job_ended", job=job.job_id, state=remote.state.value)
         if not self.rows.feed_done.is_set():
@@ -237,13 +222,13 @@ class _Run:
         return await self._finish(job)
 
     async def _remote(self, job: BookJob) -> RemoteJob:
-        known = self.executor.remote.get(job.job_id)
+        known = self.seen.get(job.job_id)
         if known is not None:
             return known
         assert job.batch_name is not None
         name = job.batch_name
         remote = await self.calls.do(lambda: self.route.get_job(self.client, name))
-        self.executor.remote[job.job_id] = remote
+        self.seen.fetched(job.job_id, remote)
         return remote
 
     async def _finish(self, job: BookJob) -> bool:
@@ -254,7 +239,7 @@ class _Run:
                 if not await self.folder.download(job, remote):
                     return False  # SUCCEEDED, its file not readable yet: poll again
             elif job.state == "SUCCEEDED":
-                self.executor.remote.pop(job.job_id, None)  # look again for its file
+                self.seen.forget(job.job_id)  # look again for its file
                 return False
         to_record = self.rows.to_record(job, self.services.done)
         folded = await self.folder.fold(job, to_record)
@@ -281,11 +266,8 @@ class _Run:
             log.info("batch.resubmitting", job=job.job_id, rows=len(entries), round=job.round + 1)
             await self.feeder.resubmit(entries, job.round + 1, self.submit)
         else:
-            await self._fail(job, folded)
-
-    async def _fail(self, job: BookJob, folded: Folded) -> None:
-        for entry, outcome in folded.unfinished:
-            await self.folder.record(job, entry, outcome, Status.FAILED, folded)
+            for entry, outcome in folded.unfinished:
+                await self.folder.record(job, entry, outcome, Status.FAILED, folded)
 
     async def _cancel_for_deadline(self) -> None:
         """The deadline's fallback is due: cancel every live job (its rows go online once it
@@ -306,21 +288,12 @@ class _Run:
             if name is not None:
                 await delete_file(self.services, self.route, self.client, name)
         await self._record(job, Phase.CLEANED)
-        self.executor.remote.pop(job.job_id, None)
-        self.services.result.batch_jobs.pop(job.job_id, None)
+        self.seen.cleaned(job.job_id)
         # Only its own files: another job's request file may be being written right now.
-        await anyio.to_thread.run_sync(self._remove_files, job)
+        await anyio.to_thread.run_sync(remove_job_files, self.config.out_dir, job.job_id)
 
     async def _record(self, job: BookJob, kind: Phase | str, **fields: object) -> None:
         await self.submitter.journal(job, kind, **fields)
-
-    def _remove_files(self, job: BookJob) -> None:
-        for rel in (request_path(job.job_id), rows_path(job.job_id), results_path(job.job_id)):
-            (self.config.out_dir / rel).unlink(missing_ok=True)
-
-    def _remove_stray_files(self) -> None:
-        for path in stray_files(self.config.out_dir, list(self.book.jobs.values())):
-            path.unlink(missing_ok=True)
 
 
 __all__ = ["BatchExecutor", "RowEntry"]

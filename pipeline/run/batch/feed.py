@@ -23,7 +23,8 @@ from pipeline.run.batch.requestfile import RequestFile, RowEntry, read_rows, req
 from pipeline.run.batch.sizing import Cut, result_bytes
 from pipeline.run.control import Halt
 from pipeline.run.executor import Jobs, Records, RunServices
-from pipeline.store.batchbook import BatchBook, BookJob
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import BookJob
 from pipeline.store.records import invalid_record
 
 Submit = Callable[[BookJob], Awaitable[None]]  # starts a planned job on its way

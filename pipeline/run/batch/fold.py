@@ -28,7 +28,7 @@ from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, 
 from pipeline.run.batch.steps import JobSteps
 from pipeline.run.executor import Records
 from pipeline.run.final import final_record
-from pipeline.store.batchbook import BookJob, Phase
+from pipeline.store.bookjob import BookJob, Phase
 from pipeline.store.records import RowState
 
 log = structlog.get_logger("nanobatch")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.core.types import Job, Tier
-from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE, BookJob
+from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE
+from pipeline.store.bookjob import BookJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +135,14 @@ def stray_files(out_dir: Path, jobs: list[BookJob]) -> list[Path]:
         for p in folder.iterdir()
         if p.is_file() and p.name not in keep and not p.name.endswith((".bad.jsonl", ".damaged"))
     ]
+
+
+def remove_stray_files(out_dir: Path, jobs: list[BookJob]) -> None:
+    for path in stray_files(out_dir, jobs):
+        path.unlink(missing_ok=True)
+
+
+def remove_job_files(out_dir: Path, job_id: str) -> None:
+    """A cleaned job's request, rows and results files (its rows are in the ledger)."""
+    for rel in (request_path(job_id), rows_path(job_id), results_path(job_id)):
+        (out_dir / rel).unlink(missing_ok=True)

@@ -13,7 +13,8 @@ from pipeline.providers.batchapi import BatchRoute
 from pipeline.providers.http import HttpClient
 from pipeline.run.batch.calls import Calls
 from pipeline.run.executor import RunServices
-from pipeline.store.batchbook import BatchBook, BookJob, Phase
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import BookJob, Phase
 
 
 @dataclass

@@ -16,7 +16,8 @@ from pipeline.providers.batchapi import RemoteFile, RemoteJob
 from pipeline.run.batch.calls import delete_file
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.steps import JobSteps
-from pipeline.store.batchbook import DISPLAY_PREFIX, BookJob, Phase
+from pipeline.store.batchbook import DISPLAY_PREFIX
+from pipeline.store.bookjob import BookJob, Phase
 
 log = structlog.get_logger("nanobatch")
 

@@ -19,12 +19,8 @@ from pipeline.core import jsonread as jr
 from pipeline.core.types import Delivery, NoAnswer, Outcome, OutcomeKind, RawResponse
 from pipeline.providers.auth import Auth, Credentials, CredentialsFailed
 from pipeline.providers.batchapi import BatchCallError
-from pipeline.providers.gemini.classify import (
-    classify_error,
-    classify_failure,
-    malformed,
-    server_failed,
-)
+from pipeline.providers.gemini.classify import classify_failure
+from pipeline.providers.gemini.errormap import classify_error, malformed, server_failed
 from pipeline.providers.gemini.errors import error_from_bytes
 from pipeline.providers.http import HttpClient, origin
 

@@ -39,7 +39,8 @@ from pipeline.providers.gemini.batch.calls import Api, failure, name_path, secre
 from pipeline.providers.gemini.batch.files import get_file
 from pipeline.providers.gemini.batch.lines import result_line
 from pipeline.providers.gemini.batch.wire import inline_results, read_job
-from pipeline.providers.gemini.classify import classify_failure, malformed
+from pipeline.providers.gemini.classify import classify_failure
+from pipeline.providers.gemini.errormap import malformed
 from pipeline.providers.http import HttpClient
 
 FLUSH_BYTES = 1 << 20  # written to disk in pieces of this size, off the event loop

@@ -18,7 +18,7 @@ from pipeline.core import jsonread as jr
 from pipeline.providers.batchapi import BatchCallError, RemoteJob
 from pipeline.providers.gemini.batch.calls import Api, name_path
 from pipeline.providers.gemini.batch.wire import read_job
-from pipeline.providers.gemini.classify import malformed
+from pipeline.providers.gemini.errormap import malformed
 from pipeline.providers.http import HttpClient
 
 

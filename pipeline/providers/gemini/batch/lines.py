@@ -24,7 +24,8 @@ from pipeline.core import jsonread as jr
 from pipeline.core.types import Delivery, Outcome, OutcomeKind, RawResponse
 from pipeline.providers.base import PreparedRequest
 from pipeline.providers.batchapi import ResultLine
-from pipeline.providers.gemini.classify import classify_error, classify_parsed, server_failed
+from pipeline.providers.gemini.classify import classify_parsed
+from pipeline.providers.gemini.errormap import classify_error, server_failed
 from pipeline.providers.gemini.errors import error_from_json
 
 UNREADABLE = "UNREADABLE_RESULT_LINE"

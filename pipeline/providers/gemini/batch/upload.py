@@ -29,7 +29,7 @@ from pipeline.core.types import Delivery, NoAnswer, Outcome, OutcomeKind, RawRes
 from pipeline.providers.batchapi import BatchCallError, OnProgress, RemoteFile
 from pipeline.providers.gemini.batch.calls import Api, failure, read_object, secrets_of
 from pipeline.providers.gemini.batch.wire import read_file
-from pipeline.providers.gemini.classify import malformed
+from pipeline.providers.gemini.errormap import malformed
 from pipeline.providers.http import HttpClient
 
 CHUNK_BYTES = 8 * 1024 * 1024  # a multiple of the protocol's 256 KiB granularity
