@@ -35,6 +35,7 @@ Scenarios (full size):
 10. batch results: a finished batch job's ~256 MB result file (4K lines) downloaded as a stream
    and read line by line through the online classifier: MB/s and peak RSS (``bench_batch``).
 11. batch results, multi-GB (``--full``): the same with ~3 GB: peak RSS under 300 MB.
+12. start-up: ``nanobatch --help``, spawn to exit (median of 15): under 0.25 s.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from bench_memory import scenario_memory_latency
 from bench_model import Bench, Scenario, problems
 from bench_report import kept_notes, render_markdown
 from bench_solo import scenario_fold, scenario_hostile, scenario_resume, scenario_validate
+from bench_startup import scenario_startup
 from measure import ROOT, progress
 
 DOCS = ROOT / "docs"
@@ -77,6 +79,7 @@ SCENARIOS: dict[int, Callable[[Bench], Scenario]] = {
     9: scenario_memory_latency,
     10: scenario_batch,
     11: scenario_batch_large,
+    12: scenario_startup,
 }
 # Run only with --full (or --only): together they would take the default past ten minutes.
 LONG = frozenset({8, 11})
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         f"nanobatch bench ({bench.mode} size, baseline {args.baseline}): scenarios {numbers}, "
         f"working in {args.work}"
     )
+    bench.warm_up()
     for number in numbers:
         progress(f"[{number}] {SCENARIOS[number].__name__.removeprefix('scenario_')}")
         t0, load, commit = time.perf_counter(), os.getloadavg()[0], _commit()

@@ -17,7 +17,7 @@ from typing import Any
 import floor
 from bench_clients import ClientRun, Clients
 from bench_fixtures import write_manifest
-from measure import Emulator, progress
+from measure import Emulator, emulator, progress
 
 QUICK_SCALE = 10
 _FLOOR_ROUNDS = {"quick": 2, "full": 5}
@@ -65,6 +65,14 @@ class Bench:
         self.mode = "quick" if quick else "full"
         self.clients = Clients(keep_images=keep_images, baseline_python=baseline)
         self.floors: dict[str, dict[str, float]] = {}  # by size: floor.floors()'s figures
+
+    def warm_up(self) -> None:
+        """Run each client once on a few rows, unmeasured, so that the measured runs start as
+        they would on a user's machine after the first: with their bytecode cached
+        (``bench_clients.PYCACHE``)."""
+        progress("    warming up both clients (bytecode cache)")
+        with emulator(["--latency", "0"]) as emu:
+            self.head_to_head(emu, "warm-up", 4, 4, "512")
 
     def scaled(self, full: int) -> int:
         return max(full // QUICK_SCALE, 1) if self.quick else full
