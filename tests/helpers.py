@@ -1,5 +1,5 @@
 """Test helpers: manifests under a temp dir, run configs, the in-process emulator and a run
-against it."""
+against it, and an answer reader that remembers what the HTTP layer told it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import ApiKey, RunConfig
+from pipeline.core.types import Outcome, OutcomeKind
 from pipeline.emulator import (
     BackgroundEmulator,
     EmulatorApp,
@@ -112,3 +113,25 @@ def start_run(manifest: Path, out: Path, base_url: str, *flags: str) -> subproce
         env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+class Recorder:
+    """An ``AnswerReader`` that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.body = bytearray()
+
+    def begin(self, status: int, headers: Mapping[str, str]) -> None:
+        self.events.append(f"begin {status}")
+
+    def feed(self, chunk: bytes) -> None:
+        self.body += chunk
+        self.events.append("feed")
+
+    def finish(self) -> Outcome:
+        self.events.append("finish")
+        return Outcome(OutcomeKind.SUCCESS, "STOP")
+
+    def abort(self) -> None:
+        self.events.append("abort")

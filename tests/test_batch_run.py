@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.commands.progress import snapshot
 from pipeline.core.clock import VirtualClock
-from pipeline.core.config import Fallback, RunMode
+from pipeline.core.config import Fallback, RunConfig, RunMode
 from pipeline.emulator import EmulatorApp
 from pipeline.emulator.batchspecs import parse_batch_delay, parse_batch_faults
 from pipeline.emulator.mixes import fault_mix_rows
@@ -47,6 +47,20 @@ def emulator(
     )
 
 
+def batch_run(
+    tmp_path: Path,
+    clock: VirtualClock,
+    data: list[dict[str, Any]],
+    batch_faults: str = "",
+    **options: Any,
+) -> tuple[EmulatorApp, Path, RunConfig]:
+    """An emulator with ``batch_faults``, the output folder, and a batch run of ``data``."""
+    manifest = write_csv(tmp_path / "m.csv", data)
+    out = tmp_path / "out"
+    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock, **options)
+    return emulator(clock, batch_faults=batch_faults), out, config
+
+
 def ledger(out: Path) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = pq.read_table(out / "ledger.parquet").to_pylist()
     return found
@@ -71,10 +85,7 @@ def assert_recorded_and_paid_once(out: Path, app: EmulatorApp, n: int) -> list[d
 async def test_a_batch_run_records_every_row_at_the_batch_price(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", rows(30))
-    app = emulator(clock)
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, batch_max_requests=12, clock=clock)
+    app, out, config = batch_run(tmp_path, clock, rows(30), batch_max_requests=12)
 
     result: RunResult = await helpers.run(config, app)
 
@@ -94,10 +105,7 @@ async def test_rows_with_a_tier_go_into_a_batch_without_one_and_keep_it_for_the_
     # A batch job is its own tier: a serviceTier inside its requests is an error line (the
     # emulator is strict), so a row's flex or priority must not reach the request file.
     data = [{**row, "tier": "flex" if i % 2 else "priority"} for i, row in enumerate(rows(6))]
-    manifest = write_csv(tmp_path / "m.csv", data)
-    app = emulator(clock)
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
+    app, out, config = batch_run(tmp_path, clock, data)
 
     await helpers.run(config, app)
 
@@ -117,11 +125,10 @@ async def test_a_fault_mix_ends_every_row_terminal_paid_once(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     photo = helpers.make_image(tmp_path / "photo.png")
-    manifest = write_csv(tmp_path / "m.csv", mixed_rows(199, photo))
     faults = "expire=0.1,fail=0.1,late_file=0.3,long_id=0.3,line_error=0.05"
-    app = emulator(clock, batch_faults=faults)
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, batch_max_requests=25, clock=clock)
+    app, out, config = batch_run(
+        tmp_path, clock, mixed_rows(199, photo), faults, batch_max_requests=25
+    )
 
     result = await helpers.run(config, app)
 
@@ -151,11 +158,8 @@ async def test_a_fault_mix_ends_every_row_terminal_paid_once(
 async def test_a_rerun_after_a_drain_adopts_the_live_jobs_and_creates_none(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", rows(20))
-    app = emulator(clock)
-    out = tmp_path / "out"
+    app, out, config = batch_run(tmp_path, clock, rows(20), batch_max_requests=8)
     stop_at = clock.now() + timedelta(seconds=60)  # the jobs take 2 to 30 minutes
-    config = run_config(manifest, out, mode=RunMode.BATCH, batch_max_requests=8, clock=clock)
 
     first = await helpers.run(replace(config, stop_at=stop_at), app)
 
@@ -182,11 +186,8 @@ async def test_a_rerun_of_a_few_ids_still_records_every_row_its_adopted_jobs_pai
 ) -> None:
     # The live jobs hold 20 rows; a rerun with --limit 2 plans only two of them. Dropping
     # the other 18 results would lose paid images (and send, and pay for, them again later).
-    manifest = write_csv(tmp_path / "m.csv", rows(20))
-    app = emulator(clock)
-    out = tmp_path / "out"
+    app, out, config = batch_run(tmp_path, clock, rows(20), batch_max_requests=8)
     stop_at = clock.now() + timedelta(seconds=60)
-    config = run_config(manifest, out, mode=RunMode.BATCH, batch_max_requests=8, clock=clock)
     await helpers.run(replace(config, stop_at=stop_at), app)
     created = app.stats_snapshot()["batch_jobs_created"]
 
@@ -201,11 +202,8 @@ async def test_a_rerun_of_a_few_ids_still_records_every_row_its_adopted_jobs_pai
 async def test_a_stuck_job_at_the_deadline_is_cancelled_and_its_rows_go_online(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", rows(10))
-    app = emulator(clock, batch_faults="stuck=1")
-    out = tmp_path / "out"
     deadline = clock.now() + timedelta(hours=3)
-    config = run_config(manifest, out, mode=RunMode.BATCH, deadline=deadline, clock=clock)
+    app, out, config = batch_run(tmp_path, clock, rows(10), "stuck=1", deadline=deadline)
 
     result = await helpers.run(config, app)
 
@@ -233,10 +231,7 @@ def test_a_ledger_written_before_the_batch_job_column_reads_it_as_null(tmp_path:
 async def test_with_fallback_online_a_failed_jobs_rows_are_sent_online_once(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", rows(10))
-    app = emulator(clock, batch_faults="fail=1")
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, fallback=Fallback.ONLINE, clock=clock)
+    app, out, config = batch_run(tmp_path, clock, rows(10), "fail=1", fallback=Fallback.ONLINE)
 
     result = await helpers.run(config, app)
 

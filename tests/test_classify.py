@@ -143,6 +143,13 @@ QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and bil
 PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 OVERLOADED = "The model is overloaded. Please try again later."
+
+
+def quota_429(*details: dict[str, Any], headers: dict[str, str] | None = None) -> RawResponse:
+    """Google's 429 with its quota message and these ``details``."""
+    return response(429, google_error(429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, *details), headers)
+
+
 MODEL_404 = (
     "models/gemini-9-image is not found for API version v1beta, or is not supported for "
     "generateContent. Call ListModels to see the list of available models."
@@ -421,16 +428,10 @@ SHAPES = [
     ),
     # 429
     case(
-        response(
-            429,
-            google_error(
-                429,
-                "RESOURCE_EXHAUSTED",
-                QUOTA_MESSAGE,
-                quota_failure(PER_MINUTE),
-                {"@type": "type.googleapis.com/google.rpc.Help", "links": []},
-                retry_info("31s"),
-            ),
+        quota_429(
+            quota_failure(PER_MINUTE),
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": []},
+            retry_info("31s"),
         ),
         RATE_LIMIT,
         "RATE_LIMITED",
@@ -441,13 +442,7 @@ SHAPES = [
         http_status=429,
     ),
     case(
-        response(
-            429,
-            google_error(
-                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_DAY), retry_info("1.5s")
-            ),
-            {"retry-after": "99"},
-        ),
+        quota_429(quota_failure(PER_DAY), retry_info("1.5s"), headers={"retry-after": "99"}),
         RATE_LIMIT,
         "QUOTA_EXHAUSTED",
         "429-per-day-body-delay-beats-header",
@@ -455,12 +450,7 @@ SHAPES = [
         quota=QuotaScope.DAY,
     ),
     case(
-        response(
-            429,
-            google_error(
-                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_MINUTE, PER_DAY)
-            ),
-        ),
+        quota_429(quota_failure(PER_MINUTE, PER_DAY)),
         RATE_LIMIT,
         "QUOTA_EXHAUSTED",
         "429-per-day-dominates-per-minute",
@@ -468,12 +458,7 @@ SHAPES = [
         quota=QuotaScope.DAY,
     ),
     case(
-        response(
-            429,
-            google_error(
-                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_MINUTE, value="0")
-            ),
-        ),
+        quota_429(quota_failure(PER_MINUTE, value="0")),
         MODEL_ERROR,
         "NO_QUOTA",
         "429-quota-value-0-can-never-be-met",
@@ -482,27 +467,13 @@ SHAPES = [
         message=QUOTA_MESSAGE,
     ),
     case(
-        response(
-            429,
-            google_error(
-                429,
-                "RESOURCE_EXHAUSTED",
-                QUOTA_MESSAGE,
-                quota_failure(PER_DAY, value=0),
-                retry_info("20s"),
-            ),
-        ),
+        quota_429(quota_failure(PER_DAY, value=0), retry_info("20s")),
         MODEL_ERROR,
         "NO_QUOTA",
         "429-quota-value-0-as-a-number-even-with-retry-info",
     ),
     case(
-        response(
-            429,
-            google_error(
-                429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE, quota_failure(PER_MINUTE, value=False)
-            ),
-        ),
+        quota_429(quota_failure(PER_MINUTE, value=False)),
         RATE_LIMIT,
         "RATE_LIMITED",
         "429-quota-value-false-is-not-zero",

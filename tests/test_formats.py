@@ -54,16 +54,26 @@ def test_windows_cp1252_csv_names_the_row_and_how_to_save_as_utf8(
 
 
 @pytest.mark.parametrize(
-    "text",
-    ['id,prompt\na,"hello\nb,world\nc,x\n', 'id,prompt\na,"hello\nb,world\nc,"x"\nd,y\n'],
-    ids=["to-the-end", "to-the-next-quote"],
+    ("text", "says"),
+    [
+        pytest.param('id,prompt\na,"hello\nb,world\nc,x\n', r"row 2 .*quote", id="to-the-end"),
+        pytest.param(
+            'id,prompt\na,"hello\nb,world\nc,"x"\nd,y\n', r"row 2 .*quote", id="to-the-next-quote"
+        ),
+        pytest.param(
+            "id,prompt,Title,Title\na,p,x,y\n",
+            r"columns 3 and 4 .*both named 'Title'",
+            id="duplicate-header-names-not-a-key-error",
+        ),
+        pytest.param("id,prompt\na,x\nb,y,z\n", r"row 3 .*has 3 values", id="too-many-values"),
+    ],
 )
-def test_an_unclosed_quote_that_swallows_rows_is_reported_with_its_row(
-    tmp_path: Path, text: str
+def test_an_unclosed_quote_or_a_bad_header_or_row_is_reported_with_where_it_is(
+    tmp_path: Path, text: str, says: str
 ) -> None:
     path = tmp_path / "m.csv"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(UsageError, match=r"row 2 .*quote"):
+    with pytest.raises(UsageError, match=says):
         rows(path)
 
 
@@ -73,26 +83,12 @@ def test_a_quoted_value_over_several_lines_is_still_fine(tmp_path: Path) -> None
     assert [r["prompt"] for r in rows(path)] == ['line one,\nline two, "quoted"', "x"]
 
 
-def test_duplicate_header_names_are_reported_not_a_key_error(tmp_path: Path) -> None:
-    path = tmp_path / "m.csv"
-    path.write_text("id,prompt,Title,Title\na,p,x,y\n", encoding="utf-8")
-    with pytest.raises(UsageError, match=r"columns 3 and 4 .*both named 'Title'"):
-        rows(path)
-
-
 def test_a_cell_over_the_block_size_is_reported_with_its_row(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text(f"id,prompt\na,x\nb,{'y' * (2 * BLOCK_SIZE)}\nc,z\n", encoding="utf-8")
     with pytest.raises(UsageError, match=r"row 3 .*'prompt'") as e:
         rows(path)
     assert "straddl" not in str(e.value)
-
-
-def test_a_row_with_too_many_values_names_its_row(tmp_path: Path) -> None:
-    path = tmp_path / "m.csv"
-    path.write_text("id,prompt\na,x\nb,y,z\n", encoding="utf-8")
-    with pytest.raises(UsageError, match=r"row 3 .*has 3 values"):
-        rows(path)
 
 
 def test_empty_rows_are_left_out_and_row_numbers_stay_the_spreadsheets(tmp_path: Path) -> None:

@@ -4,45 +4,24 @@ added where their ``Auth`` says, to a URL the provider built."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from pipeline.core.budget import possibly_billed
-from pipeline.core.types import Delivery, Job, NoAnswer, Outcome, OutcomeKind, TransportFailure
+from pipeline.core.types import Delivery, Job, NoAnswer, Outcome, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import PreparedRequest
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient
+from tests.helpers import Recorder
 
 PROVIDER = GeminiProvider("http://api.invalid/", timeouts_s={"1K": 5.0}, api_version="v1beta")
 REQUEST = PROVIDER.prepare(
     Job("r", 1, "p", (), "gemini-2.5-flash-image", None, None), SourceCache()
 )
-
-
-class Recorder:
-    """An ``AnswerReader`` that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-        self.body = b""
-
-    def begin(self, status: int, headers: Mapping[str, str]) -> None:
-        self.events.append(f"begin {status}")
-
-    def feed(self, chunk: bytes) -> None:
-        self.body += chunk
-        self.events.append("feed")
-
-    def finish(self) -> Outcome:
-        self.events.append("finish")
-        return Outcome(OutcomeKind.SUCCESS, "STOP")
-
-    def abort(self) -> None:
-        self.events.append("abort")
 
 
 def transport(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:

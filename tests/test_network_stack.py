@@ -4,7 +4,7 @@ may have reached the server, which decides "possibly billed"."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -14,36 +14,15 @@ import pytest
 from anyio.abc import SocketStream
 
 from pipeline.core.config import ApiKey
-from pipeline.core.types import Job, NoAnswer, Outcome, OutcomeKind, TransportFailure
+from pipeline.core.types import Job, NoAnswer, Outcome, TransportFailure
 from pipeline.plan.sources import SourceCache
 from pipeline.providers.aiotransport import _translated
 from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient, new_http_client
+from tests.helpers import Recorder
 
 KEY = ApiKey("test-key-0123456789", "test")
-
-
-class Recorder:
-    """An ``AnswerReader`` that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-        self.body = bytearray()
-
-    def begin(self, status: int, headers: Mapping[str, str]) -> None:
-        self.events.append(f"begin {status}")
-
-    def feed(self, chunk: bytes) -> None:
-        self.body += chunk
-        self.events.append("feed")
-
-    def finish(self) -> Outcome:
-        self.events.append("finish")
-        return Outcome(OutcomeKind.SUCCESS, "STOP")
-
-    def abort(self) -> None:
-        self.events.append("abort")
 
 
 @asynccontextmanager
