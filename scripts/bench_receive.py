@@ -94,13 +94,30 @@ def _pool(stack: str) -> Any:
     return _httpx_pool(stack)
 
 
+class _OneClient:
+    """``ClientPool``'s surface over one ``HttpClient`` (``_client``) on one httpx-like client
+    (``_http``), both made by the subclass; every worker shares them."""
+
+    _http: Any
+    _client: HttpClient
+
+    def for_worker(self, index: int) -> HttpClient:
+        return self._client
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+
 def _httpx_pool(stack: str) -> Any:
     import httpx
     import httpx_aiohttp
 
     from pipeline.providers.aiotransport import AiohttpTransport
 
-    class Pool:
+    class Pool(_OneClient):
         def __init__(self, _: object, workers: int) -> None:
             limits = httpx.Limits(max_connections=workers, keepalive_expiry=4.0)
             transport: httpx.AsyncBaseTransport
@@ -113,35 +130,17 @@ def _httpx_pool(stack: str) -> Any:
             self._http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(None))
             self._client = HttpClient(self._http)
 
-        def for_worker(self, index: int) -> HttpClient:
-            return self._client
-
-        async def __aenter__(self) -> Any:
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self._http.aclose()
-
     return Pool
 
 
-class _httpx2_pool:
+class _httpx2_pool(_OneClient):
     def __init__(self, _: object, workers: int) -> None:
         import httpx2
 
         limits = httpx2.Limits(max_connections=workers, keepalive_expiry=4.0)
         transport = httpx2.AsyncHTTPTransport(limits=limits)
         self._http = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(None))
-        self._client = HttpClient(self._http)  # type: ignore[arg-type]  # the same API
-
-    def for_worker(self, index: int) -> HttpClient:
-        return self._client
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+        self._client = HttpClient(self._http)  # httpx2 has the same API (``_http`` is Any)
 
 
 async def _measure(stack: str, url: str, requests: int, size: int) -> float:

@@ -168,14 +168,12 @@ def _aiohttp_pool() -> type:
                         async with self._gate:
                             return await read(Response(response))
             except aiohttp.ServerTimeoutError as e:
-                sent = progress.maybe_sent and not isinstance(e, before_sending)
-                return NoAnswer(TransportFailure.TIMEOUT, type(e).__name__, sent)
+                return http.broke(TransportFailure.TIMEOUT, e, progress.maybe_sent, before_sending)
             except TimeoutError:
-                message = f"no answer within {call.timeout_s:.0f} s"
-                return NoAnswer(TransportFailure.TIMEOUT, message, progress.maybe_sent)
+                return http.timed_out(call, progress.maybe_sent)
             except aiohttp.ClientError as e:
-                sent = progress.maybe_sent and not isinstance(e, before_sending)
-                return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent)
+                failure = TransportFailure.CONNECTION
+                return http.broke(failure, e, progress.maybe_sent, before_sending)
             except TooLarge:
                 return NoAnswer(TransportFailure.CONNECTION, "body too large", sent=True)
 

@@ -184,11 +184,14 @@ def emulator(
         except ValueError as e:
             raise ValueError(f"--flex-latency: {e}") from None
 
+    def yes_no(flag: str, value: str) -> bool:
+        if value not in ("yes", "no"):
+            raise ValueError(f"{flag} must be yes or no, not {value!r}")
+        return value == "yes"
+
     try:
-        if batch_cancel_bills not in ("yes", "no"):
-            raise ValueError(f"--batch-cancel-bills must be yes or no, not {batch_cancel_bills!r}")
-        if cut_answers_billed not in ("yes", "no"):
-            raise ValueError(f"--cut-answers-billed must be yes or no, not {cut_answers_billed!r}")
+        cancel_bills = yes_no("--batch-cancel-bills", batch_cancel_bills)
+        cut_billed = yes_no("--cut-answers-billed", cut_answers_billed)
         config = EmulatorConfig(
             api_key=api_key,
             seed=seed,
@@ -199,7 +202,7 @@ def emulator(
             time_scale=time_scale,
             batch_delay=parse_batch_delay(batch_delay),
             batch_faults=parse_batch_faults(batch_faults),
-            batch_cancel_bills=batch_cancel_bills == "yes",
+            batch_cancel_bills=cancel_bills,
             flex_latency=flex_spec(flex_latency),
             shed_status=shed_status,
             no_flex_models=names(no_flex),
@@ -209,7 +212,7 @@ def emulator(
             error_array=error_array,
             chat_shape=chat_shape,
             chat_errors=chat_errors,
-            cut_answers_billed=cut_answers_billed == "yes",
+            cut_answers_billed=cut_billed,
         )
     except ValueError as e:
         raise shared.fail(UsageError(str(e))) from None

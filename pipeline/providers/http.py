@@ -148,19 +148,32 @@ class HttpClient:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            message = f"no answer within {call.timeout_s:.0f} s"
-            return NoAnswer(TransportFailure.TIMEOUT, message, progress.maybe_sent)
-        except httpx.TimeoutException as e:
-            # ConnectTimeout, ReadTimeout...: only the exception's class, as below.
-            sent = progress.maybe_sent and not isinstance(e, _BEFORE_SENDING)
-            return NoAnswer(TransportFailure.TIMEOUT, type(e).__name__, sent)
+            return timed_out(call, progress.maybe_sent)
+        except httpx.TimeoutException as e:  # ConnectTimeout, ReadTimeout...
+            return broke(TransportFailure.TIMEOUT, e, progress.maybe_sent, _BEFORE_SENDING)
         except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as e:
-            # Only the exception's class: its text can hold the URL, which can hold a key.
-            sent = progress.maybe_sent and not isinstance(e, _BEFORE_SENDING)
-            return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent)
+            return broke(TransportFailure.CONNECTION, e, progress.maybe_sent, _BEFORE_SENDING)
         except TooLarge:
             message = f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
             return NoAnswer(TransportFailure.CONNECTION, message, sent=True)
+
+
+def timed_out(call: Call, maybe_sent: bool) -> NoAnswer:
+    """No answer within the attempt's deadline."""
+    message = f"no answer within {call.timeout_s:.0f} s"
+    return NoAnswer(TransportFailure.TIMEOUT, message, maybe_sent)
+
+
+def broke(
+    failure: TransportFailure,
+    error: Exception,
+    maybe_sent: bool,
+    before_sending: tuple[type[Exception], ...],
+) -> NoAnswer:
+    """An exchange that broke with ``error``: sent unless it broke before a byte went out.
+    Only the exception's class is kept: its text can hold the URL, which can hold a key."""
+    sent = maybe_sent and not isinstance(error, before_sending)
+    return NoAnswer(failure, type(error).__name__, sent)
 
 
 def _redirect_message(response: httpx.Response, url: str) -> str:
