@@ -94,20 +94,12 @@ def _pool(stack: str) -> Any:
     return _httpx_pool(stack)
 
 
-class _OneClient:
-    """``ClientPool``'s surface over one ``HttpClient`` (``_client``) on one httpx-like client
-    (``_http``), both made by the subclass; every worker shares them."""
+class _OneClient(http_stacks.OneClient):
+    """One ``HttpClient`` on one httpx-like client (``_http``), both made by the subclass."""
 
     _http: Any
-    _client: HttpClient
 
-    def for_worker(self, index: int) -> HttpClient:
-        return self._client
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
         await self._http.aclose()
 
 

@@ -88,6 +88,25 @@ def _use_aiohttp() -> None:
     vars(scheduler)["ClientPool"] = _aiohttp_pool()
 
 
+class OneClient:
+    """``ClientPool``'s surface over one client (``_client``, made by the subclass) that every
+    worker shares; ``close`` ends what it runs on."""
+
+    _client: Any
+
+    def for_worker(self, index: int) -> Any:
+        return self._client
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
 def _aiohttp_pool() -> type:
     """``ClientPool`` and ``HttpClient`` on aiohttp, built here so that importing this module
     needs no aiohttp."""
@@ -177,7 +196,7 @@ def _aiohttp_pool() -> type:
             except TooLarge:
                 return NoAnswer(TransportFailure.CONNECTION, "body too large", sent=True)
 
-    class AiohttpPool:
+    class AiohttpPool(OneClient):
         def __init__(self, transport: object, workers: int) -> None:
             if transport is not None:
                 raise SystemExit("the aiohttp stack has no in-process transport")
@@ -190,13 +209,7 @@ def _aiohttp_pool() -> type:
             self._client = AiohttpClient(self._session, anyio.CapacityLimiter(http.BODY_READERS))
             self._workers = math.ceil(workers)
 
-        def for_worker(self, index: int) -> AiohttpClient:
-            return self._client
-
-        async def __aenter__(self) -> AiohttpPool:
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
+        async def close(self) -> None:
             await self._session.close()
 
     return AiohttpPool
