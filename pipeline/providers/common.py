@@ -5,7 +5,7 @@ of its model. A route keeps only what is its own: its URL, headers, body and cla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, TypedDict
+from typing import Protocol, TypedDict, Unpack
 
 from pipeline.core.clock import Clock
 from pipeline.core.models import effective_size, resolve_model
@@ -13,9 +13,6 @@ from pipeline.core.tiers import request_timeout
 from pipeline.core.types import Job, Outcome, RawResponse, Tier
 from pipeline.plan.fingerprint import fingerprint
 from pipeline.providers.base import JSON_HEADERS, AnswerReader, PreparedRequest, WholeBody
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's own from Python 3.12
 
 
 class ReadOptions(TypedDict, total=False):

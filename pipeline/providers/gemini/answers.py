@@ -5,7 +5,7 @@ folder, classified by the route's own classifier on the run's clock."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, Unpack
 
 from pipeline.core.clock import SYSTEM_CLOCK, Clock
 from pipeline.core.types import Outcome, RawResponse, Tier
@@ -14,9 +14,6 @@ from pipeline.providers.common import ReadOptions
 from pipeline.providers.gemini.extract import Spooled
 from pipeline.providers.gemini.stream import StreamingAnswer
 from pipeline.store.storage import TMP_DIR
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 
 class NativeOptions(ReadOptions, total=False):

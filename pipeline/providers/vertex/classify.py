@@ -14,15 +14,11 @@ them as generations, so the money rule must count them (``Outcome.billed_refusal
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Unpack
 
 from pipeline.core.types import Outcome, OutcomeKind, RawResponse
+from pipeline.providers.gemini.answers import NativeOptions
 from pipeline.providers.gemini.classify import classify as classify_native
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from pipeline.providers.gemini.answers import NativeOptions
 
 MODEL_ARMOR = "MODEL_ARMOR"
 ARMOR_REASONS = frozenset({MODEL_ARMOR, f"PROMPT_BLOCKED:{MODEL_ARMOR}"})
