@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.journal import encode_line
 from pipeline.store.ledger import ATTEMPTS_SCHEMA, SCHEMA
+from tests.browser import Browser
 from tests.helpers import run_config, write_csv
 
 HOSTILE = "a mug </script><b>bold</b> <!-- x __TILES__ & more"
@@ -233,23 +233,16 @@ async def test_a_real_run_reports_what_the_emulator_did(
 # The contact sheet in a real browser.
 
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if found := shutil.which(name):
-            return found
-    pytest.skip("chromium not installed: apt-get install chromium (scripts/install_chromium.sh)")
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One browser for the module's pages: each opens in a new tab of it."""
+    with Browser(tmp_path_factory.mktemp("profile")) as started:
+        yield started
 
 
-def dom(browser: str, page: Path, fragment: str, profile: Path) -> str:
+def dom(browser: Browser, page: Path, fragment: str) -> str:
     """The page's DOM after its script ran and its images loaded (virtual time: no real wait)."""
-    result = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync",
-         f"--user-data-dir={profile}", "--window-size=1280,4000", "--virtual-time-budget=2000",
-         "--dump-dom", f"file://{page}{fragment}"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return result.stdout
+    return browser.dom(f"file://{page}{fragment}")
 
 
 def tiles_in(html: str, attribute: str = "") -> int:
@@ -269,15 +262,15 @@ def many_rows(out: Path, rows: int) -> None:
     )
 
 
-def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(tmp_path: Path) -> None:
-    browser = chromium()
-    profile = tmp_path / "profile"
+def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(
+    tmp_path: Path, browser: Browser
+) -> None:
     small = tmp_path / "small"
     hand_made(small)
     build_report(small)
     page = (small / "report.html").resolve()
 
-    everything = dom(browser, page, "", profile)
+    everything = dom(browser, page, "")
     assert tiles_in(everything) == 9
     assert tiles_in(everything, 'data-img="loaded"') == 4  # every thumbnail decoded, "#1 50%" too
     sources = re.findall(r'<img[^>]* src="([^"]+)"', everything)
@@ -287,28 +280,27 @@ def test_the_contact_sheet_renders_filters_and_pages_in_a_browser(tmp_path: Path
     assert len(links) == 6  # one per picture, and one per image of the row that made two
     assert all((small / unquote(link)).is_file() for link in links)
     assert "a mug &lt;/script&gt;&lt;b&gt;bold" in everything  # shown as text, not markup
-    assert tiles_in(dom(browser, page, "#status=refused", profile)) == 2
-    assert tiles_in(dom(browser, page, "#status=failed,invalid", profile)) == 2
-    assert tiles_in(dom(browser, page, "#reason=TEXT_ONLY", profile)) == 1
-    assert tiles_in(dom(browser, page, "#q=HOSTILE", profile)) == 1  # any case
+    assert tiles_in(dom(browser, page, "#status=refused")) == 2
+    assert tiles_in(dom(browser, page, "#status=failed,invalid")) == 2
+    assert tiles_in(dom(browser, page, "#reason=TEXT_ONLY")) == 1
+    assert tiles_in(dom(browser, page, "#q=HOSTILE")) == 1  # any case
 
     big = tmp_path / "big"
     many_rows(big, 10_000)
     build_report(big)
     page = (big / "report.html").resolve()
-    first = dom(browser, page, "", profile)
+    first = dom(browser, page, "")
     assert tiles_in(first) == 200  # one page of tiles, not 10,000
     assert "page 1 of 50" in first
-    last = dom(browser, page, "#status=refused&page=45", profile)  # 9,000 refused rows
+    last = dom(browser, page, "#status=refused&page=45")  # 9,000 refused rows
     assert tiles_in(last) == 200
     assert tiles_in(last, 'data-status="failed"') == 0
     assert "page 45 of 45" in last
 
 
 def test_tiles_show_file_names_metadata_what_a_rerun_does_and_invalid_prompts(
-    tmp_path: Path,
+    tmp_path: Path, browser: Browser
 ) -> None:
-    browser = chromium()
     rows = [
         {"id": "lamp", "sku": "SKU-0042", "title": "Desk lamp", "prompt": "a desk lamp"},
         {"id": "busy", "sku": "SKU-0043", "title": "Stool", "prompt": "a stool #500"},
@@ -322,7 +314,7 @@ def test_tiles_show_file_names_metadata_what_a_rerun_does_and_invalid_prompts(
                         clock=clock)  # fmt: skip
     clock.run(run_manifest, config, EmulatorTransport(app))
     build_report(out)
-    page = dom(browser, (out / "report.html").resolve(), "", tmp_path / "profile")
+    page = dom(browser, (out / "report.html").resolve(), "")
     tile = r'<article class="tile[^"]*"[^>]*data-id="([^"]+)"[^>]*>(.*?)</article>'
     tiles = dict(re.findall(tile, page, re.S))
     assert set(tiles) == {"lamp", "busy", "bad"}
