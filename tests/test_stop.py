@@ -28,7 +28,7 @@ from tests.helpers import TEST_KEY, emulator, run, run_config, slow_emulator, wr
 
 @pytest.fixture
 def slow_server() -> Iterator[BackgroundEmulator]:
-    with slow_emulator("0.4") as server:
+    with slow_emulator("0.2") as server:
         yield server
 
 
@@ -125,7 +125,8 @@ def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
     slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    # 24 rows at 0.4 s, 4 at a time: it runs for 2.4 s at least, ample to read it mid-run.
+    # 24 rows at 0.2 s, 4 at a time: it runs for 1.2 s after its first request at least,
+    # ample to read it mid-run (status.json is written as the run starts).
     process = start_sending(slow_server, manifest, out, "--limit", "24")
     deadline = time.monotonic() + 30
     while not (out / "status.json").exists() and time.monotonic() < deadline:
