@@ -6,13 +6,20 @@ import json
 import re
 import signal
 import time
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
+from pipeline.commands.progress import STATUS_FILE, snapshot
+from pipeline.commands.run import note_submitted
 from pipeline.commands.status import folder_status, format_status
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import RunMode
+from pipeline.emulator.batchspecs import parse_batch_delay
 from tests.commandline import nanobatch
 from tests.helpers import emulator, run, run_config, slow_emulator, start_run, write_csv
 
@@ -78,3 +85,35 @@ def test_status_of_a_folder_that_is_not_there_is_one_line_and_exit_2(tmp_path: P
         assert result.exit_code == 2, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert not (tmp_path / "missing").exists()  # looking never creates the folder
+
+
+async def test_status_shows_the_batch_figures_of_a_batch_run_and_none_for_an_online_one(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
+                                              for i in range(10)])  # fmt: skip
+    out = tmp_path / "out"
+    app = emulator(clock=clock, batch_delay=parse_batch_delay("uniform:120-1800"))
+    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock, batch_max_requests=4)
+    # Stopped a minute in: three jobs left running at Google, as status.json then says.
+    stopped = await run(replace(config, stop_at=clock.now() + timedelta(seconds=60)), app)
+    note_submitted(stopped, config)  # as the run command does before its last status.json
+    (out / STATUS_FILE).write_text(json.dumps(snapshot(stopped, batch=True)))
+
+    found = folder_status(out)
+    shown = nanobatch("status", str(out), "--format", "json")
+
+    assert found.batch is not None
+    assert len(found.batch["submitted_jobs"]) == 3
+    assert found.batch["google"]["requests"] == 10
+    assert json.loads(shown.stdout)["batch"] == found.batch
+    text = format_status(found)
+    assert "jobs left running at Google: 3, holding 10 rows" in text
+    assert "pending of 10 requests" in text
+
+    # An online run's status.json has no batch figures: the report is as it was.
+    online = tmp_path / "online"
+    result = await run(run_config(manifest, online, clock=clock), emulator(clock=clock))
+    (online / STATUS_FILE).write_text(json.dumps(snapshot(result)))
+    assert folder_status(online).batch is None
+    assert "batch (" not in format_status(folder_status(online))

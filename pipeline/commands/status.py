@@ -43,6 +43,7 @@ class FolderStatus:
     spend_usd: float = 0.0  # every attempt over all runs
     progress: dict[str, Any] | None = None  # the running run's status.json figures
     rerun: dict[str, int] = field(default_factory=dict)  # what a rerun would do with known rows
+    batch: dict[str, Any] | None = None  # status.json's "batch" figures of a --mode batch run
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +115,14 @@ def folder_status(out_dir: Path) -> FolderStatus:
             "revalidated_invalid": counts["invalid"],
             "refused_with_rerun_refused": counts["refused"],
         },
+        batch=_batch_figures(beat),
     )
+
+
+def _batch_figures(beat: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The heartbeat's batch figures (only a --mode batch run writes them)."""
+    figures = beat.get("batch") if beat else None
+    return figures if isinstance(figures, dict) else None
 
 
 def live_note(out_dir: Path) -> str | None:
@@ -171,4 +179,42 @@ def format_status(status: FolderStatus) -> str:
         lines.append(
             f"  --rerun failed,refused would also send {r['refused_with_rerun_refused']} refused"
         )
+    if status.batch is not None:
+        lines.extend(format_batch(status.batch, status.out_dir, running=status.running))
     return "\n".join(lines)
+
+
+def format_batch(batch: dict[str, Any], out_dir: str, *, running: bool) -> list[str]:
+    """The batch figures of the running (or last) --mode batch run, a few lines."""
+
+    def number(key: str, within: dict[str, Any] = batch) -> float:
+        value = within.get(key)
+        return value if isinstance(value, int | float) else 0
+
+    lines = [
+        f"  batch ({'this' if running else 'last'} run): {number('rows'):.0f} rows from jobs "
+        f"(${number('usd'):.2f}), "
+        f"{number('fallback_rows'):.0f} sent online by the fallback "
+        f"(${number('fallback_usd'):.2f})"
+    ]
+    left = batch.get("submitted_jobs") or []
+    if left:
+        lines.append(
+            f"  jobs left running at Google: {len(left)}, holding "
+            f"{number('submitted_rows'):.0f} rows (pending: a rerun folds them; "
+            f"`nanobatch batch status {out_dir}` asks Google now)"
+        )
+    jobs = batch.get("jobs") or {}
+    if isinstance(jobs, dict) and jobs:
+        google = batch.get("google") or {}
+        states = ", ".join(
+            f"{job_id} {job.get('state', '?')}"
+            for job_id, job in jobs.items()
+            if isinstance(job, dict)
+        )
+        lines.append(
+            f"  at Google, as last polled: {states}; {number('succeeded', google):.0f} "
+            f"succeeded, {number('failed', google):.0f} failed, "
+            f"{number('pending', google):.0f} pending of {number('requests', google):.0f} requests"
+        )
+    return lines
