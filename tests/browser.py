@@ -2,9 +2,8 @@
 
 ``chromium --dump-dom`` starts a whole browser per page (~0.6 s of start-up and a core's worth
 of processes each time); this helper starts it once and opens each page in a fresh tab. A page
-is read as ``--virtual-time-budget --dump-dom`` reads it: virtual time runs until the budget
-is spent, paused while a fetch (an image) is pending, so timers fire and images load without a
-real wait; then the DOM is serialised.
+is read once it has loaded and the load or error event of each of its images has been
+handled; then the DOM is serialised.
 
 The protocol travels over ``--remote-debugging-pipe``: the browser reads commands from its file
 descriptor 3 and writes answers to 4, one JSON message per NUL-terminated frame. A shell
@@ -27,6 +26,28 @@ import pytest
 
 TIMEOUT_S = 60.0
 WIDTH, HEIGHT = 1280, 4000  # tall enough that every tile of a page is in view (lazy images)
+
+
+# Before any script of a page: note each image whose load or error event has been dispatched
+# (a capturing listener on the document sees both, though neither bubbles). An image can be
+# ``complete`` before then (a cache hit), and the page's own handlers run in that dispatch.
+_WATCH = """window.__settled = new WeakSet();
+for (const type of ["load", "error"])
+  document.addEventListener(type, event => {
+    if (event.target instanceof HTMLImageElement) window.__settled.add(event.target);
+  }, true);"""
+# The DOM once the page has loaded (its scripts ran) and each image's event has been handled.
+# Ten seconds at most, then the DOM as it is (the test's assertions say what is missing).
+_SETTLED = """new Promise(done => {
+  const until = Date.now() + 10000;
+  const check = () => {
+    const ready = document.readyState === "complete"
+      && [...document.images].every(image => window.__settled.has(image) || !image.src);
+    if (ready || Date.now() > until) done(document.documentElement.outerHTML);
+    else setTimeout(check, 10);
+  };
+  check();
+})"""
 
 
 def chromium() -> str:
@@ -73,22 +94,20 @@ class Browser:
             if pipe is not None:
                 pipe.close()
 
-    def dom(self, url: str, budget_ms: int = 2000) -> str:
-        """The page's DOM after ``budget_ms`` of virtual time (its script ran, images loaded)."""
+    def dom(self, url: str) -> str:
+        """The page's DOM once it has loaded and every image in it has settled."""
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         try:
             self.call("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=HEIGHT,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
-            # Virtual time stands still until the page is asked for, so none of the budget is
-            # spent on about:blank; from then on it runs, paused while any fetch is pending.
-            self.call("Emulation.setVirtualTimePolicy", session, policy="pause")
-            self.call("Page.navigate", session, url=url)
-            self.call("Emulation.setVirtualTimePolicy", session,
-                      policy="pauseIfNetworkFetchesPending", budget=budget_ms)  # fmt: skip
-            self._event("Emulation.virtualTimeBudgetExpired", session)
-            found = self.call("Runtime.evaluate", session,
-                              expression="document.documentElement.outerHTML")  # fmt: skip
+            self.call("Page.enable", session)
+            self.call("Page.addScriptToEvaluateOnNewDocument", session, source=_WATCH)
+            self.call("Page.setLifecycleEventsEnabled", session, enabled=True)
+            loader = self.call("Page.navigate", session, url=url)["loaderId"]
+            self._event(session, "Page.lifecycleEvent", name="load", loaderId=loader)
+            found = self.call("Runtime.evaluate", session, expression=_SETTLED,
+                              awaitPromise=True, returnByValue=True)  # fmt: skip
             html: str = found["result"]["value"]
             return html
         finally:
@@ -119,13 +138,18 @@ class Browser:
         self._process.stdin.flush()
         return self._next_id
 
-    def _event(self, method: str, session: str) -> dict[str, Any]:
+    def _event(self, session: str, method: str, **params: object) -> dict[str, Any]:
+        """Wait for the session's event ``method`` whose parameters include ``params``."""
         deadline = time.monotonic() + TIMEOUT_S
+        seen = 0
         while True:
-            for event in self._events:
-                if event["method"] == method and event.get("sessionId") == session:
-                    self._events.remove(event)
+            for event in self._events[seen:]:
+                found = event.get("params", {})
+                if (event["method"], event.get("sessionId")) == (method, session) and all(
+                    found.get(name) == value for name, value in params.items()
+                ):
                     return event
+            seen = len(self._events)
             self._events.append(self._receive(deadline))
 
     def _receive(self, deadline: float) -> dict[str, Any]:

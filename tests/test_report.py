@@ -241,7 +241,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 
 def dom(browser: Browser, page: Path, fragment: str) -> str:
-    """The page's DOM after its script ran and its images loaded (virtual time: no real wait)."""
+    """The page's DOM after its script ran and its images loaded or failed."""
     return browser.dom(f"file://{page}{fragment}")
 
 
