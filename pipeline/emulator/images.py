@@ -5,6 +5,9 @@ one from the request fingerprint) behind a band that shows the prompt's words an
 size and ratio, so a contact sheet of a run is readable. The rings of a given pixel size are
 rendered once and cached as a layout; a request only draws its text band and picks a palette.
 Encoded images are cached (as base64) by content key: fingerprint, pixel size and format.
+A picture depends on nothing but the request and the payload, so the apps of one process (a
+test suite makes hundreds) share their caches: one pair per payload and byte budget, its keys
+holding everything a picture is drawn from.
 
 Real-world byte sizes (``Payload.REALISTIC``) come from a stored (uncompressed) PNG, assembled
 from cached pieces by ``png``, or for JPEG from a comment segment that pads the file to a
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import colorsys
+import functools
 import hashlib
 import io
 import zlib
@@ -102,19 +106,27 @@ def _jpeg_padded(jpeg: bytes, target: int) -> bytes:
     return jpeg[:2] + b"".join(segments) + jpeg[2:]
 
 
+@functools.cache
+def _font() -> ImageFont.ImageFont:
+    return ImageFont.load_default_imagefont()  # read-only once loaded: shared like the caches
+
+
 class Renderer:
-    """Renders and caches the images of answers. One per app; no module-level state."""
+    """Renders and caches the images of answers, one per app (its caches are shared)."""
 
     def __init__(self, payload: Payload, cache_bytes: int) -> None:
         self._payload = payload
-        self._images = ByteLru(cache_bytes)
-        self._layouts = ByteLru(max(cache_bytes // 2, 64 * 1024 * 1024))
-        self._font = ImageFont.load_default_imagefont()
+        self._images = ByteLru.shared(("images", payload), cache_bytes)
+        self._layouts = ByteLru.shared(("layouts", payload), max(cache_bytes // 2, 64 << 20))
+        self._font = _font()
 
     def final_image(self, request: GenerationRequest) -> Encoded:
         """The answer's image in base64 (ASCII pieces, ready to splice into JSON)."""
         width, height = request.model.pixels(request.image_size, request.aspect_ratio)
-        key = ("final", request.fingerprint, width, height, request.mime_type)
+        # The fingerprint covers the model id and the body; the rest is what this app's model
+        # table made of them, which another app's may not.
+        key = ("final", request.fingerprint, width, height, request.mime_type,
+               request.model.short_name, request.image_size, request.aspect_ratio)  # fmt: skip
         cached = self._images.get(key)
         if isinstance(cached, tuple):
             return cached
