@@ -295,7 +295,7 @@ answers = some_of(
     error=leaves | some_of(code=leaves, type=leaves, message=leaves,
                            metadata=some_of(raw=leaves) | leaves),
 )  # fmt: skip
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS

@@ -886,7 +886,7 @@ response_like = some_of(
 )
 statuses = st.integers(min_value=100, max_value=599)
 headers = st.dictionaries(st.sampled_from(["retry-after", "content-type"]), st.text(max_size=40))
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def assert_well_formed(outcome: Outcome, status: int) -> None:

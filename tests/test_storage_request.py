@@ -130,7 +130,7 @@ _JOBS = st.builds(
 _DIGESTS = st.lists(st.text("0123456789abcdef", min_size=4, max_size=8), max_size=3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(job=_JOBS, digests=_DIGESTS, data=st.data())
 def test_fingerprints_are_stable_and_change_with_any_input(
     job: Job, digests: list[str], data: st.DataObject

@@ -240,7 +240,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(status=st.sampled_from([200, 400, 401, 403, 404, 429, 500, 503]), data=JSON)
 def test_arbitrary_json_never_crashes_the_classifier(status: int, data: object) -> None:
     for body in (data, [data], {"error": data}, [{"error": data}]):
