@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 
 from pipeline.commands.verify import fix, verify
-from pipeline.core.config import RunConfig
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
 from pipeline.core.types import Status
 from pipeline.emulator import EmulatorApp, EmulatorTransport
+from pipeline.emulator.batchspecs import parse_batch_delay
 from pipeline.providers.http import ClientPool
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
@@ -276,3 +278,33 @@ async def test_a_kill_at_any_moment_of_verify_fix_leaves_no_succeeded_row_withou
         if finished:
             break
     assert finished, moment
+
+
+@pytest.mark.parametrize("mode", [RunMode.ONLINE, RunMode.BATCH])
+async def test_images_whose_records_a_kill_lost_are_adopted_at_the_cost_they_were_billed(
+    tmp_path: Path, clock: VirtualClock, mode: RunMode
+) -> None:
+    # A kill between storing an answer's images and making its record durable: no record,
+    # the images and their provenance on disk (the ledger moved away leaves the same for every
+    # row). The rerun adopts them, and the ledger's cost is still what the server billed.
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p{i}"}
+                                              for i in range(4)])  # fmt: skip
+    out = tmp_path / "out"
+    app = emulator(clock=clock, batch_delay=parse_batch_delay("uniform:60-120"))
+    config = run_config(manifest, out, mode=mode, clock=clock)
+    await run(config, app)
+    before = ledger(out)
+    (out / "ledger.parquet").rename(tmp_path / "lost.parquet")
+
+    await run(config, app)
+
+    stats: dict[str, Any] = app.stats_snapshot()
+    assert (stats["billed"] + stats["batch_billed"], stats["billed_duplicates"]) == (4, 0)
+    after = ledger(out)
+    assert {r["reason"] for r in after.values()} == {"ADOPTED"}
+    for row_id, row in after.items():
+        was = before[row_id]
+        assert (row["cost_usd"], row["tier"], row["batch_job"]) == (
+            was["cost_usd"], was["tier"], was["batch_job"]
+        )  # fmt: skip
+    assert sum(r["cost_usd"] for r in after.values()) == pytest.approx(stats["billed_usd"])

@@ -4,8 +4,9 @@ A run writes a row's images, then its ledger record. A kill between the two, a j
 damaged on disk, or a damaged ledger moved away leaves paid-for images the ledger does not
 know. Whenever a pending row has a provenance record (``provenance``) whose fingerprint is the
 row's current request and whose files are all there, intact, the row is adopted: recorded as
-succeeded, reason ``ADOPTED``, without sending it again. That costs one failed ``open`` per
-pending row, no listing of the images folder.
+succeeded, reason ``ADOPTED``, without sending it again, at the cost the record says it was
+billed (with its tier and batch job), so the ledger's cost stays what the server billed. That
+costs one failed ``open`` per pending row, no listing of the images folder.
 
 Images from before provenance records (no record) are adopted by file name only after a run
 that did not close cleanly, as before; the images folder is then listed, and files no row of
@@ -18,6 +19,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -98,9 +100,11 @@ def adoptable(
     digests = [digest for _, digest in made.files]
     if current != made.fingerprint or recorded(job.row_id) == digests:
         return None
-    return adopt(
-        job, [rel for rel, _ in made.files], out_dir, sources, expected=digests, made_by=current
-    )
+    files = [rel for rel, _ in made.files]
+    adopted = adopt(job, files, out_dir, sources, expected=digests, made_by=current)
+    if adopted is None:
+        return None
+    return replace(adopted, cost_usd=made.cost_usd, tier=made.tier, batch_job=made.batch_job)
 
 
 def adopt(

@@ -1,14 +1,16 @@
 """Which request made each image: a small record per row beside its images.
 
 ``DIR/provenance/<name>`` (``<name>``: the row's file name stem, never longer than an image's
-name) holds, as JSON, the row id, the fingerprint of the request that made the images, and
-each image's path and SHA-256. It is written (atomically) before the images, so no image of
-this version is ever on disk without it. With it, images the ledger does not know (a crash
-before their record, a journal record damaged on disk, a damaged ledger moved away) are
-adopted only when the row's current request is the one that made them: an edited prompt's old
-image is never taken for the new one. ``verify --fix`` rewrites the record of files it found
-broken without a fingerprint, so they are never adopted. Images from before these records
-existed have none.
+name) holds, as JSON, the row id, the fingerprint of the request that made the images, each
+image's path and SHA-256, and what the answer was billed (its cost, the tier it was billed at,
+the batch job that answered it). It is written (atomically) before the images, so no image of
+this version is ever on disk without it, nor without what it cost. With it, images the ledger
+does not know (a crash before their record, a journal record damaged on disk, a damaged ledger
+moved away) are adopted only when the row's current request is the one that made them (an edited
+prompt's old image is never taken for the new one), and at the cost they were billed, so the
+ledger's cost still equals the bill after a kill between an answer and its record. ``verify
+--fix`` rewrites the record of files it found broken without a fingerprint, so they are never
+adopted. Images from before these records existed have none.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class Provenance:
     row_id: str
     fingerprint: str | None  # None: rejected by verify --fix, never to be adopted
     files: tuple[tuple[str, str], ...]  # (path relative to the output directory, sha256)
+    # What the answer was billed (None: a record from before costs were kept, or verify's).
+    cost_usd: float | None = None
+    tier: str | None = None  # the tier it was billed at ("batch" for a batch job's result)
+    batch_job: str | None = None  # the batch job that answered it
 
 
 def folder(out_dir: Path) -> Path:
@@ -53,15 +59,24 @@ def read(out_dir: Path, stem: str) -> Provenance | None:
         data = json.loads((folder(out_dir) / stem).read_bytes())
         files = tuple((str(rel), str(digest)) for rel, digest in data["files"])
         fingerprint = data["fingerprint"]
-        return Provenance(str(data["row_id"]), None if fingerprint is None else str(fingerprint),
-                          files)  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
+        cost, tier, batch_job = data.get("cost_usd"), data.get("tier"), data.get("batch_job")
+        return Provenance(
+            str(data["row_id"]),
+            None if fingerprint is None else str(fingerprint),
+            files,
+            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            tier=tier if isinstance(tier, str) else None,
+            batch_job=batch_job if isinstance(batch_job, str) else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def write(out_dir: Path, stem: str, record: Provenance) -> None:
-    data = {"row_id": record.row_id, "fingerprint": record.fingerprint,
-            "files": [list(f) for f in record.files]}  # fmt: skip
+    data: dict[str, object] = {"row_id": record.row_id, "fingerprint": record.fingerprint,
+                               "files": [list(f) for f in record.files]}  # fmt: skip
+    billed = {"cost_usd": record.cost_usd, "tier": record.tier, "batch_job": record.batch_job}
+    data.update((key, value) for key, value in billed.items() if value is not None)
     path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
     path.parent.mkdir(parents=True, exist_ok=True)
     (out_dir / TMP_DIR).mkdir(exist_ok=True)
@@ -69,12 +84,22 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
 
 
 def store(
-    out_dir: Path, stem: str, images: tuple[ImagePart, ...], *, row_id: str, fingerprint: str
+    out_dir: Path,
+    stem: str,
+    images: tuple[ImagePart, ...],
+    *,
+    row_id: str,
+    fingerprint: str,
+    cost_usd: float | None = None,
+    tier: str | None = None,
+    batch_job: str | None = None,
 ) -> list[StoredImage]:
-    """``store_images``, with the record of the request that made them written first."""
+    """``store_images``, with the record of the request that made them (and of what it was
+    billed) written first."""
     names = output_names(stem, images)
     digests = [image.sha256 for image in images]
-    write(out_dir, stem, Provenance(row_id, fingerprint, tuple(zip(names, digests, strict=True))))
+    files = tuple(zip(names, digests, strict=True))
+    write(out_dir, stem, Provenance(row_id, fingerprint, files, cost_usd, tier, batch_job))
     return store_images(out_dir, stem, images)
 
 

@@ -168,9 +168,11 @@ class Folder(JobSteps):
                 outcome=outcome,
                 status=status,
                 latency_ms=latency_ms,
+                tier=BATCH_TIER,
+                batch_job=job.batch_name,
             )
             await self.records.send(replace(attempt, tier=BATCH_TIER))
-            await self.records.send(replace(record, tier=BATCH_TIER, batch_job=job.batch_name))
+            await self.records.send(record)
         folded.recorded += 1
         folded.cost_usd += cost
         services.result.requests += 1
