@@ -20,7 +20,7 @@ from pipeline.run.batch.requestfile import RequestFile, RowEntry, bad_lines_path
 from pipeline.run.executor import Record, RunServices
 from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import Phase
-from pipeline.store.ledger import LedgerRecord
+from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
 from tests.helpers import TEST_KEY, run_config
 
 MODEL = "gemini-3.1-flash-image-preview"
@@ -107,3 +107,26 @@ def test_a_job_whose_planned_record_was_damaged_still_holds_its_rows(tmp_path: P
     rows = Rows(damaged)
 
     assert rows.owner == {"a": "j0001", "b": "j0001"}
+
+
+async def test_a_fold_a_kill_cut_short_records_no_attempt_twice(tmp_path: Path) -> None:
+    # The killed fold made "a"'s attempt durable, not its ledger record: folding the job
+    # again records "a" without a second attempt (the spend would count it twice).
+    book = book_with_job(tmp_path, "SUCCEEDED", REFUSED)
+    job = book.jobs["j0001"]
+    assert job.created_at is not None
+    ledger = Ledger(tmp_path)
+    ledger.open()
+    ledger.append([], [AttemptRecord(row_id="a", attempt=1, started_at=job.created_at,
+                                     finished_at=job.created_at, latency_ms=0.0,
+                                     http_status=200, outcome="refusal", reason="SAFETY",
+                                     wait_s=0.0, possibly_billed=True, cost_usd=0.01,
+                                     tier="batch")])  # fmt: skip
+    ledger.close()
+
+    records, _, _ = await fold(tmp_path, book)
+
+    assert [(type(r).__name__, r.row_id) for r in records if r.row_id == "a"] == [
+        ("LedgerRecord", "a")
+    ]
+    assert [r.row_id for r in records if isinstance(r, AttemptRecord)] == ["b"]

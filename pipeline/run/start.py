@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from pipeline.core.budget import worst_case
-from pipeline.core.config import RunConfig
+from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.models import effective_size
 from pipeline.core.types import InvalidRow, Job, Status
 from pipeline.plan import planstate, rowids
@@ -37,6 +37,7 @@ from pipeline.run.control import Halt
 from pipeline.run.recovery import adoptable, claim, find_orphans, recorded_digests
 from pipeline.run.result import RunResult
 from pipeline.store import provenance
+from pipeline.store.batchbook import held_rows
 from pipeline.store.inflight import InFlight
 from pipeline.store.ledger import Ledger, LedgerRecord
 from pipeline.store.spend import spent_in
@@ -97,6 +98,9 @@ class RunStart:
     orphans: dict[str, list[str]] = field(default_factory=dict)  # images left unrecorded
     recorded: dict[str, list[str]] = field(default_factory=dict)  # --rerun succeeded: rows' now
     has_provenance: bool = False  # the directory holds provenance records: look rows up
+    # --mode batch: rows live batch jobs hold. A fold a kill cut short left their images on
+    # disk; the job's results record them again (at the batch price, once), not adoption.
+    held: frozenset[str] = frozenset()
 
     def next_batch(
         self, batches: Iterator[PlannedBatch]
@@ -111,6 +115,8 @@ class RunStart:
         if not self.has_provenance and not self.orphans:
             return job
         by_name = claim(self.orphans, job) if self.orphans else []
+        if job.row_id in self.held:
+            return job
         adopted = adoptable(job, by_name, self.config.out_dir, self.sources, self.recorded.get)
         return adopted or job
 
@@ -141,6 +147,8 @@ async def start(
         begun.recorded = await anyio.to_thread.run_sync(recorded_digests, ledger)
     # A first run has no images to adopt: no lookup per row (one failed open each).
     begun.has_provenance = await anyio.to_thread.run_sync(provenance.any_records, out)
+    if config.mode is RunMode.BATCH:
+        begun.held = await anyio.to_thread.run_sync(held_rows, out)
     return begun
 
 

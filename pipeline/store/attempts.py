@@ -2,17 +2,20 @@
 records of ``attempts.journal`` (a run going, or one killed before its fold). Read-only, no lock.
 
 ``spend`` sums what the attempts cost and ``nanobatch report`` times the runs from them; each
-decides for itself what an unreadable file means (spend stops, the report does without).
+decides for itself what an unreadable file means (spend stops, the report does without). A
+batch fold that a kill cut short asks which of its rows' attempts are already recorded
+(``batch_attempts``), so that folding the job again records none of them twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.store.journal import Damaged, scan_journal
@@ -46,3 +49,31 @@ def journal_records(out_dir: Path) -> Iterator[dict[str, Any]]:
                 except ValueError:
                     record[name] = None
         yield record
+
+
+# The folded history keeps times to the millisecond (``schema``); the journal to the microsecond.
+_SAME_TIME = timedelta(milliseconds=1)
+
+
+def batch_attempts(out_dir: Path, rows: set[str], started_at: datetime) -> set[str]:
+    """Which of ``rows`` have an attempt at the batch tier that started at ``started_at`` (a
+    batch job's creation: all its rows' attempts start then) in the history."""
+    found: set[str] = set()
+    wanted = pa.array(sorted(rows), pa.string())
+
+    def match(row_id: object, started: object, tier: object) -> None:
+        if tier != "batch" or not isinstance(started, datetime) or not isinstance(row_id, str):
+            return
+        if abs(started - started_at) < _SAME_TIME:
+            found.add(row_id)
+
+    for batch in folded_batches(out_dir, ["row_id", "started_at", "tier"]):
+        if "tier" not in batch.schema.names:
+            continue  # from before attempts kept their tier: from before batch mode
+        mine = batch.filter(pc.is_in(batch.column("row_id"), value_set=wanted))
+        for row_id, started, tier in zip(*(c.to_pylist() for c in mine.columns), strict=True):
+            match(row_id, started, tier)
+    for record in journal_records(out_dir):
+        if record.get("row_id") in rows:
+            match(record.get("row_id"), record.get("started_at"), record.get("tier"))
+    return found

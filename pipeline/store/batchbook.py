@@ -167,6 +167,14 @@ class BatchBook:
         return job
 
 
+def held_rows(out_dir: Path) -> frozenset[str]:
+    """The rows the live jobs of ``out_dir``'s book hold (none without a book): their jobs'
+    results record them, so a run does not adopt their images from disk instead."""
+    if not (out_dir / BATCH_DIR / BOOK_FILE).exists():
+        return frozenset()
+    return frozenset(row for job in BatchBook.load(out_dir) if job.holds_rows for row in job.rows)
+
+
 def request_cancel(out_dir: Path, job_ids: list[str], *, at: datetime | None = None) -> None:
     """Append ``cancel_requested`` for ``job_ids`` from another process (``batch cancel``),
     while a run may hold the book open: one appended write, nothing truncated (a torn tail a

@@ -71,6 +71,8 @@ class BookJob:
 
 
 def _stamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):  # a record applied as it is written, before any replay
+        return value
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value)

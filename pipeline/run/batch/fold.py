@@ -28,6 +28,7 @@ from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, 
 from pipeline.run.batch.steps import JobSteps
 from pipeline.run.executor import Records
 from pipeline.run.final import final_record
+from pipeline.store.attempts import batch_attempts
 from pipeline.store.bookjob import BookJob, Phase
 from pipeline.store.records import RowState
 
@@ -43,8 +44,10 @@ class Folded:
 
     unfinished: list[tuple[RowEntry, Outcome]] = field(default_factory=list)
     recorded: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # what this run's records of it cost (its attempts now recorded)
     bad_lines: int = 0
+    # Rows whose attempt a fold that a kill cut short already recorded (not recorded twice).
+    attempted: set[str] = field(default_factory=set)
 
 
 def line_status(outcome: Outcome) -> Status | None:
@@ -90,6 +93,11 @@ class Folder(JobSteps):
     """Downloads and folds the jobs of one run."""
 
     records: Records
+    # Jobs whose results were on disk when the run began: a kill may have cut their fold short.
+    resumed: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resumed = {j.job_id for j in self.book.live() if j.phase is Phase.DOWNLOADED}
 
     async def download(self, job: BookJob, remote: RemoteJob) -> bool:
         """The job's results on disk (True), or not readable yet (False: poll again)."""
@@ -108,6 +116,11 @@ class Folder(JobSteps):
         """Record every pending row the job's results answer; the rest come back unfinished."""
         rows = {e.job.row_id: e for e in await anyio.to_thread.run_sync(self._rows, job)}
         folded, seen = Folded(), set[str]()
+        if job.job_id in self.resumed and job.created_at is not None:
+            since = job.created_at
+            folded.attempted = await anyio.to_thread.run_sync(
+                batch_attempts, self.out_dir, set(rows), since
+            )
         results = self.out_dir / job.results_file if job.results_file else None
         if results is not None and results.exists():
             source = await anyio.to_thread.run_sync(results.open, "rb")
@@ -171,10 +184,11 @@ class Folder(JobSteps):
                 tier=BATCH_TIER,
                 batch_job=job.batch_name,
             )
-            await self.records.send(replace(attempt, tier=BATCH_TIER))
+            if entry.job.row_id not in folded.attempted:
+                await self.records.send(replace(attempt, tier=BATCH_TIER))
+                folded.cost_usd += cost  # else counted already, in the spend this run began with
             await self.records.send(record)
         folded.recorded += 1
-        folded.cost_usd += cost
         services.result.requests += 1
         checkpoint("folding")
 
