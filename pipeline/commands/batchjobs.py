@@ -181,7 +181,9 @@ async def batch_cancel(
     out_dir: Path, route: BatchRoute, client: HttpClient, now: datetime
 ) -> Cancelled:
     """Cancel every live job of ``out_dir`` at Google; ``cancel_requested`` is journalled for
-    each before its cancel is sent (jobs not created yet too: the book says it was asked)."""
+    each before its cancel is sent (jobs not created yet too: the book says it was asked, so
+    no run creates them afterwards). A job whose create was journalled but whose name was not
+    (a run died in between) is looked up by its display name, as a run's reconcile does."""
     jobs = [job for job in BatchBook.load(out_dir) if job.holds_rows and job.state is None]
     done = Cancelled()
     if not jobs:
@@ -221,7 +223,8 @@ def format_cancelled(done: Cancelled, out_dir: Path) -> str:
     if done.not_created:
         never = ", ".join(done.not_created)
         lines.append(f"{len(done.not_created)} jobs were never created at Google ({never}): "
-                     "nothing to cancel there")  # fmt: skip
+                     "nothing to cancel there, and no run will create them; their rows count "
+                     "as not yet sent, and the next run sends them in new jobs")  # fmt: skip
     lines += [f"could not cancel {what}" for what in done.failed]
     lines.append(
         f"The next `nanobatch run` on {out_dir} folds what the cancelled jobs finished (whether "

@@ -129,7 +129,8 @@ class _Run:
         for job in self.book.live():
             services.spend.reserved_usd += job.reserved_usd  # created, or about to be
         try:
-            await self.submitter.reconcile()
+            for job in await self.submitter.reconcile():
+                self.rows.release(job)  # cancelled before it was created: planned afresh
         except Halted:
             return
         watcher = anyio.CancelScope()

@@ -48,6 +48,12 @@ class Rows:
         for row_id in job.rows:
             self.owner[row_id] = job.job_id
 
+    def release(self, job: BookJob) -> None:
+        """``job`` gave its rows up before it was created: they are rows not yet sent."""
+        for row_id in job.rows:
+            if self.owner.get(row_id) == job.job_id:
+                del self.owner[row_id]
+
     def to_record(self, job: BookJob, done: DoneRows | None) -> Callable[[str], bool]:
         """The rows of ``job`` its fold records (once the whole plan has been seen): those of
         this run's plan it holds, and those it holds that the plan left out (--ids, --limit,

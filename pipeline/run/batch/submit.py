@@ -4,6 +4,11 @@ offset, a gone one restarted), then the job created (``creating`` first; if the 
 lost, or a crash follows, the job is looked up by its display name before any new create, so
 a job is never created twice). ``reconcile`` does the same lookups for a whole book after a
 crash, and removes files at Google that no live job needs.
+
+A job someone asked to cancel (``nanobatch batch cancel``) is never created afterwards: found
+at Google (its create did reach it), it is adopted, and cancelled there if it still runs;
+not found, it is abandoned, and its rows are rows not yet sent, which a run plans afresh in a
+new job. So a cancelled job and a new one never both bill the same rows.
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ class Submitter(JobSteps):
         if job.phase is Phase.CREATING and (found := await self.find(job)) is not None:
             await self._adopt(job, found)  # a create a crash or a lost answer left unrecorded
             return
+        if job.cancel_requested:  # asked while this run had it on its way: its rows wait
+            await self.abandon(job)
+            return
         if self.services.control.draining:
             return
         await self.journal(job, Phase.CREATING)
@@ -87,19 +95,36 @@ class Submitter(JobSteps):
     async def _adopt(self, job: BookJob, remote: RemoteJob) -> None:
         log.info("batch.job_created", job=job.job_id, batch=remote.name, rows=job.requests)
         await self.journal(job, Phase.CREATED, batch_name=remote.name, created=remote.created)
+        if job.cancel_requested and not remote.state.terminal:
+            # Created after a cancel looked for it: cancelled now, as was asked.
+            log.warning("batch.cancelling_late_job", job=job.job_id, batch=remote.name)
+            await self.calls.do(partial(self.route.cancel_job, self.client, remote.name))
 
-    async def reconcile(self) -> None:
-        """After a crash: adopt jobs a lost answer left unrecorded, and delete files at Google
+    async def abandon(self, job: BookJob) -> None:
+        """A job cancelled before Google created it: never created now; its rows are free
+        (not yet sent in batch) and its reservation is given back."""
+        log.warning("batch.cancelled_before_created", job=job.job_id, rows=len(job.rows))
+        await self.journal(job, Phase.ABANDONED, reason="cancelled before it was created")
+        self.services.spend.settle(job.reserved_usd, 0.0)
+
+    async def reconcile(self) -> list[BookJob]:
+        """After a crash: adopt jobs a lost answer left unrecorded, abandon the ones cancelled
+        before they were created (returned: their rows are free), and delete files at Google
         this book made that no job still needs (an upload a crash cut short, or whose job is
         done). Jobs in the book that are not yet created go on in ``submit``."""
         jobs = list(self.book.jobs.values())
-        if not jobs:
-            return
+        abandoned: list[BookJob] = []
         for job in jobs:
-            if job.holds_rows and job.phase is Phase.CREATING:
-                found = await self.find(job)
-                if found is not None:
-                    await self._adopt(job, found)
+            if not job.holds_rows or job.batch_name is not None:
+                continue
+            found = await self.find(job) if job.phase is Phase.CREATING else None
+            if found is not None:
+                await self._adopt(job, found)
+            elif job.cancel_requested:
+                await self.abandon(job)
+                abandoned.append(job)
+        if not jobs:
+            return abandoned
         files = await self.calls.do(lambda: self.route.list_files(self.client))
         ours = f"{DISPLAY_PREFIX}{self.book.tag}-"
         # A job's request file is needed until the job ends; one finalized but not yet
@@ -112,3 +137,4 @@ class Submitter(JobSteps):
             if remote.display_name.startswith(ours):
                 log.info("batch.file_deleted", file=remote.name, why="no job needs it")
                 await delete_file(self.services, self.route, self.client, remote.name)
+        return abandoned

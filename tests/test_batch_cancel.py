@@ -1,0 +1,108 @@
+"""``nanobatch batch cancel`` after a run died between creating a job and recording its name
+(the book says ``creating``): the cancel finds the job at Google by its display name and
+cancels it; a job the create never reached is never created afterwards, and its rows are sent
+afresh by the next run. Never a cancelled job and a new one billing the same rows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.commands.batchjobs import batch_cancel
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import RunConfig, RunMode
+from pipeline.emulator import EmulatorApp, EmulatorTransport, parse_batch_delay
+from pipeline.run.control import Halt
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import Phase
+from tests.batch_wire_helpers import batch_config, wire
+from tests.helpers import run, run_config, write_csv
+
+ROWS = 3
+
+
+class CreateCutOff(httpx.AsyncBaseTransport):
+    """The emulator, except that every job create is cut off: ``reached`` says whether it
+    reached Google first (its answer lost) or not (the connection refused)."""
+
+    def __init__(self, app: EmulatorApp, *, reached: bool) -> None:
+        self.inner = EmulatorTransport(app)
+        self.reached = reached
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith(":batchGenerateContent"):
+            if not self.reached:
+                raise httpx.ConnectError("connection refused", request=request)
+            await self.inner.handle_async_request(request)
+            raise httpx.ReadError("connection reset", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def died_while_creating(config: RunConfig, app: EmulatorApp, *, reached: bool) -> None:
+    """A run that journals its job's create and is stopped before it learns the job's name."""
+    stop_at = config.clock.now() + timedelta(seconds=2)  # within the first retry's wait
+    stopped = await run_manifest(
+        replace(config, stop_at=stop_at), CreateCutOff(app, reached=reached)
+    )
+    assert stopped.halt is Halt.DEADLINE
+    [job] = BatchBook.load(config.out_dir)
+    assert (job.phase, job.batch_name) == (Phase.CREATING, None)
+
+
+@pytest.mark.parametrize("reached", [True, False], ids=["created", "never-created"])
+async def test_cancel_while_a_create_is_unconfirmed_never_leaves_two_jobs_billing_a_row(
+    tmp_path: Path, clock: VirtualClock, reached: bool
+) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a bowl {i}"}
+                                              for i in range(ROWS)])  # fmt: skip
+    out = tmp_path / "out"
+    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
+    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    async with wire(emulated) as (route, client, app):
+
+        def stats() -> dict[str, Any]:
+            found: dict[str, Any] = app.stats_snapshot()
+            return found
+
+        await died_while_creating(config, app, reached=reached)
+        assert stats()["batch_jobs_created"] == (1 if reached else 0)
+        [intent] = BatchBook.load(out)
+
+        done = await batch_cancel(out, route, client, clock.now())
+
+        if reached:  # found by its display name, and cancelled at Google
+            assert (len(done.cancelled), done.rows, done.not_created) == (1, ROWS, [])
+        else:
+            assert (done.cancelled, done.not_created) == ([], [intent.job_id])
+
+        await run(config, app)  # the next run
+        book = {job.job_id: job for job in BatchBook.load(out)}
+        cancelled = book[intent.job_id]
+        if reached:  # adopted and folded (it finished nothing): its rows are pending
+            assert (cancelled.state, cancelled.folded) == ("CANCELLED", True)
+            assert not (out / "ledger.parquet").exists()
+            await run(config, app)  # the run after sends them again, in a new job
+        else:  # never created, now or later: its rows were sent afresh in a new job
+            assert (cancelled.batch_name, cancelled.abandoned) == (None, "cancelled before it "
+                                                                   "was created")  # fmt: skip
+        final = stats()
+
+    created = [job for job in BatchBook.load(out) if job.batch_name is not None]
+    assert final["batch_jobs_created"] == len(created) == (2 if reached else 1)
+    [fresh] = [job for job in created if job.job_id != intent.job_id]
+    assert sorted(fresh.rows) == [f"r{i}" for i in range(ROWS)]
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert {(r["row_id"], r["status"], r["batch_job"]) for r in rows} == {
+        (f"r{i}", "succeeded", fresh.batch_name) for i in range(ROWS)
+    }
+    assert (final["batch_billed"], final["billed"], final["billed_duplicates"]) == (ROWS, 0, 0)
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(
+        final["by_tier"]["batch"]["billed_usd"]
+    )
