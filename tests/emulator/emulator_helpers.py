@@ -1,11 +1,12 @@
 """Shared helpers for the emulator tests: an in-process client, request bodies, fake time, an
-RSA key for service-account files."""
+RSA key for service-account files, a module imported on first use."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import functools
+import importlib
 import io
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +24,19 @@ FLASH_25 = "gemini-2.5-flash-image"
 PRO_3 = "gemini-3-pro-image-preview"
 FLASH_31 = "gemini-3.1-flash-image-preview"
 KEY = "test-key"
+
+
+class Lazy:
+    """A module imported when first used: google-genai takes half a CPU-second to import, which
+    every pytest-xdist worker paid collecting the SDK tests, though one worker runs them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):  # pytest looks for its markers on everything collected
+            raise AttributeError(attribute)
+        return getattr(importlib.import_module(self._name), attribute)
 
 
 class FakeClock:

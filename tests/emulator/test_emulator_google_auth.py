@@ -11,18 +11,23 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import google.auth
 import httpx
 import pytest
-from google import genai
 from google.auth.transport.requests import Request
-from google.genai import types
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from pipeline.emulator import BackgroundEmulator
-from tests.emulator.emulator_helpers import FLASH_31, body, config, rsa_private_key
+from tests.emulator.emulator_helpers import FLASH_31, Lazy, body, config, rsa_private_key
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
+else:
+    genai, types = Lazy("google.genai"), Lazy("google.genai.types")
 from tests.emulator.routes_helpers import GLOBAL, stats
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from google import genai
-from google.genai import errors, types
 
 from pipeline.emulator import BackgroundEmulator
-from tests.emulator.emulator_helpers import config
+from tests.emulator.emulator_helpers import Lazy, config
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import errors, types
+else:
+    genai, errors, types = (
+        Lazy("google.genai"),
+        Lazy("google.genai.errors"),
+        Lazy("google.genai.types"),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from google import genai
-from google.genai import types
 
 from pipeline.emulator import BackgroundEmulator, parse_batch_delay
-from tests.emulator.emulator_helpers import FLASH_31, FakeClock, config
+from tests.emulator.emulator_helpers import FLASH_31, FakeClock, Lazy, config
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
+else:
+    genai, types = Lazy("google.genai"), Lazy("google.genai.types")
 
 PROMPTS = ["a lighthouse at dusk", "a red kite #unsafe", "a paper boat"]
 
