@@ -58,21 +58,25 @@ from pipeline.core.clock import VirtualClock  # noqa: E402
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-# The files whose tests wait longest (real processes, kills, deadlines, a browser), longest
-# first: xdist hands out tests in collection order, so starting these first keeps one worker
-# from running them alone at the end while the other sits idle.
+# The files with the longest single tests (real processes, kills, signals, big runs), longest
+# first (measured with --durations). pytest-xdist's worksteal gives each worker a contiguous
+# share of the collection and an idle worker steals from the end of another's queue: these
+# start at once, and what is left for the end are short tests either worker can take.
 SLOW_FIRST = (
     "test_kill.py",
     "test_batch_kill.py",
-    "test_report.py",
-    "test_redaction.py",
-    "test_stop.py",
     "test_pipeline.py",
-    "test_vertex_run.py",
-    "test_route_tier_matrix.py",
+    "test_stop.py",
+    "test_redaction.py",
+    "test_batch_run.py",
+    "test_recovery.py",
+    "test_tier_runs.py",
     "test_status.py",
-    "test_continue.py",
     "test_budget.py",
+    "test_vertex_run.py",
+    "test_emulator_routes_cli.py",
+    "test_startup.py",
+    "test_report.py",
 )
 
 
