@@ -65,6 +65,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 SLOW_FIRST = (
     "test_kill.py",
     "test_batch_kill.py",
+    "test_batch_signal.py",
     "test_pipeline.py",
     "test_stop.py",
     "test_redaction.py",

@@ -22,6 +22,7 @@ from pipeline.run.batch.phases import KILL_ENV, POLL_ENV
 from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import Phase
 from tests.commandline import nanobatch
+from tests.emulator.emulator_helpers import FakeClock
 from tests.helpers import TEST_KEY, write_csv
 
 ROWS = 8
@@ -59,9 +60,11 @@ def test_a_signal_leaves_the_jobs_running_exits_4_and_the_rerun_adopts_them(
         {"id": f"r{i:03d}", "prompt": f"a kettle {i}", "model": MODELS[i % 2]} for i in range(ROWS)
     ])  # fmt: skip
     out = tmp_path / "out"
-    # Jobs that take seconds: the two stopped runs below come and go while they run.
+    # Jobs that take 5-6 s of the emulator's clock, which stands still until the two stopped
+    # runs below have come and gone: however slow the machine, the jobs are running throughout.
+    clock = FakeClock()
     config = EmulatorConfig(batch_delay=parse_batch_delay("uniform:5-6"), seed=3,
-                            payload=Payload.COMPACT)  # fmt: skip
+                            payload=Payload.COMPACT, clock=clock)  # fmt: skip
     with BackgroundEmulator(config) as emulator:
 
         def stats() -> dict[str, Any]:
@@ -89,7 +92,8 @@ def test_a_signal_leaves_the_jobs_running_exits_4_and_the_rerun_adopts_them(
         assert second.wait(timeout=60) == 4
         assert stats()["batch_jobs_created"] == len(MODELS)  # adopted, not created again
 
-        # The next run folds the same jobs, creating none.
+        # The jobs finish; the next run folds them, creating none.
+        clock.advance(6)
         resumed = nanobatch("run", str(manifest), "--out", str(out), "--base-url",
                             emulator.base_url, "--mode", "batch", key=TEST_KEY,
                             env={POLL_ENV: "0.1", KILL_ENV: None})  # fmt: skip
