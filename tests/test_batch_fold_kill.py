@@ -1,6 +1,8 @@
 """A batch run killed (SIGKILL) while folding a job's results, then resumed: the job's results
 are folded again, and every row is recorded once, at what Google billed for it (the ledger's
-cost and the spend both equal the bill), whatever of its records the kill cut off."""
+cost and the spend both equal the bill), whatever of its records the kill cut off. And a job
+is journaled folded only once its rows' records are durable: a kill just after that record
+never leaves a row that the next run would send (and pay for) again."""
 
 from __future__ import annotations
 
@@ -9,17 +11,25 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.clock import VirtualClock
+from pipeline.core.config import RunMode
 from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse_batch_delay
 from pipeline.run.batch.phases import KILL_ENV, POLL_ENV
+from pipeline.store.batchbook import BatchBook
+from pipeline.store.bookjob import Phase
+from pipeline.store.diskspace import DiskGuard
+from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
 from pipeline.store.spend import spent_in
 from tests.commandline import nanobatch
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, emulator, journal_records, run, run_config, write_csv
 
 ROWS = 6
 
@@ -58,3 +68,40 @@ def test_a_kill_mid_fold_then_a_rerun_records_each_row_once_at_what_was_billed(
     # The resumed run's own figures count each row once too.
     status = json.loads((out / "status.json").read_text())
     assert status["counts"]["succeeded"] + status["skipped"] == ROWS
+
+
+async def test_a_job_is_journaled_folded_only_once_its_rows_records_are_durable(
+    tmp_path: Path, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refusals: a row without an image, which nothing on disk could adopt; had the book said
+    # "folded" before its record was durable, a kill then would send it again.
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"x {i} #unsafe"}
+                                              for i in range(ROWS)])  # fmt: skip
+    out = tmp_path / "out"
+    journaled_with: list[bool] = []  # at each "folded" record: its rows durable already?
+    append, record = DiskGuard.append, BatchBook.record
+
+    async def slow_disk(
+        self: DiskGuard,
+        ledger: Ledger,
+        rows: Sequence[LedgerRecord],
+        attempts: Sequence[AttemptRecord],
+    ) -> bool:
+        await anyio.sleep(5)  # on the test's clock: the writer lags behind the fold
+        return await append(self, ledger, rows, attempts)
+
+    def watched(self: BatchBook, job_id: str, kind: Phase | str, **fields: Any) -> Any:
+        if kind == Phase.FOLDED:
+            durable = {r["row_id"] for r in journal_records(out / "ledger.journal")}
+            journaled_with.append(set(self.jobs[job_id].rows) <= durable)
+        return record(self, job_id, kind, **fields)
+
+    monkeypatch.setattr(DiskGuard, "append", slow_disk)
+    monkeypatch.setattr(BatchBook, "record", watched)
+    app = emulator(clock=clock, batch_delay=parse_batch_delay("uniform:60-120"))
+
+    await run(run_config(manifest, out, mode=RunMode.BATCH, clock=clock), app)
+
+    assert journaled_with == [True]
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert {(r["status"], r["tier"]) for r in rows} == {("refused", "batch")}

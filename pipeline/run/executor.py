@@ -9,7 +9,8 @@ their results. The shell does not know which: it hands every executor the same t
 - a receive stream of jobs (bounded: the producer waits while the executor is busy), closed
   by the producer once the plan is exhausted or the run drains;
 - a send stream of records (``Record``), read by the shell's writer, which makes them durable
-  in order; an executor records an image's row only after ``services.disk`` stored the image;
+  in order; an executor records an image's row only after ``services.disk`` stored the image,
+  and sends a ``Durable`` mark to learn when the records it sent before are written;
 - the run's shared services (``RunServices``): config, counters, the stop control, the
   spending cap, the source cache, the in-flight notes, the disk guard, and the two callbacks
   that stop a run (``stop`` for a run-level API answer, ``disk_trouble`` for a write error).
@@ -23,8 +24,10 @@ stop the run that only the whole run can show (every model it used proved unusab
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -41,7 +44,17 @@ from pipeline.store.ledger import AttemptRecord, LedgerRecord
 
 log = structlog.get_logger("nanobatch")
 
-Record = LedgerRecord | AttemptRecord  # what executors hand to the ledger writer
+
+@dataclass(eq=False, slots=True)
+class Durable:
+    """A mark in the records stream: the writer sets ``written`` once every record sent before
+    it was appended (``ok``; False: the disk refused them, they stay pending)."""
+
+    written: anyio.Event = field(default_factory=anyio.Event)
+    ok: bool = False
+
+
+Record = LedgerRecord | AttemptRecord | Durable  # what executors hand to the ledger writer
 Jobs = MemoryObjectReceiveStream[Job]  # the producer's jobs, as an executor reads them
 Records = MemoryObjectSendStream[Record]  # to the ledger writer
 

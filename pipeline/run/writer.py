@@ -11,7 +11,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from pipeline.run.executor import Record, RunServices
+from pipeline.run.executor import Durable, Record, RunServices
 from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
 
 log = structlog.get_logger("nanobatch")
@@ -35,7 +35,12 @@ async def write(
                     break
             rows = [r for r in group if isinstance(r, LedgerRecord)]
             attempts = [r for r in group if isinstance(r, AttemptRecord)]
-            if not await services.disk.append(ledger, rows, attempts):
+            written = not (rows or attempts) or await services.disk.append(ledger, rows, attempts)
+            for mark in group:
+                if isinstance(mark, Durable):  # every record sent before it is in this group
+                    mark.ok = written
+                    mark.written.set()
+            if not written:
                 # The disk refused them even with the reserve freed: these rows stay
                 # pending (their images, if written, are adopted by the next run).
                 result.unrecorded += len(rows)

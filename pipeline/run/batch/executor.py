@@ -249,8 +249,8 @@ class _Run:
         spend.settle(job.reserved_usd, folded.cost_usd)
         self.services.result.spent_usd = spend.spent_usd
         await self._unfinished(job, folded)
-        await self._record(job, Phase.FOLDED)
-        await self._clean(job, remote)
+        if await self.folder.folded(job):  # journaled once its records are durable
+            await self._clean(job, remote)
         return True
 
     async def _unfinished(self, job: BookJob, folded: Folded) -> None:

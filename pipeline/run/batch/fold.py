@@ -26,7 +26,7 @@ from pipeline.providers.batchapi import RemoteJob, ResultLine, ResultsNotReady
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, results_path
 from pipeline.run.batch.steps import JobSteps
-from pipeline.run.executor import Records
+from pipeline.run.executor import Durable, Records
 from pipeline.run.final import final_record
 from pipeline.store.attempts import batch_attempts
 from pipeline.store.bookjob import BookJob, Phase
@@ -191,6 +191,17 @@ class Folder(JobSteps):
         folded.recorded += 1
         services.result.requests += 1
         checkpoint("folding")
+
+    async def folded(self, job: BookJob) -> bool:
+        """Journal ``job`` folded once every record sent for it is durable: a kill before
+        then leaves it to be folded again (its rows neither lost nor sent again). False: the
+        disk refused them (the job stays unfolded; the next run folds it again)."""
+        mark = Durable()
+        await self.records.send(mark)
+        await mark.written.wait()
+        if mark.ok:
+            await self.journal(job, Phase.FOLDED)
+        return mark.ok
 
     def _rows(self, job: BookJob) -> list[RowEntry]:
         return list(read_rows(self.out_dir, job.job_id))
