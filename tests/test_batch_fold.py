@@ -126,7 +126,8 @@ async def test_a_fold_a_kill_cut_short_records_no_attempt_twice(tmp_path: Path) 
 
     records, _, _ = await fold(tmp_path, book)
 
-    assert [(type(r).__name__, r.row_id) for r in records if r.row_id == "a"] == [
+    rows = [r for r in records if isinstance(r, LedgerRecord | AttemptRecord)]
+    assert [(type(r).__name__, r.row_id) for r in rows if r.row_id == "a"] == [
         ("LedgerRecord", "a")
     ]
     assert [r.row_id for r in records if isinstance(r, AttemptRecord)] == ["b"]
