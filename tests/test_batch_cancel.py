@@ -20,7 +20,7 @@ from pipeline.core.config import RunConfig, RunMode
 from pipeline.emulator import EmulatorApp, EmulatorTransport, parse_batch_delay
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
-from pipeline.store.batchbook import BatchBook
+from pipeline.store.batchbook import BatchBook, request_cancel
 from pipeline.store.bookjob import Phase
 from tests.batch_wire_helpers import batch_config, wire
 from tests.helpers import run, run_config, write_csv
@@ -106,3 +106,27 @@ async def test_cancel_while_a_create_is_unconfirmed_never_leaves_two_jobs_billin
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(
         final["by_tier"]["batch"]["billed_usd"]
     )
+
+
+async def test_a_job_found_created_after_its_cancel_was_asked_is_cancelled_by_the_run(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    # The cancel looked before the create reached Google (it found nothing to cancel); the
+    # next run finds the job by its display name and cancels it, as was asked.
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a bowl {i}"}
+                                              for i in range(ROWS)])  # fmt: skip
+    out = tmp_path / "out"
+    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
+    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    async with wire(emulated) as (_, _, app):
+        await died_while_creating(config, app, reached=True)
+        [intent] = BatchBook.load(out)
+        request_cancel(out, [intent.job_id])
+
+        await run(config, app)
+        stats: dict[str, Any] = app.stats_snapshot()
+
+    [job] = BatchBook.load(out)
+    assert (job.state, job.folded, job.cancel_requested) == ("CANCELLED", True, True)
+    assert (stats["batch_jobs_created"], stats["batch_billed"]) == (1, 0)
+    assert not (out / "ledger.parquet").exists()  # its rows pending, for the run after
