@@ -76,6 +76,10 @@ def run_config(manifest: Path, out: Path, **overrides: Any) -> RunConfig:
         "base_url": "http://emulator.invalid",
         "api_key": ApiKey(TEST_KEY, "test"),
         "concurrency": 8,
+        # The reserve kept for a full disk, allocated and freed by every run: 4 MB per request
+        # in flight by default, which a memory-backed temporary folder (conftest) fills with
+        # zeros each time. The disk-full tests set their own.
+        "disk_headroom_bytes": 2 << 20,
     }
     values.update(overrides)
     return RunConfig(**values)
