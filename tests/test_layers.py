@@ -9,6 +9,7 @@ commands) import it.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ def _modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+@functools.cache
+def _parsed(path: Path) -> tuple[str, ast.Module]:
+    """A module's text and syntax tree, read once for both tests."""
+    text = path.read_text()
+    return text, ast.parse(text)
+
+
 def _layer(path: Path) -> str:
     parts = path.relative_to(PACKAGE).parts
     return parts[0] if len(parts) > 1 else ""
@@ -30,7 +38,7 @@ def _layer(path: Path) -> str:
 def _imports(path: Path) -> set[str]:
     """Every ``pipeline.X`` layer a module imports, at the top or inside a function."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_parsed(path)[1]):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
@@ -44,9 +52,9 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_each_module_is_small_and_says_its_job(path: Path) -> None:
-    text = path.read_text()
+    text, tree = _parsed(path)
     assert len(text.splitlines()) <= MAX_LINES, f"{path.name}: split it (over {MAX_LINES} lines)"
-    assert ast.get_docstring(ast.parse(text)), f"{path.name}: needs a docstring saying its job"
+    assert ast.get_docstring(tree), f"{path.name}: needs a docstring saying its job"
 
 
 def _wrong_way(layer: str, imported: str) -> str | None:
