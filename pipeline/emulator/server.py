@@ -7,6 +7,7 @@ known; ``on_ready`` is called once uvicorn is accepting connections.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -41,11 +42,30 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._base_url = base_url
         self._on_ready = on_ready
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()  # bound to the server's loop when first awaited
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
         if self.started and self._on_ready is not None:
             self._on_ready(self._base_url)
+
+    async def main_loop(self) -> None:
+        # uvicorn's loop, whose 0.1 s tick (the Date header, should_exit) also wakes at once
+        # when ``stop`` is called: a test's ``with BackgroundEmulator`` ends without waiting.
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+
+    def stop(self) -> None:
+        """From any thread: drain and return from ``run``."""
+        self.should_exit = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+                self._loop.call_soon_threadsafe(self._stopping.set)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -155,6 +175,6 @@ class BackgroundEmulator:
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=_GRACEFUL_SHUTDOWN_S + 5)
