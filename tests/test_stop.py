@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +23,13 @@ from pipeline.commands.verify import verify
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RetryConfig
 from pipeline.core.options import parse_stop
-from pipeline.emulator import BackgroundEmulator, EmulatorTransport, parse_latency
+from pipeline.emulator import (
+    BackgroundEmulator,
+    EmulatorConfig,
+    EmulatorTransport,
+    Payload,
+    parse_latency,
+)
 from pipeline.run.control import Halt
 from tests.helpers import TEST_KEY, emulator, run, run_config, slow_emulator, write_csv
 
@@ -121,21 +129,50 @@ def test_second_signal_cancels_at_once_and_still_flushes(manifest: Path, tmp_pat
     assert all(str(a["row_id"]) in summary for a in attempts)  # the summary names each one
 
 
+class Gate:
+    """The emulator's ``sleep`` for answer latency: every answer is held until ``open`` (called
+    from the test's thread; the held answers wait on the server thread's loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = asyncio.Event()  # bound to the server's loop when first awaited
+
+    async def __call__(self, seconds: float) -> None:
+        with self._lock:
+            if self._opened:
+                return
+            self._loop = asyncio.get_running_loop()
+        await self._event.wait()
+
+    def open(self) -> None:
+        with self._lock:
+            self._opened = True
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._event.set)
+
+
 def test_status_json_is_a_heartbeat_while_running_and_a_record_after(
-    slow_server: BackgroundEmulator, manifest: Path, tmp_path: Path
+    manifest: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    # 24 rows at 0.2 s, 4 at a time: it runs for 1.2 s after its first request at least,
-    # ample to read it mid-run (status.json is written as the run starts).
-    process = start_sending(slow_server, manifest, out, "--limit", "24")
-    deadline = time.monotonic() + 30
-    while not (out / "status.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    running = json.loads((out / "status.json").read_text())
+    # Answers are held until status.json has been read mid-run, then they all come at once:
+    # the run is surely going when it is read, however slow the machine, and no time is spent
+    # waiting out a latency.
+    gate = Gate()
+    config = EmulatorConfig(latency=parse_latency("1"), sleep=gate, payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as server:
+        process = start_sending(server, manifest, out, "--limit", "24")
+        deadline = time.monotonic() + 30
+        while not (out / "status.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running = json.loads((out / "status.json").read_text())
+        gate.open()
+        process.communicate(timeout=60)
     assert running["pid"] == process.pid
     assert running["state"] == "running"
     assert running["to_do"] == 24
-    process.communicate(timeout=60)
     final = json.loads((out / "status.json").read_text())
     assert final["state"] == "finished"
     assert final["done"] == 24
