@@ -282,13 +282,14 @@ async def test_flex_travels_in_the_headers_and_the_answer_says_flex_served_it(
 
 
 def test_the_command_with_a_key_file_whose_tokens_expire_mid_run(tmp_path: Path) -> None:
-    # Tokens live 0.4 s and are renewed at half their life; 30 rows, 4 at a time, take 0.4 s
-    # at the least, so the run needs several tokens. (Short rather than virtual: google-auth
-    # reads the real clock, and so does the emulator on a port.)
+    # Tokens live 0.6 s and are renewed at half their life; 30 rows, 4 at a time, are eight
+    # rounds of 50-100 ms: the last starts 0.35 s after the first token at the least, so the
+    # run needs another. (Short rather than virtual: google-auth reads the real clock, and so
+    # does the emulator on a port.)
     config = EmulatorConfig(
         payload=Payload.COMPACT,
         bearer="issued",
-        token_ttl_s=0.4,
+        token_ttl_s=0.6,
         vertex_projects=frozenset({PROJECT}),
         latency=parse_latency("uniform:0.05-0.1"),
     )
