@@ -1,8 +1,8 @@
 """One headless Chromium for every page a test renders, driven over the DevTools protocol.
 
 ``chromium --dump-dom`` starts a whole browser per page (~0.6 s of start-up and a core's worth
-of processes each time); this helper starts it once and opens each page in a fresh tab. A page
-is read once it has loaded and the load or error event of each of its images has been
+of processes each time); this helper starts it once and loads each page afresh in one tab. A
+page is read once it has loaded and the load or error event of each of its images has been
 handled; then the DOM is serialised.
 
 The protocol travels over ``--remote-debugging-pipe``: the browser reads commands from its file
@@ -58,7 +58,7 @@ def chromium() -> str:
 
 
 class Browser:
-    """A headless Chromium; ``dom(url)`` renders one page in a new tab and returns its DOM."""
+    """A headless Chromium; ``dom(url)`` loads one page and returns its DOM."""
 
     def __init__(self, profile: Path) -> None:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -74,6 +74,7 @@ class Browser:
         self._next_id = 0
         self._buffer = b""
         self._events: list[dict[str, Any]] = []
+        self._session: str | None = None
 
     def __enter__(self) -> Browser:
         return self
@@ -96,23 +97,36 @@ class Browser:
 
     def dom(self, url: str) -> str:
         """The page's DOM once it has loaded and every image in it has settled."""
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        try:
+        session = self._tab()
+        # Through about:blank: the page is loaded afresh even when only its #fragment differs
+        # from the one shown before (which would be a same-document navigation).
+        self._navigate(session, "about:blank")
+        self._navigate(session, url)
+        found = self.call("Runtime.evaluate", session, expression=_SETTLED,
+                          awaitPromise=True, returnByValue=True)  # fmt: skip
+        html: str = found["result"]["value"]
+        return html
+
+    def _tab(self) -> str:
+        """The session of the one tab pages are shown in, opened on first use."""
+        if self._session is None:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            session: str = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+                "sessionId"
+            ]
             self.call("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=HEIGHT,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
             self.call("Page.enable", session)
             self.call("Page.addScriptToEvaluateOnNewDocument", session, source=_WATCH)
             self.call("Page.setLifecycleEventsEnabled", session, enabled=True)
-            loader = self.call("Page.navigate", session, url=url)["loaderId"]
-            self._event(session, "Page.lifecycleEvent", name="load", loaderId=loader)
-            found = self.call("Runtime.evaluate", session, expression=_SETTLED,
-                              awaitPromise=True, returnByValue=True)  # fmt: skip
-            html: str = found["result"]["value"]
-            return html
-        finally:
-            self.call("Target.closeTarget", targetId=target)
-            self._events.clear()  # the closed tab's: none is waited for any more
+            self._session = session
+        return self._session
+
+    def _navigate(self, session: str, url: str) -> None:
+        """Load ``url`` in the tab as a new document, and wait for its load event."""
+        loader = self.call("Page.navigate", session, url=url)["loaderId"]
+        self._event(session, "Page.lifecycleEvent", name="load", loaderId=loader)
+        self._events.clear()  # this document's: none is waited for any more
 
     def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
         """Send one command and wait for its answer (events that arrive meanwhile are kept)."""
