@@ -235,7 +235,7 @@ async def test_a_real_run_reports_what_the_emulator_did(
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """One browser for the module's pages: each opens in a new tab of it."""
+    """One browser for the module's pages (a start costs more than a page)."""
     with Browser(tmp_path_factory.mktemp("profile")) as started:
         yield started
 
