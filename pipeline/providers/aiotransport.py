@@ -31,6 +31,7 @@ the request's headers starting to go out, as in ``http._Progress``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -106,6 +107,13 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Back to the pool when the body was read whole, closed otherwise (aiohttp decides).
         self._response.release()
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """httpx's TLS defaults and CA bundle, loaded once per process (20-50 ms each time): one
+    context serves every client and connection."""
+    return httpx.create_ssl_context()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

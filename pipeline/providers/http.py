@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
-from pipeline.providers.aiotransport import AiohttpTransport
+from pipeline.providers.aiotransport import AiohttpTransport, default_tls
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
 from pipeline.providers.bodies import (
@@ -261,7 +261,7 @@ def new_http_client(
     aiohttp's connections, at most ``connections`` of them (``aiotransport``: httpx's own
     transport cost about three times the CPU per answer received, docs/benchmarks.md)."""
     if transport is None:
-        transport = AiohttpTransport(connections, tls or httpx.create_ssl_context(), KEEPALIVE_S)
+        transport = AiohttpTransport(connections, tls or default_tls(), KEEPALIVE_S)
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(None, connect=30.0),
@@ -280,9 +280,8 @@ class ClientPool:
     def __init__(self, transport: httpx.AsyncBaseTransport | None, workers: int) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
         gate = anyio.CapacityLimiter(BODY_READERS)
-        # One TLS context for all: loading the CA bundle costs ~50 ms per client. None for an
-        # in-process transport (the emulator's: tests, --emulate), which opens no connection.
-        tls = httpx.create_ssl_context() if transport is None else None
+        # None for an in-process transport (the emulator's: tests, --emulate): no connection.
+        tls = default_tls() if transport is None else None
         self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]
         self._clients = [HttpClient(h, gate) for h in self._http]
 
