@@ -73,7 +73,7 @@ def test_the_cap_holds_under_64_requests_in_flight(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "prompt": f"p {i}"}
                                               for i in range(300)])  # fmt: skip
     cap = 1.0  # 14 images at $0.067: the 15th would pass it
-    with slow_emulator("uniform:0.2-0.6") as server:
+    with slow_emulator("uniform:0.1-0.3") as server:
         result = nanobatch("run", str(manifest), "--out", str(tmp_path / "o"), "--base-url",
                            server.base_url, "--concurrency", "64", "--max-cost", str(cap),
                            key=TEST_KEY)  # fmt: skip
