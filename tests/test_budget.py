@@ -213,11 +213,11 @@ def test_what_a_killed_run_had_in_flight_counts_against_the_cap(tmp_path: Path) 
     manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"p {i}"}
                                               for i in range(8)])  # fmt: skip
     out = tmp_path / "out"
-    with slow_emulator("3") as server:
+    with slow_emulator("1.5") as server:
         process = start_run(manifest, out, server.base_url, "--concurrency", "4", "--max-cost", "1")
         deadline = time.monotonic() + 30
         # The server counts a request when its headers arrive and bills it once its body is
-        # read: wait for the bill, so that all four were wholly sent (answers take 3 s).
+        # read: wait for the bill, so that all four were wholly sent (answers take 1.5 s).
         while server.app.stats_snapshot()["billed"] != 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)  # four requests in flight, none answered yet
