@@ -17,7 +17,7 @@ import pytest
 from pipeline.commands.batchjobs import batch_cancel
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RunConfig, RunMode
-from pipeline.emulator import EmulatorApp, EmulatorTransport, parse_batch_delay
+from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, parse_batch_delay
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.batchbook import BatchBook, request_cancel
@@ -45,6 +45,15 @@ class CreateCutOff(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+def setup(tmp_path: Path, clock: VirtualClock) -> tuple[RunConfig, EmulatorConfig]:
+    """A batch run of ``ROWS`` rows on ``clock``, and an emulator whose jobs take 60-90 s."""
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a bowl {i}"}
+                                              for i in range(ROWS)])  # fmt: skip
+    config = run_config(manifest, tmp_path / "out", mode=RunMode.BATCH, clock=clock)
+    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    return config, emulated
+
+
 async def died_while_creating(config: RunConfig, app: EmulatorApp, *, reached: bool) -> None:
     """A run that journals its job's create and is stopped before it learns the job's name."""
     stop_at = config.clock.now() + timedelta(seconds=2)  # within the first retry's wait
@@ -60,11 +69,8 @@ async def died_while_creating(config: RunConfig, app: EmulatorApp, *, reached: b
 async def test_cancel_while_a_create_is_unconfirmed_never_leaves_two_jobs_billing_a_row(
     tmp_path: Path, clock: VirtualClock, reached: bool
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a bowl {i}"}
-                                              for i in range(ROWS)])  # fmt: skip
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
-    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
     async with wire(emulated) as (route, client, app):
 
         def stats() -> dict[str, Any]:
@@ -113,11 +119,8 @@ async def test_a_job_found_created_after_its_cancel_was_asked_is_cancelled_by_th
 ) -> None:
     # The cancel looked before the create reached Google (it found nothing to cancel); the
     # next run finds the job by its display name and cancels it, as was asked.
-    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a bowl {i}"}
-                                              for i in range(ROWS)])  # fmt: skip
-    out = tmp_path / "out"
-    config = run_config(manifest, out, mode=RunMode.BATCH, clock=clock)
-    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
     async with wire(emulated) as (_, _, app):
         await died_while_creating(config, app, reached=True)
         [intent] = BatchBook.load(out)
