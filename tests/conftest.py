@@ -20,6 +20,7 @@ counters, what survives a SIGKILL, which keeps the page cache) is the same. An e
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -80,6 +81,19 @@ SLOW_FIRST = (
     "test_vertex_run.py",
     "test_startup.py",
 )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a passing run, free the memory its temporary folders hold in ``/dev/shm`` (pytest
+    would keep the last three runs' folders, ~1 GB, until the machine restarts). Under
+    pytest-xdist the workers' folders live in the controller's, so the controller removes it;
+    a failing run's folders are kept for a look."""
+    if exitstatus != 0 or hasattr(session.config, "workerinput"):
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None)
+    if isinstance(basetemp, Path) and basetemp.is_relative_to(MEMORY_TMP):
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
