@@ -12,14 +12,19 @@ decode, hash and write one image of the same size, no HTTP), beside the ratio to
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import emulator_throughput
 from bench_clients import ClientRun, images_within, slug
 from bench_model import QUICK_SCALE, Bench, Metric, Scenario
 from measure import Emulator, emulator
+
+from pipeline.core.models import DEFAULT_MODEL
 
 # Issue 16's target for client CPU per image: either holds.
 CPU_VS_BASELINE, CPU_VS_FLOOR = 0.5, 2.0
@@ -80,6 +85,7 @@ def scenario_latency(bench: Bench) -> Scenario:
     with emulator(["--latency", str(latency)]) as emu:
         emu.warm_up(size)
         nb, base = bench.head_to_head(emu, "s1", rows, concurrency, size)
+        ceiling = _raw_ceiling(emu, rows, concurrency, size)
     nb_rate, base_rate = nb.succeeded / nb.figures.wall_s, base.succeeded / base.figures.wall_s
     result.runs += [nb, base]
     result.metrics += [
@@ -99,10 +105,27 @@ def scenario_latency(bench: Bench) -> Scenario:
             _per_s(base.succeeded, base.send_phase_s),
             limit=f"{limit:.0f} rows/s",
         ),
+        Metric(
+            "the same emulator's ceiling here: a client that only reads bytes "
+            "(scripts/emulator_throughput.py --client raw)",
+            "rows/s",
+            ceiling,
+            limit=f"{ceiling / limit:.3f} of {limit:.0f} rows/s",
+        ),
         *_process_metrics(nb, base),
         *cpu_per_image(bench, size, nb, base),
     ]
     return result
+
+
+def _raw_ceiling(emu: Emulator, requests: int, concurrency: int, size: str) -> float:
+    """Answers per second from ``emu`` to a client that parses nothing and writes nothing: what
+    no client can beat on this machine, with the emulator on the same two cores."""
+    args = argparse.Namespace(
+        model=DEFAULT_MODEL, client="raw", concurrency=concurrency, repeat=False, image_size=size
+    )
+    elapsed, _ = anyio.run(emulator_throughput.load, emu.base_url, args, requests)
+    return requests / elapsed
 
 
 def _no_latency(

@@ -10,6 +10,9 @@ and nothing more, so the emulator, not the client, is the bottleneck). The emula
 per response is read from /proc either way.
 
     uv run python scripts/emulator_throughput.py --client raw --requests 3000
+
+With ``--latency 0.25 --image-size 512 --concurrency 64`` it is bench scenario 1's setting
+served to a client that does nothing but read bytes: the most any client can reach here.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import anyio
 import anyio.abc
 import httpx
 
-from pipeline.emulator import EmulatorConfig, Payload, serve
+from pipeline.emulator import EmulatorConfig, Payload, parse_latency, serve
 
 
-def _serve(payload: str, conn: Connection) -> None:
-    serve(EmulatorConfig(payload=Payload(payload)), "127.0.0.1", 0, on_ready=conn.send)
+def _serve(payload: str, latency: str, conn: Connection) -> None:
+    config = EmulatorConfig(payload=Payload(payload), latency=parse_latency(latency))
+    serve(config, "127.0.0.1", 0, on_ready=conn.send)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -43,7 +47,7 @@ def _body(args: argparse.Namespace, i: int) -> bytes:
     prompt = "a lighthouse at dusk" if args.repeat else f"a lighthouse at dusk, take {i}"
     request = {
         "contents": [{"parts": [{"text": prompt}]}],
-        "generationConfig": {"imageConfig": {"aspectRatio": "1:1"}},
+        "generationConfig": {"imageConfig": {"aspectRatio": "1:1", "imageSize": args.image_size}},
     }
     return json.dumps(request).encode()
 
@@ -68,7 +72,8 @@ async def _raw_request(stream: anyio.abc.ByteStream, head: bytes, body: bytes) -
     return length
 
 
-async def _load(base_url: str, args: argparse.Namespace, count: int) -> tuple[float, int]:
+async def load(base_url: str, args: argparse.Namespace, count: int) -> tuple[float, int]:
+    """Send ``count`` requests, ``args.concurrency`` at a time: (seconds, body bytes received)."""
     path = f"/v1beta/models/{args.model}:generateContent"
     url = urlsplit(base_url)
     head = (
@@ -121,32 +126,37 @@ def main() -> None:
     parser.add_argument("--payload", choices=[p.value for p in Payload], default="realistic")
     parser.add_argument("--client", choices=["httpx", "raw"], default="httpx")
     parser.add_argument("--repeat", action="store_true", help="send the same prompt every time")
+    parser.add_argument("--latency", default="0", help="the emulator's --latency")
+    parser.add_argument("--image-size", default="1K", choices=["512", "1K", "2K", "4K"])
     args = parser.parse_args()
 
     parent, child = multiprocessing.Pipe()
     context = multiprocessing.get_context("spawn")
-    server = context.Process(target=_serve, args=(args.payload, child), daemon=True)
+    server = context.Process(target=_serve, args=(args.payload, args.latency, child), daemon=True)
     server.start()
     base_url = parent.recv()
     assert server.pid is not None
     try:
-        anyio.run(_load, base_url, args, 100)  # warm up: layouts, connections
+        anyio.run(load, base_url, args, 100)  # warm up: layouts, connections
         cpu_before = _cpu_seconds(server.pid)
-        elapsed, received = anyio.run(_load, base_url, args, args.requests)
+        elapsed, received = anyio.run(load, base_url, args, args.requests)
         cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.join()
     prompts = "same prompt" if args.repeat else "unique prompts"
     print(
-        f"{args.requests} x {args.model} 1K 1:1, payload={args.payload}, client={args.client}, "
-        f"concurrency={args.concurrency}, {prompts}"
+        f"{args.requests} x {args.model} {args.image_size} 1:1, payload={args.payload}, "
+        f"client={args.client}, concurrency={args.concurrency}, latency {args.latency}, {prompts}"
     )
     mb = received / 1e6
     print(
         f"  {args.requests / elapsed:.0f} responses/s, {mb / elapsed:.0f} MB/s, "
         f"{mb / args.requests:.2f} MB per response"
     )
+    if args.latency != "0":
+        limit = args.concurrency / float(args.latency)
+        print(f"  {args.requests / elapsed / limit:.3f} of concurrency / latency ({limit:.0f}/s)")
     print(
         f"  emulator CPU {cpu / args.requests * 1000:.2f} ms per response "
         f"(~{args.requests / cpu:.0f} responses/s per fully used core)"
