@@ -50,6 +50,15 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
+def rows_across_models(path: Path, rows: int, subject: str, models: Sequence[str]) -> Path:
+    """A manifest of ``rows`` distinct prompts about ``subject``, the models taken in turn (a
+    batch run makes one job per model)."""
+    return write_csv(path, [
+        {"id": f"r{i:03d}", "prompt": f"{subject} {i}", "model": models[i % len(models)]}
+        for i in range(rows)
+    ])  # fmt: skip
+
+
 def write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     """A Parquet manifest; ``images`` as list<string>."""
     pq.write_table(pa.Table.from_pylist(list(rows)), path)

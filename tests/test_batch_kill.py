@@ -17,7 +17,7 @@ from pipeline.emulator import BackgroundEmulator, EmulatorConfig, Payload, parse
 from pipeline.run.batch.phases import KILL_ENV, PHASES, POLL_ENV
 from pipeline.store.batchbook import BatchBook
 from tests.commandline import nanobatch
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, rows_across_models
 
 ROWS = 24
 # One job per model: three jobs, so a kill in one phase leaves later jobs for the next phases.
@@ -43,9 +43,7 @@ def run(manifest: Path, out: Path, base_url: str, kill_at: str | None) -> int:
 def test_sigkill_in_every_phase_then_resume_creates_each_job_once_and_bills_once(
     tmp_path: Path,
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [
-        {"id": f"r{i:03d}", "prompt": f"a vase {i}", "model": MODELS[i % 3]} for i in range(ROWS)
-    ])  # fmt: skip
+    manifest = rows_across_models(tmp_path / "m.csv", ROWS, "a vase", MODELS)
     out = tmp_path / "out"
     # The server in a thread of this process, with small images: the runs are under test.
     config = EmulatorConfig(batch_delay=parse_batch_delay("uniform:0.3-0.8"), seed=5,

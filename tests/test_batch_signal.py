@@ -23,7 +23,7 @@ from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import Phase
 from tests.commandline import nanobatch
 from tests.emulator.emulator_helpers import FakeClock
-from tests.helpers import TEST_KEY, write_csv
+from tests.helpers import TEST_KEY, rows_across_models
 
 ROWS = 8
 MODELS = ("gemini-3.1-flash-image-preview", "gemini-2.5-flash-image")  # one job each
@@ -56,9 +56,7 @@ def created_jobs(out: Path) -> list[str]:
 def test_a_signal_leaves_the_jobs_running_exits_4_and_the_rerun_adopts_them(
     tmp_path: Path,
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [
-        {"id": f"r{i:03d}", "prompt": f"a kettle {i}", "model": MODELS[i % 2]} for i in range(ROWS)
-    ])  # fmt: skip
+    manifest = rows_across_models(tmp_path / "m.csv", ROWS, "a kettle", MODELS)
     out = tmp_path / "out"
     # Jobs that take 5-6 s of the emulator's clock, which stands still until the two stopped
     # runs below have come and gone: however slow the machine, the jobs are running throughout.
