@@ -85,7 +85,7 @@ def scenario_latency(bench: Bench) -> Scenario:
     with emulator(["--latency", str(latency)]) as emu:
         emu.warm_up(size)
         nb, base = bench.head_to_head(emu, "s1", rows, concurrency, size)
-        ceiling = _raw_ceiling(emu, min(rows, 3000), concurrency, size)  # ~12 s
+        ceiling, bare_ms = _raw_ceiling(emu, min(rows, 3000), concurrency, size)  # ~12 s
     nb_rate, base_rate = nb.succeeded / nb.figures.wall_s, base.succeeded / base.figures.wall_s
     result.runs += [nb, base]
     result.metrics += [
@@ -114,18 +114,41 @@ def scenario_latency(bench: Bench) -> Scenario:
         ),
         *_process_metrics(nb, base),
         *cpu_per_image(bench, size, nb, base),
+        *_bare_client(bench, size, bare_ms),
     ]
     return result
 
 
-def _raw_ceiling(emu: Emulator, requests: int, concurrency: int, size: str) -> float:
+def _bare_client(bench: Bench, size: str, bare_ms: float) -> list[Metric]:
+    """What receiving an answer costs a client that does nothing else with it, and that plus
+    the floor: the least CPU per image any client pays here, HTTP included."""
+    floor_ms = bench.floor_ms(size)
+    return [
+        Metric(
+            "CPU per answer of the client that only reads bytes (HTTP and nothing else)",
+            "ms",
+            bare_ms,
+        ),
+        Metric(
+            "the floor + that: the least CPU per image with HTTP (in floors)",
+            "x",
+            (floor_ms + bare_ms) / floor_ms,
+            limit=f"{floor_ms + bare_ms:.2f} ms",
+        ),
+    ]
+
+
+def _raw_ceiling(emu: Emulator, requests: int, concurrency: int, size: str) -> tuple[float, float]:
     """Answers per second from ``emu`` to a client that parses nothing and writes nothing: what
-    no client can beat on this machine, with the emulator on the same two cores."""
+    no client can beat on this machine, with the emulator on the same two cores; and that
+    client's CPU per answer (ms), the HTTP part of any client's CPU. It runs in this process,
+    which does nothing else meanwhile (the emulator is a process of its own)."""
     args = argparse.Namespace(
         model=DEFAULT_MODEL, client="raw", concurrency=concurrency, repeat=False, image_size=size
     )
+    cpu = time.process_time()
     elapsed, _ = anyio.run(emulator_throughput.load, emu.base_url, args, requests)
-    return requests / elapsed
+    return requests / elapsed, 1000 * (time.process_time() - cpu) / requests
 
 
 def _no_latency(
@@ -144,10 +167,13 @@ def _no_latency(
 
 
 def scenario_cpu(bench: Bench) -> Scenario:
-    size = "1K"
+    size, concurrency = "1K", 16
     result, nb, base = _no_latency(
-        bench, 2, "CPU-bound", rows=bench.scaled(1000), concurrency=16, size=size
+        bench, 2, "CPU-bound", rows=bench.scaled(1000), concurrency=concurrency, size=size
     )
+    with emulator(["--latency", "0"]) as emu:
+        emu.warm_up(size)
+        _, bare_ms = _raw_ceiling(emu, bench.scaled(1000), concurrency, size)  # ~5 s
     emu_ms = [
         1000 * run.emulator_cpu_s / run.succeeded if run.emulator_cpu_s and run.succeeded else None
         for run in (nb, base)
@@ -162,6 +188,7 @@ def scenario_cpu(bench: Bench) -> Scenario:
         ),
         *_process_metrics(nb, base),
         Metric("emulator CPU per image (not the client's)", "ms", emu_ms[0], emu_ms[1]),
+        *_bare_client(bench, size, bare_ms),
     ]
     return result
 

@@ -139,7 +139,9 @@ def main() -> None:
     try:
         anyio.run(load, base_url, args, 100)  # warm up: layouts, connections
         cpu_before = _cpu_seconds(server.pid)
+        client_before = time.process_time()
         elapsed, received = anyio.run(load, base_url, args, args.requests)
+        client_cpu = time.process_time() - client_before
         cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
@@ -161,6 +163,9 @@ def main() -> None:
         f"  emulator CPU {cpu / args.requests * 1000:.2f} ms per response "
         f"(~{args.requests / cpu:.0f} responses/s per fully used core)"
     )
+    # The load generator's own CPU: what receiving an answer costs a client that does nothing
+    # else with it (no JSON, no image, no file), the HTTP part of a real client's CPU.
+    print(f"  client CPU {client_cpu / args.requests * 1000:.2f} ms per response ({args.client})")
 
 
 if __name__ == "__main__":

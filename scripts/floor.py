@@ -8,7 +8,7 @@ several rounds is reported, because a shared machine only ever adds time.
 
 ``scripts/bench`` divides nanobatch's client CPU per image by these figures; run it alone:
 
-    uv run python scripts/floor.py [--sizes 512,1K,2K,4K] [--rounds 5] [--json]
+    uv run python scripts/floor.py [--sizes 512,1K,2K,4K] [--rounds 5] [--model M] [--json]
 """
 
 from __future__ import annotations
@@ -26,19 +26,17 @@ import httpx
 import orjson
 import pybase64
 
+from pipeline.core.models import DEFAULT_MODEL
 from pipeline.emulator import EmulatorConfig, EmulatorTransport, Payload, create_app
 
-# The model that serves each size: Pro for 4K (JPEG), 3.1 Flash for the rest (PNG), as the
-# bench scenarios do.
-MODEL_FOR_SIZE = {
-    "512": "gemini-3.1-flash-image",
-    "1K": "gemini-3.1-flash-image",
-    "2K": "gemini-3.1-flash-image",
-    "4K": "gemini-3-pro-image",
-}
+# The answers the bench scenarios receive: every scenario (nanobatch's default model and the
+# baseline's) asks the default model, so the floor is measured on that model's answer at each
+# size. (It once took Pro's JPEG for 4K, a 10 MB answer where the scenarios get a 22 MB PNG
+# one: a floor for the wrong answer, half the right one.)
+SIZES = ("512", "1K", "2K", "4K")
 
 
-async def _answers(sizes: list[str]) -> dict[str, bytes]:
+async def _answers(sizes: list[str], model: str = DEFAULT_MODEL) -> dict[str, bytes]:
     """One real answer body per size, from the emulator in-process (no latency, no faults)."""
     app = create_app(EmulatorConfig(payload=Payload.REALISTIC))
     bodies: dict[str, bytes] = {}
@@ -54,7 +52,7 @@ async def _answers(sizes: list[str]) -> dict[str, bytes]:
                 },
             }
             response = await client.post(
-                f"/v1beta/models/{MODEL_FOR_SIZE[size]}:generateContent",
+                f"/v1beta/models/{model}:generateContent",
                 json=request,
                 headers={"x-goog-api-key": "floor"},
             )
@@ -104,9 +102,11 @@ def measure(body: bytes, rounds: int, per_round: int) -> float:
     return best
 
 
-def floors(sizes: list[str], rounds: int = 5) -> dict[str, dict[str, float]]:
+def floors(
+    sizes: list[str], rounds: int = 5, model: str = DEFAULT_MODEL
+) -> dict[str, dict[str, float]]:
     """Per size: the answer's bytes, the image's bytes and the floor in CPU milliseconds."""
-    bodies = anyio.run(_answers, sizes)
+    bodies = anyio.run(_answers, sizes, model)
     figures: dict[str, dict[str, float]] = {}
     for size, body in bodies.items():
         per_round = max(3, int(40_000_000 / len(body)))  # ~40 MB of JSON per round
@@ -123,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="512,1K,2K,4K")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the model whose answers to use")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = [s for s in sizes if s not in MODEL_FOR_SIZE]
+    unknown = [s for s in sizes if s not in SIZES]
     if unknown:
-        parser.error(f"unknown size {unknown[0]!r}; use some of {', '.join(MODEL_FOR_SIZE)}")
-    figures = floors(sizes, args.rounds)
+        parser.error(f"unknown size {unknown[0]!r}; use some of {', '.join(SIZES)}")
+    figures = floors(sizes, args.rounds, args.model)
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
