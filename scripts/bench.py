@@ -55,6 +55,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import bench_trash
 from baseline_env import BASELINES, baseline_python
 from bench_batch import scenario_batch, scenario_batch_large
 from bench_head import scenario_cpu, scenario_latency, scenario_memory, scenario_quota
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         scenarios[str(number)] = _as_json(result, bench.mode, seconds, load, commit)
         progress(f"    done in {time.perf_counter() - t0:.0f} s")
+    bench_trash.empty()  # after the last measured client (see bench_trash)
     report = {
         "generated_at": _now(),
         "mode": bench.mode,

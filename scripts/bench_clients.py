@@ -13,13 +13,13 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_trash
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from measure import (
@@ -225,7 +225,7 @@ class Clients:
         ``fresh``: start from an empty output directory (False: measure a prepared one).
         """
         if fresh:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            bench_trash.discard(out_dir)  # deleted later: see bench_trash
             out_dir.mkdir(parents=True)
         emu.process.reset()
         cpu_before = emu.cpu_s()
@@ -242,7 +242,7 @@ class Clients:
             setup = json.loads((out_dir / "baseline.json").read_text(encoding="utf-8"))
         if not self.keep_images:
             # Thousands of images, gigabytes at 4K: nothing reads them after this point.
-            shutil.rmtree(out_dir / "images", ignore_errors=True)
+            bench_trash.discard(out_dir / "images")
         progress(
             f"      exit {figures.exit_code}, {succeeded}/{rows} images, "
             f"wall {figures.wall_s:.1f} s, cpu {figures.cpu_s:.1f} s, "

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_trash
 from bench_clients import ClientRun, Clients
 from http_stacks import STACKS
 from measure import ROOT, emulator, progress
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, stacks))
     settings = {name: asdict(SETTINGS[name]) for name in results}
     (args.work / "bench-http.json").write_text(json.dumps({**results, "settings": settings}))
+    bench_trash.empty()
     return 0
 
 

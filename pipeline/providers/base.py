@@ -123,7 +123,8 @@ class Provider(Protocol):
 
     def prepare(self, job: Job, sources: SourceCache) -> PreparedRequest:
         """The request for ``job``; raises ``SourceImageError`` if a source went bad. Pure
-        apart from reading sources through the cache (run it in a thread)."""
+        apart from reading sources through the cache (run it in a thread when ``job.images``
+        is not empty; without sources it reads nothing)."""
         ...
 
     def reader(self, request: PreparedRequest) -> AnswerReader:

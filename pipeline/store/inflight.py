@@ -34,7 +34,7 @@ class InFlight:
     """The in-flight notes of one run (``DIR/inflight.journal``)."""
 
     def __init__(self, out_dir: Path) -> None:
-        self._journal = Journal(out_dir / INFLIGHT_FILE, durable=False)
+        self._journal = Journal(out_dir / INFLIGHT_FILE, durable=False, sole=True)  # the run's
         self._outstanding = 0  # noted as sent, not yet as recorded
 
     def recover(self) -> list[AttemptRecord]:

@@ -116,12 +116,19 @@ def complete_length(path: Path) -> int:
 
 
 class Journal:
-    """An open journal file. ``durable`` journals fsync every append."""
+    """An open journal file. ``durable`` journals fsync every append. ``sole``: no other
+    process appends to it while it is open (so its length need not be asked for each group)."""
 
-    def __init__(self, path: Path, *, durable: bool) -> None:
+    def __init__(self, path: Path, *, durable: bool, sole: bool = False) -> None:
         self.path = path
         self.durable = durable
+        self._sole = sole
         self._file: IO[bytes] | None = None
+        # With ``sole``, the file's length as this object left it (None: not known, as after a
+        # failed rollback), so that ``mark`` need not ask the file: an fstat per append was a
+        # system call per record on the event loop. Without, another process (``batch
+        # cancel``) may have appended, and only the file knows.
+        self._size: int | None = None
 
     def open(self) -> None:
         """Open for appending, first cutting off a torn tail so new lines follow intact ones."""
@@ -129,18 +136,23 @@ class Journal:
         # Unbuffered: a failed append (disk full) must leave no bytes behind to be flushed later.
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open until close)
         self._file.truncate(good)
+        self._size = good
 
     def mark(self) -> int:
         """The journal's length now, for ``rollback``."""
         assert self._file is not None, "journal not open"
-        return os.fstat(self._file.fileno()).st_size
+        if self._size is None or not self._sole:
+            self._size = os.fstat(self._file.fileno()).st_size
+        return self._size
 
     def rollback(self, mark: int) -> None:
         """Cut off what was appended after ``mark`` (best effort: the disk may be failing)."""
         # If even that fails, the torn tail is dropped when the journal is next read.
         if self._file is not None:
+            self._size = None  # unknown until the truncate is known to have worked
             with contextlib.suppress(OSError):
                 self._file.truncate(mark)
+                self._size = mark
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Write records as one group; with ``durable``, one fsync for the whole group.
@@ -152,8 +164,10 @@ class Journal:
         data = memoryview(b"".join(encode_line(r) for r in records))
         start = self.mark()
         try:
+            size = start + len(data)
             while data:
                 data = data[self._file.write(data) or 0 :]
+            self._size = size
             if self.durable:
                 os.fsync(self._file.fileno())
         except OSError:
@@ -165,6 +179,7 @@ class Journal:
         if self._file is not None:
             self._file.truncate(0)
             self._file.seek(0)
+            self._size = 0
         else:
             self.path.unlink(missing_ok=True)
 

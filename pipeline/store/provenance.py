@@ -78,9 +78,15 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
     billed = {"cost_usd": record.cost_usd, "tier": record.tier, "batch_job": record.batch_job}
     data.update((key, value) for key, value in billed.items() if value is not None)
     path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (out_dir / TMP_DIR).mkdir(exist_ok=True)
-    write_small(path, json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR)
+    encoded, tmp_dir = json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR
+    try:
+        write_small(path, encoded, tmp_dir)
+    except FileNotFoundError:
+        # A folder not made yet: made now, not checked before every record (a mkdir and a
+        # stat per folder per row, each a hand-off between threads; docs/benchmarks.md).
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir.mkdir(exist_ok=True)
+        write_small(path, encoded, tmp_dir)
 
 
 def store(

@@ -74,7 +74,7 @@ def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     else:
         tmp = tmp_dir / f"{os.getpid()}-{next(_tmp_names)}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = _create(tmp, tmp_dir)
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -84,6 +84,19 @@ def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _create(tmp: Path, tmp_dir: Path | None) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        return os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        if tmp_dir is None:
+            raise
+        # Made here, the first time it is missing, not checked before every image: a mkdir
+        # and a stat per image were a fifth of a row's file system calls.
+        tmp_dir.mkdir(exist_ok=True)
+        return os.open(tmp, flags, 0o644)
 
 
 def fsync_dir(path: Path) -> None:
@@ -104,8 +117,7 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
     raises OSError if one would lead outside it (a symlinked folder).
     """
     stored = []
-    tmp_dir = out_dir / TMP_DIR
-    tmp_dir.mkdir(exist_ok=True)
+    tmp_dir = out_dir / TMP_DIR  # made by write_atomic if missing
     named = list(zip(output_names(row_id, images), images, strict=True))
     # Spooled images are made durable before any is renamed, so a failure (EIO) leaves every
     # spool in place for the disk guard's second try; one a first try moved is not looked for.

@@ -29,6 +29,7 @@ Why this is exact, not a second parser:
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +49,11 @@ SPOOL_AFTER = 1 << 20
 
 _KEY = re.compile(rb'"data"\s*:\s*"')
 _LOOK_BACK = 64  # bytes of the JSON kept that a key split across two chunks may start in
+
+# The placeholders' secret part: drawn once per process, not per answer (a system call each);
+# with a counter, no two answers share a placeholder, and the server never sees either.
+_SECRET = secrets.token_hex(8)
+_answers = itertools.count()
 
 # classify(response, spooled): the outcome, images standing for spools where it chose them.
 Classify = Callable[[RawResponse, Spooled], Outcome]
@@ -98,7 +104,7 @@ class StreamingAnswer:
         self._escaped = False  # ... whose text so far ends in an unpaired backslash
         self._spools: dict[str, Spool] = {}  # placeholder -> its finished spool
         self._unspooled = False  # the disk would not give a temp file: values stay in memory
-        self._mark = f"nanobatch-spool-{secrets.token_hex(8)}-"  # unguessable by the server
+        self._mark = f"nanobatch-spool-{_SECRET}-{next(_answers)}-"  # unguessable by the server
 
     def begin(self, status: int, headers: Mapping[str, str]) -> None:
         self._status = status

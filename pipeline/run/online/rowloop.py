@@ -173,9 +173,13 @@ class RowLoop:
         return await self._prepare(job, records)
 
     async def _prepare(self, job: Job, records: Records) -> PreparedRequest | None:
-        """``job``'s request, built off the event loop (None: a source went bad, and the row
-        is recorded invalid)."""
+        """``job``'s request, built off the event loop when it reads source images (None: a
+        source went bad, and the row is recorded invalid)."""
         try:
+            if not job.images:
+                # Nothing to read: building a JSON body is cheaper than a thread's hand-off,
+                # which costs the process more CPU than the work (docs/benchmarks.md).
+                return self.provider.prepare(job, self.services.sources)
             return await anyio.to_thread.run_sync(self.provider.prepare, job, self.services.sources)
         except SourceImageError as e:
             invalid = InvalidRow(job.row_id, job.line, "images", str(e))
