@@ -168,3 +168,38 @@ async def test_requests_are_built_in_a_thread_only_when_they_read_source_images(
     result = await run(run_config(manifest, tmp_path / "out"), emulator())
     assert result.by_status["succeeded"] == 2
     assert built_on == {"plain": True, "edit": False}
+
+
+def test_each_image_is_durable_before_its_cached_pages_are_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropping the page cache of an image (``drop_cached``) must come after its fsync, and
+    only for images: the kernel may then reuse the memory, the bytes being on disk."""
+    events: list[tuple[str, int]] = []
+    fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        fsync(fd)
+        events.append(("fsync", os.fstat(fd).st_ino))
+
+    def recording_fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
+        events.append(("drop", os.fstat(fd).st_ino))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(storage, "_fadvise", recording_fadvise)
+    out = tmp_path / "out"
+    (out / storage.IMAGES_DIR).mkdir(parents=True)
+    data = _png(tmp_path)
+    spooled = spool.Spool(out / storage.TMP_DIR)
+    spooled.write(data)
+    closed = spooled.close()
+    assert not isinstance(closed, bytes)
+    images = (ImagePart(b"", "image/png", closed), ImagePart(data, "image/png"))
+    stored = storage.store_images(out, "r1", images)
+    inodes = [(out / s.rel_path).stat().st_ino for s in stored]
+    assert [(out / s.rel_path).read_bytes() for s in stored] == [data, data]
+    assert stored[0].width == 64  # its header read before its pages went
+    for inode in inodes:
+        assert events.index(("fsync", inode)) < events.index(("drop", inode))
+    assert sorted(i for kind, i in events if kind == "drop") == sorted(inodes)

@@ -8,6 +8,7 @@ odd, can collide with a temp file or be taken for one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import itertools
@@ -63,11 +64,14 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+def write_atomic(
+    path: Path, data: bytes, tmp_dir: Path | None = None, *, drop_cache: bool = False
+) -> None:
     """Write ``data`` so that ``path`` is either complete or absent, even across a power cut.
 
     The temp file is next to ``path``, or in ``tmp_dir`` (same file system) when given.
-    A failed write removes its temp file: a full disk gets its space back.
+    A failed write removes its temp file: a full disk gets its space back. ``drop_cache``:
+    the file is an output nothing reads back (``drop_cached``).
     """
     if tmp_dir is None:
         tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
@@ -78,6 +82,8 @@ def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
         try:
             write_all(fd, data)
             os.fsync(fd)
+            if drop_cache:
+                drop_cached(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -97,6 +103,20 @@ def _create(tmp: Path, tmp_dir: Path | None) -> int:
         # and a stat per image were a fifth of a row's file system calls.
         tmp_dir.mkdir(exist_ok=True)
         return os.open(tmp, flags, 0o644)
+
+
+def drop_cached(fd: int) -> None:
+    """Let the kernel reuse the memory that caches an fsynced file nothing reads back (a run's
+    images). On a virtual machine, memory the kernel takes fresh is backed by the host on first
+    touch: writing an image into it cost ~3 ms of CPU per MB here, into pages the kernel had
+    just freed ~0.5 ms (docs/benchmarks.md). Kept cached, a night's images would also push the
+    user's other files out of the cache. Best effort: the data is on disk either way."""
+    if _fadvise is not None:
+        with contextlib.suppress(OSError):
+            _fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+_fadvise = getattr(os, "posix_fadvise", None)  # not on macOS
 
 
 def fsync_dir(path: Path) -> None:
@@ -126,31 +146,42 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
         for rel, image in named
         if image.spooled and not os.path.exists(image.spooled.path) and (out_dir / rel).exists()
     }
-    for rel, image in named:
-        if image.spooled and rel not in moved:
-            fsync_file(image.spooled.path)
-    for rel, image in named:
-        target = out_dir / rel
-        if target.parent != out_dir / IMAGES_DIR:
-            make_folders(out_dir / IMAGES_DIR, target.parent)
-        if image.spooled:
-            # Written and hashed while the answer arrived, in DIR/.tmp/: moved, not rewritten.
-            if rel not in moved:
-                os.replace(image.spooled.path, target)
-            width, height = image_size(target)
-        else:
-            write_atomic(target, image.data, tmp_dir)
-            width, height = image_size(image.data)
-        stored.append(StoredImage(rel, image.sha256, width, height, image.mime_type))
+    synced: dict[str, int] = {}  # spools made durable, open until their pages are dropped
+    try:
+        for rel, image in named:
+            if image.spooled and rel not in moved:
+                synced[rel] = _synced(image.spooled.path)
+        for rel, image in named:
+            target = out_dir / rel
+            if target.parent != out_dir / IMAGES_DIR:
+                make_folders(out_dir / IMAGES_DIR, target.parent)
+            if image.spooled:
+                # Written and hashed while the answer arrived, in DIR/.tmp/: moved, not
+                # rewritten; its header read before its pages are let go.
+                if rel not in moved:
+                    os.replace(image.spooled.path, target)
+                width, height = image_size(target)
+                if rel in synced:
+                    drop_cached(synced[rel])
+            else:
+                write_atomic(target, image.data, tmp_dir, drop_cache=True)
+                width, height = image_size(image.data)
+            stored.append(StoredImage(rel, image.sha256, width, height, image.mime_type))
+    finally:
+        for fd in synced.values():
+            os.close(fd)
     return stored
 
 
-def fsync_file(path: str | Path) -> None:
+def _synced(path: str | Path) -> int:
+    """``path`` opened and fsynced; the caller closes it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def image_size(data: bytes | Path) -> tuple[int | None, int | None]:
