@@ -19,6 +19,7 @@ from pipeline.commands.progress import ProgressReporter
 from pipeline.commands.summary import format_summary
 from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.errors import NanobatchError
+from pipeline.core.heap import keep_freed_memory
 from pipeline.core.options import continue_command
 from pipeline.core.retry import seconds_until_quota_reset
 from pipeline.core.types import Status
@@ -64,6 +65,7 @@ def run_and_report(
     progress_every_s: float = 30.0,
 ) -> int:
     """Run with a progress view, print the summary, and return the exit code."""
+    keep_freed_memory()
     batch = config.mode is RunMode.BATCH
     reporter = ProgressReporter(
         config.out_dir, emit=err, line_every_s=progress_every_s, clock=config.clock, batch=batch
