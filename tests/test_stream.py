@@ -142,13 +142,18 @@ texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | st.sampled
 def image_values(draw: st.DrawFn) -> str:
     raw = PNG + draw(st.binary(max_size=300))
     text = b64(raw)
-    how = draw(st.sampled_from(["plain", "urlsafe", "unpadded", "wrapped", "broken", "empty"]))
+    how = draw(
+        st.sampled_from(["plain", "urlsafe", "unpadded", "wrapped", "broken", "padded", "empty"])
+    )
     if how == "urlsafe":
         return base64.urlsafe_b64encode(raw).decode()
     if how == "unpadded":
         return text.rstrip("=")
     if how == "wrapped":
         return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    if how == "padded":  # a padded group inside the value: not one value's base64
+        cut = 4 * draw(st.integers(0, len(text) // 4))
+        return text[:cut] + "QQ==" + text[cut:]
     if how == "broken":
         return text[: draw(st.integers(0, len(text)))] + draw(st.sampled_from(["*", "=A", "é"]))
     return "" if how == "empty" else text
@@ -286,3 +291,15 @@ def test_a_run_stores_streamed_images_as_before(tmp_path: Path) -> None:
 def test_a_non_2xx_answer_is_read_whole(tmp_path: Path) -> None:
     body = json.dumps({"error": {"code": 500, "message": "x", "data": b64(PNG * 9)}}).encode()
     assert_same(whole(body, 500), streamed(body, tmp_path, [5, 40], status=500), tmp_path)
+
+
+def test_padding_inside_a_value_is_not_spooled_whatever_the_cut(tmp_path: Path) -> None:
+    """``QQ==`` ending the groups decoded from one piece, with more groups after it: not one
+    value's base64, so the answer reads as it does whole, however the pieces fall."""
+    head = b64(PNG)[:8]
+    value = head + "QQ==" + b64(PNG)
+    body = json.dumps(answer([{"inlineData": {"mimeType": "image/png", "data": value}}])).encode()
+    padded_end = body.index(b"QQ==") + 4
+    for cut in range(padded_end, padded_end + 8):  # a piece ends 0-7 characters after it
+        folder = tmp_path / str(cut)
+        assert_same(whole(body), streamed(body, folder, [cut]), folder)

@@ -189,7 +189,7 @@ class StreamingAnswer:
             except OSError:  # no temp file (a full or read-only disk): kept in memory
                 self._unspooled = True
                 return self._feed_value(chunk, end)  # as a short value: at its end or not
-            text, self._value = memoryview(bytes(self._value)), None
+            text, self._value = memoryview(self._value), None  # the view keeps it, uncopied
         self._decode(text)
         if self._spool is not None and stop >= 0:
             if escape < 0:
@@ -198,23 +198,34 @@ class StreamingAnswer:
                 self._to_verbatim()  # an escape: not plain base64
         return end
 
-    def _decode(self, text: memoryview | bytes) -> None:
-        """Decode every whole group of ``text`` but the last (which may be padded)."""
+    def _decode(self, text: memoryview) -> None:
+        """Decode every whole group of the value so far but the last (which may be padded).
+
+        ``text`` is decoded where it lies: only the group held back from the piece before (at
+        most four characters) is completed from its first characters and decoded apart, so no
+        piece of a 25 MB value is copied to be joined to the next.
+        """
         spool = self._spool
         assert spool is not None
-        data = self._pending + text
-        upto = len(data) - (len(data) % 4 or 4)
+        held = self._pending
+        total = len(held) + len(text)
+        upto = total - (total % 4 or 4)  # characters to decode now: the last group is kept
         if upto <= 0:
-            self._pending = data
+            self._pending = held + text
             return
-        try:
-            decoded = pybase64.b64decode(memoryview(data)[:upto], validate=True)
-        except ValueError:  # a character outside the standard alphabet, or inner padding
-            self._pending = data
+        if held:
+            join = -len(held) % 4  # what completes the held-back group (0: it was whole)
+            group = held + text[:join]
+            if not _decoded_into(spool, group):
+                self._pending = held + text
+                self._to_verbatim()
+                return
+            text, upto = text[join:], upto - len(group)
+        if not _decoded_into(spool, text[:upto]):
+            self._pending = bytes(text)
             self._to_verbatim()
             return
-        spool.write(decoded)
-        self._pending = data[upto:]
+        self._pending = bytes(text[upto:])
 
     def _end_spool(self) -> None:
         """The closing quote: the last group decides whether the value was plain base64."""
@@ -279,6 +290,20 @@ class StreamingAnswer:
             body += self._value
         self._spools, self._spool, self._value, self._pending = {}, None, None, b""
         return body
+
+
+def _decoded_into(spool: Spool, groups: bytes | memoryview) -> bool:
+    """Decode whole groups of base64 into ``spool``; False, with nothing written, unless they
+    are plain standard base64 with no padding (only the value's last group, always held back
+    to its closing quote, may be padded: ``=`` anywhere else is not one value's base64)."""
+    if groups[-1:] == b"=":  # any other ``=`` is refused by validate
+        return False
+    try:
+        decoded = pybase64.b64decode(groups, validate=True)
+    except ValueError:  # a character outside the standard alphabet, or inner padding
+        return False
+    spool.write(decoded)
+    return True
 
 
 def _parses(body: bytes) -> bool:
