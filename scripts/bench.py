@@ -214,16 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         f"nanobatch bench ({bench.mode} size, baseline {args.baseline}): scenarios {numbers}, "
         f"working in {args.work}"
     )
-    bench.warm_up()
-    for number in numbers:
-        progress(f"[{number}] {SCENARIOS[number].__name__.removeprefix('scenario_')}")
-        t0, load, commit = time.perf_counter(), os.getloadavg()[0], _commit()
-        result = SCENARIOS[number](bench)
-        result.problems += problems(result.runs)
-        seconds = time.perf_counter() - t0
-        scenarios[str(number)] = _as_json(result, bench.mode, seconds, load, commit)
-        progress(f"    done in {time.perf_counter() - t0:.0f} s")
-    bench_trash.empty()  # after the last measured client (see bench_trash)
+    try:
+        bench.warm_up()
+        for number in numbers:
+            progress(f"[{number}] {SCENARIOS[number].__name__.removeprefix('scenario_')}")
+            t0, load, commit = time.perf_counter(), os.getloadavg()[0], _commit()
+            result = SCENARIOS[number](bench)
+            result.problems += problems(result.runs)
+            seconds = time.perf_counter() - t0
+            scenarios[str(number)] = _as_json(result, bench.mode, seconds, load, commit)
+            progress(f"    done in {time.perf_counter() - t0:.0f} s")
+    finally:
+        bench_trash.empty()  # after the last measured client, or a failed one (see bench_trash)
     report = {
         "generated_at": _now(),
         "mode": bench.mode,
