@@ -63,7 +63,7 @@ def test_a_provenance_record_is_written_when_its_folders_are_missing(
 def test_small_files_skip_a_temp_name_left_by_an_earlier_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(filesum, "_temp_names", itertools.count(7))
+    monkeypatch.setattr(storage, "_new_names", itertools.count(7))
     stale = tmp_path / f".tmp-{os.getpid()}-7"  # a crashed process with this pid left it
     stale.write_bytes(b"someone else's")
     target = tmp_path / "record"
@@ -79,7 +79,7 @@ def test_a_spool_makes_its_folder_and_skips_a_name_in_the_way(
 ) -> None:
     folder = tmp_path / "out" / ".tmp"
     folder.parent.mkdir()
-    monkeypatch.setattr(spool, "_names", itertools.count(3))
+    monkeypatch.setattr(storage, "_new_names", itertools.count(3))
     first = spool.Spool(folder)  # the folder is made
     folder.joinpath(f"spool-{os.getpid()}-4").write_bytes(b"stale")
     second = spool.Spool(folder)  # 4 is taken: the next name

@@ -12,12 +12,12 @@ file (written by an older version) is not checked.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 from pathlib import Path
 
+from pipeline.store.storage import create_new
+
 SUFFIX = ".sha256"
-_temp_names = itertools.count()  # write_small's temp files
 
 
 def sum_path(path: Path) -> Path:
@@ -43,24 +43,12 @@ def _write(path: Path, digests: list[str]) -> None:
     write_small(sum_path(path), lines.encode(), path.parent)
 
 
-def _create_temp(tmp_dir: Path) -> tuple[int, str]:
-    """A new ``.tmp-*`` file in ``tmp_dir``, made as ``mkstemp`` makes it (exclusive, 0600),
-    named by this process's id and a counter: ``mkstemp`` also asks for the working directory
-    and draws a random name each time, system calls a row's provenance record paid for."""
-    while True:
-        name = os.path.join(tmp_dir, f".tmp-{os.getpid()}-{next(_temp_names)}")
-        try:
-            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
-        except FileExistsError:
-            continue  # left by an earlier process that had this id
-
-
 def write_small(target: Path, data: bytes, tmp_dir: Path) -> None:
     """Replace ``target`` atomically and durably with a few bytes of the ledger's own
     bookkeeping (digests, provenance records). Not through ``storage.write_all``, which writes
     outputs: bookkeeping is written like the Parquet file it goes with. The temp file is a
     ``.tmp-*`` in ``tmp_dir``, removed on the next open if a crash leaves it."""
-    fd, name = _create_temp(tmp_dir)
+    fd, name = create_new(tmp_dir, ".tmp-", 0o600, make_folder=False)  # as mkstemp: 0600
     try:
         try:
             view = memoryview(data)

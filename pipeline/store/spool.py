@@ -10,7 +10,6 @@ it is stored, exactly as for an image that was never spooled.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 from pathlib import Path
 
@@ -18,25 +17,6 @@ from pipeline.core.types import SpooledFile
 from pipeline.store import storage
 
 HEAD_BYTES = 32  # enough for every image signature ``mime.sniff`` knows
-_names = itertools.count()
-
-
-def _create(folder: Path) -> tuple[int, Path]:
-    """The spool's file, named by this process's id and a counter (no random draw per answer),
-    and its folder made the first time it is missing (not checked before every answer)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    made = False
-    path = folder / f"spool-{os.getpid()}-{next(_names)}"
-    while True:
-        try:
-            return os.open(path, flags, 0o644), path
-        except FileNotFoundError:
-            if made:
-                raise
-            folder.mkdir(exist_ok=True)
-            made = True
-        except FileExistsError:  # left by an earlier process that had this id
-            path = folder / f"spool-{os.getpid()}-{next(_names)}"
 
 
 class Spool:
@@ -48,7 +28,7 @@ class Spool:
     def __init__(self, folder: Path) -> None:
         # Not mkstemp: its files are 0600, and an image must get the mode every output gets
         # (0644 less the umask, as ``write_atomic`` creates them).
-        fd, path = _create(folder)
+        fd, path = storage.create_new(folder, "spool-", 0o644, make_folder=True)
         self._fd: int | None = fd
         self.path = str(path)
         self._hash = hashlib.sha256()

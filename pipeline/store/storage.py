@@ -119,6 +119,29 @@ def drop_cached(fd: int) -> None:
 _fadvise = getattr(os, "posix_fadvise", None)  # not on macOS
 
 
+def create_new(folder: Path, prefix: str, mode: int, *, make_folder: bool) -> tuple[int, Path]:
+    """A new file ``folder/<prefix><pid>-<n>``, opened for writing, created exclusively (a name
+    an earlier process with this id left is skipped). Named by a counter, not ``mkstemp``'s
+    random draw and working-directory lookup: system calls a row paid for. ``make_folder``:
+    the folder is made the first time it is missing, not checked before every file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    made = False
+    while True:
+        path = folder / f"{prefix}{os.getpid()}-{next(_new_names)}"
+        try:
+            return os.open(path, flags, mode), path
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if made or not make_folder:
+                raise
+            folder.mkdir(exist_ok=True)
+            made = True
+
+
+_new_names = itertools.count()
+
+
 def fsync_dir(path: Path) -> None:
     """Make renames inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
