@@ -15,7 +15,7 @@ from pipeline.plan.sources import SourceCache
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import PreparedRequest
 from pipeline.providers.gemini.provider import GeminiProvider
-from pipeline.providers.http import HttpClient
+from pipeline.providers.http import HttpClient, new_http_client
 from tests.helpers import Recorder
 
 PROVIDER = GeminiProvider("http://api.invalid/", timeouts_s={"1K": 5.0}, api_version="v1beta")
@@ -135,3 +135,20 @@ async def test_a_redirect_is_not_followed_and_names_only_origins() -> None:
     assert answer.failure is TransportFailure.REDIRECT
     assert "elsewhere.invalid" in answer.message
     assert "key=k" not in answer.message
+
+
+async def test_a_cookie_an_answer_sets_is_never_sent_back() -> None:
+    """No API here needs cookies: one set by an answer (a gateway's, a load balancer's) must not
+    ride along on the next request, credentials or not."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "session=abc; Path=/"})
+
+    async with new_http_client(transport(handler), connections=1) as http:
+        client = HttpClient(http)
+        for _ in range(2):
+            await client.send(REQUEST, Credentials(), Recorder())
+    assert seen == [None, None]
+    assert not http.cookies

@@ -268,3 +268,19 @@ def test_a_ledger_from_before_a_column_existed_folds_with_nulls_in_it(tmp_path: 
     rows = {r["row_id"]: r for r in table.to_pylist()}
     assert (rows["old"]["line"], rows["old"]["cost_usd"]) == (7, None)
     assert rows["new"]["cost_usd"] == 0.04
+
+
+def test_journal_lines_read_back_as_the_standard_library_reads_them() -> None:
+    """Lines are encoded by orjson: whatever a record holds, its line decodes to what ``json``
+    makes of the same record; what orjson refuses (an int beyond 64 bits) is still written."""
+    import json
+    from datetime import UTC, datetime
+
+    item = {"row_id": "é\u2028\"\\\n\t\x00", "cost": 0.1 + 0.2, "n": -0.0, "tiny": 2.5e-7,
+            "at": datetime(2026, 12, 2, 5, 1, 2, 345678, tzinfo=UTC),
+            "naive": datetime(2026, 1, 1), "list": [1, None, True, "x"]}  # fmt: skip
+    expected = json.loads(json.dumps(item, default=datetime.isoformat))
+    assert decode_line(encode_line(item)) == expected
+    big = decode_line(encode_line({"n": 12345678901234567890123}))
+    assert big is not None
+    assert big["n"] == pytest.approx(1.2345678901234568e22)

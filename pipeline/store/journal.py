@@ -20,7 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import structlog
+
+from pipeline.core.jsonread import loads
 
 log = structlog.get_logger("nanobatch")
 
@@ -48,8 +51,13 @@ def _default(value: object) -> str:
 
 def encode_line(record: dict[str, Any]) -> bytes:
     """One journal line for a JSON-able record (datetimes become ISO 8601)."""
-    payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default)
-    data = payload.encode()
+    try:
+        # orjson: a few times faster than the standard library, byte for byte the same line
+        # for what records hold (str, int, float, bool, None, lists, datetimes).
+        data = orjson.dumps(record, default=_default)
+    except orjson.JSONEncodeError:  # what orjson refuses (an int beyond 64 bits)
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default)
+        data = text.encode()
     return b"%08x %s\n" % (zlib.crc32(data), data)
 
 
@@ -61,7 +69,7 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     try:
         if int(line[:8], 16) != zlib.crc32(payload):
             return None
-        data = json.loads(payload)
+        data = loads(payload)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None

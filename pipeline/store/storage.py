@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.mime import extension
+from pipeline.core.pngsize import HEADER_BYTES, png_size
 from pipeline.core.types import ImagePart
 
 IMAGES_DIR = "images"
@@ -209,6 +210,13 @@ def _synced(path: str | Path) -> int:
 
 def image_size(data: bytes | Path) -> tuple[int | None, int | None]:
     """Pixel size from the image header (no full decode); (None, None) if it is not an image."""
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            head = f.read(HEADER_BYTES)
+    else:
+        head = data[:HEADER_BYTES]
+    if (size := png_size(head)) is not None:
+        return size  # the common case, read without Pillow (core/pngsize.py)
     from PIL import Image  # here, so a run's first request does not wait for Pillow to load
 
     try:
