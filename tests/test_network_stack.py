@@ -163,3 +163,34 @@ async def test_requests_go_through_the_proxy_the_environment_names(
         outcome = await exchange("http://api.invalid", Recorder())
     assert isinstance(outcome, Outcome)
     assert seen[0].startswith(b"POST http://api.invalid/")
+
+
+async def test_a_deadline_counts_a_request_sent_only_once_it_had_its_connection() -> None:
+    """The whole-attempt deadline cancels a request wherever it is. Waiting for a connection
+    (the only one busy), it was never sent; once it had one, the server may bill it."""
+    took_first = anyio.Event()
+
+    async def hold(stream: SocketStream) -> None:
+        await read_request(stream)
+        took_first.set()
+        await anyio.sleep_forever()  # reads the request, never answers
+
+    answers: dict[str, Outcome | NoAnswer] = {}
+    async with serving(hold) as url, new_http_client(None, 1) as http:
+        client = HttpClient(http)
+
+        async def send(name: str, deadline_s: float) -> None:
+            provider = GeminiProvider(url, ApiKeyAuth(KEY), timeouts_s={"1K": deadline_s})
+            request = provider.prepare(Job(name, 1, "p", (), "m", None, None), SourceCache())
+            answers[name] = await client.send(
+                request, await provider.auth.credentials(), Recorder()
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "holding", 0.3)
+            await took_first.wait()  # the one connection is taken
+            await send("waiting", 0.1)
+    for name, sent in (("holding", True), ("waiting", False)):
+        answer = answers[name]
+        assert isinstance(answer, NoAnswer)
+        assert (answer.failure, answer.sent) == (TransportFailure.TIMEOUT, sent), name
