@@ -82,3 +82,29 @@ def test_the_key_appears_in_no_output_whatever_happens(
     assert [o for o in outputs if KEY in o or KEY[:-1] + "9" in o] == []
     assert files_containing(tmp_path, KEY) == []
     assert files_containing(tmp_path, KEY[:-1] + "9") == []
+
+
+def test_a_key_inside_a_logged_object_is_redacted_too(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Events may carry objects, not only strings (an exception, a URL): what they print as is
+    cleaned like a string, in run.log and on the console."""
+    import httpx
+    import structlog
+
+    from pipeline.core import logs
+
+    logs.setup(2, [KEY], tmp_path)
+    try:
+        structlog.get_logger("nanobatch").warning(
+            "probe",
+            url=httpx.URL(f"https://example.invalid/v1?key={KEY}"),
+            error=ValueError(f"refused {KEY}"),
+            nested=[ValueError(KEY)],
+        )
+    finally:
+        structlog.reset_defaults()
+    captured = capfd.readouterr()
+    assert "probe" in (tmp_path / "run.log").read_text()
+    assert files_containing(tmp_path, KEY) == []
+    assert KEY not in captured.out + captured.err
