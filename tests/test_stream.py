@@ -303,3 +303,26 @@ def test_padding_inside_a_value_is_not_spooled_whatever_the_cut(tmp_path: Path) 
     for cut in range(padded_end, padded_end + 8):  # a piece ends 0-7 characters after it
         folder = tmp_path / str(cut)
         assert_same(whole(body), streamed(body, folder, [cut]), folder)
+
+
+@pytest.mark.parametrize(
+    ("after", "extra", "spooled"),
+    [
+        (4 << 20, {}, False),  # no value can reach the spool length: read whole
+        (100, {}, True),  # the length allows one: streamed
+        # A compressed length says nothing of the JSON's: streamed.
+        (4096, {"content-length": "1000", "content-encoding": "gzip"}, True),
+    ],
+)
+def test_an_answer_whose_length_rules_out_a_spool_is_read_whole(
+    tmp_path: Path, after: int, extra: dict[str, str], spooled: bool
+) -> None:
+    body = real("flash")  # fed as it was decoded, whatever the header says
+    reader = StreamingAnswer(lambda r, s: classify(r, spooled=s), tmp_path, spool_after=after)
+    headers = {"content-type": "application/json", "content-length": str(len(body)), **extra}
+    reader.begin(200, headers)
+    for start in range(0, len(body), 65536):
+        reader.feed(body[start : start + 65536])
+    got = reader.finish()
+    assert_same(whole(body), got, tmp_path)
+    assert [bool(image.spooled) for image in got.images] == [spooled]
