@@ -79,3 +79,27 @@ def test_sigkill_in_every_phase_then_resume_creates_each_job_once_and_bills_once
     assert stats["billed_duplicates"] == 0
     assert (stats["batch_billed"], stats["billed"]) == (ROWS, 0)
     assert sum(r["cost_usd"] or 0 for r in rows) > 0
+
+
+def test_a_job_a_kill_left_unrecorded_is_found_though_the_books_first_line_is_damaged(
+    tmp_path: Path,
+) -> None:
+    """Killed between creating a job at Google and recording it, then the book's first line
+    (its tag, the root of the job's name there) damaged on disk: the resume still finds the
+    job by its name, and never creates a second one for the same rows."""
+    manifest = rows_across_models(tmp_path / "m.csv", 6, "a bowl", MODELS[:1])
+    out = tmp_path / "out"
+    config = EmulatorConfig(batch_delay=parse_batch_delay("0.3"), seed=6, payload=Payload.COMPACT)
+    with BackgroundEmulator(config) as emulator:
+        assert run(manifest, out, emulator.base_url, "creating:1") == -signal.SIGKILL
+        assert emulator.app.stats_snapshot()["batch_jobs_created"] == 1
+        book = out / ".batch" / "book.jsonl"
+        data = bytearray(book.read_bytes())
+        data[20] ^= 0x01  # the first line's checksum no longer matches
+        book.write_bytes(bytes(data))
+        assert run(manifest, out, emulator.base_url, None) == 0
+        stats: dict[str, Any] = emulator.app.stats_snapshot()
+    assert stats["batch_jobs_created"] == 1
+    assert (stats["batch_billed"], stats["billed"], stats["billed_duplicates"]) == (6, 0, 0)
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert sorted(r["status"] for r in rows) == ["succeeded"] * 6

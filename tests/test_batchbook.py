@@ -131,3 +131,58 @@ def test_cancel_after_a_torn_tail_keeps_the_request(tmp_path: Path) -> None:
 
 def test_an_empty_directory_has_no_jobs(tmp_path: Path) -> None:
     assert BatchBook.load(tmp_path) == []
+
+
+def _damage_first_line(tmp_path: Path) -> None:
+    path = tmp_path / BATCH_DIR / BOOK_FILE
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x01  # inside the first line's JSON: its checksum no longer matches
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_first_line_keeps_the_tag_every_record_repeats(tmp_path: Path) -> None:
+    """The tag names the jobs at Google: a new one would hide a job a crash left in
+    ``creating`` (created there, not yet recorded), which would then be created twice."""
+    book = BatchBook(tmp_path)
+    book.open()
+    job = _planned(book, ["r1"])
+    book.record(job, Phase.CREATING)
+    tag, name = book.tag, book.jobs[job].display_name
+    book.close()
+    _damage_first_line(tmp_path)
+
+    again = BatchBook(tmp_path)
+    again.open()
+    assert again.damaged == 1
+    assert (again.tag, again.jobs[job].display_name) == (tag, name)
+    again.close()
+
+
+def test_a_book_that_lost_its_tag_with_a_job_being_created_is_refused(tmp_path: Path) -> None:
+    """A book from before every record repeated the tag: with its first line damaged, a job in
+    ``creating`` can no longer be looked for at Google, so the run refuses rather than create
+    it again; without such a job, a new tag is harmless."""
+    import pytest
+
+    from pipeline.store.batchbook import BookTagLost
+    from pipeline.store.journal import encode_line
+
+    path = tmp_path / BATCH_DIR / BOOK_FILE
+    path.parent.mkdir(parents=True)
+    lines: list[dict[str, object]] = [{"kind": "opened", "tag": "0ld7a9ff"},
+             {"kind": "planned", "job": "j0001", "rows": ["r1"], "model": "m"},
+             {"kind": "creating", "job": "j0001"}]  # fmt: skip
+    path.write_bytes(b"".join(encode_line(line) for line in lines))
+    _damage_first_line(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(BookTagLost, match="j0001"):
+        BatchBook(tmp_path).open()
+    assert path.read_bytes() == before  # nothing appended, no new tag
+
+    path.write_bytes(b"".join(encode_line(line) for line in lines[:2]))
+    _damage_first_line(tmp_path)
+    book = BatchBook(tmp_path)
+    book.open()  # planned only: never sent to Google under the lost name
+    assert book.tag
+    assert book.jobs["j0001"].display_name == f"nanobatch-{book.tag}-j0001"
+    book.close()

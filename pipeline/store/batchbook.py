@@ -19,11 +19,14 @@ order gives each job's last phase and everything needed to find it again at the 
     cancel_requested  someone asked for it to be cancelled (``nanobatch batch cancel``)
     abandoned       its rows are no longer its own (reason): they go back to pending / online
 
-The book has one run-unique ``tag`` (its first line); a job's display name at Google is
+The book has one run-unique ``tag`` (its first line, and repeated in every record since, so
+that a first line damaged on disk does not lose it); a job's display name at Google is
 ``nanobatch-<tag>-<job id>``, which is how a job whose ``created`` record a crash lost is
-found again (never created twice). A torn last line (a crash mid-append) is dropped; a
-damaged line is skipped and counted (``damaged``), the lines after it still count: a job whose
-``planned`` line is lost still appears (``incomplete``), from its later records.
+found again (never created twice). A book that lost its tag (from before the tag was repeated)
+while a job may exist at Google under the lost name is refused (``BookTagLost``): a new tag
+would create that job a second time, billed twice. A torn last line (a crash mid-append) is
+dropped; a damaged line is skipped and counted (``damaged``), the lines after it still count: a
+job whose ``planned`` line is lost still appears (``incomplete``), from its later records.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import UsageError
 from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase, apply
 from pipeline.store.journal import Damaged, Journal, encode_line, scan_journal
 
@@ -41,6 +45,10 @@ BATCH_DIR = ".batch"
 BOOK_FILE = "book.jsonl"
 DISPLAY_PREFIX = "nanobatch-"
 _OPENED = "opened"  # the book's first line: its tag
+
+
+class BookTagLost(UsageError):
+    """The book's tag is lost while a job may exist at Google under a name made from it."""
 
 
 class BatchBook:
@@ -68,8 +76,8 @@ class BatchBook:
             if isinstance(record, Damaged):
                 self.damaged += 1
                 continue
+            self.tag = self.tag or str(record.get("tag") or "")  # the first line's, or any
             if record.get("kind") == _OPENED:
-                self.tag = self.tag or str(record.get("tag") or "")
                 continue
             job_id = record.get("job")
             if isinstance(job_id, str):
@@ -106,6 +114,16 @@ class BatchBook:
         self._journal = Journal(self.path, durable=True)
         self._journal.open()
         if not self.tag:
+            if lost := [job.job_id for job in self.jobs.values() if job.phase is Phase.CREATING]:
+                self.close()
+                raise BookTagLost(
+                    f"{self.path} lost its first line to damage on disk, and with it the tag in "
+                    f"the names of its jobs at Google: job {', '.join(lost)} may have been created "
+                    "there under a name this run cannot look for, and would be created again "
+                    "(billed twice). Nothing was sent. Check the jobs at Google (their names "
+                    "start with nanobatch-), then move the book away (mv .batch .batch.damaged) "
+                    "and rerun: rows a job there answers are then paid for again"
+                )
             self.tag = secrets.token_hex(4)
             now = datetime.now(UTC)
             self._journal.append([{"kind": _OPENED, "tag": self.tag, "at": now}])
@@ -160,7 +178,8 @@ class BatchBook:
         """Append one record (durably) and apply it; raises ``OSError`` if it cannot be written,
         in which case the action it announces must not be taken."""
         assert self._journal is not None, "book not open"
-        record = {"kind": str(kind), "job": job_id, "at": at or datetime.now(UTC), **fields}
+        record = {"kind": str(kind), "job": job_id, "at": at or datetime.now(UTC), **fields,
+                  "tag": self.tag}  # fmt: skip
         self._journal.append([record])
         job = self._job(job_id, incomplete=str(kind) != Phase.PLANNED.value)
         apply(job, record)
