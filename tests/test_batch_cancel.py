@@ -133,3 +133,54 @@ async def test_a_job_found_created_after_its_cancel_was_asked_is_cancelled_by_th
     assert (job.state, job.folded, job.cancel_requested) == ("CANCELLED", True, True)
     assert (stats["batch_jobs_created"], stats["batch_billed"]) == (1, 0)
     assert not (out / "ledger.parquet").exists()  # its rows pending, for the run after
+
+
+class CancelRefused(httpx.AsyncBaseTransport):
+    """The emulator, except that the first ``times`` cancels are answered 503 (Retry-After 7 s)
+    without reaching it, or, with ``reached``, reach it and lose their answer."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, times: int, *, reached: bool) -> None:
+        self.inner, self.times, self.reached = inner, times, reached
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(":cancel") and self.times > 0:
+            self.times -= 1
+            if self.reached:
+                await self.inner.handle_async_request(request)
+            body = b'{"error": {"code": 503, "status": "UNAVAILABLE", "message": "busy"}}'
+            return httpx.Response(503, headers={"retry-after": "7"}, content=body)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize(("times", "reached"), [(2, False), (9, True)], ids=["503s", "lost"])
+async def test_a_cancel_refused_for_a_while_is_sent_again_until_the_job_is_cancelled(
+    tmp_path: Path, clock: VirtualClock, times: int, reached: bool
+) -> None:
+    """A job left running by a cancel that met a passing 503 goes on billing: the cancel is
+    sent again at the server's delay; one whose answers were all lost is found cancelled."""
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
+    refusing: list[CancelRefused] = []
+
+    def refuse(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        refusing.append(CancelRefused(inner, times, reached=reached))
+        return refusing[0]
+
+    async with wire(emulated, transport=refuse) as (route, client, app):
+        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
+        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
+        [job] = BatchBook.load(out)
+        assert job.batch_name is not None
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        done = await batch_cancel(out, route, client, clock.now(), sleep=sleep)
+        remote = await route.get_job(client, job.batch_name)
+    assert remote.state.value == "CANCELLED"
+    assert done.failed == []
+    if reached:  # every answer lost, five tries: the job was cancelled by the first
+        assert (done.cancelled, len(waits)) == ([], 4)
+    else:
+        assert (done.cancelled, done.rows, waits) == ([job.batch_name], ROWS, [7.0, 10.0])

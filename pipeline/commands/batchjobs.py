@@ -9,16 +9,27 @@ cancel is sent, so a run that replays the book knows the jobs were cancelled on 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from pipeline.commands.figures import duration
 from pipeline.providers.batchapi import BatchCallError, BatchRoute, RemoteJob
 from pipeline.providers.http import HttpClient
+from pipeline.run.batch.calls import backoff_s
 from pipeline.store.batchbook import BatchBook, request_cancel
 from pipeline.store.bookjob import BookJob, Phase
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+# Attempts of one call to Google: waits of 5, 10, 20 and 40 s between them, or the server's own
+# delay (a run's batch calls wait the same way, and go on longer).
+TRIES = 5
 
 # A job's state when Google was not asked (or cannot know it yet), from its last step.
 _BY_PHASE = {
@@ -80,8 +91,24 @@ async def batch_status(
     return BatchStatus(str(out_dir), route is not None and client is not None, found)
 
 
+async def _retried(call: Callable[[], Awaitable[T]], sleep: Sleep) -> T:
+    """``call``, again after a transient failure or a rate limit, as long as a run's batch
+    calls would wait (the server's own delay when it gives one), at most ``TRIES`` times: a
+    cancel refused by a passing 503 would leave its job running, and billing."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except BatchCallError as e:
+            attempt += 1
+            wait = backoff_s(e.outcome, attempt, wait_for_daily_quota=False)
+            if wait is None or attempt >= TRIES:
+                raise
+            await sleep(wait)
+
+
 async def _remote(
-    jobs: list[BookJob], route: BatchRoute, client: HttpClient
+    jobs: list[BookJob], route: BatchRoute, client: HttpClient, sleep: Sleep = anyio.sleep
 ) -> dict[str, RemoteJob | str]:
     """Google's view of each live job (by batch name, or by display name when a crash lost
     the name), or why it could not be had."""
@@ -91,10 +118,11 @@ async def _remote(
         if not job.holds_rows or not job.exists_remotely:
             continue
         try:
-            if job.batch_name is not None:
-                seen[job.job_id] = await route.get_job(client, job.batch_name)
+            if (name := job.batch_name) is not None:
+                seen[job.job_id] = await _retried(partial(route.get_job, client, name), sleep)
                 continue
-            listed = listed if listed is not None else await route.list_jobs(client)
+            if listed is None:
+                listed = await _retried(partial(route.list_jobs, client), sleep)
             named = [r for r in listed if r.display_name == job.display_name]
             seen[job.job_id] = named[-1] if named else "not found at Google: never created"
         except BatchCallError as e:
@@ -178,7 +206,7 @@ class Cancelled:
 
 
 async def batch_cancel(
-    out_dir: Path, route: BatchRoute, client: HttpClient, now: datetime
+    out_dir: Path, route: BatchRoute, client: HttpClient, now: datetime, sleep: Sleep = anyio.sleep
 ) -> Cancelled:
     """Cancel every live job of ``out_dir`` at Google; ``cancel_requested`` is journalled for
     each before its cancel is sent (jobs not created yet too: the book says it was asked, so
@@ -189,7 +217,7 @@ async def batch_cancel(
     if not jobs:
         return done
     request_cancel(out_dir, [job.job_id for job in jobs], at=now)
-    remote = await _remote(jobs, route, client)
+    remote = await _remote(jobs, route, client, sleep)
     for job in jobs:
         seen = remote.get(job.job_id)
         if not isinstance(seen, RemoteJob):
@@ -200,14 +228,25 @@ async def batch_cancel(
             continue
         if seen.state.terminal:
             continue  # ended already: the next run folds it
+        name = seen.name
         try:
-            await route.cancel_job(client, seen.name)
+            await _retried(partial(route.cancel_job, client, name), sleep)
         except BatchCallError as e:
-            done.failed.append(f"{job.job_id} ({seen.name}): {e}")
+            if await _ended(route, client, name):  # an earlier try reached it, its answer lost
+                continue
+            done.failed.append(f"{job.job_id} ({name}): {e}")
             continue
         done.cancelled.append(seen.name)
         done.rows += len(job.rows)
     return done
+
+
+async def _ended(route: BatchRoute, client: HttpClient, name: str) -> bool:
+    """Whether the job ``name`` is known to have ended (False if even that cannot be had)."""
+    try:
+        return (await route.get_job(client, name)).state.terminal
+    except BatchCallError:
+        return False
 
 
 def format_cancelled(done: Cancelled, out_dir: Path) -> str:
