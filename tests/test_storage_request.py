@@ -8,7 +8,10 @@ import io
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -147,3 +150,36 @@ def test_fingerprints_are_stable_and_change_with_any_input(
     # What does not shape the image (the row's id, its line, its file name) never matters.
     moved = replace(job, row_id="elsewhere", line=99, output_name="x")
     assert fingerprint(moved, digests) == fingerprint(job, digests)
+
+
+def test_a_row_s_images_are_hashed_once_however_often_their_digest_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provenance record and the stored image's description both name each image's
+    SHA-256: one hash per image, the same digest in both, and none carried by ``replace``
+    over to other bytes."""
+    from pipeline.core import types
+    from pipeline.store import provenance
+
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> Any:
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(types, "hashlib", SimpleNamespace(sha256=counting))
+    images = (
+        ImagePart(png_bytes((40, 30)), "image/png"),
+        ImagePart(png_bytes((30, 40)), "image/png"),
+    )
+    (tmp_path / "images").mkdir()  # as a run makes it
+    stored = provenance.store(tmp_path, "row", images, row_id="row", fingerprint="fp")
+    assert len(hashed) == 2
+    record = provenance.read(tmp_path, "row")
+    assert record is not None
+    assert [digest for _, digest in record.files] == [s.sha256 for s in stored]
+    assert [s.sha256 for s in stored] == [real((tmp_path / s.rel_path).read_bytes()).hexdigest()
+                                          for s in stored]  # fmt: skip
+    other = replace(images[0], data=b"other bytes")
+    assert other.sha256 == real(b"other bytes").hexdigest()
