@@ -43,9 +43,11 @@ def sniff(head: bytes) -> str | None:
 def extension(mime_type: str) -> str:
     """File extension for a MIME type; unknown image types keep their subtype."""
     mime = mime_type.split(";", maxsplit=1)[0].strip().lower()
+    if known := EXTENSIONS.get(mime):
+        return known
     # The server names the type: keep only letters and digits so it can never form a path.
     subtype = "".join(c for c in mime.rpartition("/")[2] if c.isascii() and c.isalnum())
-    return EXTENSIONS.get(mime) or subtype[:MAX_EXTENSION] or "bin"
+    return subtype[:MAX_EXTENSION] or "bin"
 
 
 def type_of_extension(ext: str) -> str:

@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from pipeline.core.types import ImagePart
 from pipeline.store.filesum import write_small
 from pipeline.store.storage import TMP_DIR, StoredImage, output_names, store_images
@@ -78,7 +80,7 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
     billed = {"cost_usd": record.cost_usd, "tier": record.tier, "batch_job": record.batch_job}
     data.update((key, value) for key, value in billed.items() if value is not None)
     path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
-    encoded, tmp_dir = json.dumps(data, ensure_ascii=False).encode(), out_dir / TMP_DIR
+    encoded, tmp_dir = orjson.dumps(data), out_dir / TMP_DIR  # UTF-8, as json's ensure_ascii=False
     try:
         write_small(path, encoded, tmp_dir)
     except FileNotFoundError:
