@@ -30,6 +30,9 @@ Sleep = Callable[[float], Awaitable[None]]
 # Attempts of one call to Google: waits of 5, 10, 20 and 40 s between them, or the server's own
 # delay (a run's batch calls wait the same way, and go on longer).
 TRIES = 5
+# A longer delay than this is not waited out by a command someone is watching: the job is
+# reported as not cancelled, with the command to try again.
+MAX_WAIT_S = 120.0
 
 # A job's state when Google was not asked (or cannot know it yet), from its last step.
 _BY_PHASE = {
@@ -102,7 +105,7 @@ async def _retried(call: Callable[[], Awaitable[T]], sleep: Sleep) -> T:
         except BatchCallError as e:
             attempt += 1
             wait = backoff_s(e.outcome, attempt, wait_for_daily_quota=False)
-            if wait is None or attempt >= TRIES:
+            if wait is None or attempt >= TRIES or wait > MAX_WAIT_S:
                 raise
             await sleep(wait)
 
@@ -265,6 +268,9 @@ def format_cancelled(done: Cancelled, out_dir: Path) -> str:
                      "nothing to cancel there, and no run will create them; their rows count "
                      "as not yet sent, and the next run sends them in new jobs")  # fmt: skip
     lines += [f"could not cancel {what}" for what in done.failed]
+    if done.failed:
+        lines.append(f"Those jobs may still be running and billing: run `nanobatch batch cancel "
+                     f"{out_dir}` again")  # fmt: skip
     lines.append(
         f"The next `nanobatch run` on {out_dir} folds what the cancelled jobs finished (whether "
         "Google bills those requests and lets their results be downloaded is unconfirmed) and "
