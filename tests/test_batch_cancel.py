@@ -194,3 +194,26 @@ async def test_a_cancel_refused_for_a_while_is_sent_again_until_the_job_is_cance
         assert (done.cancelled, len(waits)) == ([], 4)
     else:
         assert (done.cancelled, done.rows, waits) == ([job.batch_name], ROWS, [7.0, 10.0])
+
+
+async def test_a_running_job_someone_asked_to_cancel_is_cancelled_by_the_next_run(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """``batch cancel`` flagged the job in the book, but its cancel never got through: the next
+    run finds the job running and sends the cancel, rather than wait for it to finish and bill."""
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
+    async with wire(emulated) as (_, _, app):
+        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
+        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
+        [job] = BatchBook.load(out)
+        assert job.batch_name is not None
+        request_cancel(out, [job.job_id])  # the flag, as batch cancel writes it first
+
+        await run(config, app)
+        stats: dict[str, Any] = app.stats_snapshot()
+
+    [job] = BatchBook.load(out)
+    assert (job.state, job.folded, job.cancel_requested) == ("CANCELLED", True, True)
+    assert (stats["batch_jobs_created"], stats["batch_billed"], stats["billed"]) == (1, 0, 0)
+    assert not (out / "ledger.parquet").exists()  # its rows pending, for the run after

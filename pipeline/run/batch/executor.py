@@ -17,7 +17,6 @@ Every step at Google is journalled in the book (``store.batchbook``) before it i
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import anyio
 import structlog
@@ -215,6 +214,11 @@ class _Run:
             if not remote.state.terminal:
                 if remote.state.value == "UNKNOWN":
                     log.warning("batch.unknown_state", job=job.job_id, state=remote.wire_state)
+                if job.cancel_requested and job.job_id not in self.submitter.cancelled:
+                    # Asked by ``batch cancel``, which could not get through (or whose cancel
+                    # was lost): it is running and billing, so it is sent now.
+                    log.warning("batch.cancelling_as_asked", job=job.job_id, batch=name)
+                    await self.submitter.cancel(job, name)
                 return moved
             await self._record(job, Phase.ENDED, state=remote.state.value)
             log.info("batch.job_ended", job=job.job_id, state=remote.state.value)
@@ -281,7 +285,7 @@ class _Run:
             self.deadline_cancelled.add(job.job_id)
             log.warning("batch.deadline_cancel", job=job.job_id, batch=job.batch_name)
             await self._record(job, CANCEL_REQUESTED)
-            await self.calls.do(partial(self.route.cancel_job, self.client, job.batch_name))
+            await self.submitter.cancel(job, job.batch_name)
 
     async def _clean(self, job: BookJob, remote: RemoteJob) -> None:
         """Delete the job's files at Google and on disk (its rows are in the ledger)."""

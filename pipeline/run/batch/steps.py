@@ -1,10 +1,12 @@
 """What every step of a run's batch jobs shares: the run's services, the route and its client,
 the book each step is journalled in, and the call policy (``calls``). The submitter and the
-folder are both made of it; ``journal`` writes one step to the book."""
+folder are both made of it; ``journal`` writes one step to the book, ``cancel`` sends a job's
+cancel (once per run)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -26,6 +28,7 @@ class JobSteps:
     client: HttpClient
     book: BatchBook
     calls: Calls
+    cancelled: set[str] = field(default_factory=set, kw_only=True)  # jobs this run cancelled
 
     @property
     def out_dir(self) -> Path:
@@ -35,3 +38,11 @@ class JobSteps:
         """Journal one step of ``job`` (durably, in a thread: an fsync)."""
         now = self.services.clock.now()
         await anyio.to_thread.run_sync(lambda: self.book.record(job.job_id, kind, at=now, **fields))
+
+    async def cancel(self, job: BookJob, name: str) -> None:
+        """Ask Google to cancel ``job`` (batch ``name``), once per run: a job may show its old
+        state for a while after a cancel, and each poll would otherwise send it again."""
+        if job.job_id in self.cancelled:
+            return
+        self.cancelled.add(job.job_id)
+        await self.calls.do(partial(self.route.cancel_job, self.client, name))

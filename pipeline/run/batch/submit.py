@@ -98,7 +98,7 @@ class Submitter(JobSteps):
         if job.cancel_requested and not remote.state.terminal:
             # Created after a cancel looked for it: cancelled now, as was asked.
             log.warning("batch.cancelling_late_job", job=job.job_id, batch=remote.name)
-            await self.calls.do(partial(self.route.cancel_job, self.client, remote.name))
+            await self.cancel(job, remote.name)
 
     async def abandon(self, job: BookJob) -> None:
         """A job cancelled before Google created it: never created now; its rows are free
