@@ -270,7 +270,8 @@ def format_cancelled(done: Cancelled, out_dir: Path) -> str:
     lines += [f"could not cancel {what}" for what in done.failed]
     if done.failed:
         lines.append(f"Those jobs may still be running and billing: run `nanobatch batch cancel "
-                     f"{out_dir}` again (the next `nanobatch run` on it also cancels them)")  # fmt: skip
+                     f"{out_dir}` again (the next `nanobatch run` on it also cancels "
+                     "them)")  # fmt: skip
     lines.append(
         f"The next `nanobatch run` on {out_dir} folds what the cancelled jobs finished (whether "
         "Google bills those requests and lets their results be downloaded is unconfirmed) and "
