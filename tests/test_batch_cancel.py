@@ -217,3 +217,55 @@ async def test_a_running_job_someone_asked_to_cancel_is_cancelled_by_the_next_ru
     assert (job.state, job.folded, job.cancel_requested) == ("CANCELLED", True, True)
     assert (stats["batch_jobs_created"], stats["batch_billed"], stats["billed"]) == (1, 0, 0)
     assert not (out / "ledger.parquet").exists()  # its rows pending, for the run after
+
+
+class CancelAnswered(httpx.AsyncBaseTransport):
+    """The emulator, except that every cancel is answered ``code`` with ``status``."""
+
+    def __init__(self, app: EmulatorApp, code: int, status: str) -> None:
+        self.inner = EmulatorTransport(app)
+        self.code, self.status = code, status
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(":cancel"):
+            error = {"code": self.code, "status": self.status, "message": "not now"}
+            return httpx.Response(self.code, json={"error": error})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "goes_on"),
+    [
+        (400, "FAILED_PRECONDITION", True),
+        (400, "INVALID_ARGUMENT", True),
+        (403, "PERMISSION_DENIED", False),
+    ],
+)
+async def test_a_cancel_google_refuses_leaves_the_run_going(
+    tmp_path: Path, clock: VirtualClock, code: int, status: str, goes_on: bool
+) -> None:
+    """A refused cancel (the job ended meanwhile) says nothing about the run: it goes on
+    polling the job and folds what it finished (paid for), instead of stopping with the job's
+    rows left hanging. A refused key still stops it."""
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
+    async with wire(emulated) as (_, _, app):
+        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
+        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
+        [job] = BatchBook.load(out)
+        request_cancel(out, [job.job_id])
+
+        result = await run_manifest(config, CancelAnswered(app, code, status))
+        stats: dict[str, Any] = app.stats_snapshot()
+
+    if not goes_on:
+        assert result.halt is Halt.API
+        return
+    assert result.halt is None
+    [job] = BatchBook.load(out)
+    assert (job.state, job.folded) == ("SUCCEEDED", True)
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert sorted((r["row_id"], r["status"]) for r in rows) == [
+        (f"r{i}", "succeeded") for i in range(ROWS)
+    ]
+    assert (stats["batch_billed"], stats["billed_duplicates"]) == (ROWS, 0)

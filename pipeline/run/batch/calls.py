@@ -28,6 +28,13 @@ BACKOFF_FIRST_S = 5.0
 BACKOFF_CAP_S = 300.0
 
 
+# A failed call that says only that this request was refused, not that the run cannot go on.
+# FAILED_PRECONDITION is a run's error for generateContent (a region without the free tier),
+# but to a call about one object it is the object's state (cancelling a job that has ended).
+_REFUSED = (OutcomeKind.ROW_ERROR, OutcomeKind.MODEL_ERROR)
+_NOT_NOW = "FAILED_PRECONDITION"
+
+
 class Halted(Exception):
     """The run drains or stops: leave this job where its book says it is."""
 
@@ -58,9 +65,12 @@ class Calls:
         call: Callable[[], Awaitable[T]],
         *,
         before_retry: Callable[[], Awaitable[T | None]] | None = None,
+        refusal_ok: bool = False,
     ) -> T:
         """``call`` until it succeeds. ``before_retry`` looks for what a failed call may have
-        done after all (a create whose answer was lost): what it finds is the result."""
+        done after all (a create whose answer was lost): what it finds is the result.
+        ``refusal_ok``: the server refusing this one request (a 400 or 404 about it, not the key
+        or the project) raises its ``BatchCallError`` and leaves the run going."""
         control = self.services.control
         attempt = 0
         while True:
@@ -73,6 +83,12 @@ class Calls:
                 outcome = e.outcome
                 retry = self.services.config.retry
                 wait = backoff_s(outcome, attempt, wait_for_daily_quota=retry.wait_for_daily_quota)
+                if (
+                    wait is None
+                    and refusal_ok
+                    and (outcome.kind in _REFUSED or outcome.reason == _NOT_NOW)
+                ):
+                    raise
                 if wait is None:
                     log.error("batch.call_failed", call=e.call, reason=outcome.reason,
                               message=outcome.message)  # fmt: skip

@@ -10,13 +10,16 @@ from functools import partial
 from pathlib import Path
 
 import anyio
+import structlog
 
-from pipeline.providers.batchapi import BatchRoute
+from pipeline.providers.batchapi import BatchCallError, BatchRoute
 from pipeline.providers.http import HttpClient
 from pipeline.run.batch.calls import Calls
 from pipeline.run.executor import RunServices
 from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import BookJob, Phase
+
+log = structlog.get_logger("nanobatch")
 
 
 @dataclass
@@ -45,4 +48,10 @@ class JobSteps:
         if job.job_id in self.cancelled:
             return
         self.cancelled.add(job.job_id)
-        await self.calls.do(partial(self.route.cancel_job, self.client, name))
+        try:
+            await self.calls.do(partial(self.route.cancel_job, self.client, name), refusal_ok=True)
+        except BatchCallError as e:
+            # Refused (it ended meanwhile, or was cancelled already): the run goes on, and polls
+            # it as any other job; what it finished is folded, nothing paid for is lost.
+            log.warning("batch.cancel_refused", job=job.job_id, batch=name,
+                        reason=e.outcome.reason, message=e.outcome.message)  # fmt: skip
