@@ -129,7 +129,8 @@ async def _remote(
             named = [r for r in listed if r.display_name == job.display_name]
             seen[job.job_id] = named[-1] if named else "not found at Google: never created"
         except BatchCallError as e:
-            seen[job.job_id] = str(e)
+            gone = e.outcome.reason == "NOT_FOUND"  # deleted there (its console, another tool)
+            seen[job.job_id] = "not found at Google: deleted there" if gone else str(e)
     return seen
 
 
@@ -201,7 +202,7 @@ class Cancelled:
 
     cancelled: list[str] = field(default_factory=list)  # batch names Google was asked to cancel
     rows: int = 0  # rows those jobs held
-    not_created: list[str] = field(default_factory=list)  # job ids never created at Google
+    not_created: list[str] = field(default_factory=list)  # job ids not (or no more) at Google
     failed: list[str] = field(default_factory=list)  # "j0001 (batches/x): why"
 
     def to_json(self) -> dict[str, Any]:
@@ -264,7 +265,8 @@ def format_cancelled(done: Cancelled, out_dir: Path) -> str:
         )
     if done.not_created:
         never = ", ".join(done.not_created)
-        lines.append(f"{len(done.not_created)} jobs were never created at Google ({never}): "
+        lines.append(f"{len(done.not_created)} jobs are not at Google ({never}; never created, "
+                     "or deleted there): "
                      "nothing to cancel there, and no run will create them; their rows count "
                      "as not yet sent, and the next run sends them in new jobs")  # fmt: skip
     lines += [f"could not cancel {what}" for what in done.failed]

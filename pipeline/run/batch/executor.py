@@ -208,7 +208,7 @@ class _Run:
         assert job.batch_name is not None
         name = job.batch_name
         if job.state is None:
-            remote = await self.calls.do(lambda: self.route.get_job(self.client, name))
+            remote = await self.submitter.look_up(job, name)
             checkpoint("polling")
             moved = self.seen.polled(job.job_id, remote)
             if not remote.state.terminal:
@@ -231,8 +231,7 @@ class _Run:
         if known is not None:
             return known
         assert job.batch_name is not None
-        name = job.batch_name
-        remote = await self.calls.do(lambda: self.route.get_job(self.client, name))
+        remote = await self.submitter.look_up(job, job.batch_name)
         self.seen.fetched(job.job_id, remote)
         return remote
 

@@ -12,14 +12,16 @@ from pathlib import Path
 import anyio
 import structlog
 
-from pipeline.providers.batchapi import BatchCallError, BatchRoute
+from pipeline.providers.batchapi import BatchCallError, BatchCounts, BatchRoute, JobState, RemoteJob
 from pipeline.providers.http import HttpClient
-from pipeline.run.batch.calls import Calls
+from pipeline.run.batch.calls import Calls, Halted
 from pipeline.run.executor import RunServices
 from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import BookJob, Phase
 
 log = structlog.get_logger("nanobatch")
+
+GONE = "NOT_FOUND"  # the reason of a call about a job or file the server does not know
 
 
 @dataclass
@@ -55,3 +57,24 @@ class JobSteps:
             # it as any other job; what it finished is folded, nothing paid for is lost.
             log.warning("batch.cancel_refused", job=job.job_id, batch=name,
                         reason=e.outcome.reason, message=e.outcome.message)  # fmt: skip
+
+    async def look_up(self, job: BookJob, name: str) -> RemoteJob:
+        """Google's view of ``job`` (batch ``name``). A job Google no longer knows (deleted in
+        its console or by another tool) reads as FAILED with no results: its rows are handed on
+        as a failed job's are, instead of every later run stopping on the same 404."""
+        try:
+            return await self.calls.do(
+                partial(self.route.get_job, self.client, name), refusal_ok=True
+            )
+        except BatchCallError as e:
+            if e.outcome.reason != GONE:
+                log.error("batch.call_failed", call=e.call, reason=e.outcome.reason,
+                          message=e.outcome.message)  # fmt: skip
+                self.services.stop(e.outcome)
+                raise Halted from None
+        log.warning("batch.job_gone", job=job.job_id, batch=name, rows=len(job.rows),
+                    meaning="not at Google any more: its rows are handed on as a failed job's; "
+                    "if it had finished, its results went with it")  # fmt: skip
+        return RemoteJob(name, job.display_name, job.model, JobState.FAILED, GONE, BatchCounts(),
+                         output_file=None, inline_output=False, error="not found at Google",
+                         created=None)  # fmt: skip
