@@ -1,6 +1,8 @@
-"""A batch job Google no longer knows (deleted in its console, or by another tool): the next run
+"""What Google no longer has. A batch job deleted there (its console, another tool): the next run
 hands its rows on as a failed job's, in a new job, instead of stopping on the same 404 every
-time it is started; ``batch cancel`` finds nothing there to cancel."""
+time it is started; ``batch cancel`` finds nothing there to cancel. A request file gone before
+its job was created (deleted, or past its 48 hours, as after a crash and a rerun days later):
+uploaded again."""
 
 from __future__ import annotations
 
@@ -9,27 +11,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 
 from pipeline.commands.batchjobs import batch_cancel
 from pipeline.core.clock import VirtualClock
-from pipeline.core.config import RunMode
-from pipeline.emulator import EmulatorTransport, parse_batch_delay
+from pipeline.emulator import EmulatorApp, EmulatorTransport
+from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.batchbook import BatchBook
-from tests.batch_wire_helpers import batch_config, wire
-from tests.helpers import run, run_config, write_csv
-
-ROWS = 3
+from tests.batch_wire_helpers import wire
+from tests.helpers import run
+from tests.test_batch_cancel import ROWS, died_while_creating, setup
 
 
 async def test_a_job_deleted_at_google_hands_its_rows_on(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "prompt": f"a cup {i}"}
-                                              for i in range(ROWS)])  # fmt: skip
-    config = run_config(manifest, tmp_path / "out", mode=RunMode.BATCH, clock=clock)
-    emulated = batch_config(clock=clock.monotonic, batch_delay=parse_batch_delay("uniform:60-90"))
+    config, emulated = setup(tmp_path, clock)  # a job whose rows take Google 60-90 s
     out = config.out_dir
     async with wire(emulated) as (route, client, app):
         stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
@@ -56,3 +55,52 @@ async def test_a_job_deleted_at_google_hands_its_rows_on(
         (f"r{i}", "succeeded", fresh.batch_name) for i in range(ROWS)
     }
     assert (stats["batch_jobs_created"], stats["batch_billed"], stats["billed"]) == (2, ROWS, 0)
+
+
+async def test_a_request_file_gone_before_its_job_was_created_is_uploaded_again(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
+    async with wire(emulated) as (route, client, app):
+        await died_while_creating(config, app, reached=False)  # uploaded, never created
+        [job] = BatchBook.load(out)
+        assert job.file_name is not None
+        await route.delete_file(client, job.file_name)  # its 48 hours are over
+
+        result = await run(config, app)
+        stats: dict[str, Any] = app.stats_snapshot()
+
+    assert result.halt is None
+    [job] = BatchBook.load(out)
+    assert (job.state, job.folded) == ("SUCCEEDED", True)
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert sorted((r["row_id"], r["status"]) for r in rows) == [
+        (f"r{i}", "succeeded") for i in range(ROWS)
+    ]
+    assert (stats["files_uploaded"], stats["batch_jobs_created"]) == (2, 1)
+    assert (stats["batch_billed"], stats["billed_duplicates"]) == (ROWS, 0)
+
+
+class CreateRefused(httpx.AsyncBaseTransport):
+    """The emulator, except that every job create is refused as a bad request."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self.inner = EmulatorTransport(app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith(":batchGenerateContent"):
+            error = {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad request"}
+            return httpx.Response(400, json={"error": error})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_create_refused_with_its_file_still_there_stops_the_run_as_before(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    config, emulated = setup(tmp_path, clock)
+    async with wire(emulated) as (_, _, app):
+        result = await run_manifest(config, CreateRefused(app))
+        stats: dict[str, Any] = app.stats_snapshot()
+    assert result.halt is Halt.API
+    assert (stats["files_uploaded"], stats["batch_jobs_created"]) == (1, 0)

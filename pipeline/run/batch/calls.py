@@ -9,7 +9,7 @@ and the next run goes on from there.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import structlog
 
@@ -90,16 +90,21 @@ class Calls:
                 ):
                     raise
                 if wait is None:
-                    log.error("batch.call_failed", call=e.call, reason=outcome.reason,
-                              message=outcome.message)  # fmt: skip
-                    self.services.stop(outcome)
-                    raise Halted from None
+                    self.stop(e)
                 log.warning("batch.call_retry", call=e.call, reason=outcome.reason, wait_s=wait)
                 await control.sleep(wait)
             if before_retry is not None and not control.draining:
                 found = await before_retry()
                 if found is not None:
                     return found
+
+    def stop(self, error: BatchCallError) -> NoReturn:
+        """Stop the run on a failed call that retrying cannot help (a bad key, no quota)."""
+        outcome = error.outcome
+        log.error("batch.call_failed", call=error.call, reason=outcome.reason,
+                  message=outcome.message)  # fmt: skip
+        self.services.stop(outcome)
+        raise Halted from None
 
 
 async def delete_file(

@@ -14,7 +14,7 @@ import structlog
 
 from pipeline.providers.batchapi import BatchCallError, BatchCounts, BatchRoute, JobState, RemoteJob
 from pipeline.providers.http import HttpClient
-from pipeline.run.batch.calls import Calls, Halted
+from pipeline.run.batch.calls import Calls
 from pipeline.run.executor import RunServices
 from pipeline.store.batchbook import BatchBook
 from pipeline.store.bookjob import BookJob, Phase
@@ -34,6 +34,7 @@ class JobSteps:
     book: BatchBook
     calls: Calls
     cancelled: set[str] = field(default_factory=set, kw_only=True)  # jobs this run cancelled
+    reuploaded: set[str] = field(default_factory=set, kw_only=True)  # request files sent again
 
     @property
     def out_dir(self) -> Path:
@@ -68,10 +69,7 @@ class JobSteps:
             )
         except BatchCallError as e:
             if e.outcome.reason != GONE:
-                log.error("batch.call_failed", call=e.call, reason=e.outcome.reason,
-                          message=e.outcome.message)  # fmt: skip
-                self.services.stop(e.outcome)
-                raise Halted from None
+                self.calls.stop(e)
         log.warning("batch.job_gone", job=job.job_id, batch=name, rows=len(job.rows),
                     meaning="not at Google any more: its rows are handed on as a failed job's; "
                     "if it had finished, its results went with it")  # fmt: skip

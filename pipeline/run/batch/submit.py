@@ -17,7 +17,7 @@ from functools import partial
 
 import structlog
 
-from pipeline.providers.batchapi import RemoteFile, RemoteJob
+from pipeline.providers.batchapi import BatchCallError, RemoteFile, RemoteJob
 from pipeline.run.batch.calls import delete_file
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.steps import JobSteps
@@ -80,17 +80,37 @@ class Submitter(JobSteps):
         if self.services.control.draining:
             return
         await self.journal(job, Phase.CREATING)
-        remote = await self.calls.do(
-            lambda: self.route.create_job(
-                self.client,
-                model=job.model,
-                display_name=job.display_name,
-                file_name=job.file_name,
-            ),
-            before_retry=lambda: self.find(job),
-        )
+        try:
+            remote = await self.calls.do(
+                lambda: self.route.create_job(
+                    self.client,
+                    model=job.model,
+                    display_name=job.display_name,
+                    file_name=job.file_name,
+                ),
+                before_retry=lambda: self.find(job),
+                refusal_ok=job.job_id not in self.reuploaded,
+            )
+        except BatchCallError as e:  # refused: no job was made
+            await self._upload_again(job, e)
+            await self._create(job)
+            return
         checkpoint("creating")
         await self._adopt(job, remote)
+
+    async def _upload_again(self, job: BookJob, refused: BatchCallError) -> None:
+        """After a refused create: a request file Google no longer has (deleted there, or past
+        its 48 hours, as after a crash and a rerun days later) is uploaded again, once per run;
+        any other refusal stops the run, as before."""
+        assert job.file_name is not None
+        name = job.file_name
+        if await self.calls.do(partial(self.route.get_file, self.client, name)) is not None:
+            self.calls.stop(refused)
+        log.warning("batch.request_file_gone", job=job.job_id, file=name,
+                    meaning="not at Google any more: uploaded again")  # fmt: skip
+        self.reuploaded.add(job.job_id)
+        job.session_url = None  # its session finished that file: a new one sends it whole
+        await self._upload(job)
 
     async def _adopt(self, job: BookJob, remote: RemoteJob) -> None:
         log.info("batch.job_created", job=job.job_id, batch=remote.name, rows=job.requests)
