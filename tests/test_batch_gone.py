@@ -104,3 +104,38 @@ async def test_a_create_refused_with_its_file_still_there_stops_the_run_as_befor
         stats: dict[str, Any] = app.stats_snapshot()
     assert result.halt is Halt.API
     assert (stats["files_uploaded"], stats["batch_jobs_created"]) == (1, 0)
+
+
+async def test_results_past_their_48_hours_hand_the_rows_on_instead_of_waiting_for_ever(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """A run killed before it downloaded a finished job's results, rerun days later: the file
+    is gone for good (a file not there yet is waited for; one past any file's lifetime is not),
+    so its rows go into a new job. Google billed the first job too: that loss cannot be helped."""
+    config, emulated = setup(tmp_path, clock)
+    out = config.out_dir
+    async with wire(emulated) as (route, client, app):
+        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
+        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
+        [first] = BatchBook.load(out)
+        assert first.batch_name is not None
+        await clock.sleep(120)  # it finishes while no run watches
+        finished = await route.get_job(client, first.batch_name)
+        assert finished.output_file is not None
+        await app.batch.engine.outputs()  # written, then gone: its 48 hours are over
+        await route.delete_file(client, finished.output_file)
+        await clock.sleep(4 * 24 * 3600)  # the rerun, days later
+
+        bounded = replace(config, stop_at=config.clock.now() + timedelta(days=1))
+        result = await run(bounded, app)  # waiting for the file for ever would stop here
+        stats: dict[str, Any] = app.stats_snapshot()
+
+    assert result.halt is None
+    book = {job.job_id: job for job in BatchBook.load(out)}
+    assert (book[first.job_id].state, book[first.job_id].folded) == ("SUCCEEDED", True)
+    [fresh] = [job for job in book.values() if job.job_id != first.job_id]
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert {(r["row_id"], r["status"], r["batch_job"]) for r in rows} == {
+        (f"r{i}", "succeeded", fresh.batch_name) for i in range(ROWS)
+    }
+    assert (stats["batch_jobs_created"], stats["batch_billed"]) == (2, 2 * ROWS)

@@ -17,6 +17,7 @@ Every step at Google is journalled in the book (``store.batchbook``) before it i
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 
 import anyio
 import structlog
@@ -45,6 +46,9 @@ log = structlog.get_logger("nanobatch")
 POLL_FIRST_S = 15.0  # the first wait between two looks at the live jobs
 POLL_MAX_S = 300.0  # ...growing by half each time nothing moved, up to this
 MAX_ROUNDS = 3  # submissions of one row in batch before it fails
+# How long a job's result file can exist after the job was created: up to 48 hours running,
+# then the file's own 48 hours (docs: files are kept 48 h).
+RESULTS_LAST = timedelta(hours=96)
 
 
 class BatchExecutor:
@@ -241,7 +245,12 @@ class _Run:
         if job.phase is Phase.ENDED:
             if remote.output_file is not None or remote.inline_output:
                 if not await self.folder.download(job, remote):
-                    return False  # SUCCEEDED, its file not readable yet: poll again
+                    if not results_expired(job, remote, self.services.clock.now()):
+                        return False  # SUCCEEDED, its file not readable yet: poll again
+                    # Past any file's 48 hours: waiting would never end. Its rows are handed
+                    # on as those of a job that answered nothing (they were billed, and lost).
+                    log.warning("batch.results_expired", job=job.job_id, rows=len(job.rows),
+                                file=remote.output_file)  # fmt: skip
             elif job.state == "SUCCEEDED":
                 self.seen.forget(job.job_id)  # look again for its file
                 return False
@@ -298,6 +307,20 @@ class _Run:
 
     async def _record(self, job: BookJob, kind: Phase | str, **fields: object) -> None:
         await self.submitter.journal(job, kind, **fields)
+
+
+def results_expired(job: BookJob, remote: RemoteJob, now: datetime) -> bool:
+    """Whether ``job``'s result file cannot be at Google any more: files last 48 hours, and a
+    job's file is written at its end, at most 48 hours after it was created."""
+    created = _stamp(remote.created) or job.created_at or job.planned_at
+    return created is not None and now - created > RESULTS_LAST
+
+
+def _stamp(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 __all__ = ["BatchExecutor", "RowEntry"]

@@ -137,7 +137,8 @@ class Folder(JobSteps):
                     if pending(line.key):
                         await self._one(job, entry, line.outcome, folded)
         state = job.state or "UNKNOWN"
-        why = "no result for this row" + (
+        answered = results is not None and results.exists()  # else: gone past its 48 hours
+        why = ("no result for this row" if answered else "its job's results are gone") + (
             f" ({folded.bad_lines} unreadable lines kept in {bad_lines_path(job.job_id)})"
             if folded.bad_lines
             else ""
@@ -145,7 +146,7 @@ class Folder(JobSteps):
         for row_id, entry in rows.items():
             if row_id not in seen and pending(row_id):
                 missing = not_answered(state, job.batch_name, why)
-                if state == "SUCCEEDED":
+                if state == "SUCCEEDED" and answered:
                     await self.record(job, entry, missing, Status.FAILED, folded)
                 else:
                     folded.unfinished.append((entry, missing))
