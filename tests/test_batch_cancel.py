@@ -21,7 +21,7 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, pa
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store.batchbook import BatchBook, request_cancel
-from pipeline.store.bookjob import Phase
+from pipeline.store.bookjob import BookJob, Phase
 from tests.batch_wire_helpers import batch_config, wire
 from tests.helpers import run, run_config, write_csv
 
@@ -63,6 +63,23 @@ async def died_while_creating(config: RunConfig, app: EmulatorApp, *, reached: b
     assert stopped.halt is Halt.DEADLINE
     [job] = BatchBook.load(config.out_dir)
     assert (job.phase, job.batch_name) == (Phase.CREATING, None)
+
+
+async def created_and_running(config: RunConfig, app: EmulatorApp) -> BookJob:
+    """A run stopped 2 s in: its one job created at Google and still running (60-90 s)."""
+    stop_at = config.clock.now() + timedelta(seconds=2)
+    await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
+    [job] = BatchBook.load(config.out_dir)
+    assert job.batch_name is not None
+    return job
+
+
+def assert_rows_succeeded(out: Path) -> None:
+    """Every row of the manifest is in the ledger, succeeded."""
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    assert sorted((r["row_id"], r["status"]) for r in rows) == [
+        (f"r{i}", "succeeded") for i in range(ROWS)
+    ]
 
 
 @pytest.mark.parametrize("reached", [True, False], ids=["created", "never-created"])
@@ -173,9 +190,7 @@ async def test_a_cancel_refused_for_a_while_is_sent_again_until_the_job_is_cance
         return refusing[0]
 
     async with wire(emulated, transport=refuse) as (route, client, app):
-        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
-        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
-        [job] = BatchBook.load(out)
+        job = await created_and_running(config, app)
         assert job.batch_name is not None
         waits: list[float] = []
 
@@ -204,10 +219,7 @@ async def test_a_running_job_someone_asked_to_cancel_is_cancelled_by_the_next_ru
     config, emulated = setup(tmp_path, clock)
     out = config.out_dir
     async with wire(emulated) as (_, _, app):
-        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
-        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
-        [job] = BatchBook.load(out)
-        assert job.batch_name is not None
+        job = await created_and_running(config, app)
         request_cancel(out, [job.job_id])  # the flag, as batch cancel writes it first
 
         await run(config, app)
@@ -250,9 +262,7 @@ async def test_a_cancel_google_refuses_leaves_the_run_going(
     config, emulated = setup(tmp_path, clock)
     out = config.out_dir
     async with wire(emulated) as (_, _, app):
-        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
-        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
-        [job] = BatchBook.load(out)
+        job = await created_and_running(config, app)
         request_cancel(out, [job.job_id])
 
         result = await run_manifest(config, CancelAnswered(app, code, status))
@@ -264,8 +274,5 @@ async def test_a_cancel_google_refuses_leaves_the_run_going(
     assert result.halt is None
     [job] = BatchBook.load(out)
     assert (job.state, job.folded) == ("SUCCEEDED", True)
-    rows = pq.read_table(out / "ledger.parquet").to_pylist()
-    assert sorted((r["row_id"], r["status"]) for r in rows) == [
-        (f"r{i}", "succeeded") for i in range(ROWS)
-    ]
+    assert_rows_succeeded(out)
     assert (stats["batch_billed"], stats["billed_duplicates"]) == (ROWS, 0)

@@ -22,7 +22,13 @@ from pipeline.run.scheduler import run_manifest
 from pipeline.store.batchbook import BatchBook
 from tests.batch_wire_helpers import wire
 from tests.helpers import run
-from tests.test_batch_cancel import ROWS, died_while_creating, setup
+from tests.test_batch_cancel import (
+    ROWS,
+    assert_rows_succeeded,
+    created_and_running,
+    died_while_creating,
+    setup,
+)
 
 
 async def test_a_job_deleted_at_google_hands_its_rows_on(
@@ -31,9 +37,7 @@ async def test_a_job_deleted_at_google_hands_its_rows_on(
     config, emulated = setup(tmp_path, clock)  # a job whose rows take Google 60-90 s
     out = config.out_dir
     async with wire(emulated) as (route, client, app):
-        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
-        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
-        [gone] = BatchBook.load(out)
+        gone = await created_and_running(config, app)
         assert gone.batch_name is not None
         await route.delete_job(client, gone.batch_name)  # someone else's clean-up
         cancelled = await batch_cancel(out, route, client, clock.now())
@@ -74,10 +78,7 @@ async def test_a_request_file_gone_before_its_job_was_created_is_uploaded_again(
     assert result.halt is None
     [job] = BatchBook.load(out)
     assert (job.state, job.folded) == ("SUCCEEDED", True)
-    rows = pq.read_table(out / "ledger.parquet").to_pylist()
-    assert sorted((r["row_id"], r["status"]) for r in rows) == [
-        (f"r{i}", "succeeded") for i in range(ROWS)
-    ]
+    assert_rows_succeeded(out)
     assert (stats["files_uploaded"], stats["batch_jobs_created"]) == (2, 1)
     assert (stats["batch_billed"], stats["billed_duplicates"]) == (ROWS, 0)
 
@@ -115,9 +116,7 @@ async def test_results_past_their_48_hours_hand_the_rows_on_instead_of_waiting_f
     config, emulated = setup(tmp_path, clock)
     out = config.out_dir
     async with wire(emulated) as (route, client, app):
-        stop_at = config.clock.now() + timedelta(seconds=2)  # the job created, still running
-        await run_manifest(replace(config, stop_at=stop_at), EmulatorTransport(app))
-        [first] = BatchBook.load(out)
+        first = await created_and_running(config, app)
         assert first.batch_name is not None
         await clock.sleep(120)  # it finishes while no run watches
         finished = await route.get_job(client, first.batch_name)
