@@ -138,3 +138,11 @@ async def test_results_past_their_48_hours_hand_the_rows_on_instead_of_waiting_f
         (f"r{i}", "succeeded", fresh.batch_name) for i in range(ROWS)
     }
     assert (stats["batch_jobs_created"], stats["batch_billed"]) == (2, 2 * ROWS)
+    # The lost answers were billed: each is in the attempt history at the most it can have
+    # cost, so the spend (what --max-cost counts) is never less than the bill.
+    attempts = pq.read_table(out / "attempts.parquet").to_pylist()
+    lost = [a for a in attempts if a["reason"] == "RESULTS_EXPIRED"]
+    assert sorted(a["row_id"] for a in lost) == [f"r{i}" for i in range(ROWS)]
+    assert all(a["possibly_billed"] and a["cost_usd"] > 0 for a in lost)
+    spent = sum(a["cost_usd"] or 0.0 for a in attempts)
+    assert spent >= stats["by_tier"]["batch"]["billed_usd"] - 1e-9

@@ -78,6 +78,9 @@ def batch_cost(outcome: Outcome, entry: RowEntry, prices: PriceTable, route: str
     return 0.0
 
 
+EXPIRED = "RESULTS_EXPIRED"  # a finished job's answers, billed, lost with its result file
+
+
 def not_answered(state: str, batch_name: str | None, why: str) -> Outcome:
     """The outcome of a row its job did not answer."""
     return Outcome(
@@ -148,8 +151,11 @@ class Folder(JobSteps):
                 missing = not_answered(state, job.batch_name, why)
                 if state == "SUCCEEDED" and answered:
                     await self.record(job, entry, missing, Status.FAILED, folded)
-                else:
-                    folded.unfinished.append((entry, missing))
+                    continue
+                if state == "SUCCEEDED":  # answered and billed, its answer lost with the file
+                    missing = replace(missing, reason=EXPIRED, delivery=Delivery.NO_ANSWER)
+                    await self._lost(job, entry, missing, folded)
+                folded.unfinished.append((entry, missing))
         if folded.bad_lines:
             log.warning("batch.bad_lines", job=job.job_id, lines=folded.bad_lines,
                         kept=bad_lines_path(job.job_id))  # fmt: skip
@@ -161,6 +167,23 @@ class Folder(JobSteps):
             folded.unfinished.append((entry, outcome))
             return
         await self.record(job, entry, outcome, status, folded)
+
+    async def _lost(self, job: BookJob, entry: RowEntry, outcome: Outcome, folded: Folded) -> None:
+        """The attempt of a row whose answer Google billed and no one can read any more (its
+        job's results expired): recorded at the most it can have cost, so the spend (and
+        --max-cost) counts it; the row itself is sent again."""
+        services, config = self.services, self.services.config
+        if entry.job.row_id in folded.attempted:
+            return  # a fold a kill cut short recorded it already
+        cost = config.prices.worst_case(entry.job.model, entry.size, len(entry.job.images),
+                                        batch=True, route=config.provider)  # fmt: skip
+        row = RowState(entry.job, entry.size, route=config.provider)
+        row.attempts, now = job.round + 1, services.clock.now()
+        row.started_at = job.created_at or now
+        latency_ms = max(0.0, (now - row.started_at).total_seconds() * 1000)
+        attempt = row.attempt_record(outcome, latency_ms, 0.0, cost, now)
+        await self.records.send(replace(attempt, tier=BATCH_TIER))
+        folded.cost_usd += cost
 
     async def record(
         self, job: BookJob, entry: RowEntry, outcome: Outcome, status: Status, folded: Folded
