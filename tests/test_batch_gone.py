@@ -51,7 +51,7 @@ async def test_a_job_deleted_at_google_hands_its_rows_on(
 
     assert result.halt is None
     book = {job.job_id: job for job in BatchBook.load(out)}
-    assert (book[gone.job_id].state, book[gone.job_id].folded) == ("FAILED", True)
+    assert (book[gone.job_id].state, book[gone.job_id].folded) == ("NOT_FOUND", True)
     [fresh] = [job for job in book.values() if job.job_id != gone.job_id]
     assert sorted(fresh.rows) == [f"r{i}" for i in range(ROWS)]
     rows = pq.read_table(out / "ledger.parquet").to_pylist()
@@ -59,6 +59,12 @@ async def test_a_job_deleted_at_google_hands_its_rows_on(
         (f"r{i}", "succeeded", fresh.batch_name) for i in range(ROWS)
     }
     assert (stats["batch_jobs_created"], stats["batch_billed"], stats["billed"]) == (2, ROWS, 0)
+    # How far the deleted job got is unknown: its rows count as possibly billed, at the most
+    # they can have cost (here Google billed nothing: the spend errs on the side of the cap).
+    attempts = pq.read_table(out / "attempts.parquet").to_pylist()
+    unknown = [a for a in attempts if a["reason"] == "BATCH_NOT_FOUND"]
+    assert sorted(a["row_id"] for a in unknown) == [f"r{i}" for i in range(ROWS)]
+    assert all(a["possibly_billed"] and a["cost_usd"] > 0 for a in unknown)
 
 
 async def test_a_request_file_gone_before_its_job_was_created_is_uploaded_again(

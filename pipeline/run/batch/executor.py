@@ -36,6 +36,7 @@ from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RowEntry, remove_job_files, remove_stray_files
 from pipeline.run.batch.seen import SeenJobs
 from pipeline.run.batch.sizing import Cut
+from pipeline.run.batch.steps import GONE
 from pipeline.run.batch.submit import Submitter
 from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.store.batchbook import BatchBook
@@ -224,7 +225,10 @@ class _Run:
                     log.warning("batch.cancelling_as_asked", job=job.job_id, batch=name)
                     await self.submitter.cancel(job, name)
                 return moved
-            await self._record(job, Phase.ENDED, state=remote.state.value)
+            # A job Google does not know any more is kept as such (not as a FAILED job: what
+            # it did before it went is unknown, so the fold counts its rows as possibly billed).
+            state = GONE if remote.wire_state == GONE else remote.state.value
+            await self._record(job, Phase.ENDED, state=state)
             log.info("batch.job_ended", job=job.job_id, state=remote.state.value)
         if not self.rows.feed_done.is_set():
             return True  # which of its rows this run must finish is not known yet

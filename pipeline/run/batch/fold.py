@@ -25,7 +25,7 @@ from pipeline.core.types import Delivery, Outcome, OutcomeKind, Status
 from pipeline.providers.batchapi import RemoteJob, ResultLine, ResultsNotReady
 from pipeline.run.batch.phases import checkpoint
 from pipeline.run.batch.requestfile import RowEntry, bad_lines_path, read_rows, results_path
-from pipeline.run.batch.steps import JobSteps
+from pipeline.run.batch.steps import GONE, JobSteps
 from pipeline.run.executor import Durable, Records
 from pipeline.run.final import final_record
 from pipeline.store.attempts import batch_attempts
@@ -155,6 +155,9 @@ class Folder(JobSteps):
                 if state == "SUCCEEDED":  # answered and billed, its answer lost with the file
                     missing = replace(missing, reason=EXPIRED, delivery=Delivery.NO_ANSWER)
                     await self._lost(job, entry, missing, folded)
+                elif state == GONE:  # sent, and how far the job got before it went is unknown
+                    missing = replace(missing, delivery=Delivery.NO_ANSWER)
+                    await self._lost(job, entry, missing, folded)
                 folded.unfinished.append((entry, missing))
         if folded.bad_lines:
             log.warning("batch.bad_lines", job=job.job_id, lines=folded.bad_lines,
@@ -169,9 +172,9 @@ class Folder(JobSteps):
         await self.record(job, entry, outcome, status, folded)
 
     async def _lost(self, job: BookJob, entry: RowEntry, outcome: Outcome, folded: Folded) -> None:
-        """The attempt of a row whose answer Google billed and no one can read any more (its
-        job's results expired): recorded at the most it can have cost, so the spend (and
-        --max-cost) counts it; the row itself is sent again."""
+        """The attempt of a row Google may have billed and whose answer no one can read any
+        more (its job's results expired, or the job is gone): recorded at the most it can have
+        cost, so the spend (and --max-cost) counts it; the row itself is sent again."""
         services, config = self.services, self.services.config
         if entry.job.row_id in folded.attempted:
             return  # a fold a kill cut short recorded it already
