@@ -6,6 +6,7 @@ cancel (once per run)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipeline.store.bookjob import BookJob, Phase
 log = structlog.get_logger("nanobatch")
 
 GONE = "NOT_FOUND"  # the reason of a call about a job or file the server does not know
+GONE_AFTER = timedelta(minutes=10)  # a job this old answering 404 was deleted, not delayed
 
 
 @dataclass
@@ -61,18 +63,22 @@ class JobSteps:
 
     async def look_up(self, job: BookJob, name: str) -> RemoteJob:
         """Google's view of ``job`` (batch ``name``). A job Google no longer knows (deleted in
-        its console or by another tool) reads as FAILED with no results: its rows are handed on
-        as a failed job's are, instead of every later run stopping on the same 404."""
+        its console or by another tool) reads as ended with no results (the executor keeps it
+        as ``GONE``): its rows are handed on, instead of every later run stopping on the same
+        404. Not within ``GONE_AFTER`` of its creation: a 404 that early stops the run as any
+        refusal does, rather than risk sending a live job's rows a second time."""
         try:
             return await self.calls.do(
                 partial(self.route.get_job, self.client, name), refusal_ok=True
             )
         except BatchCallError as e:
-            if e.outcome.reason != GONE:
+            created = job.created_at or job.planned_at
+            recent = created is None or self.services.clock.now() - created < GONE_AFTER
+            if e.outcome.reason != GONE or recent:
                 self.calls.stop(e)
         log.warning("batch.job_gone", job=job.job_id, batch=name, rows=len(job.rows),
-                    meaning="not at Google any more: its rows are handed on as a failed job's; "
-                    "if it had finished, its results went with it")  # fmt: skip
+                    meaning="not at Google any more: its rows count as possibly billed and "
+                    "are sent again")  # fmt: skip
         return RemoteJob(name, job.display_name, job.model, JobState.FAILED, GONE, BatchCounts(),
                          output_file=None, inline_output=False, error="not found at Google",
                          created=None)  # fmt: skip
