@@ -70,7 +70,8 @@ class BookJob:
         return self.batch_name is not None or self.phase is Phase.CREATING
 
 
-def _stamp(value: Any) -> datetime | None:
+def stamp(value: Any) -> datetime | None:
+    """A record's time (ISO 8601 text, or a datetime not yet written), None if unreadable."""
     if isinstance(value, datetime):  # a record applied as it is written, before any replay
         return value
     if isinstance(value, str):
@@ -84,7 +85,7 @@ def _stamp(value: Any) -> datetime | None:
 def apply(job: BookJob, record: dict[str, Any]) -> None:
     """One record onto its job (idempotent: replaying a record twice changes nothing)."""
     kind = record.get("kind")
-    at = _stamp(record.get("at"))
+    at = stamp(record.get("at"))
     if kind == CANCEL_REQUESTED:
         job.cancel_requested = True
         return
@@ -111,7 +112,7 @@ def apply(job: BookJob, record: dict[str, Any]) -> None:
             job.file_name = record.get("file_name")
         case Phase.CREATED:
             job.batch_name = record.get("batch_name")
-            job.created_at = _stamp(record.get("created")) or at
+            job.created_at = stamp(record.get("created")) or at
         case Phase.ENDED:
             job.state = record.get("state")
         case Phase.DOWNLOADED:

@@ -40,7 +40,7 @@ from pipeline.run.batch.steps import GONE
 from pipeline.run.batch.submit import Submitter
 from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.store.batchbook import BatchBook
-from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase
+from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase, stamp
 
 log = structlog.get_logger("nanobatch")
 
@@ -229,7 +229,7 @@ class _Run:
             # it did before it went is unknown, so the fold counts its rows as possibly billed).
             state = GONE if remote.wire_state == GONE else remote.state.value
             await self._record(job, Phase.ENDED, state=state)
-            log.info("batch.job_ended", job=job.job_id, state=remote.state.value)
+            log.info("batch.job_ended", job=job.job_id, state=state)
         if not self.rows.feed_done.is_set():
             return True  # which of its rows this run must finish is not known yet
         return await self._finish(job)
@@ -316,15 +316,8 @@ class _Run:
 def results_expired(job: BookJob, remote: RemoteJob, now: datetime) -> bool:
     """Whether ``job``'s result file cannot be at Google any more: files last 48 hours, and a
     job's file is written at its end, at most 48 hours after it was created."""
-    created = _stamp(remote.created) or job.created_at or job.planned_at
+    created = stamp(remote.created) or job.created_at or job.planned_at
     return created is not None and now - created > RESULTS_LAST
-
-
-def _stamp(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
 
 
 __all__ = ["BatchExecutor", "RowEntry"]

@@ -30,6 +30,7 @@ from pipeline.run.executor import Durable, Records
 from pipeline.run.final import final_record
 from pipeline.store.attempts import batch_attempts
 from pipeline.store.bookjob import BookJob, Phase
+from pipeline.store.ledger import AttemptRecord
 from pipeline.store.records import RowState
 
 log = structlog.get_logger("nanobatch")
@@ -175,18 +176,27 @@ class Folder(JobSteps):
         """The attempt of a row Google may have billed and whose answer no one can read any
         more (its job's results expired, or the job is gone): recorded at the most it can have
         cost, so the spend (and --max-cost) counts it; the row itself is sent again."""
-        services, config = self.services, self.services.config
+        config = self.services.config
         if entry.job.row_id in folded.attempted:
             return  # a fold a kill cut short recorded it already
         cost = config.prices.worst_case(entry.job.model, entry.size, len(entry.job.images),
                                         batch=True, route=config.provider)  # fmt: skip
-        row = RowState(entry.job, entry.size, route=config.provider)
-        row.attempts, now = job.round + 1, services.clock.now()
+        _, attempt, _ = self._attempt(job, entry, outcome, cost)
+        await self.records.send(attempt)
+        folded.cost_usd += cost
+
+    def _attempt(
+        self, job: BookJob, entry: RowEntry, outcome: Outcome, cost: float
+    ) -> tuple[RowState, AttemptRecord, float]:
+        """A row's state, its batch attempt's record (``cost``) and the attempt's latency:
+        from the job's creation to now."""
+        row = RowState(entry.job, entry.size, route=self.services.config.provider)
+        row.attempts, row.cost_usd = job.round + 1, cost
+        now = self.services.clock.now()
         row.started_at = job.created_at or now
         latency_ms = max(0.0, (now - row.started_at).total_seconds() * 1000)
         attempt = row.attempt_record(outcome, latency_ms, 0.0, cost, now)
-        await self.records.send(replace(attempt, tier=BATCH_TIER))
-        folded.cost_usd += cost
+        return row, replace(attempt, tier=BATCH_TIER), latency_ms
 
     async def record(
         self, job: BookJob, entry: RowEntry, outcome: Outcome, status: Status, folded: Folded
@@ -194,12 +204,7 @@ class Folder(JobSteps):
         """One row's attempt and final records (its images stored first), at the batch price."""
         services, config = self.services, self.services.config
         cost = batch_cost(outcome, entry, config.prices, config.provider)
-        row = RowState(entry.job, entry.size, route=config.provider)
-        row.attempts, row.cost_usd = job.round + 1, cost
-        now = services.clock.now()
-        row.started_at = job.created_at or now
-        latency_ms = max(0.0, (now - row.started_at).total_seconds() * 1000)
-        attempt = row.attempt_record(outcome, latency_ms, 0.0, cost, now)
+        row, attempt, latency_ms = self._attempt(job, entry, outcome, cost)
         with anyio.CancelScope(shield=True):  # paid for: stored and recorded whole
             record = await final_record(
                 services,
@@ -212,7 +217,7 @@ class Folder(JobSteps):
                 batch_job=job.batch_name,
             )
             if entry.job.row_id not in folded.attempted:
-                await self.records.send(replace(attempt, tier=BATCH_TIER))
+                await self.records.send(attempt)
                 folded.cost_usd += cost  # else counted already, in the spend this run began with
             await self.records.send(record)
         folded.recorded += 1

@@ -1,7 +1,7 @@
 """What every step of a run's batch jobs shares: the run's services, the route and its client,
 the book each step is journalled in, and the call policy (``calls``). The submitter and the
-folder are both made of it; ``journal`` writes one step to the book, ``cancel`` sends a job's
-cancel (once per run)."""
+folder are both made of it; ``journal`` writes one step to the book, ``look_up`` asks Google for
+a job (a job it no longer knows reads as gone), ``cancel`` sends a job's cancel (once per run)."""
 
 from __future__ import annotations
 
