@@ -5,6 +5,7 @@ added where their ``Auth`` says, to a URL the provider built."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -152,3 +153,26 @@ async def test_a_cookie_an_answer_sets_is_never_sent_back() -> None:
             await client.send(REQUEST, Credentials(), Recorder())
     assert seen == [None, None]
     assert not http.cookies
+
+
+async def test_a_request_carries_the_clients_defaults_its_own_headers_winning() -> None:
+    """API calls skip httpx's ``build_request``: what it merged is merged here, the same way
+    (the client's default headers unless the call names them, in any case; its timeouts)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"{}")
+
+    own = replace(REQUEST, body=b"{}", headers={**REQUEST.headers, "User-Agent": "mine"})
+    async with httpx.AsyncClient(
+        transport=transport(handler), timeout=httpx.Timeout(None, connect=3.0)
+    ) as http:
+        await HttpClient(http).send(own, Credentials({"x-goog-api-key": "k"}), Recorder())
+    (request,) = seen
+    assert request.headers.get_list("user-agent") == ["mine"]
+    assert request.headers["accept-encoding"] == http.headers["accept-encoding"]
+    assert request.headers["x-goog-api-key"] == "k"
+    assert request.headers["content-length"] == "2"
+    assert request.extensions["timeout"] == {"connect": 3.0, "read": None, "write": None,
+                                             "pool": None}  # fmt: skip

@@ -161,7 +161,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     request.method,
                     str(request.url),
                     data=body or None,
-                    headers=request.headers,
+                    headers=request.headers.multi_items(),  # a list: not httpx's mapping
                     allow_redirects=False,  # httpx follows them, where the caller allows it
                     timeout=aiohttp.ClientTimeout(
                         total=None,
