@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -22,6 +23,7 @@ from pipeline.emulator.batchspecs import parse_batch_delay
 from pipeline.providers.http import ClientPool
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
+from pipeline.store import provenance
 from pipeline.store.ledger import Ledger
 from pipeline.store.ledgerview import read_ledger_view
 from tests.helpers import emulator, journal_records, run, run_config, write_csv
@@ -105,6 +107,50 @@ async def test_images_a_crash_left_unrecorded_are_adopted_not_bought_again(tmp_p
     assert (out / "orphans" / "gone-row.png").exists()
     assert verify(out).problems == []
     assert verify(out).unreferenced == []
+
+
+async def test_an_image_a_record_was_written_for_but_lost_is_set_aside_not_taken_by_name(
+    tmp_path: Path,
+) -> None:
+    """A power cut may persist an image's folder entry and not its provenance record's (the
+    kernel writes folders back in any order): the image cannot say which request made it (the
+    prompt may have been edited since), so it is not adopted by its name as an image from
+    before records is; it is kept in orphans/ and the row is sent again."""
+    earlier = await earlier_run(tmp_path, 1, rows=3)  # r0 done: this folder keeps records
+    out, lost = earlier.out, png((20, 10))
+    (out / "images" / "r1.png").write_bytes(lost)  # renamed into place; its record never was
+    (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown mark
+    earlier.app.reset_stats()
+
+    await run(run_config(write_csv(earlier.manifest, earlier.rows), out), earlier.app)
+
+    rows = ledger(out)
+    assert earlier.app.stats_snapshot()["requests"] == 2  # r1 and r2
+    assert rows["r1"]["status"] == "succeeded"
+    assert rows["r1"]["reason"] != "ADOPTED"
+    assert (out / "images" / "r1.png").read_bytes() != lost
+    assert (out / "orphans" / "r1.png").read_bytes() == lost  # paid for: kept
+    assert verify(out).problems == []
+
+
+async def test_a_crashed_runs_image_of_an_edited_row_is_kept_aside_not_overwritten(
+    tmp_path: Path,
+) -> None:
+    """Its record names another request (the prompt was edited after the crash): it is not
+    the row's image, but it was paid for, so the row's new image does not take its place."""
+    earlier = await earlier_run(tmp_path, 1, rows=3)
+    out, old = earlier.out, png((20, 10))
+    (out / "images" / "r1.png").write_bytes(old)
+    digest = hashlib.sha256(old).hexdigest()
+    files = (("images/r1.png", digest),)
+    provenance.write(out, "r1", provenance.Provenance("r1", "an older request", files))
+    (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown mark
+
+    await run(run_config(write_csv(earlier.manifest, earlier.rows), out), earlier.app)
+
+    assert ledger(out)["r1"]["reason"] != "ADOPTED"
+    assert (out / "orphans" / "r1.png").read_bytes() == old
+    assert (out / "images" / "r1.png").read_bytes() != old
 
 
 def flip_middle_byte(path: Path) -> None:

@@ -81,16 +81,22 @@ def adoptable(
     out_dir: Path,
     sources: SourceCache,
     recorded: Callable[[str], list[str] | None],
+    *,
+    records_since: float | None = None,
 ) -> LedgerRecord | None:
     """A succeeded record for images on disk that ``job``'s current request made, or None.
 
-    ``by_name``: the files a crashed run left with the row's name (used only for images
-    without a provenance record). ``recorded``: the checksums the ledger already records for
-    a row, so a row sent again on purpose (``--rerun succeeded``) does not adopt its own image.
+    ``by_name``: the files a crashed run left with the row's name, adopted without a record
+    only when older than ``records_since`` (``provenance.records_since``; None: any age), as
+    images from before records are. ``recorded``: the checksums the ledger already records
+    for a row, so a row sent again on purpose (``--rerun succeeded``) does not adopt its own
+    image.
     """
     made = provenance.read(out_dir, job.output_stem)
     if made is None:
-        return adopt(job, by_name, out_dir, sources) if by_name else None
+        if not by_name or _since(out_dir, by_name, records_since):
+            return None  # a newer one lost its record: what made it is not known
+        return adopt(job, by_name, out_dir, sources)
     if made.fingerprint is None or not made.files:
         return None  # rejected by verify --fix
     try:
@@ -105,6 +111,19 @@ def adoptable(
     if adopted is None:
         return None
     return replace(adopted, cost_usd=made.cost_usd, tier=made.tier, batch_job=made.batch_job)
+
+
+def _since(out_dir: Path, files: list[str], since: float | None) -> bool:
+    """Whether any of ``files`` was written at or after ``since``."""
+    if since is None:
+        return False
+    for rel in files:
+        try:
+            if (out_dir / rel).stat().st_mtime >= since:
+                return True
+        except OSError:
+            continue  # adoption finds it missing
+    return False
 
 
 def adopt(

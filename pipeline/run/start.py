@@ -34,7 +34,13 @@ from pipeline.plan.scan import Scan, check_options, scan
 from pipeline.plan.sources import SourceCache
 from pipeline.plan.strict import strict_check
 from pipeline.run.control import Halt
-from pipeline.run.recovery import adoptable, claim, find_orphans, recorded_digests
+from pipeline.run.recovery import (
+    adoptable,
+    claim,
+    find_orphans,
+    recorded_digests,
+    set_aside,
+)
 from pipeline.run.result import RunResult
 from pipeline.store import provenance
 from pipeline.store.batchbook import held_rows
@@ -98,6 +104,7 @@ class RunStart:
     orphans: dict[str, list[str]] = field(default_factory=dict)  # images left unrecorded
     recorded: dict[str, list[str]] = field(default_factory=dict)  # --rerun succeeded: rows' now
     has_provenance: bool = False  # the directory holds provenance records: look rows up
+    records_since: float | None = None  # provenance.records_since (None: any age)
     # --mode batch: rows live batch jobs hold. A fold a kill cut short left their images on
     # disk; the job's results record them again (at the batch price, once), not adoption.
     held: frozenset[str] = frozenset()
@@ -117,7 +124,12 @@ class RunStart:
         by_name = claim(self.orphans, job) if self.orphans else []
         if job.row_id in self.held:
             return job
-        adopted = adoptable(job, by_name, self.config.out_dir, self.sources, self.recorded.get)
+        out = self.config.out_dir
+        since = self.records_since
+        adopted = adoptable(job, by_name, out, self.sources, self.recorded.get, records_since=since)
+        if adopted is None and by_name:
+            # Paid for, not this row's: aside now, before its new image takes the name.
+            set_aside(out, {job.output_stem: by_name})
         return adopted or job
 
 
@@ -143,6 +155,8 @@ async def start(
     begun = RunStart(config, sources, checked, done, to_do, inputs, trusted, planner)
     if ledger.crashed:
         begun.orphans = await anyio.to_thread.run_sync(find_orphans, ledger)
+    # Before this run writes an image; a folder without the mark gets it now.
+    begun.records_since = await anyio.to_thread.run_sync(provenance.records_since, out)
     if Status.SUCCEEDED in config.rerun:
         begun.recorded = await anyio.to_thread.run_sync(recorded_digests, ledger)
     # A first run has no images to adopt: no lookup per row (one failed open each).

@@ -10,7 +10,9 @@ moved away) are adopted only when the row's current request is the one that made
 prompt's old image is never taken for the new one), and at the cost they were billed, so the
 ledger's cost still equals the bill after a kill between an answer and its record. ``verify
 --fix`` rewrites the record of files it found broken without a fingerprint, so they are never
-adopted. Images from before these records existed have none.
+adopted. Images from before these records existed have none; ``records_since`` tells them from
+images whose record a power cut lost (the kernel writes folders back in any order, so an
+image's entry may persist and its record's not), which are never taken for a row by name.
 """
 
 from __future__ import annotations
@@ -24,9 +26,19 @@ import orjson
 
 from pipeline.core.types import ImagePart
 from pipeline.store.filesum import write_small
-from pipeline.store.storage import TMP_DIR, StoredImage, output_names, store_images
+from pipeline.store.storage import (
+    TMP_DIR,
+    StoredImage,
+    fsync_dir,
+    output_names,
+    store_images,
+)
 
 PROVENANCE_DIR = "provenance"  # beside images/, which keeps only images
+# In provenance/: made by the first run that keeps a record for every image (a row whose file
+# name is this too would only move the date on, and a row name never starts with "." unless
+# its id does).
+SINCE_FILE = ".records-since"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +62,27 @@ def any_records(out_dir: Path) -> bool:
     """Whether any row of ``out_dir`` has a record (a first run has none to look up)."""
     try:
         with os.scandir(folder(out_dir)) as entries:
-            return next(entries, None) is not None
+            return any(entry.name != SINCE_FILE for entry in entries)
     except OSError:
         return False
+
+
+def records_since(out_dir: Path) -> float:
+    """Since when (a file time) every image ``out_dir`` gets has its record written first:
+    the time of a mark the first run of a version that knows it leaves (now, for a folder
+    without one). An image without a record written since then had one, lost to a power cut;
+    older ones may be from before records existed."""
+    mark = folder(out_dir) / SINCE_FILE
+    try:
+        return mark.stat().st_mtime
+    except FileNotFoundError:
+        pass
+    tmp_dir = out_dir / TMP_DIR
+    mark.parent.mkdir(exist_ok=True)
+    tmp_dir.mkdir(exist_ok=True)
+    write_small(mark, b"", tmp_dir)
+    fsync_dir(mark.parent)  # durable before this run writes an image
+    return mark.stat().st_mtime
 
 
 def read(out_dir: Path, stem: str) -> Provenance | None:
