@@ -59,12 +59,16 @@ class Scenario:
 class Bench:
     """One benchmark invocation: its size, its working directory and its clients."""
 
-    def __init__(self, work: Path, *, quick: bool, keep_images: bool, baseline: Path) -> None:
+    def __init__(
+        self, work: Path, *, quick: bool, keep_images: bool, baseline: Path, rounds: int = 1
+    ) -> None:
         self.work = work
         self.quick = quick
         self.mode = "quick" if quick else "full"
         self.clients = Clients(keep_images=keep_images, baseline_python=baseline)
         self.floors: dict[str, dict[str, float]] = {}  # by size: floor.floors()'s figures
+        self.rounds = rounds  # head-to-head pairs per measurement (--rounds)
+        self.paired: dict[str, list[tuple[ClientRun, ClientRun]]] = {}  # by tag, every round
 
     def warm_up(self) -> None:
         """Run each client once on a few rows, unmeasured, so that the measured runs start as
@@ -72,7 +76,7 @@ class Bench:
         (``bench_clients.PYCACHE``)."""
         progress("    warming up both clients (bytecode cache)")
         with emulator(["--latency", "0"]) as emu:
-            self.head_to_head(emu, "warm-up", 4, 4, "512")
+            self.head_to_head(emu, "warm-up", 4, 4, "512", rounds=1)
 
     def scaled(self, full: int) -> int:
         return max(full // QUICK_SCALE, 1) if self.quick else full
@@ -88,14 +92,48 @@ class Bench:
         return self.floors[size]["cpu_ms"]
 
     def head_to_head(
-        self, emu: Emulator, tag: str, rows: int, concurrency: int, size: str
+        self,
+        emu: Emulator,
+        tag: str,
+        rows: int,
+        concurrency: int,
+        size: str,
+        *,
+        rounds: int | None = None,
     ) -> tuple[ClientRun, ClientRun]:
-        """nanobatch, then the baseline, on the same manifest and settings."""
-        manifest, out = self.manifest(rows), self.work / tag
+        """nanobatch and the baseline on the same manifest and settings, ``rounds`` times
+        (``--rounds``), each round in the other order: the run of each client with the median
+        CPU per image. Every round is kept in ``paired[tag]``; on this shared machine one pair
+        can be off by 15-30%, and a ratio of medians, or a median of paired ratios, is not."""
+        manifest = self.manifest(rows)
         common: dict[str, Any] = {"rows": rows, "concurrency": concurrency, "image_size": size}
-        nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
-        base = self.clients.baseline(emu, out / "baseline", manifest, **common)
-        return nb, base
+        count = rounds or self.rounds
+        pairs = []
+        for r in range(count):
+            out = self.work / tag / (f"round-{r + 1}" if count > 1 else "")
+            if r % 2:
+                base = self.clients.baseline(emu, out / "baseline", manifest, **common)
+                nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
+            else:
+                nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
+                base = self.clients.baseline(emu, out / "baseline", manifest, **common)
+            pairs.append((nb, base))
+        self.paired[tag] = pairs
+        return _median([nb for nb, _ in pairs]), _median([base for _, base in pairs])
+
+    def rounds_of(self, run: ClientRun) -> list[tuple[ClientRun, ClientRun]]:
+        """Every pair of the head-to-head ``run`` came from (one pair without --rounds)."""
+        found = (p for p in self.paired.values() if any(run is a or run is b for a, b in p))
+        return next(found, [])
+
+
+def cpu_ms(run: ClientRun) -> float:
+    """Whole-process client CPU per image written, ms."""
+    return 1000 * run.figures.cpu_s / max(run.succeeded, 1)
+
+
+def _median(runs: list[ClientRun]) -> ClientRun:
+    return sorted(runs, key=cpu_ms)[(len(runs) - 1) // 2]
 
 
 def problems(runs: list[ClientRun]) -> list[str]:
