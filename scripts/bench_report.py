@@ -55,8 +55,10 @@ request (from its own records) over 1,200, and the share of 429s is the emulator
 deadline. *The floor* of client CPU per image is `scripts/floor.py`'s figure for the same size,
 measured in the harness before the scenario's emulator starts: parse a real emulator answer,
 decode the image's base64, hash it, write and fsync it, no HTTP (the best of several rounds).
-Each scenario runs once, on a machine that may be doing other work: expect several percent of
-noise."""
+Each scenario runs once, on a machine that may be doing other work: expect 15-30% of noise in
+a single pair. With `--rounds N` the head-to-head scenarios (1-3, 9) run both clients N times,
+alternating which goes first; each client's figures are then its run with the median CPU per
+image, and in 1-3 a line gives every round's ratio (the settings below say which runs did)."""
 
 
 _BASELINE_KINDS = {
