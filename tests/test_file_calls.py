@@ -203,3 +203,27 @@ def test_each_image_is_durable_before_its_cached_pages_are_let_go(
     for inode in inodes:
         assert events.index(("fsync", inode)) < events.index(("drop", inode))
     assert sorted(i for kind, i in events if kind == "drop") == sorted(inodes)
+
+
+def test_a_provenance_folder_made_for_the_mark_or_a_record_is_durable_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new folder's name is durable like a file's (``storage.make_folders``): a power cut
+    must not take ``provenance/`` and its mark, which would make a crashed run's images look
+    older than the mark (``recovery``)."""
+    synced: list[Path] = []
+
+    def fsync_dir(path: Path) -> None:
+        synced.append(Path(path))
+        storage.fsync_dir(path)
+
+    monkeypatch.setattr(provenance, "fsync_dir", fsync_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    provenance.records_since(out)
+    assert out in synced  # provenance/ was made: its entry in out/ is durable
+    synced.clear()
+    record = provenance.Provenance("r", "f", (("images/shop/r.png", "0" * 64),))
+    provenance.write(out, "shop/r", record)  # a name template's sub-folder, made now
+    assert out / provenance.PROVENANCE_DIR in synced
+    assert provenance.read(out, "shop/r") == record

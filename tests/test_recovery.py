@@ -17,10 +17,14 @@ from pipeline.commands.verify import fix, verify
 from pipeline.core.clock import VirtualClock
 from pipeline.core.config import RunConfig, RunMode
 from pipeline.core.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked
-from pipeline.core.types import Status
+from pipeline.core.models import DEFAULT_MODEL
+from pipeline.core.types import Job, Status
 from pipeline.emulator import EmulatorApp, EmulatorTransport
 from pipeline.emulator.batchspecs import parse_batch_delay
+from pipeline.plan.fingerprint import request_fingerprint
+from pipeline.plan.sources import SourceCache
 from pipeline.providers.http import ClientPool
+from pipeline.run.recovery import set_aside
 from pipeline.run.result import RunResult
 from pipeline.run.scheduler import Pipeline, run_manifest
 from pipeline.store import provenance
@@ -151,6 +155,44 @@ async def test_a_crashed_runs_image_of_an_edited_row_is_kept_aside_not_overwritt
     assert ledger(out)["r1"]["reason"] != "ADOPTED"
     assert (out / "orphans" / "r1.png").read_bytes() == old
     assert (out / "images" / "r1.png").read_bytes() != old
+
+
+async def test_a_numbered_image_another_row_has_a_record_for_stays_that_rows(
+    tmp_path: Path,
+) -> None:
+    """Row ``a`` may claim ``a_2.png`` by name (its second image would be called so), but a
+    record says row ``a_2`` made it: it is neither taken for ``a`` nor set aside, and ``a_2``
+    adopts it."""
+    rows = [{"id": "b", "prompt": "pb"}, {"id": "a", "prompt": "pa"}, {"id": "a_2", "prompt": "p2"}]
+    manifest = write_csv(tmp_path / "m.csv", rows[:1])
+    out, app = tmp_path / "out", emulator()
+    await run(run_config(manifest, out), app)  # b: this folder keeps records
+    image = png((20, 10))
+    (out / "images" / "a_2.png").write_bytes(image)  # a_2's, recorded, its ledger line lost
+    files = (("images/a_2.png", hashlib.sha256(image).hexdigest()),)
+    job = Job("a_2", 3, "p2", (), DEFAULT_MODEL, None, None)
+    made = request_fingerprint(job, SourceCache())
+    provenance.write(out, "a_2", provenance.Provenance("a_2", made, files, cost_usd=0.039))
+    (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown mark
+    app.reset_stats()
+
+    await run(run_config(write_csv(manifest, rows), out), app)
+
+    rows_now = ledger(out)
+    assert rows_now["a_2"]["reason"] == "ADOPTED"
+    assert rows_now["a"]["reason"] != "ADOPTED"
+    assert app.stats_snapshot()["requests"] == 1  # a only
+    assert not (out / "orphans").exists()
+
+
+def test_setting_aside_never_replaces_a_file_set_aside_before(tmp_path: Path) -> None:
+    """Two crashes that each leave an image of the same name: both are kept."""
+    (tmp_path / "images").mkdir()
+    for content in (b"first", b"second"):
+        (tmp_path / "images" / "r1.png").write_bytes(content)
+        set_aside(tmp_path, {"r1": ["images/r1.png"]})
+    kept = sorted(p.read_bytes() for p in (tmp_path / "orphans").iterdir())
+    assert kept == [b"first", b"second"]
 
 
 def flip_middle_byte(path: Path) -> None:

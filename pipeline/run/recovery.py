@@ -10,7 +10,10 @@ costs one failed ``open`` per pending row, no listing of the images folder.
 
 Images from before provenance records (no record) are adopted by file name only after a run
 that did not close cleanly, as before; the images folder is then listed, and files no row of
-the manifest claims are moved to ``DIR/orphans/``.
+the manifest claims are moved to ``DIR/orphans/``. An image without a record written since the
+folder began keeping them (``provenance.records_since``) lost its record to a power cut and is
+not adopted by name; a row's claimed files it does not adopt are moved to ``DIR/orphans/`` as
+its row is planned, before its new image takes the name. Nothing there is ever replaced.
 """
 
 from __future__ import annotations
@@ -68,6 +71,18 @@ def claim(orphans: dict[str, list[str]], job: Job) -> list[str]:
             if f in paths:
                 paths.remove(f)
     return chosen
+
+
+def own_files(out_dir: Path, files: list[str], stem: str) -> list[str]:
+    """``files`` less those a provenance record gives to another row: row ``a`` claims
+    ``a_2.png`` by name (its second image would be called so), but row ``a_2`` may have made
+    it, and then it is ``a_2``'s to adopt, never ``a``'s to take or set aside."""
+    mine = []
+    for rel in files:
+        found = provenance.of_file(out_dir, rel)
+        if found is None or found[0] == stem:
+            mine.append(rel)
+    return mine
 
 
 def _number(rel: str) -> int:
@@ -190,8 +205,19 @@ def set_aside(out_dir: Path, orphans: dict[str, list[str]]) -> int:
             source = out_dir / rel
             if source.exists():
                 # Sub-folders are kept: two folders may each hold a file of the same name.
-                moved = target / rel.split("/", 1)[1]
+                moved = _unused(target / rel.split("/", 1)[1])
                 moved.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, moved)
         log.warning("run.orphans_set_aside", count=len(files), folder=str(target))
     return len(files)
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``name.N.ext`` beside it if a file set aside earlier holds the name (two
+    crashes may each leave a paid image of the same name: both are kept)."""
+    n = 0
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return candidate

@@ -38,6 +38,7 @@ from pipeline.run.recovery import (
     adoptable,
     claim,
     find_orphans,
+    own_files,
     recorded_digests,
     set_aside,
 )
@@ -121,10 +122,10 @@ class RunStart:
     def _adopt(self, job: Job) -> Job | LedgerRecord:
         if not self.has_provenance and not self.orphans:
             return job
-        by_name = claim(self.orphans, job) if self.orphans else []
+        out = self.config.out_dir
+        by_name = own_files(out, claim(self.orphans, job), job.output_stem) if self.orphans else []
         if job.row_id in self.held:
             return job
-        out = self.config.out_dir
         since = self.records_since
         adopted = adoptable(job, by_name, out, self.sources, self.recorded.get, records_since=since)
         if adopted is None and by_name:

@@ -78,10 +78,13 @@ def records_since(out_dir: Path) -> float:
     except FileNotFoundError:
         pass
     tmp_dir = out_dir / TMP_DIR
+    made = not mark.parent.is_dir()
     mark.parent.mkdir(exist_ok=True)
     tmp_dir.mkdir(exist_ok=True)
     write_small(mark, b"", tmp_dir)
     fsync_dir(mark.parent)  # durable before this run writes an image
+    if made:
+        fsync_dir(out_dir)  # and the folder that holds it
     return mark.stat().st_mtime
 
 
@@ -116,8 +119,11 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
     except FileNotFoundError:
         # A folder not made yet: made now, not checked before every record (a mkdir and a
         # stat per folder per row, each a hand-off between threads; docs/benchmarks.md).
+        made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(exist_ok=True)
+        for folder_made in made:  # durable, as an image's folders are (storage.make_folders)
+            fsync_dir(folder_made.parent)
         write_small(path, encoded, tmp_dir)
 
 
