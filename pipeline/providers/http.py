@@ -68,6 +68,9 @@ class HttpClient:
         # default headers (a call's own win, names compared without case) and its timeouts.
         self._defaults = [(k.lower(), v) for k, v in http.headers.items()]
         self._timeout = http.timeout.as_dict()
+        # The client's transport, for API calls (``_send``): httpx keeps it private, so a
+        # version that moved it fails here, at construction, not on a request.
+        self._transport: httpx.AsyncBaseTransport = http._transport
 
     async def send(
         self, request: PreparedRequest, credentials: Credentials, reader: AnswerReader
@@ -128,7 +131,9 @@ class HttpClient:
         an image link's download may follow redirects, which the client does."""
         if link:
             return await self._http.send(request, stream=True, follow_redirects=True)
-        return await self._http._transport.handle_async_request(request)
+        response = await self._transport.handle_async_request(request)
+        response.request = request  # as the client sets it (a test double's answers lack it)
+        return response
 
     def _url(self, text: str) -> httpx.URL:
         url = self._urls.get(text)
