@@ -203,6 +203,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="JSON output (same defaults as --md)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.rounds % 2 == 0:
+        parser.error("--rounds takes an odd number (a median of an even count is no one run)")
     # A smoke run must not overwrite the published figures unless asked to.
     outputs = args.work / "benchmarks-quick" if args.quick else DOCS / "benchmarks"
     args.md = args.md or outputs.with_suffix(".md")
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         keep_images=args.keep_images,
         baseline=python,
-        rounds=max(args.rounds, 1),
+        rounds=args.rounds,
     )
     default = [n for n in SCENARIOS if args.full or n not in LONG]
     numbers = sorted(set(args.only or default))
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"[{number}] {SCENARIOS[number].__name__.removeprefix('scenario_')}")
             t0, load, commit = time.perf_counter(), os.getloadavg()[0], _commit()
             result = SCENARIOS[number](bench)
-            result.problems += problems(result.runs)
+            result.problems += problems(bench.every_run(result.runs))  # every round's
             if result.runs and len(pairs := bench.rounds_of(result.runs[0])) > 1:
                 result.settings += (
                     f"; {len(pairs)} rounds of both clients, alternating which ran first: "

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,9 @@ class Bench:
     ) -> tuple[ClientRun, ClientRun]:
         """nanobatch and the baseline on the same manifest and settings, ``rounds`` times
         (``--rounds``), each round in the other order: the run of each client with the median
-        CPU per image. Every round is kept in ``paired[tag]``; on this shared machine one pair
-        can be off by 15-30%, and a ratio of medians, or a median of paired ratios, is not."""
+        CPU per image. Every round is kept in ``paired[tag]``: on this shared machine one pair
+        can be off by 15-30%, so the CPU gate takes the median of the paired ratios
+        (``cpu_per_image``) and the memory gates each client's median RSS (``median_figure``)."""
         manifest = self.manifest(rows)
         common: dict[str, Any] = {"rows": rows, "concurrency": concurrency, "image_size": size}
         count = rounds or self.rounds
@@ -120,6 +122,23 @@ class Bench:
             pairs.append((nb, base))
         self.paired[tag] = pairs
         return _median([nb for nb, _ in pairs]), _median([base for _, base in pairs])
+
+    def median_figure(self, run: ClientRun, figure: str) -> float:
+        """The median of ``figure`` (a ``ProcessFigures`` field, e.g. ``peak_rss_mb``) over
+        every round of ``run``'s client in its head-to-head: a memory gate is held to the
+        median memory, not to the round with the median CPU."""
+        side = [a if any(run is x for x, _ in self.rounds_of(run)) else b
+                for a, b in self.rounds_of(run)] or [run]  # fmt: skip
+        return float(statistics.median(getattr(r.figures, figure) for r in side))
+
+    def every_run(self, runs: list[ClientRun]) -> list[ClientRun]:
+        """``runs`` with every other round of their head-to-heads (each once)."""
+        found: list[ClientRun] = []
+        for run in runs:
+            for candidate in [x for pair in self.rounds_of(run) for x in pair] or [run]:
+                if not any(candidate is f for f in found):
+                    found.append(candidate)
+        return found
 
     def rounds_of(self, run: ClientRun) -> list[tuple[ClientRun, ClientRun]]:
         """Every pair of the head-to-head ``run`` came from (one pair without --rounds)."""
