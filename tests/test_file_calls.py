@@ -212,12 +212,14 @@ def test_a_provenance_folder_made_for_the_mark_or_a_record_is_durable_in_its_par
     must not take ``provenance/`` and its mark, which would make a crashed run's images look
     older than the mark (``recovery``)."""
     synced: list[Path] = []
+    real = storage.fsync_dir
 
     def fsync_dir(path: Path) -> None:
         synced.append(Path(path))
-        storage.fsync_dir(path)
+        real(path)
 
     monkeypatch.setattr(provenance, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(storage, "fsync_dir", fsync_dir)  # storage.make_folders'
     out = tmp_path / "out"
     out.mkdir()
     provenance.records_since(out)

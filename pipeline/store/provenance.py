@@ -30,6 +30,7 @@ from pipeline.store.storage import (
     TMP_DIR,
     StoredImage,
     fsync_dir,
+    make_folders,
     output_names,
     store_images,
 )
@@ -77,15 +78,21 @@ def records_since(out_dir: Path) -> float:
         return mark.stat().st_mtime
     except FileNotFoundError:
         pass
-    tmp_dir = out_dir / TMP_DIR
-    made = not mark.parent.is_dir()
-    mark.parent.mkdir(exist_ok=True)
-    tmp_dir.mkdir(exist_ok=True)
-    write_small(mark, b"", tmp_dir)
+    _make_folders(out_dir, mark.parent)
+    write_small(mark, b"", out_dir / TMP_DIR)
     fsync_dir(mark.parent)  # durable before this run writes an image
-    if made:
-        fsync_dir(out_dir)  # and the folder that holds it
     return mark.stat().st_mtime
+
+
+def _make_folders(out_dir: Path, parent: Path) -> None:
+    """``provenance/`` and the sub-folders down to ``parent``, each durable in its own parent
+    (``storage.make_folders``, which also refuses a link on the way), and the temp folder."""
+    top = folder(out_dir)
+    if not top.is_dir():
+        top.mkdir(exist_ok=True)
+        fsync_dir(out_dir)
+    make_folders(top, parent)
+    (out_dir / TMP_DIR).mkdir(exist_ok=True)
 
 
 def read(out_dir: Path, stem: str) -> Provenance | None:
@@ -119,11 +126,7 @@ def write(out_dir: Path, stem: str, record: Provenance) -> None:
     except FileNotFoundError:
         # A folder not made yet: made now, not checked before every record (a mkdir and a
         # stat per folder per row, each a hand-off between threads; docs/benchmarks.md).
-        made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir.mkdir(exist_ok=True)
-        for folder_made in made:  # durable, as an image's folders are (storage.make_folders)
-            fsync_dir(folder_made.parent)
+        _make_folders(out_dir, path.parent)
         write_small(path, encoded, tmp_dir)
 
 
