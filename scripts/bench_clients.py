@@ -108,6 +108,15 @@ def baseline_outputs(out_dir: Path) -> tuple[int, int, float | None]:
     return succeeded, failed, phase
 
 
+def durable_outputs(out_dir: Path) -> tuple[int, int, float | None]:
+    """(succeeded, failed, no send phase) from ``durable_client.py``'s journal, one line a row."""
+    try:
+        succeeded = (out_dir / "journal.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        succeeded = 0
+    return succeeded, 0, None
+
+
 def terminal_rows(out_dir: Path) -> int:
     """Rows of a nanobatch ledger with a final status (succeeded, refused, failed, invalid)."""
     if not (out_dir / LEDGER_FILE).exists():
@@ -206,6 +215,24 @@ class Clients:
             rows=rows,
             stop_after=stop_after,
         )
+
+    def durable(
+        self,
+        emu: Emulator,
+        out_dir: Path,
+        manifest: Path,
+        *,
+        rows: int,
+        concurrency: int,
+        image_size: str | None = None,
+    ) -> ClientRun:
+        """``scripts/durable_client.py`` on the manifest, with the same settings: the least a
+        client with nanobatch's durability costs (it runs in nanobatch's environment)."""
+        argv = [sys.executable, str(ROOT / "scripts" / "durable_client.py"), str(manifest)]
+        argv += ["--out", str(out_dir), "--base-url", emu.base_url]
+        argv += ["--concurrency", str(concurrency)]
+        argv += ["--image-size", image_size] if image_size else []
+        return self._run(emu, argv, out_dir, durable_outputs, client="durable client", rows=rows)
 
     def _run(
         self,

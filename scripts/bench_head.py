@@ -85,6 +85,37 @@ def cpu_per_image(bench: Bench, size: str, nb: ClientRun, base: ClientRun) -> li
             show_ratio=False,
         ),
         *(rounds if len(pairs) > 1 else []),
+        *_durable_reference(bench, size, nb),
+    ]
+
+
+def _durable_reference(bench: Bench, size: str, nb: ClientRun) -> list[Metric]:
+    """``scripts/durable_client.py`` in the same rounds: the least CPU per image of a client that
+    makes its images and records durable as nanobatch does, and nothing else. Where it is
+    itself above the target, no client with nanobatch's durability meets it on this machine."""
+    refs = bench.references_of(nb)
+    if not refs:
+        return []
+    each = [cpu_ms(ref) / cpu_ms(base) for ref, _, base in refs]
+    ref_ms = statistics.median(cpu_ms(ref) for ref, _, _ in refs)
+    return [
+        Metric(
+            "the least a crash-safe client costs here: scripts/durable_client.py "
+            "(aiohttp, orjson, pybase64; temp file, fsync, rename; group-committed records; "
+            "no classification, retries, ledger or logs), CPU per image; its ratio to the "
+            f"baseline, the median of {len(refs)} round(s)",
+            "ms",
+            ref_ms,
+            limit=f"{statistics.median(each):.2f}x the baseline ("
+            + ", ".join(f"{r:.2f}x" for r in each)
+            + f"); {ref_ms / bench.floor_ms(size):.2f}x the floor",
+        ),
+        Metric(
+            "nanobatch / that client, CPU per image (what nanobatch's own work costs)",
+            "x",
+            statistics.median(cpu_ms(a) / cpu_ms(ref) for ref, a, _ in refs),
+            show_ratio=False,
+        ),
     ]
 
 
@@ -104,7 +135,7 @@ def scenario_latency(bench: Bench) -> Scenario:
     )
     with emulator(["--latency", str(latency)]) as emu:
         emu.warm_up(size)
-        nb, base = bench.head_to_head(emu, "s1", rows, concurrency, size)
+        nb, base = bench.head_to_head(emu, "s1", rows, concurrency, size, reference=True)
         ceiling, bare_ms = _raw_ceiling(emu, min(rows, 3000), concurrency, size)  # ~12 s
     nb_rate, base_rate = nb.succeeded / nb.figures.wall_s, base.succeeded / base.figures.wall_s
     result.runs += [nb, base]
@@ -172,7 +203,14 @@ def _raw_ceiling(emu: Emulator, requests: int, concurrency: int, size: str) -> t
 
 
 def _no_latency(
-    bench: Bench, number: int, name: str, *, rows: int, concurrency: int, size: str
+    bench: Bench,
+    number: int,
+    name: str,
+    *,
+    rows: int,
+    concurrency: int,
+    size: str,
+    reference: bool = False,
 ) -> tuple[Scenario, ClientRun, ClientRun]:
     """A scenario whose emulator answers at once: both clients' runs, one after the other."""
     bench.floor_ms(size)  # measured now, while no emulator competes for the CPU
@@ -181,7 +219,9 @@ def _no_latency(
     )
     with emulator(["--latency", "0"]) as emu:
         emu.warm_up(size)
-        nb, base = bench.head_to_head(emu, f"s{number}", rows, concurrency, size)
+        nb, base = bench.head_to_head(
+            emu, f"s{number}", rows, concurrency, size, reference=reference
+        )
     result.runs += [nb, base]
     return result, nb, base
 
@@ -189,7 +229,13 @@ def _no_latency(
 def scenario_cpu(bench: Bench) -> Scenario:
     size, concurrency = "1K", 16
     result, nb, base = _no_latency(
-        bench, 2, "CPU-bound", rows=bench.scaled(1000), concurrency=concurrency, size=size
+        bench,
+        2,
+        "CPU-bound",
+        rows=bench.scaled(1000),
+        concurrency=concurrency,
+        size=size,
+        reference=True,
     )
     with emulator(["--latency", "0"]) as emu:
         emu.warm_up(size)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import floor
-from bench_clients import ClientRun, Clients
+from bench_clients import ClientRun, Clients, slug
 from bench_fixtures import write_manifest
 from measure import Emulator, emulator, progress
 
@@ -70,6 +70,7 @@ class Bench:
         self.floors: dict[str, dict[str, float]] = {}  # by size: floor.floors()'s figures
         self.rounds = rounds  # head-to-head pairs per measurement (--rounds)
         self.paired: dict[str, list[tuple[ClientRun, ClientRun]]] = {}  # by tag, every round
+        self.references: dict[str, list[ClientRun]] = {}  # by tag: durable_client.py's rounds
 
     def warm_up(self) -> None:
         """Run each client once on a few rows, unmeasured, so that the measured runs start as
@@ -101,27 +102,41 @@ class Bench:
         size: str,
         *,
         rounds: int | None = None,
+        reference: bool = False,
     ) -> tuple[ClientRun, ClientRun]:
         """nanobatch and the baseline on the same manifest and settings, ``rounds`` times
-        (``--rounds``), each round in the other order: the run of each client with the median
+        (``--rounds``), each round in another order: the run of each client with the median
         CPU per image. Every round is kept in ``paired[tag]``: on this shared machine one pair
         can be off by 15-30%, so the CPU gate takes the median of the paired ratios
-        (``cpu_per_image``) and the memory gates each client's median RSS (``median_figure``)."""
+        (``cpu_per_image``) and the memory gates each client's median RSS (``median_figure``).
+        ``reference``: each round also runs ``scripts/durable_client.py`` (``references[tag]``),
+        the least a client with nanobatch's durability costs here."""
         manifest = self.manifest(rows)
         common: dict[str, Any] = {"rows": rows, "concurrency": concurrency, "image_size": size}
         count = rounds or self.rounds
-        pairs = []
+        pairs, references = [], []
         for r in range(count):
             out = self.work / tag / (f"round-{r + 1}" if count > 1 else "")
-            if r % 2:
-                base = self.clients.baseline(emu, out / "baseline", manifest, **common)
-                nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
-            else:
-                nb = self.clients.nanobatch(emu, out / "nanobatch", manifest, **common)
-                base = self.clients.baseline(emu, out / "baseline", manifest, **common)
-            pairs.append((nb, base))
+            runs: dict[str, ClientRun] = {}
+            order = ["nanobatch", "baseline", *(["durable"] * reference)]
+            for client in order[r % len(order) :] + order[: r % len(order)]:
+                runner = getattr(self.clients, client)
+                runs[client] = runner(emu, out / slug(client), manifest, **common)
+            pairs.append((runs["nanobatch"], runs["baseline"]))
+            references += [runs["durable"]] if reference else []
         self.paired[tag] = pairs
+        if reference:
+            self.references[tag] = references
         return _median([nb for nb, _ in pairs]), _median([base for _, base in pairs])
+
+    def references_of(self, run: ClientRun) -> list[tuple[ClientRun, ClientRun, ClientRun]]:
+        """(durable client, nanobatch, baseline) in each round of ``run``'s head-to-head, if it
+        ran the durable client."""
+        for tag, pairs in self.paired.items():
+            if any(run is a or run is b for a, b in pairs) and tag in self.references:
+                refs = self.references[tag]
+                return [(ref, nb, base) for ref, (nb, base) in zip(refs, pairs, strict=True)]
+        return []
 
     def median_figure(self, run: ClientRun, figure: str) -> float:
         """The median of ``figure`` (a ``ProcessFigures`` field, e.g. ``peak_rss_mb``) over
@@ -135,7 +150,9 @@ class Bench:
         """``runs`` with every other round of their head-to-heads (each once)."""
         found: list[ClientRun] = []
         for run in runs:
-            for candidate in [x for pair in self.rounds_of(run) for x in pair] or [run]:
+            rounds = [x for pair in self.rounds_of(run) for x in pair]
+            rounds += [ref for ref, _, _ in self.references_of(run)]
+            for candidate in rounds or [run]:
                 if not any(candidate is f for f in found):
                     found.append(candidate)
         return found
