@@ -140,9 +140,11 @@ class ConsoleLevel:
 
     def __init__(self, level: int) -> None:
         self.level = level
+        # Once: getLevelNamesMapping() copies logging's table on every call.
+        self.levels = {name.lower(): n for name, n in logging.getLevelNamesMapping().items()}
 
     def __call__(self, _: WrappedLogger, method: str, event: EventDict) -> EventDict:
-        if logging.getLevelNamesMapping().get(method.upper(), logging.INFO) < self.level:
+        if self.levels.get(method, logging.INFO) < self.level:
             import structlog
 
             raise structlog.DropEvent
