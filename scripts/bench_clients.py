@@ -226,8 +226,8 @@ class Clients:
         concurrency: int,
         image_size: str | None = None,
     ) -> ClientRun:
-        """``scripts/durable_client.py`` on the manifest, with the same settings: the least a
-        client with nanobatch's durability costs (it runs in nanobatch's environment)."""
+        """``scripts/durable_client.py`` on the manifest, with the same settings: a bare client
+        with nanobatch's durability (it runs in nanobatch's environment)."""
         argv = [sys.executable, str(ROOT / "scripts" / "durable_client.py"), str(manifest)]
         argv += ["--out", str(out_dir), "--base-url", emu.base_url]
         argv += ["--concurrency", str(concurrency)]

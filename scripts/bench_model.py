@@ -110,7 +110,7 @@ class Bench:
         can be off by 15-30%, so the CPU gate takes the median of the paired ratios
         (``cpu_per_image``) and the memory gates each client's median RSS (``median_figure``).
         ``reference``: each round also runs ``scripts/durable_client.py`` (``references[tag]``),
-        the least a client with nanobatch's durability costs here."""
+        a bare client with nanobatch's durability, the yardstick for nanobatch's own work."""
         manifest = self.manifest(rows)
         common: dict[str, Any] = {"rows": rows, "concurrency": concurrency, "image_size": size}
         count = rounds or self.rounds

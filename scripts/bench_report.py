@@ -59,12 +59,12 @@ Each scenario runs once, on a machine that may be doing other work: expect 15-30
 a single pair. With `--rounds N` the head-to-head scenarios (1-3, 9) run both clients N times,
 alternating which goes first; each client's figures are then its run with the median CPU per
 image, and in 1-3 a line gives every round's ratio (the settings below say which runs did).
-Scenarios 1 and 2 also run a third client in each round, `scripts/durable_client.py`: the least
-a client with nanobatch's durability costs (aiohttp, orjson, pybase64 and sha256; each image
-written to a temp file, fsynced, let go of the page cache and renamed; the records
-group-committed after the folder's fsync; no classification, retries, ledger, provenance or
-logs). Its CPU per image is a lower bound for any client that keeps those rules on this
-machine."""
+Scenarios 1 and 2 also run a third client in each round, `scripts/durable_client.py`: a bare
+client that keeps nanobatch's durability rules and does nothing else (aiohttp, orjson, pybase64
+and sha256; each image written to a temp file, fsynced, let go of the page cache and renamed;
+the records group-committed after the folder's fsync; no classification, retries, ledger,
+provenance or logs). Its CPU per image is the yardstick for what nanobatch's own per-row work
+costs on this machine."""
 
 
 _BASELINE_KINDS = {

@@ -1,5 +1,5 @@
-"""The least a crash-safe client costs: a bare generateContent loop that keeps the durability
-rules nanobatch keeps, and nothing else, to measure against (``scripts/bench`` scenario 1).
+"""A bare crash-safe client: a generateContent loop that keeps the durability rules nanobatch
+keeps and does nothing else, to measure nanobatch against (``scripts/bench`` scenarios 1, 2).
 
 Per row: the request body built with orjson, sent through aiohttp (C-accelerated parsing, no
 wrapper), the answer parsed with orjson, the image's base64 decoded with pybase64 and hashed with
@@ -10,8 +10,8 @@ kill or a power cut never leaves a recorded row without its image, the rule nano
 
 What it leaves out, and nanobatch does not: classification (refusals, errors, retries at the
 server's delay), rate limits, the spend, provenance records, the attempt history, reruns, disk
-guards, progress, logs and the Parquet ledger. Its CPU per image is therefore a lower bound for
-any client with nanobatch's durability on this machine, not a client anyone should run.
+guards, progress, logs and the Parquet ledger. Its CPU per image is what the durability rules
+and the floor's work cost a client on this machine, not a client anyone should run.
 
     uv run python scripts/durable_client.py MANIFEST.csv --out DIR --base-url URL \
         --concurrency 64 --image-size 512
