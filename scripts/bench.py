@@ -239,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             result = SCENARIOS[number](bench)
             result.problems += problems(bench.every_run(result.runs))  # every round's
             if result.runs and len(pairs := bench.rounds_of(result.runs[0])) > 1:
-                clients, order = "both clients", "alternating"
+                reference = ""
                 if bench.references_of(result.runs[0]):
-                    clients, order = "nanobatch, the baseline and the reference client", "rotating"
+                    reference = " (and the bare crash-safe client, in each place in turn)"
                 result.settings += (
-                    f"; {len(pairs)} rounds of {clients}, {order} which ran first: "
-                    "each client's figures are from its run with the median CPU per image"
+                    f"; {len(pairs)} rounds of both clients, alternating which ran first"
+                    f"{reference}: each client's figures are from its run with the median CPU "
+                    "per image"
                 )
             seconds = time.perf_counter() - t0
             scenarios[str(number)] = _as_json(result, bench.mode, seconds, load, commit)

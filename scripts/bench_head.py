@@ -102,7 +102,8 @@ def _durable_reference(bench: Bench, size: str, nb: ClientRun) -> list[Metric]:
         Metric(
             "a bare crash-safe client: scripts/durable_client.py "
             "(aiohttp, orjson, pybase64; temp file, fsync, rename; group-committed records; "
-            "no classification, retries, ledger or logs), CPU per image; its ratio to the "
+            "no provenance records, classification, retries, ledger or logs), CPU per image; "
+            "its ratio to the "
             f"baseline, the median of {len(refs)} round(s)",
             "ms",
             ref_ms,
@@ -111,7 +112,9 @@ def _durable_reference(bench: Bench, size: str, nb: ClientRun) -> list[Metric]:
             + f"); {ref_ms / bench.floor_ms(size):.2f}x the floor",
         ),
         Metric(
-            "nanobatch / that client, CPU per image (what nanobatch's own work costs)",
+            "nanobatch / that client, CPU per image (what nanobatch's own per-row work costs: "
+            "provenance records, classification, the spend, the attempt history, logs, "
+            "httpx around aiohttp, start-up)",
             "x",
             statistics.median(cpu_ms(a) / cpu_ms(ref) for ref, a, _ in refs),
             show_ratio=False,

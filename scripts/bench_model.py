@@ -76,9 +76,9 @@ class Bench:
         """Run each client once on a few rows, unmeasured, so that the measured runs start as
         they would on a user's machine after the first: with their bytecode cached
         (``bench_clients.PYCACHE``)."""
-        progress("    warming up both clients (bytecode cache)")
+        progress("    warming up the clients (bytecode cache)")
         with emulator(["--latency", "0"]) as emu:
-            self.head_to_head(emu, "warm-up", 4, 4, "512", rounds=1)
+            self.head_to_head(emu, "warm-up", 4, 4, "512", rounds=1, reference=True)
 
     def scaled(self, full: int) -> int:
         return max(full // QUICK_SCALE, 1) if self.quick else full
@@ -118,8 +118,11 @@ class Bench:
         for r in range(count):
             out = self.work / tag / (f"round-{r + 1}" if count > 1 else "")
             runs: dict[str, ClientRun] = {}
-            order = ["nanobatch", "baseline", *(["durable"] * reference)]
-            for client in order[r % len(order) :] + order[: r % len(order)]:
+            # nanobatch and the baseline alternate; the reference takes each place in turn.
+            order = ["baseline", "nanobatch"] if r % 2 else ["nanobatch", "baseline"]
+            if reference:
+                order.insert(r % 3, "durable")
+            for client in order:
                 runner = getattr(self.clients, client)
                 runs[client] = runner(emu, out / slug(client), manifest, **common)
             pairs.append((runs["nanobatch"], runs["baseline"]))

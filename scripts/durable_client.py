@@ -60,7 +60,9 @@ def _commit(folder: int, journal: int, lines: list[bytes]) -> None:
     """The group's records: names durable first (the folder's fsync), then the records."""
     if SYNC:
         os.fsync(folder)
-    os.write(journal, b"".join(lines))
+    view = memoryview(b"".join(lines))
+    while view:
+        view = view[os.write(journal, view) :]
     if SYNC:
         os.fsync(journal)
 
@@ -116,7 +118,12 @@ class Client:
             self.wake.clear()
             lines, waiters = self.pending, self.waiters
             self.pending, self.waiters = [], []
-            await loop.run_in_executor(None, _commit, self.folder, self.journal, lines)
+            try:
+                await loop.run_in_executor(None, _commit, self.folder, self.journal, lines)
+            except OSError as e:
+                for waiter in waiters:  # their rows fail; later groups still get their turn
+                    waiter.set_exception(e)
+                continue
             for waiter in waiters:
                 waiter.set_result(None)
 
