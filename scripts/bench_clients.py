@@ -148,8 +148,17 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def _script_argv(
+    python: Path, script: str, manifest: Path, out_dir: Path, emu: Emulator
+) -> list[str]:
+    """``python scripts/<script> MANIFEST --out DIR --base-url URL``: a benchmark client."""
+    argv = [str(python), str(ROOT / "scripts" / script), str(manifest)]
+    return [*argv, "--out", str(out_dir), "--base-url", emu.base_url]
+
+
 class Clients:
-    """Runs nanobatch and the baseline, one measured child process each."""
+    """Runs nanobatch, the baseline and the bare crash-safe client, one measured child
+    process each."""
 
     def __init__(self, *, keep_images: bool, baseline_python: Path | None = None) -> None:
         self.keep_images = keep_images
@@ -202,8 +211,7 @@ class Clients:
         stop_after: Callable[[], None] | None = None,
     ) -> ClientRun:
         """``scripts/baseline_sdk.py`` on the manifest, with the same settings."""
-        argv = [str(self.baseline_python), str(ROOT / "scripts" / "baseline_sdk.py"), str(manifest)]
-        argv += ["--out", str(out_dir), "--base-url", emu.base_url]
+        argv = _script_argv(self.baseline_python, "baseline_sdk.py", manifest, out_dir, emu)
         argv += ["--concurrency", str(concurrency)]
         argv += ["--image-size", image_size] if image_size else []
         return self._run(
@@ -228,8 +236,7 @@ class Clients:
     ) -> ClientRun:
         """``scripts/durable_client.py`` on the manifest, with the same settings: a bare client
         with nanobatch's durability (it runs in nanobatch's environment)."""
-        argv = [sys.executable, str(ROOT / "scripts" / "durable_client.py"), str(manifest)]
-        argv += ["--out", str(out_dir), "--base-url", emu.base_url]
+        argv = _script_argv(Path(sys.executable), "durable_client.py", manifest, out_dir, emu)
         argv += ["--concurrency", str(concurrency)]
         argv += ["--image-size", image_size] if image_size else []
         return self._run(emu, argv, out_dir, durable_outputs, client="durable client", rows=rows)
