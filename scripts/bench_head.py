@@ -103,8 +103,7 @@ def _durable_reference(bench: Bench, size: str, nb: ClientRun) -> list[Metric]:
             "a bare crash-safe client: scripts/durable_client.py "
             "(aiohttp, orjson, pybase64; temp file, fsync, rename; group-committed records; "
             "no provenance records, classification, retries, ledger or logs), CPU per image; "
-            "its ratio to the "
-            f"baseline, the median of {len(refs)} round(s)",
+            f"its ratio to the baseline, the median of {len(refs)} round(s)",
             "ms",
             ref_ms,
             limit=f"{statistics.median(each):.2f}x the baseline ("

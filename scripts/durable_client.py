@@ -33,9 +33,9 @@ import pybase64
 
 MODEL = "gemini-3.1-flash-image-preview"
 GROUP_S = 0.005  # how long the committer gathers records before one journal fsync
-
-
-SYNC = True  # --no-fsync: the same calls without their fsyncs, to show what durability costs
+# --no-fsync: the same files without their fsyncs (nor the page-cache drop that follows an
+# image's fsync), to show what durability costs.
+SYNC = True
 
 
 def _write_image(folder: int, name: str, data: bytes) -> None:
@@ -104,8 +104,8 @@ class Client:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, _write_image, self.folder, name, data)
         done = loop.create_future()
-        self.pending.append(orjson.dumps({"row_id": row_id, "file": name, "sha256": digest}))
-        self.pending[-1] += b"\n"
+        record = {"row_id": row_id, "file": name, "sha256": digest}
+        self.pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.waiters.append(done)
         self.wake.set()
         await done
