@@ -47,19 +47,6 @@ def test_the_temp_folder_removed_mid_run_is_made_again(tmp_path: Path) -> None:
     assert (out / stored[0].rel_path).read_bytes() == data
 
 
-@pytest.mark.parametrize("stem", ["r1", "shoes/sku-9"])
-def test_a_provenance_record_is_written_when_its_folders_are_missing(
-    tmp_path: Path, stem: str
-) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    record = provenance.Provenance("r1", "f" * 64, (("images/x.png", "a" * 64),), 0.039, "standard")
-    provenance.write(out, stem, record)
-    assert provenance.read(out, stem) == record
-    provenance.write(out, stem, record)  # the folders exist now: the same record, replaced
-    assert provenance.read(out, stem) == record
-
-
 def test_small_files_skip_a_temp_name_left_by_an_earlier_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,12 +192,12 @@ def test_each_image_is_durable_before_its_cached_pages_are_let_go(
     assert sorted(i for kind, i in events if kind == "drop") == sorted(inodes)
 
 
-def test_a_provenance_folder_made_for_the_mark_or_a_record_is_durable_in_its_parent(
+def test_the_provenance_folder_and_journal_are_durable_in_their_parent_when_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new folder's name is durable like a file's (``storage.make_folders``): a power cut
-    must not take ``provenance/`` and its mark, which would make a crashed run's images look
-    older than the mark (``recovery``)."""
+    must not take ``provenance/`` and its mark (or the journal), which would make a crashed
+    run's images look older than the mark (``recovery``)."""
     synced: list[Path] = []
     real = storage.fsync_dir
 
@@ -226,6 +213,8 @@ def test_a_provenance_folder_made_for_the_mark_or_a_record_is_durable_in_its_par
     assert out in synced  # provenance/ was made: its entry in out/ is durable
     synced.clear()
     record = provenance.Provenance("r", "f", (("images/shop/r.png", "0" * 64),))
-    provenance.write(out, "shop/r", record)  # a name template's sub-folder, made now
-    assert out / provenance.PROVENANCE_DIR in synced
+    journal = provenance.ProvenanceJournal(out)
+    journal.add("shop/r", record)  # the journal is made now: its name durable in out/
+    journal.close()
+    assert synced == [out]
     assert provenance.read(out, "shop/r") == record

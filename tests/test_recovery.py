@@ -147,7 +147,7 @@ async def test_a_crashed_runs_image_of_an_edited_row_is_kept_aside_not_overwritt
     (out / "images" / "r1.png").write_bytes(old)
     digest = hashlib.sha256(old).hexdigest()
     files = (("images/r1.png", digest),)
-    provenance.write(out, "r1", provenance.Provenance("r1", "an older request", files))
+    keep_record(out, "r1", provenance.Provenance("r1", "an older request", files))
     (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown mark
 
     await run(run_config(write_csv(earlier.manifest, earlier.rows), out), earlier.app)
@@ -172,7 +172,7 @@ async def test_a_numbered_image_another_row_has_a_record_for_stays_that_rows(
     files = (("images/a_2.png", hashlib.sha256(image).hexdigest()),)
     job = Job("a_2", 3, "p2", (), DEFAULT_MODEL, None, None)
     made = request_fingerprint(job, SourceCache())
-    provenance.write(out, "a_2", provenance.Provenance("a_2", made, files, cost_usd=0.039))
+    keep_record(out, "a_2", provenance.Provenance("a_2", made, files, cost_usd=0.039))
     (out / "ledger.journal").write_bytes(b"")  # the unclean-shutdown mark
     app.reset_stats()
 
@@ -309,6 +309,13 @@ async def test_verify_fix_never_hides_what_a_running_or_crashed_run_recorded(
     assert verify(out).problems == []
 
 
+def keep_record(out: Path, stem: str, record: provenance.Provenance) -> None:
+    """A provenance record, as a run keeps one before storing the row's images."""
+    journal = provenance.ProvenanceJournal(out)
+    journal.add(stem, record)
+    journal.close()
+
+
 class Killed(BaseException):
     """The process died here (nothing after this point of its own code runs)."""
 
@@ -326,6 +333,7 @@ async def test_a_kill_at_any_moment_of_verify_fix_leaves_no_succeeded_row_withou
     broken.write_bytes(broken.read_bytes()[:-20])  # damaged on disk: checksum differs
     if older:  # a folder from before provenance records: adopted by name after a crash
         shutil.rmtree(base / "provenance")
+        (base / provenance.JOURNAL_FILE).unlink()
     real_replace, real_append = os.replace, Ledger.append
     for moment in range(40):  # each rename and each ledger append is a moment to die before
         out = tmp_path / f"killed-at-{moment}"

@@ -174,7 +174,11 @@ def test_a_row_s_images_are_hashed_once_however_often_their_digest_is_used(
         ImagePart(png_bytes((30, 40)), "image/png"),
     )
     (tmp_path / "images").mkdir()  # as a run makes it
-    stored = provenance.store(tmp_path, "row", images, row_id="row", fingerprint="fp")
+    journal = provenance.ProvenanceJournal(tmp_path)
+    stored = provenance.store(
+        tmp_path, "row", images, journal=journal, row_id="row", fingerprint="fp"
+    )
+    journal.close()
     assert len(hashed) == 2
     record = provenance.read(tmp_path, "row")
     assert record is not None

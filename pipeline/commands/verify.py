@@ -33,7 +33,7 @@ from pipeline.store import provenance
 from pipeline.store.journal import Damaged
 from pipeline.store.ledger import JOURNAL_FILE, Ledger, LedgerRecord
 from pipeline.store.ledgerview import read_ledger_view, require_ledger
-from pipeline.store.storage import IMAGES_DIR, fsync_dir, image_files
+from pipeline.store.storage import IMAGES_DIR, image_files
 
 BROKEN_DIR = "broken"
 
@@ -161,9 +161,9 @@ def _fail_broken(ledger: Ledger, problems: list[Problem]) -> int:
     rows: list[dict[str, Any]] = [r for r in table.to_pylist() if r["row_id"] in broken_ids]
     why = {p.row_id: f"{p.path or 'row'}: {p.what}" for p in problems}
     for row in rows:
-        provenance.reject(out_dir, row["row_id"], row["output_paths"] or [], row["sha256"] or [])
-    if provenance.folder(out_dir).is_dir():
-        fsync_dir(provenance.folder(out_dir))
+        paths, digests = row["output_paths"] or [], row["sha256"] or []
+        provenance.reject(ledger.provenance, row["row_id"], paths, digests)
+    ledger.provenance.sync()  # rejected before the failure records are made
     records = [
         replace(
             LedgerRecord(**row),

@@ -41,6 +41,7 @@ from pipeline.run.result import RunResult
 from pipeline.store.diskspace import DiskGuard, default_headroom, describe
 from pipeline.store.inflight import InFlight
 from pipeline.store.ledger import AttemptRecord, LedgerRecord
+from pipeline.store.provenance import ProvenanceJournal
 
 log = structlog.get_logger("nanobatch")
 
@@ -62,7 +63,7 @@ Records = MemoryObjectSendStream[Record]  # to the ledger writer
 class RunServices:
     """What one run shares between its shell and its executor (one instance per run)."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, provenance: ProvenanceJournal | None = None) -> None:
         self.config = config  # the shell replaces it once the folder's id scheme is settled
         self.clock = config.clock  # the run's one clock: every wait, deadline and record time
         # counters, progress views
@@ -71,6 +72,8 @@ class RunServices:
         self.spend = SpendingCap(config.max_cost_usd)  # reserve before send, settle after
         self.sources = SourceCache()  # source images, read once per run
         self.inflight = InFlight(config.out_dir)  # attempts noted before they are sent
+        # What made each stored image: the ledger's, which makes it durable before records.
+        self.provenance = provenance or ProvenanceJournal(config.out_dir)
         self.done: DoneRows | None = None  # the ledger's finished rows, once the shell planned
         headroom = config.disk_headroom_bytes
         self.disk = DiskGuard(  # stores images; its trouble drains the run

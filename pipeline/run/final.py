@@ -41,6 +41,7 @@ async def final_record(
         # With the record of the request that made them, and what it cost, written first.
         write = partial(
             provenance.store,
+            journal=services.provenance,
             row_id=job.row_id,
             fingerprint=fingerprint,
             cost_usd=round(row.cost_usd, 6),

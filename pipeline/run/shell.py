@@ -48,7 +48,7 @@ class RunShell:
 
     def __init__(self, config: RunConfig, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.services = RunServices(config)
+        self.services = RunServices(config, ledger.provenance)
 
     async def run(
         self,

@@ -182,6 +182,11 @@ class Journal:
             self.rollback(start)
             raise
 
+    def sync(self) -> None:
+        """Make what was appended durable (for journals that are not ``durable``)."""
+        assert self._file is not None, "journal not open"
+        os.fsync(self._file.fileno())
+
     def clear(self) -> None:
         """Empty the journal (its records are safe elsewhere)."""
         if self._file is not None:

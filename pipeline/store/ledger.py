@@ -10,6 +10,7 @@ and records are ``schema``'s (named here too, for the ledger's callers).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from pipeline.core.errors import LedgerDamaged, LedgerNotFolded, OutDirLocked, U
 from pipeline.store import filesum
 from pipeline.store.fold import FOLD_BATCH, fold_append, fold_latest, row_groups
 from pipeline.store.journal import Damaged, Journal, keep_damaged
-from pipeline.store.provenance import PROVENANCE_DIR
+from pipeline.store.provenance import ProvenanceJournal
 from pipeline.store.schema import (
     ATTEMPTS_SCHEMA,
     LEDGER_VERSION,
@@ -106,6 +107,8 @@ class Ledger:
         self._records = Journal(out_dir / JOURNAL_FILE, durable=True)
         # Attempt history is diagnostics: flushed, not fsynced, per group.
         self._attempts = Journal(out_dir / ATTEMPTS_JOURNAL_FILE, durable=False)
+        # Appended before each row's images; made durable here, before the records.
+        self.provenance = ProvenanceJournal(out_dir)
 
     def open(self) -> None:
         """Lock the directory, recover from any crash, and open fresh journals."""
@@ -144,18 +147,17 @@ class Ledger:
     ) -> None:
         """Make records durable (one fsync for the group) and note the attempts.
 
-        The images' folders are fsynced first, so the renames that put a group's images in
-        place are durable before any record that names them (one fsync per folder and group,
-        not per image).
+        The provenance journal and the images' folders are fsynced first, so the records of
+        what made a group's images, and the renames that put them in place, are durable before
+        any record that names them (one fsync per journal, folder and group, not per image).
         """
         mark = self._attempts.mark()
         try:
             if attempts:
                 self._attempts.append([_as_dict(a) for a in attempts])
             if records:
+                self.provenance.sync()
                 folders = set().union(*(output_folders(r.output_paths) for r in records))
-                made = {PROVENANCE_DIR + f.removeprefix(IMAGES_DIR) for f in folders}
-                folders |= {f for f in made if (self.out_dir / f).is_dir()}  # provenance.py
                 for folder in sorted(folders):
                     fsync_dir(self.out_dir / folder)
                 self._records.append([_as_dict(r) for r in records])
@@ -230,6 +232,9 @@ class Ledger:
             self._records.close(remove=True)
             self._attempts.close(remove=True)
         finally:
+            with contextlib.suppress(OSError):  # a failing disk: records_since covers it
+                self.provenance.sync()  # also the lines of rows whose records were refused
+            self.provenance.close()
             self._unlock()
 
     def _unlock(self) -> None:

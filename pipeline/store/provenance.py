@@ -1,41 +1,50 @@
-"""Which request made each image: a small record per row beside its images.
+"""Which request made each image: a small record per row, kept beside the ledger.
 
-``DIR/provenance/<name>`` (``<name>``: the row's file name stem, never longer than an image's
-name) holds, as JSON, the row id, the fingerprint of the request that made the images, each
-image's path and SHA-256, and what the answer was billed (its cost, the tier it was billed at,
-the batch job that answered it). It is written (atomically) before the images, so no image of
-this version is ever on disk without it, nor without what it cost. With it, images the ledger
-does not know (a crash before their record, a journal record damaged on disk, a damaged ledger
-moved away) are adopted only when the row's current request is the one that made them (an edited
-prompt's old image is never taken for the new one), and at the cost they were billed, so the
-ledger's cost still equals the bill after a kill between an answer and its record. ``verify
---fix`` rewrites the record of files it found broken without a fingerprint, so they are never
-adopted. Images from before these records existed have none; ``records_since`` tells them from
-images whose record a power cut lost (the kernel writes folders back in any order, so an
-image's entry may persist and its record's not), which are never taken for a row by name.
+``DIR/provenance.journal`` holds a line per row whose images a run stored: the row id, the
+fingerprint of the request that made the images, each image's path and SHA-256, and what the
+answer was billed (its cost, the tier it was billed at, the batch job that answered it). A
+row's line is appended before its images are written, so no image of this version is ever on
+disk without it, nor without what it cost; a killed process loses nothing the page cache
+holds, and the ledger fsyncs the journal once per group of records, before the records (one
+fsync per group, not one per row: the per-row file and fsync it replaces cost ~10% of a
+row's CPU, docs/benchmarks.md). A row's latest line is its record. With it, images the
+ledger does not know (a crash before their record, a journal record damaged on disk, a
+damaged ledger moved away) are adopted only when the row's current request is the one that
+made them (an edited prompt's old image is never taken for the new one), and at the cost
+they were billed, so the ledger's cost still equals the bill after a kill between an answer
+and its record. ``verify --fix`` appends a record without a fingerprint for files it found
+broken, so they are never adopted.
+
+Versions before the journal kept a file per row, ``DIR/provenance/<name>``; they are still
+read (a newer file than the row's journal line wins: an older version ran since). Images from
+before any records have none; ``records_since`` tells them from images whose record a power
+cut lost (the kernel writes folders back in any order, and the journal's tail is fsynced only
+with its group), which are never taken for a row by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from pipeline.core.types import ImagePart
 from pipeline.store.filesum import write_small
+from pipeline.store.journal import Journal, scan_journal
 from pipeline.store.storage import (
     TMP_DIR,
     StoredImage,
     fsync_dir,
-    make_folders,
     output_names,
     store_images,
 )
 
-PROVENANCE_DIR = "provenance"  # beside images/, which keeps only images
+JOURNAL_FILE = "provenance.journal"  # beside the ledger's journals, never among row names
+PROVENANCE_DIR = "provenance"  # the per-row files of older versions, and the mark below
 # In provenance/: made by the first run that keeps a record for every image (a row whose file
 # name is this too would only move the date on, and a row name never starts with "." unless
 # its id does).
@@ -55,12 +64,124 @@ class Provenance:
     batch_job: str | None = None  # the batch job that answered it
 
 
+class ProvenanceJournal:
+    """``DIR/provenance.journal``, open for appending (on its first record) from any thread."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._journal = Journal(out_dir / JOURNAL_FILE, durable=False, sole=True)
+        self._lock = threading.Lock()  # rows' images are stored from several worker threads
+        self._open = False
+        self._unsynced = False  # appended to since the last sync
+
+    def add(self, stem: str, record: Provenance) -> None:
+        """Append ``stem``'s record; durable at the next ``sync``. Raises ``OSError``."""
+        line = _line(stem, record)
+        with self._lock:
+            if not self._open:
+                made = not self._journal.path.exists()
+                self._journal.open()  # a torn tail a kill left is cut off first
+                self._open = True
+                if made:
+                    fsync_dir(self.out_dir)  # its name durable before any record relies on it
+            self._journal.append([line])  # all or nothing: a full disk leaves no torn line
+            self._unsynced = True
+
+    def sync(self) -> None:
+        """Make every record appended so far durable (the ledger's group commit calls this
+        before the group's records, so no durable record outlives the provenance it needs)."""
+        with self._lock:
+            if not self._unsynced:
+                return
+            self._unsynced = False
+            try:
+                self._journal.sync()
+            except OSError:
+                self._unsynced = True
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._journal.close(remove=False)
+            self._open = False
+
+
+def _line(stem: str, record: Provenance) -> dict[str, Any]:
+    data: dict[str, Any] = {"stem": stem, "row_id": record.row_id,
+                            "fingerprint": record.fingerprint,
+                            "files": [list(f) for f in record.files]}  # fmt: skip
+    billed = {"cost_usd": record.cost_usd, "tier": record.tier, "batch_job": record.batch_job}
+    data.update((key, value) for key, value in billed.items() if value is not None)
+    data["at"] = time.time()  # against an older version's file for the same row, written since
+    return data
+
+
+def _record(data: dict[str, Any]) -> Provenance | None:
+    """The record in a journal line or an older version's file (None: not one)."""
+    try:
+        files = tuple((str(rel), str(digest)) for rel, digest in data["files"])
+        fingerprint = data["fingerprint"]
+        cost, tier, batch_job = data.get("cost_usd"), data.get("tier"), data.get("batch_job")
+        return Provenance(
+            str(data["row_id"]),
+            None if fingerprint is None else str(fingerprint),
+            files,
+            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            tier=tier if isinstance(tier, str) else None,
+            batch_job=batch_job if isinstance(batch_job, str) else None,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+class _Index:
+    """The journal's records by stem (with when each was written), for the last directory
+    read, while its journal stays as it was: recovery looks up every pending row."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Path, int, int] | None = None
+        self._records: dict[str, tuple[Provenance, float]] = {}
+
+    def of(self, out_dir: Path) -> dict[str, tuple[Provenance, float]]:
+        path = out_dir / JOURNAL_FILE
+        try:
+            stat = path.stat()
+        except OSError:
+            return {}
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key != self._key:
+                self._records, self._key = _scan(path), key
+            return self._records
+
+
+def _scan(path: Path) -> dict[str, tuple[Provenance, float]]:
+    records: dict[str, tuple[Provenance, float]] = {}
+    for data in scan_journal(path):
+        # A damaged line's record is lost (its row's images are not adopted, as when a power
+        # cut loses one); a later line for the same row still stands.
+        if isinstance(data, dict) and isinstance(stem := data.get("stem"), str):
+            record, at = _record(data), data.get("at")
+            if record is not None:
+                records[stem] = (record, float(at) if isinstance(at, int | float) else 0.0)
+    return records
+
+
+_journaled = _Index().of
+
+
 def folder(out_dir: Path) -> Path:
     return out_dir / PROVENANCE_DIR
 
 
 def any_records(out_dir: Path) -> bool:
     """Whether any row of ``out_dir`` has a record (a first run has none to look up)."""
+    try:
+        if (out_dir / JOURNAL_FILE).stat().st_size:
+            return True
+    except OSError:
+        pass
     try:
         with os.scandir(folder(out_dir)) as entries:
             return any(entry.name != SINCE_FILE for entry in entries)
@@ -78,56 +199,36 @@ def records_since(out_dir: Path) -> float:
         return mark.stat().st_mtime
     except FileNotFoundError:
         pass
-    _make_folders(out_dir, mark.parent)
+    _make_folders(out_dir)
     write_small(mark, b"", out_dir / TMP_DIR)
     fsync_dir(mark.parent)  # durable before this run writes an image
     return mark.stat().st_mtime
 
 
-def _make_folders(out_dir: Path, parent: Path) -> None:
-    """``provenance/`` and the sub-folders down to ``parent``, each durable in its own parent
-    (``storage.make_folders``, which also refuses a link on the way), and the temp folder."""
+def _make_folders(out_dir: Path) -> None:
+    """``provenance/`` (durable in ``out_dir``) and the temp folder."""
     top = folder(out_dir)
     if not top.is_dir():
         top.mkdir(exist_ok=True)
         fsync_dir(out_dir)
-    make_folders(top, parent)
     (out_dir / TMP_DIR).mkdir(exist_ok=True)
 
 
 def read(out_dir: Path, stem: str) -> Provenance | None:
     """The record of the row whose file name stem is ``stem``; None if none (or unreadable)."""
+    found = _journaled(out_dir).get(stem)
+    older = folder(out_dir) / stem  # an older version's file for the row
+    if found is not None:
+        try:
+            if older.stat().st_mtime <= found[1]:
+                return found[0]
+        except OSError:
+            return found[0]
     try:
-        data = json.loads((folder(out_dir) / stem).read_bytes())
-        files = tuple((str(rel), str(digest)) for rel, digest in data["files"])
-        fingerprint = data["fingerprint"]
-        cost, tier, batch_job = data.get("cost_usd"), data.get("tier"), data.get("batch_job")
-        return Provenance(
-            str(data["row_id"]),
-            None if fingerprint is None else str(fingerprint),
-            files,
-            cost_usd=float(cost) if isinstance(cost, int | float) else None,
-            tier=tier if isinstance(tier, str) else None,
-            batch_job=batch_job if isinstance(batch_job, str) else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = json.loads(older.read_bytes())
+    except (OSError, ValueError):
         return None
-
-
-def write(out_dir: Path, stem: str, record: Provenance) -> None:
-    data: dict[str, object] = {"row_id": record.row_id, "fingerprint": record.fingerprint,
-                               "files": [list(f) for f in record.files]}  # fmt: skip
-    billed = {"cost_usd": record.cost_usd, "tier": record.tier, "batch_job": record.batch_job}
-    data.update((key, value) for key, value in billed.items() if value is not None)
-    path = folder(out_dir) / stem  # a stem with "/" (a name template's folders) nests likewise
-    encoded, tmp_dir = orjson.dumps(data), out_dir / TMP_DIR  # UTF-8, as json's ensure_ascii=False
-    try:
-        write_small(path, encoded, tmp_dir)
-    except FileNotFoundError:
-        # A folder not made yet: made now, not checked before every record (a mkdir and a
-        # stat per folder per row, each a hand-off between threads; docs/benchmarks.md).
-        _make_folders(out_dir, path.parent)
-        write_small(path, encoded, tmp_dir)
+    return _record(data) if isinstance(data, dict) else None
 
 
 def store(
@@ -135,6 +236,7 @@ def store(
     stem: str,
     images: tuple[ImagePart, ...],
     *,
+    journal: ProvenanceJournal,
     row_id: str,
     fingerprint: str,
     cost_usd: float | None = None,
@@ -146,7 +248,7 @@ def store(
     names = output_names(stem, images)
     digests = [image.sha256 for image in images]
     files = tuple(zip(names, digests, strict=True))
-    write(out_dir, stem, Provenance(row_id, fingerprint, files, cost_usd, tier, batch_job))
+    journal.add(stem, Provenance(row_id, fingerprint, files, cost_usd, tier, batch_job))
     return store_images(out_dir, stem, images)
 
 
@@ -166,11 +268,14 @@ def of_file(out_dir: Path, rel: str) -> tuple[str, Provenance] | None:
     return None
 
 
-def reject(out_dir: Path, row_id: str, rel_paths: list[str], digests: list[str]) -> None:
-    """Mark a row's files broken, never to be adopted (also images from before records)."""
+def reject(
+    journal: ProvenanceJournal, row_id: str, rel_paths: list[str], digests: list[str]
+) -> None:
+    """Mark a row's files broken, never to be adopted (also images from before records);
+    durable at the journal's next ``sync``."""
     if not rel_paths:
         return
-    found = of_file(out_dir, rel_paths[0])
+    found = of_file(journal.out_dir, rel_paths[0])
     stem = found[0] if found else stems(rel_paths[0])[0 if len(rel_paths) == 1 else -1]
     files = found[1].files if found else tuple(zip(rel_paths, digests, strict=False))
-    write(out_dir, stem, Provenance(row_id, None, files))
+    journal.add(stem, Provenance(row_id, None, files))
