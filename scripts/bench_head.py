@@ -165,11 +165,30 @@ def scenario_latency(bench: Bench) -> Scenario:
             ceiling,
             limit=f"{ceiling / limit:.3f} of {limit:.0f} rows/s",
         ),
+        *_reference_rate(bench, nb, limit),
         *_process_metrics(nb, base),
         *cpu_per_image(bench, size, nb, base),
         *_bare_client(bench, size, bare_ms),
     ]
     return result
+
+
+def _reference_rate(bench: Bench, nb: ClientRun, limit: float) -> list[Metric]:
+    """The bare crash-safe client's throughput in the same rounds: what a client that makes
+    its images and records durable, and does nothing else, reaches on this emulator."""
+    refs = bench.references_of(nb)
+    if not refs:
+        return []
+    rate = statistics.median(ref.succeeded / ref.figures.wall_s for ref, _, _ in refs)
+    return [
+        Metric(
+            "the bare crash-safe client (scripts/durable_client.py), rows/s, whole process; "
+            f"the median of {len(refs)} round(s)",
+            "rows/s",
+            rate,
+            limit=f"{rate / limit:.3f} of {limit:.0f} rows/s",
+        )
+    ]
 
 
 def _bare_client(bench: Bench, size: str, bare_ms: float) -> list[Metric]:
