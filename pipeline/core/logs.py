@@ -28,6 +28,9 @@ REDACTED = "[redacted]"
 RUN_LOG = "run.log"
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # what can hold no secret, by exact type
+
+
 class Redact:
     """Replace secrets anywhere in an event's values."""
 
@@ -37,7 +40,8 @@ class Redact:
     def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
         if self.secrets:
             for key, value in event.items():
-                event[key] = self._clean(value)
+                if type(value) not in _PLAIN:  # most of a row's event: counts, ids, floats
+                    event[key] = self._clean(value)
         return event
 
     def _clean(self, value: Any) -> Any:
