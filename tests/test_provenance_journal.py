@@ -153,3 +153,41 @@ def test_records_added_from_many_threads_are_all_kept(tmp_path: Path) -> None:
     for w in range(8):
         for i in range(50):
             assert provenance.read(tmp_path, f"w{w}-{i}") == record(f"w{w}-{i}")
+
+
+def test_rows_append_while_the_journal_is_fsynced_and_the_next_sync_covers_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit's fsync must not hold up the rows storing their images meanwhile."""
+    journal = ProvenanceJournal(tmp_path)
+    journal.add("a", record("a"))
+    entered, release, added = threading.Event(), threading.Event(), threading.Event()
+    fsyncs: list[int] = []
+    real = os.fsync
+
+    def slow(fd: int) -> None:
+        fsyncs.append(fd)
+        entered.set()
+        release.wait(5)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", slow)
+    syncing = threading.Thread(target=journal.sync)
+    syncing.start()
+    assert entered.wait(5)
+
+    def add() -> None:
+        journal.add("b", record("b"))
+        added.set()
+
+    adder = threading.Thread(target=add)
+    adder.start()
+    appended_meanwhile = added.wait(2)
+    release.set()
+    syncing.join()
+    adder.join()
+    assert appended_meanwhile
+    journal.sync()  # "b" came after the first fsync began: this one covers it
+    assert len(fsyncs) == 2
+    journal.close()
+    assert provenance.read(tmp_path, "b") == record("b")

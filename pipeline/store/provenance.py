@@ -94,11 +94,14 @@ class ProvenanceJournal:
             if not self._unsynced:
                 return
             self._unsynced = False
-            try:
-                self._journal.sync()
-            except OSError:
+        try:
+            # Outside the lock: rows' appends go on meanwhile (the fsync covers every line
+            # written before it began, and a line written during it waits for the next).
+            self._journal.sync()
+        except OSError:
+            with self._lock:
                 self._unsynced = True
-                raise
+            raise
 
     def close(self) -> None:
         with self._lock:
