@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.core.types import ImagePart
+from pipeline.store import journal as journal_lines
 from pipeline.store import provenance
 from pipeline.store.journal import decode_line
 from pipeline.store.provenance import JOURNAL_FILE, Provenance, ProvenanceJournal
@@ -191,3 +192,29 @@ def test_rows_append_while_the_journal_is_fsynced_and_the_next_sync_covers_them(
     assert len(fsyncs) == 2
     journal.close()
     assert provenance.read(tmp_path, "b") == record("b")
+
+
+def test_lookups_while_rows_append_read_only_what_was_appended_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run looks every pending row up as it plans it, while its workers append the
+    lines of the rows they store: each lookup must not decode the whole journal again (that
+    made a resume quadratic in the journal's length)."""
+    journal = ProvenanceJournal(tmp_path)
+    for i in range(300):
+        journal.add(f"old{i}", record(f"old{i}"))
+    assert provenance.read(tmp_path, "old0") == record("old0")
+    decoded: list[bytes] = []
+    real = journal_lines.decode_line
+
+    def counting(line: bytes) -> dict[str, object] | None:
+        decoded.append(line)
+        return real(line)
+
+    monkeypatch.setattr(journal_lines, "decode_line", counting)
+    for i in range(100):
+        journal.add(f"new{i}", record(f"new{i}"))  # a worker stores a row meanwhile
+        assert provenance.read(tmp_path, f"old{i}") == record(f"old{i}")
+        assert provenance.read(tmp_path, f"new{i}") == record(f"new{i}")
+    journal.close()
+    assert len(decoded) <= 2 * 100  # each new line (and at most one before it) once, not 300+

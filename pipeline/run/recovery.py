@@ -6,7 +6,8 @@ know. Whenever a pending row has a provenance record (``provenance``) whose fing
 row's current request and whose files are all there, intact, the row is adopted: recorded as
 succeeded, reason ``ADOPTED``, without sending it again, at the cost the record says it was
 billed (with its tier and batch job), so the ledger's cost stays what the server billed. That
-costs one failed ``open`` per pending row, no listing of the images folder.
+costs a lookup in the journal's index (which reads on only as the journal grows) and one failed
+``stat`` (an older version's record file) per pending row, no listing of the images folder.
 
 Images from before provenance records (no record) are adopted by file name only after a run
 that did not close cleanly, as before; the images folder is then listed, and files no row of

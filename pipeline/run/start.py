@@ -160,7 +160,7 @@ async def start(
     begun.records_since = await anyio.to_thread.run_sync(provenance.records_since, out)
     if Status.SUCCEEDED in config.rerun:
         begun.recorded = await anyio.to_thread.run_sync(recorded_digests, ledger)
-    # A first run has no images to adopt: no lookup per row (one failed open each).
+    # A first run has no images to adopt: no lookup per row (one failed stat each).
     begun.has_provenance = await anyio.to_thread.run_sync(provenance.any_records, out)
     if config.mode is RunMode.BATCH:
         begun.held = await anyio.to_thread.run_sync(held_rows, out)

@@ -45,7 +45,7 @@ def _write(path: Path, digests: list[str]) -> None:
 
 def write_small(target: Path, data: bytes, tmp_dir: Path) -> None:
     """Replace ``target`` atomically and durably with a few bytes of the ledger's own
-    bookkeeping (digests, provenance records). Not through ``storage.write_all``, which writes
+    bookkeeping (digests, the provenance mark). Not through ``storage.write_all``, which writes
     outputs: bookkeeping is written like the Parquet file it goes with. The temp file is a
     ``.tmp-*`` in ``tmp_dir``, removed on the next open if a crash leaves it."""
     fd, name = create_new(tmp_dir, ".tmp-", 0o600, make_folder=False)  # as mkstemp: 0600

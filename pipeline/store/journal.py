@@ -75,12 +75,14 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) of each newline-terminated line; a torn last line is left out."""
+def _complete_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of each newline-terminated line from byte ``start`` (a line's start)
+    on; a torn last line is left out."""
     if not path.exists():
         return
-    offset = 0
+    offset = start
     with open(path, "rb") as f:
+        f.seek(start)
         for line in f:
             if not line.endswith(b"\n"):
                 return
@@ -94,6 +96,14 @@ def scan_journal(path: Path) -> Iterator[dict[str, Any] | Damaged]:
     for offset, line in _complete_lines(path):
         record = decode_line(line)
         yield record if record is not None else Damaged(offset, line)
+
+
+def scan_from(path: Path, start: int) -> Iterator[tuple[int, dict[str, Any] | Damaged]]:
+    """``scan_journal`` from byte ``start`` (where a line begins), each item with the offset
+    just past its line: where a later scan of what was appended since goes on from."""
+    for offset, line in _complete_lines(path, start):
+        record = decode_line(line)
+        yield offset + len(line), record if record is not None else Damaged(offset, line)
 
 
 def keep_damaged(journal: Path) -> list[Damaged]:
