@@ -4,6 +4,7 @@ byte or an older version left."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -218,3 +219,52 @@ def test_lookups_while_rows_append_read_only_what_was_appended_since(
         assert provenance.read(tmp_path, f"new{i}") == record(f"new{i}")
     journal.close()
     assert len(decoded) <= 2 * 100  # each new line (and at most one before it) once, not 300+
+
+
+def test_a_killed_runs_lines_are_fsynced_before_the_next_process_relies_on_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed run's lines may be in the page cache only. The next run adopts images by them
+    and makes ADOPTED records durable: its first sync must fsync them first, even before it
+    appends a line of its own (a power cut must not leave the records without them)."""
+    killed = ProvenanceJournal(tmp_path)
+    killed.add("a", record("a"))  # then SIGKILL: no sync, no close
+    fsynced = spy_fsyncs(monkeypatch)
+    after = ProvenanceJournal(tmp_path)
+    assert provenance.read(tmp_path, "a") == record("a")  # adopted by it
+    after.sync()  # the group commit of the ADOPTED record
+    assert JOURNAL_FILE in fsynced
+    assert tmp_path.name in fsynced  # and its name, in case the kill came before that fsync
+    fsynced.clear()
+    after.sync()
+    assert fsynced == []  # once
+    after.close()
+
+
+def test_after_a_failed_fsync_the_lines_are_written_again_not_trusted_to_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux marks the pages a failed fsync could not write clean: a second fsync succeeds
+    without writing them. The disk guard retries the group commit after a disk error, so the
+    retry must append the lines again, or the records become durable without them."""
+    journal = ProvenanceJournal(tmp_path)
+    journal.sync()  # nothing inherited
+    journal.add("a", record("a"))
+    real = os.fsync
+    fail = [True]
+
+    def fsync(fd: int) -> None:
+        if fail.pop() if fail else False:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        journal.sync()
+    journal.add("b", record("b"))  # a row stored before the retry
+    journal.sync()  # the disk guard's second try
+    journal.close()
+    stems = [(decode_line(line) or {}).get("stem") for line in
+             (tmp_path / JOURNAL_FILE).read_bytes().splitlines(keepends=True)]  # fmt: skip
+    assert stems == ["a", "b", "a", "b"]  # written again after the failure, in order
+    assert [provenance.read(tmp_path, r) for r in "ab"] == [record(r) for r in "ab"]

@@ -5,7 +5,8 @@ fingerprint of the request that made the images, each image's path and SHA-256, 
 answer was billed (its cost, the tier it was billed at, the batch job that answered it). A
 row's line is appended before its images are written, so no image of this version is ever on
 disk without it, nor without what it cost; a killed process loses nothing the page cache
-holds, and the ledger fsyncs the journal once per group of records, before the records (one
+holds (the next process fsyncs what it left before relying on it), and the ledger fsyncs the
+journal once per group of records, before the records (one
 fsync per group, not one per row: the per-row file and fsync it replaces cost ~10% of a
 row's CPU, docs/benchmarks.md). A row's latest line is its record. With it, images the
 ledger does not know (a crash before their record, a journal record damaged on disk, a
@@ -71,42 +72,79 @@ class ProvenanceJournal:
         self.out_dir = out_dir
         self._journal = Journal(out_dir / JOURNAL_FILE, durable=False, sole=True)
         self._lock = threading.Lock()  # rows' images are stored from several worker threads
+        self._syncing = threading.Lock()  # one sync at a time (and no close during one)
         self._open = False
-        self._unsynced = False  # appended to since the last sync
+        self._unsynced: list[dict[str, Any]] = []  # appended since the last fsync began
+        # Lines an fsync failed to make durable. Linux marks the pages it could not write clean,
+        # so a second fsync "succeeds" without writing them: they are appended again instead.
+        self._failed: list[dict[str, Any]] = []
+        # The journal as an earlier process left it: a killed run's last lines may be in the
+        # page cache only, and this run adopts images by them. Its first sync fsyncs them.
+        self._inherited = True
+
+    def _opened(self) -> None:
+        """Open the journal (under ``_lock``), its name durable before any line relies on it:
+        also a name a run made and was killed before it fsynced."""
+        if not self._open:
+            self._journal.open()  # a torn tail a kill left is cut off first
+            try:
+                fsync_dir(self.out_dir)
+            except BaseException:
+                self._journal.close(remove=False)
+                raise
+            self._open = True
 
     def add(self, stem: str, record: Provenance) -> None:
         """Append ``stem``'s record; durable at the next ``sync``. Raises ``OSError``."""
         line = _line(stem, record)
         with self._lock:
-            if not self._open:
-                made = not self._journal.path.exists()
-                self._journal.open()  # a torn tail a kill left is cut off first
-                self._open = True
-                if made:
-                    fsync_dir(self.out_dir)  # its name durable before any record relies on it
+            self._opened()
             self._journal.append([line])  # all or nothing: a full disk leaves no torn line
-            self._unsynced = True
+            self._unsynced.append(line)
 
     def sync(self) -> None:
         """Make every record appended so far durable (the ledger's group commit calls this
-        before the group's records, so no durable record outlives the provenance it needs)."""
-        with self._lock:
-            if not self._unsynced:
-                return
-            self._unsynced = False
-        try:
-            # Outside the lock: rows' appends go on meanwhile (the fsync covers every line
-            # written before it began, and a line written during it waits for the next).
-            self._journal.sync()
-        except OSError:
+        before the group's records, so no durable record outlives the provenance it needs),
+        and those an earlier process left."""
+        with self._syncing:
             with self._lock:
-                self._unsynced = True
-            raise
+                if self._failed:
+                    # In order with what came since: a row's latest line stays its record.
+                    again = self._failed + self._unsynced
+                    self._opened()
+                    self._journal.append(again)  # raises: kept for the next sync
+                    self._failed, self._unsynced = [], again
+                if not self._unsynced and not self._inherited:
+                    return
+                lines, self._unsynced = self._unsynced, []
+                inherited, self._inherited = self._inherited, False
+                opened = self._open
+            try:
+                # Outside ``_lock``: rows' appends go on meanwhile (the fsync covers every line
+                # written before it began, and a line written during it waits for the next).
+                if opened:
+                    self._journal.sync()
+                elif self._journal.path.exists():  # only what an earlier process left
+                    _fsync_file(self._journal.path)
+                    fsync_dir(self.out_dir)
+            except OSError:
+                with self._lock:
+                    self._failed = lines
+                    self._inherited = inherited
+                raise
 
     def close(self) -> None:
-        with self._lock:
+        with self._syncing, self._lock:
             self._journal.close(remove=False)
             self._open = False
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _line(stem: str, record: Provenance) -> dict[str, Any]:
