@@ -268,3 +268,25 @@ def test_after_a_failed_fsync_the_lines_are_written_again_not_trusted_to_a_retry
              (tmp_path / JOURNAL_FILE).read_bytes().splitlines(keepends=True)]  # fmt: skip
     assert stems == ["a", "b", "a", "b"]  # written again after the failure, in order
     assert [provenance.read(tmp_path, r) for r in "ab"] == [record(r) for r in "ab"]
+
+
+def test_an_older_versions_file_goes_once_its_rows_line_is_durable_so_a_copy_cannot_revive_it(
+    tmp_path: Path,
+) -> None:
+    """A copy that does not keep file times (``cp -r``) gives every file the time of the copy:
+    an out-of-date record file would then look newer than the row's line, and win."""
+    older = provenance.folder(tmp_path) / "a"
+    older.parent.mkdir(parents=True)
+    older.write_text(json.dumps({"row_id": "a", "fingerprint": "old", "files": []}))
+    kept = provenance.folder(tmp_path) / "b"  # a row this run did not make again
+    kept.write_text(json.dumps({"row_id": "b", "fingerprint": "old", "files": []}))
+    journal = ProvenanceJournal(tmp_path)
+    journal.add("a", record("a", "new"))
+    assert older.exists()  # not before its line is durable
+    journal.sync()
+    journal.close()
+    assert not older.exists()
+    later = os.stat(tmp_path / JOURNAL_FILE).st_mtime + 60
+    os.utime(kept, (later, later))  # as a copy made now would leave it
+    assert provenance.read(tmp_path, "a") == record("a", "new")
+    assert provenance.read(tmp_path, "b") == Provenance("b", "old", ())

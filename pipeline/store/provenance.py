@@ -17,7 +17,9 @@ and its record. ``verify --fix`` appends a record without a fingerprint for file
 broken, so they are never adopted.
 
 Versions before the journal kept a file per row, ``DIR/provenance/<name>``; they are still
-read (a newer file than the row's journal line wins: an older version ran since). Images from
+read (a newer file than the row's journal line wins: an older version ran since), and a row's
+file is removed once its line is durable, so a copy that resets file times cannot revive it.
+Images from
 before any records have none; ``records_since`` tells them from images whose record a power
 cut lost (the kernel writes folders back in any order, and the journal's tail is fsynced only
 with its group), which are never taken for a row by name.
@@ -25,6 +27,7 @@ with its group), which are never taken for a row by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -81,6 +84,7 @@ class ProvenanceJournal:
         # The journal as an earlier process left it: a killed run's last lines may be in the
         # page cache only, and this run adopts images by them. Its first sync fsyncs them.
         self._inherited = True
+        self._older: bool | None = None  # the folder has older versions' record files
 
     def _opened(self) -> None:
         """Open the journal (under ``_lock``), its name durable before any line relies on it:
@@ -132,6 +136,18 @@ class ProvenanceJournal:
                     self._failed = lines
                     self._inherited = inherited
                 raise
+            self._retire_older_files(lines)
+
+    def _retire_older_files(self, lines: list[dict[str, Any]]) -> None:
+        """Remove an older version's record file for each row whose line is now durable: it
+        is out of date, and a copy that does not keep file times (``cp -r``) would make it look
+        newer than the line. Only in folders that have such files (one listing a process)."""
+        if self._older is None:
+            self._older = _has_older_files(self.out_dir)
+        if self._older:
+            for line in lines:
+                with contextlib.suppress(OSError):  # none for this row (or a folder): fine
+                    (folder(self.out_dir) / str(line["stem"])).unlink()
 
     def close(self) -> None:
         with self._syncing, self._lock:
@@ -255,6 +271,11 @@ def any_records(out_dir: Path) -> bool:
             return True
     except OSError:
         pass
+    return _has_older_files(out_dir)
+
+
+def _has_older_files(out_dir: Path) -> bool:
+    """Whether ``provenance/`` holds an older version's record files (or their folders)."""
     try:
         with os.scandir(folder(out_dir)) as entries:
             return any(entry.name != SINCE_FILE for entry in entries)
