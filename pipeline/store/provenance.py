@@ -43,6 +43,7 @@ from pipeline.store.storage import (
     TMP_DIR,
     StoredImage,
     fsync_dir,
+    fsync_path,
     output_names,
     store_images,
 )
@@ -129,7 +130,7 @@ class ProvenanceJournal:
                 if opened:
                     self._journal.sync()
                 elif self._journal.path.exists():  # only what an earlier process left
-                    _fsync_file(self._journal.path)
+                    fsync_path(self._journal.path)
                     fsync_dir(self.out_dir)
             except OSError:
                 with self._lock:
@@ -153,14 +154,6 @@ class ProvenanceJournal:
         with self._syncing, self._lock:
             self._journal.close(remove=False)
             self._open = False
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _line(stem: str, record: Provenance) -> dict[str, Any]:

@@ -145,6 +145,11 @@ _new_names = itertools.count()
 
 def fsync_dir(path: Path) -> None:
     """Make renames inside ``path`` durable."""
+    fsync_path(path)
+
+
+def fsync_path(path: Path) -> None:
+    """fsync the file or folder at ``path`` (one this process has no descriptor for)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
