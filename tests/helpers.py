@@ -134,9 +134,11 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[str] = []
         self.body = bytearray()
+        self.headers: dict[str, str] = {}
 
     def begin(self, status: int, headers: Mapping[str, str]) -> None:
         self.events.append(f"begin {status}")
+        self.headers = dict(headers.items())
 
     def feed(self, chunk: bytes) -> None:
         self.body += chunk

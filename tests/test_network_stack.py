@@ -4,6 +4,7 @@ may have reached the server, which decides "possibly billed"."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -83,6 +84,57 @@ async def test_a_large_body_reaches_the_reader_whole_and_in_chunks() -> None:
     assert reader.events[0] == "begin 200"
     assert reader.events[-1] == "finish"
     assert reader.events.count("feed") > 1
+
+
+async def test_the_head_reaches_the_reader_as_httpx_gives_it() -> None:
+    """API calls read aiohttp's answer with no httpx response around it: the reader still
+    gets names in lower case and a repeated header's values joined, as httpx gives them."""
+    head = b"HTTP/1.1 200 OK\r\nX-Trace: a\r\nx-trace: b\r\nRetry-After: 3\r\ncontent-length: 2"
+
+    async def answer(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(head + b"\r\n\r\n{}")
+
+    reader = Recorder()
+    async with serving(answer) as url:
+        await exchange(url, reader)
+    raw = [(n, v) for n, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:])]
+    assert reader.headers == dict(httpx.Headers(raw).items())
+    assert reader.headers["x-trace"] == "a, b"
+    assert reader.headers["retry-after"] == "3"
+
+
+async def test_a_compressed_body_reaches_the_reader_decoded() -> None:
+    body = b'{"candidates": []}' * 1000
+
+    async def answer(stream: SocketStream) -> None:
+        await read_request(stream)
+        packed = gzip.compress(body)
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\n"
+            + f"content-length: {len(packed)}\r\n\r\n".encode()
+            + packed
+        )
+
+    reader = Recorder()
+    async with serving(answer) as url:
+        outcome = await exchange(url, reader)
+    assert isinstance(outcome, Outcome)
+    assert bytes(reader.body) == body
+
+
+async def test_an_address_that_does_not_parse_is_never_sent() -> None:
+    """On aiohttp's sockets (an API call) and through httpx's client (an image link, which a
+    gateway's answer names): no answer, never sent, rather than an exception."""
+    async with new_http_client(None, 1) as http:
+        client = HttpClient(http)
+        answers = [
+            await client.fetch("POST", "http://[::1/x", b"{}", {}, 5.0),
+            await client.download("http://[::1/x.png", 5.0),
+        ]
+    for answer in answers:
+        assert isinstance(answer, NoAnswer)
+        assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, False)
 
 
 async def test_a_server_that_read_the_request_and_hung_up_may_have_billed() -> None:

@@ -4,10 +4,8 @@ which may be gigabytes). Each is one ``read`` of ``HttpClient``'s exchange."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
-
-import httpx
 
 from pipeline.core.types import Outcome, RawResponse
 from pipeline.providers.base import AnswerReader
@@ -16,11 +14,29 @@ from pipeline.providers.base import AnswerReader
 MAX_DOWNLOAD_BYTES = 64 * 10**6
 
 
+class Arrived(Protocol):
+    """An answer whose head has arrived and whose body is read as it comes: an httpx response,
+    or ``aiotransport.Answer`` on aiohttp's sockets. Header names are matched in lower case."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def is_redirect(self) -> bool: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class TooLarge(Exception):
     """A linked image's body passed ``MAX_DOWNLOAD_BYTES``."""
 
 
-async def feed_reader(response: httpx.Response, reader: AnswerReader) -> Outcome:
+async def feed_reader(response: Arrived, reader: AnswerReader) -> Outcome:
     """Feed the answer to ``reader`` as it arrives (its size is the API's business: a 4K
     answer is ~25 MB), and the reader's outcome.
 
@@ -38,7 +54,7 @@ async def feed_reader(response: httpx.Response, reader: AnswerReader) -> Outcome
     return reader.finish()
 
 
-async def collect(response: httpx.Response) -> RawResponse:
+async def collect(response: Arrived) -> RawResponse:
     """An answer as it came (a linked image, a token), read up to ``MAX_DOWNLOAD_BYTES``."""
     chunks: list[bytes] = []
     total = 0
@@ -59,7 +75,7 @@ class BodySink(Protocol):
     async def write(self, chunk: bytes) -> None: ...
 
 
-async def to_sink(response: httpx.Response, sink: BodySink) -> RawResponse:
+async def to_sink(response: Arrived, sink: BodySink) -> RawResponse:
     """A 2xx body to ``sink`` as it arrives; any other answer collected (error bodies are small)."""
     if not 200 <= response.status_code < 300:
         return await collect(response)

@@ -33,6 +33,7 @@ from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
 from pipeline.providers.bodies import (
     MAX_DOWNLOAD_BYTES,
+    Arrived,
     BodySink,
     TooLarge,
     collect,
@@ -71,6 +72,8 @@ class HttpClient:
         # The client's transport, for API calls (``_send``): httpx keeps it private, so a
         # version that moved it fails here, at construction, not on a request.
         self._transport: httpx.AsyncBaseTransport = http._transport
+        # Real sockets: API calls skip httpx's objects altogether (``AiohttpTransport.call``).
+        self._aiohttp = self._transport if type(self._transport) is AiohttpTransport else None
 
     async def send(
         self, request: PreparedRequest, credentials: Credentials, reader: AnswerReader
@@ -124,11 +127,29 @@ class HttpClient:
         names = {name.lower() for name in own}
         return [*((k, v) for k, v in self._defaults if k not in names), *own.items()]
 
-    async def _send(self, request: httpx.Request, link: bool) -> httpx.Response:
+    async def _send(self, call: Call, progress: _Progress, link: bool) -> Arrived:
         """The answer's head. An API call goes straight to the transport: httpx's client
         would only add layers it never uses here (auth, cookies, hooks, a redirect loop that
         is not to be followed: ~0.1 ms of a 512 px answer's ~0.4 ms, scripts/bench_receive.py);
-        an image link's download may follow redirects, which the client does."""
+        on aiohttp's sockets, with no httpx request or response at all. An image link's
+        download may follow redirects, which the client does."""
+        headers = self._headers(call.headers)
+        if self._aiohttp is not None and not link:
+            return await self._aiohttp.call(
+                call.method,
+                call.url,
+                body=call.body,
+                headers=headers,
+                timeouts=self._timeout,
+                trace=progress.trace,
+            )
+        request = httpx.Request(
+            call.method,
+            self._url(call.url),
+            content=call.body,
+            headers=headers,
+            extensions={"timeout": self._timeout, "trace": progress.trace},
+        )
         if link:
             return await self._http.send(request, stream=True, follow_redirects=True)
         response = await self._transport.handle_async_request(request)
@@ -147,7 +168,7 @@ class HttpClient:
         self,
         call: Call,
         *,
-        read: Callable[[httpx.Response], Awaitable[T]],
+        read: Callable[[Arrived], Awaitable[T]],
         link: bool = False,
         hops: bool = False,
     ) -> T | NoAnswer:
@@ -160,14 +181,7 @@ class HttpClient:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(call.timeout_s):
-                outgoing = httpx.Request(
-                    call.method,
-                    self._url(call.url),
-                    content=call.body,
-                    headers=self._headers(call.headers),
-                    extensions={"timeout": self._timeout, **progress.extensions},
-                )
-                response = await self._send(outgoing, link)
+                response = await self._send(call, progress, link)
                 try:
                     if not link and not hops and response.is_redirect:
                         message = _redirect_message(response, call.url)
@@ -186,6 +200,8 @@ class HttpClient:
             return broke(TransportFailure.TIMEOUT, e, progress.maybe_sent, _BEFORE_SENDING)
         except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as e:
             return broke(TransportFailure.CONNECTION, e, progress.maybe_sent, _BEFORE_SENDING)
+        except httpx.InvalidURL as e:  # a link a gateway answered with can be anything
+            return NoAnswer(TransportFailure.CONNECTION, type(e).__name__, sent=False)
         except TooLarge:
             message = f"body over {MAX_DOWNLOAD_BYTES // 10**6} MB"
             return NoAnswer(TransportFailure.CONNECTION, message, sent=True)
@@ -209,7 +225,7 @@ def broke(
     return NoAnswer(failure, type(error).__name__, sent)
 
 
-def _redirect_message(response: httpx.Response, url: str) -> str:
+def _redirect_message(response: Arrived, url: str) -> str:
     # Only origins: the Location's path or query may repeat ``?key=``.
     target = origin(str(response.headers.get("location", ""))) or "an unnamed location"
     return (
@@ -243,11 +259,8 @@ class _Progress:
         self.traced = False  # the transport reported at least one event
         self.writing = False  # the request's headers started going out
 
-    @property
-    def extensions(self) -> dict[str, Any]:
-        return {"trace": self._trace}
-
-    async def _trace(self, name: str, info: dict[str, Any]) -> None:
+    async def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` extension."""
         self.traced = True
         if name.endswith("send_request_headers.started"):
             self.writing = True
