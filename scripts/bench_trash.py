@@ -1,8 +1,10 @@
 """What the benchmark deletes, deleted when no client is being measured.
 
 This machine's root file system is ext4 without a journal, and there ext4 does not hand out an
-inode freed less than ~30 s ago: every file created in that window first scans past the freed
-inodes (``recently_deleted`` in the kernel's inode allocator). Deleting a client's thousands of
+inode freed less than 60 s ago, or 5 minutes more while the block of the inode table that holds
+it is not yet written back (``RECENTCY_MIN`` and ``RECENTCY_DIRTY`` in ``fs/ext4/ialloc.c``):
+every file created in that window first looks up each such inode's block and skips it
+(``recently_deleted`` in the kernel's inode allocator). Deleting a client's thousands of
 images and records, then starting the next client at once, billed that scan to the next client:
 perf showed ~20% of a 512 px run's CPU in ``ext4_create`` -> ``recently_deleted``, and a run's
 worker threads spent 6 s of system time per 2,000 rows after a deletion against 3 s with none in
@@ -20,7 +22,9 @@ from pathlib import Path
 from measure import progress
 
 LOW_DISK_BYTES = 20 * 10**9  # below this much free space, empty the trash at once
-RECENT_S = 31  # ext4's "recently deleted" window is 30 s
+# ext4's "recently deleted" window: 60 s once the freed inodes' table blocks are written back,
+# which the kernel does within ~35 s (dirty_expire_centisecs plus one writeback interval).
+RECENT_S = 65
 
 _bins: set[Path] = set()
 _names = itertools.count()
