@@ -36,6 +36,7 @@ import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -111,6 +112,19 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A request as aiohttp is given it: ``timeouts`` and ``trace`` as httpx's ``timeout`` and
+    ``trace`` extensions hold them (``trace`` hears when the request has its connection)."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: list[tuple[str, str]]
+    timeouts: dict[str, Any]
+    trace: Callable[[str, dict[str, Any]], Awaitable[None]] | None
+
+
 _MAX_URLS = 64  # parsed URLs a transport keeps
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 
@@ -180,17 +194,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        response = await self._request(
+        call = Outgoing(
             request.method,
             str(request.url),
-            body=await request.aread(),
-            headers=request.headers.multi_items(),  # a list: not httpx's mapping
-            timeouts=timeouts,
-            trace=request.extensions.get("trace"),
-            request=request,
+            await request.aread(),
+            request.headers.multi_items(),  # a list: not httpx's mapping
+            request.extensions.get("timeout", {}),
+            request.extensions.get("trace"),
         )
-        return self._response(response, request)
+        return self._response(await self._request(call, request), request)
 
     @staticmethod
     def _response(
@@ -204,22 +216,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
-    async def call(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: bytes | None,
-        headers: list[tuple[str, str]],
-        timeouts: dict[str, Any],
-        trace: Callable[[str, dict[str, Any]], Awaitable[None]],
-    ) -> Answer | httpx.Response:
-        """An API call's answer, with no httpx request made for it; ``timeouts`` and ``trace``
-        as httpx's ``timeout`` and ``trace`` extensions would give them. A compressed body
-        comes back as an httpx response, which decodes it as it is read."""
-        response = await self._request(
-            method, url, body=body, headers=headers, timeouts=timeouts, trace=trace, request=None
-        )
+    async def call(self, call: Outgoing) -> Answer | httpx.Response:
+        """An API call's answer, with no httpx request made for it. A compressed body comes
+        back as an httpx response, which decodes it as it is read."""
+        response = await self._request(call, None)
         merged: dict[str, str] = {}
         for key, value in response.headers.items():
             name = key.lower()
@@ -229,35 +229,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return Answer(response, merged)
 
     async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: bytes | None,
-        headers: list[tuple[str, str]],
-        timeouts: dict[str, Any],
-        trace: Callable[[str, dict[str, Any]], Awaitable[None]] | None,
-        request: httpx.Request | None,
+        self, call: Outgoing, request: httpx.Request | None
     ) -> aiohttp.ClientResponse:
         if self._session is None:
             self._session = self._open()
-        if trace is not None:
-            await trace("aiohttp.request.started", {})
-        token = _TRACE.set(trace)
+        if call.trace is not None:
+            await call.trace("aiohttp.request.started", {})
+        token = _TRACE.set(call.trace)
         try:
             with _translated(request):
-                parsed = self._parsed(url)
+                parsed = self._parsed(call.url)
                 return await self._session.request(
-                    method,
+                    call.method,
                     parsed,
-                    data=body or None,
-                    headers=headers,
+                    data=call.body or None,
+                    headers=call.headers,
                     allow_redirects=False,  # httpx follows them, where the caller allows it
                     timeout=aiohttp.ClientTimeout(
                         total=None,
-                        connect=timeouts.get("pool"),
-                        sock_connect=timeouts.get("connect"),
-                        sock_read=timeouts.get("read"),
+                        connect=call.timeouts.get("pool"),
+                        sock_connect=call.timeouts.get("connect"),
+                        sock_read=call.timeouts.get("read"),
                     ),
                     proxy=self._proxy(parsed),
                 )

@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
-from pipeline.providers.aiotransport import AiohttpTransport, default_tls
+from pipeline.providers.aiotransport import AiohttpTransport, Outgoing, default_tls
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
 from pipeline.providers.bodies import (
@@ -135,14 +135,10 @@ class HttpClient:
         download may follow redirects, which the client does."""
         headers = self._headers(call.headers)
         if self._aiohttp is not None and not link:
-            return await self._aiohttp.call(
-                call.method,
-                call.url,
-                body=call.body,
-                headers=headers,
-                timeouts=self._timeout,
-                trace=progress.trace,
+            outgoing = Outgoing(
+                call.method, call.url, call.body, headers, self._timeout, progress.trace
             )
+            return await self._aiohttp.call(outgoing)
         request = httpx.Request(
             call.method,
             self._url(call.url),
