@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx
 
+from pipeline.core import nowait
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
 from pipeline.providers.aiotransport import AiohttpTransport, Outgoing, default_tls
 from pipeline.providers.auth import Credentials
@@ -186,8 +187,11 @@ class HttpClient:
                     # back) until a reader is free, and is parsed before the reader is let go,
                     # so a few bodies are in memory at a time however many requests are in
                     # flight: 4K answers are ~25 MB each.
-                    async with self._gate:
+                    await nowait.acquire(self._gate)
+                    try:
                         return await read(response)
+                    finally:
+                        self._gate.release()
                 finally:
                     await response.aclose()
         except TimeoutError:

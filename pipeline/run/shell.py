@@ -24,6 +24,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
+from pipeline.core import nowait
 from pipeline.core.config import RunConfig
 from pipeline.core.types import InvalidRow, Job
 from pipeline.plan.checkpass import CheckedManifest
@@ -156,7 +157,7 @@ class RunShell:
                         await records.send(item)  # adopted: made by this very request before
                     else:
                         try:
-                            await jobs.send(item)
+                            await nowait.send(jobs, item)
                         except anyio.BrokenResourceError:
                             if control.draining:
                                 return  # the executor stopped taking jobs: a drain

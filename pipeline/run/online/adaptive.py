@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from pipeline.core import nowait
 from pipeline.core.tiers import SHED
 from pipeline.core.types import Outcome, OutcomeKind
 
@@ -83,7 +84,8 @@ class AdaptiveLimit:
             self._slow += 1
             self._set(self._limit)
 
-        async with self.limiter:
+        await nowait.acquire(self.limiter)
+        try:
             timer = asyncio.get_running_loop().call_later(timeout_s * SLOW_FRACTION, slowed)
             try:
                 yield
@@ -92,6 +94,8 @@ class AdaptiveLimit:
                 if slow:
                     self._slow -= 1
                     self._set(self._limit)
+        finally:
+            self.limiter.release()
 
     def on_answer(self, outcome: Outcome) -> None:
         """Adjust the limit to one attempt's outcome (call after its slot was released)."""

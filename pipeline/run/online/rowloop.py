@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from pipeline.core import nowait
 from pipeline.core.models import effective_size
 from pipeline.core.retry import Action, decide
 from pipeline.core.types import InvalidRow, Job, Outcome, Status
@@ -56,7 +57,11 @@ class RowLoop:
     ) -> None:
         """One worker: take rows from ``jobs`` one at a time until the stream ends."""
         async with jobs, records:
-            async for job in jobs:
+            while True:
+                try:
+                    job = await nowait.receive(jobs)
+                except anyio.EndOfStream:
+                    return
                 if self.control.draining:
                     continue  # drain: rows left here stay pending for the next run
                 await self._process(client, job, records)
@@ -107,8 +112,8 @@ class RowLoop:
                     wait_s=round(decision.wait_s, 3),
                 )
                 now = self.clock.now()
-                await records.send(
-                    row.attempt_record(outcome, latency_ms, decision.wait_s, cost, now)
+                await nowait.send(
+                    records, row.attempt_record(outcome, latency_ms, decision.wait_s, cost, now)
                 )
                 if decision.action is Action.FAIL_MODEL and self.pool.models.found(job, outcome):
                     # The default model: no row can go on.
@@ -164,7 +169,7 @@ class RowLoop:
                 status=status,
                 latency_ms=latency_ms,
             )
-            await records.send(record)
+            await nowait.send(records, record)
 
     async def _move(self, row: RowState, job: Job, records: Records) -> PreparedRequest | None:
         """Send the row as ``job`` (its fallback tier) from now on: its request made again
