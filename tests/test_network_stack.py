@@ -104,6 +104,23 @@ async def test_the_head_reaches_the_reader_as_httpx_gives_it() -> None:
     assert reader.headers["retry-after"] == "3"
 
 
+async def test_a_head_that_is_not_utf8_reaches_the_reader_as_httpx_gives_it() -> None:
+    """httpx decodes such a head as Latin-1; aiohttp's own decoding gives lone surrogates,
+    which no UTF-8 writer (orjson, a text file) takes."""
+    head = b"HTTP/1.1 200 OK\r\nX-Note: caf\xe9\r\ncontent-length: 2"
+
+    async def answer(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(head + b"\r\n\r\n{}")
+
+    reader = Recorder()
+    async with serving(answer) as url:
+        await exchange(url, reader)
+    raw = [(n, v) for n, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:])]
+    assert reader.headers == dict(httpx.Headers(raw).items())
+    assert reader.headers["x-note"] == "café"
+
+
 async def test_a_compressed_body_reaches_the_reader_decoded() -> None:
     body = b'{"candidates": []}' * 1000
 
@@ -131,6 +148,21 @@ async def test_an_address_that_does_not_parse_is_never_sent() -> None:
         answers = [
             await client.fetch("POST", "http://[::1/x", b"{}", {}, 5.0),
             await client.download("http://[::1/x.png", 5.0),
+        ]
+    for answer in answers:
+        assert isinstance(answer, NoAnswer)
+        assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, False)
+
+
+async def test_a_host_that_does_not_encode_is_never_sent() -> None:
+    """A host IDNA refuses (an empty label; bad punycode), in an API call or in an image link
+    a gateway answered with: no answer, never sent. Both fail before any lookup."""
+    async with new_http_client(None, 1) as http:
+        client = HttpClient(http)
+        answers = [
+            await client.fetch("POST", "http://a..b/x", b"{}", {}, 5.0),
+            await client.download("http://a..b/x.png", 5.0),
+            await client.download("http://xn--a.example/x.png", 5.0),
         ]
     for answer in answers:
         assert isinstance(answer, NoAnswer)

@@ -34,7 +34,7 @@ import contextlib
 import functools
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +56,9 @@ _TRANSLATION: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]
     (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
     (aiohttp.ClientError, httpx.ReadError),
     (ConnectionError, httpx.ReadError),
+    # A host name IDNA cannot encode (an empty or over-long label): the resolver refuses it
+    # before any connection, so nothing was sent.
+    (UnicodeError, httpx.ConnectError),
 )
 
 
@@ -63,12 +66,12 @@ _TRANSLATION: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]
 def _translated(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
-    except (aiohttp.ClientError, ConnectionError) as e:
+    except (aiohttp.ClientError, ConnectionError, UnicodeError) as e:
         for origin, translation in _TRANSLATION:
             if isinstance(e, origin):
                 # Only the class: an aiohttp message can hold the URL, which can hold a key.
                 raise translation(type(e).__name__, request=request) from e
-        raise  # pragma: no cover - ClientError and ConnectionError are both in the table
+        raise  # pragma: no cover - every class caught is in the table
 
 
 # The request's ``trace`` extension, for the connector below: a context variable rather than
@@ -156,6 +159,22 @@ class Answer:
         self._response.release()  # as ``_Body.aclose``
 
 
+def _head(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """An answer's headers as httpx gives them: names in lower case, repeated ones joined with
+    ", ", the whole head decoded as ASCII, else UTF-8, else Latin-1 (httpx's rule; aiohttp's
+    own decoding would turn a stray Latin-1 byte into a lone surrogate no UTF-8 writer takes)."""
+    for encoding in ("ascii", "utf-8", "latin-1"):
+        try:
+            pairs = [(k.decode(encoding).lower(), v.decode(encoding)) for k, v in raw]
+        except UnicodeDecodeError:
+            continue
+        break
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return merged
+
+
 @functools.cache
 def default_tls() -> ssl.SSLContext:
     """httpx's TLS defaults and CA bundle, loaded once per process (20-50 ms each time): one
@@ -220,13 +239,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """An API call's answer, with no httpx request made for it. A compressed body comes
         back as an httpx response, which decodes it as it is read."""
         response = await self._request(call, None)
-        merged: dict[str, str] = {}
-        for key, value in response.headers.items():
-            name = key.lower()
-            merged[name] = f"{merged[name]}, {value}" if name in merged else value
-        if merged.get("content-encoding", "identity").strip().lower() != "identity":
+        head = _head(response.raw_headers)
+        if head.get("content-encoding", "identity").strip().lower() != "identity":
             return self._response(response, None)
-        return Answer(response, merged)
+        return Answer(response, head)
 
     async def _request(
         self, call: Outgoing, request: httpx.Request | None

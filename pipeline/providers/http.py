@@ -140,13 +140,16 @@ class HttpClient:
                 call.method, call.url, call.body, headers, self._timeout, progress.trace
             )
             return await self._aiohttp.call(outgoing)
-        request = httpx.Request(
-            call.method,
-            self._url(call.url),
-            content=call.body,
-            headers=headers,
-            extensions={"timeout": self._timeout, "trace": progress.trace},
-        )
+        try:
+            request = httpx.Request(
+                call.method,
+                self._url(call.url),
+                content=call.body,
+                headers=headers,
+                extensions={"timeout": self._timeout, "trace": progress.trace},
+            )
+        except UnicodeError as e:  # a host IDNA refuses (bad punycode): nothing was sent
+            raise httpx.InvalidURL(type(e).__name__) from e
         if link:
             return await self._http.send(request, stream=True, follow_redirects=True)
         response = await self._transport.handle_async_request(request)
