@@ -86,10 +86,21 @@ async def test_a_large_body_reaches_the_reader_whole_and_in_chunks() -> None:
     assert reader.events.count("feed") > 1
 
 
-async def test_the_head_reaches_the_reader_as_httpx_gives_it() -> None:
-    """API calls read aiohttp's answer with no httpx response around it: the reader still
-    gets names in lower case and a repeated header's values joined, as httpx gives them."""
-    head = b"HTTP/1.1 200 OK\r\nX-Trace: a\r\nx-trace: b\r\nRetry-After: 3\r\ncontent-length: 2"
+# API calls read aiohttp's answer with no httpx response around it: the reader still gets
+# the head as httpx gives it. Names in lower case and a repeated header's values joined; a
+# head that is not UTF-8 decoded as Latin-1 (aiohttp's own decoding gives lone surrogates,
+# which no UTF-8 writer, orjson or a text file, takes).
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (b"X-Trace: a\r\nx-trace: b\r\nRetry-After: 3", {"x-trace": "a, b", "retry-after": "3"}),
+        (b"X-Note: caf\xe9", {"x-note": "caf\u00e9"}),
+    ],
+)
+async def test_the_head_reaches_the_reader_as_httpx_gives_it(
+    fields: bytes, expected: dict[str, str]
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + fields + b"\r\ncontent-length: 2"
 
     async def answer(stream: SocketStream) -> None:
         await read_request(stream)
@@ -100,25 +111,7 @@ async def test_the_head_reaches_the_reader_as_httpx_gives_it() -> None:
         await exchange(url, reader)
     raw = [(n, v) for n, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:])]
     assert reader.headers == dict(httpx.Headers(raw).items())
-    assert reader.headers["x-trace"] == "a, b"
-    assert reader.headers["retry-after"] == "3"
-
-
-async def test_a_head_that_is_not_utf8_reaches_the_reader_as_httpx_gives_it() -> None:
-    """httpx decodes such a head as Latin-1; aiohttp's own decoding gives lone surrogates,
-    which no UTF-8 writer (orjson, a text file) takes."""
-    head = b"HTTP/1.1 200 OK\r\nX-Note: caf\xe9\r\ncontent-length: 2"
-
-    async def answer(stream: SocketStream) -> None:
-        await read_request(stream)
-        await stream.send(head + b"\r\n\r\n{}")
-
-    reader = Recorder()
-    async with serving(answer) as url:
-        await exchange(url, reader)
-    raw = [(n, v) for n, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:])]
-    assert reader.headers == dict(httpx.Headers(raw).items())
-    assert reader.headers["x-note"] == "café"
+    assert expected.items() <= reader.headers.items()
 
 
 async def test_a_compressed_body_reaches_the_reader_decoded() -> None:
