@@ -20,6 +20,7 @@ import structlog
 from pipeline.core.errors import DiskFull
 from pipeline.core.types import ImagePart
 from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
+from pipeline.store.placement import Placement
 from pipeline.store.storage import StoredImage, is_disk_error, store_images
 
 # How a row's images are written: store_images, or a wrapper that writes more (provenance).
@@ -110,6 +111,7 @@ class DiskGuard:
         self.on_trouble = on_trouble
         self.error: OSError | None = None  # the first disk error, if any
         self.stored_bytes = 0
+        self.placement = Placement()  # images written on the event loop or in a thread
 
     def reserve(self) -> None:
         """Hold the reserve; raises DiskFull if the disk has no room for it (nothing sent)."""
@@ -133,7 +135,7 @@ class DiskGuard:
     ) -> list[StoredImage] | OSError:
         """Write a row's images; the error if they could not be (the row fails, not the run)."""
         try:
-            stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
+            stored = await self._write(write, stem, images)
         except OSError as e:
             if not is_disk_error(e):
                 return e
@@ -143,11 +145,25 @@ class DiskGuard:
             if e.errno not in NO_SPACE or free_bytes(self.out_dir) < needed:
                 return e
             try:
-                stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
+                stored = await self._write(write, stem, images)
             except OSError as again:
                 return again
         self.stored_bytes += sum(image.size for image in images)
         return stored
+
+    async def _write(
+        self, write: ImageWriter, stem: str, images: tuple[ImagePart, ...]
+    ) -> list[StoredImage]:
+        """``write`` on the event loop while the disk keeps up, else in a worker thread
+        (``placement``)."""
+        placement = self.placement
+        if not placement.inline(images):
+            return await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
+        started = placement.timer()
+        try:
+            return write(self.out_dir, stem, images)
+        finally:
+            placement.took(placement.timer() - started)
 
     async def append(
         self, ledger: Ledger, rows: Sequence[LedgerRecord], attempts: Sequence[AttemptRecord]

@@ -75,7 +75,7 @@ class ProvenanceJournal:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self._journal = Journal(out_dir / JOURNAL_FILE, durable=False, sole=True)
-        self._lock = threading.Lock()  # rows' images are stored from several worker threads
+        self._lock = threading.Lock()  # rows are stored from the loop and from worker threads
         self._syncing = threading.Lock()  # one sync at a time (and no close during one)
         self._open = False
         self._unsynced: list[dict[str, Any]] = []  # appended since the last fsync began

@@ -158,7 +158,8 @@ def fsync_path(path: Path) -> None:
 
 
 def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> list[StoredImage]:
-    """Write a row's images and describe them. Blocking: call it from a worker thread.
+    """Write a row's images and describe them. Blocking: the disk guard runs it on the event
+    loop only while the disk keeps up (``store/placement.py``), else in a worker thread.
 
     The files' contents are fsynced; their names become durable with the directory's fsync,
     which the ledger does once per group of records, before the records themselves. A stem

@@ -1,0 +1,113 @@
+"""A row's images are written on the event loop while the disk keeps up and in a worker thread
+when it does not (``store/placement.py``): after a slow write the loop waits on the disk for
+at most one write in ``THREADED_AFTER_SLOW + 1``, a spooled image is always moved in a thread,
+and a write that fails on the loop fails its row exactly as it does in a thread."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.core.types import ImagePart, SpooledFile
+from pipeline.store.diskspace import DiskGuard
+from pipeline.store.placement import INLINE_MAX_S, THREADED_AFTER_SLOW, Placement
+from pipeline.store.storage import IMAGES_DIR, StoredImage, store_images
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (12, 8), (9, 8, 7)).save(out, "PNG")
+    return out.getvalue()
+
+
+class Disk:
+    """A writer that notes the thread each write ran on, on a disk whose writes take
+    ``seconds`` by the placement's timer (real writes, to ``out``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.seconds = 0.0
+        self.threads: list[int] = []
+        self.troubles: list[OSError] = []
+        self.error: OSError | None = None
+
+    def timer(self) -> float:
+        return self.now
+
+    def write(self, out: Path, stem: str, images: tuple[ImagePart, ...]) -> list[StoredImage]:
+        self.threads.append(threading.get_ident())
+        self.now += self.seconds
+        if self.error is not None:
+            raise self.error
+        return store_images(out, stem, images)
+
+    def guard(self, out: Path) -> DiskGuard:
+        (out / IMAGES_DIR).mkdir()  # made when a run starts
+        guard = DiskGuard(out, 0, self.troubles.append)
+        guard.placement = Placement(self.timer)
+        return guard
+
+
+async def test_writes_run_on_the_event_loop_while_the_disk_keeps_up(tmp_path: Path) -> None:
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    disk.seconds = INLINE_MAX_S / 2  # within the limit
+    for i in range(5):
+        stored = await guard.store(f"row{i}", (ImagePart(png(), "image/png"),), disk.write)
+        assert isinstance(stored, list)
+        assert (tmp_path / stored[0].rel_path).read_bytes() == png()
+        assert (stored[0].width, stored[0].height) == (12, 8)
+    assert disk.threads == [threading.get_ident()] * 5
+    assert guard.stored_bytes == 5 * len(png())
+
+
+async def test_after_a_slow_write_the_next_ones_go_to_worker_threads(tmp_path: Path) -> None:
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    loop = threading.get_ident()
+    disk.seconds = INLINE_MAX_S * 3  # a slow disk: every write
+    for i in range(2 * (THREADED_AFTER_SLOW + 1)):
+        assert isinstance(
+            await guard.store(f"r{i}", (ImagePart(png(), "image/png"),), disk.write), list
+        )
+    on_loop = [i for i, thread in enumerate(disk.threads) if thread == loop]
+    # One write on the loop, then THREADED_AFTER_SLOW in threads, then the loop tries again.
+    assert on_loop == [0, THREADED_AFTER_SLOW + 1]
+    assert len(disk.threads) == 2 * (THREADED_AFTER_SLOW + 1)
+    disk.seconds = 0.0  # the disk recovers: after the threads' turn, the loop writes again
+    for i in range(THREADED_AFTER_SLOW + 3):
+        await guard.store(f"s{i}", (ImagePart(png(), "image/png"),), disk.write)
+    assert disk.threads[-2:] == [loop, loop]
+
+
+async def test_a_spooled_image_is_moved_in_a_worker_thread(tmp_path: Path) -> None:
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    spool = tmp_path / ".tmp" / "spool-1"
+    data = png()
+    spool.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    image = ImagePart(b"", "image/png", SpooledFile(str(spool), len(data), sha, data[:32]))
+    stored = await guard.store("big", (image,), disk.write)
+    assert isinstance(stored, list)
+    assert (tmp_path / stored[0].rel_path).read_bytes() == data
+    assert not spool.exists()
+    assert disk.threads != [threading.get_ident()]
+
+
+async def test_a_write_that_fails_on_the_loop_fails_the_row_not_the_run(tmp_path: Path) -> None:
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    disk.error = OSError(errno.EIO, "Input/output error")
+    written = await guard.store("row", (ImagePart(png(), "image/png"),), disk.write)
+    assert isinstance(written, OSError)
+    assert written.errno == errno.EIO
+    assert disk.troubles == [disk.error]  # the disk guard stops the run from feeding
+    assert disk.threads == [threading.get_ident()]  # an I/O error is not tried again
+    assert guard.stored_bytes == 0
