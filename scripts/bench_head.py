@@ -113,7 +113,7 @@ def _durable_reference(bench: Bench, size: str, nb: ClientRun) -> list[Metric]:
         Metric(
             "nanobatch / that client, CPU per image (what nanobatch's own per-row work costs: "
             "provenance records, classification, the spend, the attempt history, logs, "
-            "httpx around aiohttp, start-up)",
+            "the in-flight notes, start-up)",
             "x",
             statistics.median(cpu_ms(a) / cpu_ms(ref) for ref, a, _ in refs),
             show_ratio=False,
