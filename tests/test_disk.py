@@ -24,7 +24,7 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Pa
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store import storage
-from pipeline.store.journal import Journal
+from pipeline.store.journal import Journal, encode_line, scan_journal
 from tests.helpers import emulator, journal_records, run_config, write_csv
 
 ROWS = 40
@@ -152,6 +152,74 @@ def test_a_failed_journal_append_leaves_nothing_to_duplicate(
     journal.close(remove=False)
 
     assert journal_records(tmp_path / "j") == [{"n": 1}, {"n": 2}]
+
+
+class Failing:
+    """A journal's file whose writes stop after ``room`` bytes and whose truncates fail
+    ``refusals`` times (EIO): a disk failing under an append and its rollback."""
+
+    def __init__(self, real: Any, room: int, refusals: int) -> None:
+        self.real, self.room, self.refusals = real, room, refusals
+
+    def write(self, data: memoryview) -> int:
+        if self.room <= 0:
+            raise OSError(errno.EIO, "Input/output error")
+        written: int = self.real.write(data[: self.room])
+        self.room -= written
+        return written
+
+    def truncate(self, size: int) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        result: int = self.real.truncate(size)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("sole", [True, False])
+def test_a_rollback_that_fails_is_cut_off_before_the_next_append(
+    tmp_path: Path, sole: bool
+) -> None:
+    """A failed append's rollback fails too: the torn part of the group is cut off before the
+    next line, which would otherwise be glued to it and fail its checksum (a lost record)."""
+    journal = Journal(tmp_path / "j", durable=False, sole=sole)
+    journal.open()
+    journal.append([{"n": 1}])
+    real = journal._file
+    journal._file = Failing(real, room=5, refusals=1)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        journal.append([{"n": 2}])
+    assert (tmp_path / "j").stat().st_size > len(encode_line({"n": 1}))  # the torn part stays
+    journal._file = Failing(real, room=1 << 20, refusals=0)  # type: ignore[assignment]
+    journal.append([{"n": 2}])  # written again, as the run's writer does
+    journal.append([{"n": 3}])
+    journal.close(remove=False)
+
+    assert list(scan_journal(tmp_path / "j")) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_a_journal_that_cannot_cut_a_torn_tail_appends_nothing_after_it(tmp_path: Path) -> None:
+    """While the torn part cannot be cut off, appends raise and write nothing: the records stay
+    unwritten (their rows pending), never glued to it."""
+    journal = Journal(tmp_path / "j", durable=False, sole=True)
+    journal.open()
+    journal.append([{"n": 1}])
+    real = journal._file
+    journal._file = Failing(real, room=5, refusals=2)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        journal.append([{"n": 2}])
+    size = (tmp_path / "j").stat().st_size
+    journal._file = Failing(real, room=1 << 20, refusals=1)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        journal.append([{"n": 3}])
+    assert (tmp_path / "j").stat().st_size == size  # nothing appended after the torn part
+    journal.append([{"n": 3}])  # the disk is back: cut, then appended
+    journal.close(remove=False)
+
+    assert list(scan_journal(tmp_path / "j")) == [{"n": 1}, {"n": 3}]
 
 
 @pytest.fixture

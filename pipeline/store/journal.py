@@ -147,6 +147,8 @@ class Journal:
         # system call per record on the event loop. Without, another process (``batch
         # cancel``) may have appended, and only the file knows.
         self._size: int | None = None
+        # Where a failed rollback should have cut the file (None: nothing left to cut).
+        self._torn: int | None = None
 
     def open(self) -> None:
         """Open for appending, first cutting off a torn tail so new lines follow intact ones."""
@@ -154,7 +156,7 @@ class Journal:
         # Unbuffered: a failed append (disk full) must leave no bytes behind to be flushed later.
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open until close)
         self._file.truncate(good)
-        self._size = good
+        self._size, self._torn = good, None
 
     def mark(self) -> int:
         """The journal's length now, for ``rollback``."""
@@ -165,12 +167,22 @@ class Journal:
 
     def rollback(self, mark: int) -> None:
         """Cut off what was appended after ``mark`` (best effort: the disk may be failing)."""
-        # If even that fails, the torn tail is dropped when the journal is next read.
+        # If even that fails, the next append cuts it off first (``_cut_torn``), and a reader
+        # drops the torn tail meanwhile.
         if self._file is not None:
             self._size = None  # unknown until the truncate is known to have worked
+            self._torn = mark
             with contextlib.suppress(OSError):
-                self._file.truncate(mark)
-                self._size = mark
+                self._cut_torn()
+
+    def _cut_torn(self) -> None:
+        """Cut off the part of a group a failed rollback left; raises ``OSError`` if it still
+        cannot be. A line appended after it would be glued to it, and fail its checksum: a
+        record lost, and its row sent and paid for again."""
+        assert self._file is not None
+        assert self._torn is not None
+        self._file.truncate(self._torn)
+        self._size, self._torn = self._torn, None
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Write records as one group; with ``durable``, one fsync for the whole group.
@@ -180,6 +192,8 @@ class Journal:
         """
         assert self._file is not None, "journal not open"
         data = memoryview(b"".join(encode_line(r) for r in records))
+        if self._torn is not None:
+            self._cut_torn()  # raises: nothing is appended after a torn tail
         start = self.mark()
         try:
             size = start + len(data)
@@ -202,7 +216,7 @@ class Journal:
         if self._file is not None:
             self._file.truncate(0)
             self._file.seek(0)
-            self._size = 0
+            self._size, self._torn = 0, None
         else:
             self.path.unlink(missing_ok=True)
 
