@@ -38,7 +38,8 @@ from typing import Any
 
 from pipeline.core.types import ImagePart
 from pipeline.store.filesum import write_small
-from pipeline.store.journal import Journal, scan_from
+from pipeline.store.journal import Journal
+from pipeline.store.journalindex import JournalIndex
 from pipeline.store.storage import (
     TMP_DIR,
     StoredImage,
@@ -184,73 +185,18 @@ def _record(data: dict[str, Any]) -> Provenance | None:
         return None
 
 
-class _Index:
-    """The journal's records by stem (with when each was written), for the last directory
-    read. Recovery looks every pending row up as it is planned, while the run's workers
-    append: a lookup reads only the lines appended since the last one (the journal only
-    grows), and the whole journal again only if it was replaced, cut short or rewritten."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._path: Path | None = None
-        self._stat: tuple[int, int, int, int] | None = None  # dev, inode, size, mtime as read
-        self._end = 0  # where the complete lines read so far end
-        self._last = (0, b"")  # the last of them (offset, bytes): still there to read on from
-        self._records: dict[str, tuple[Provenance, float]] = {}
-
-    def get(self, out_dir: Path, stem: str) -> tuple[Provenance, float] | None:
-        path = out_dir / JOURNAL_FILE
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        now = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if path != self._path or now != self._stat:
-                self._read(path, now)
-            return self._records.get(stem)
-
-    def _read(self, path: Path, now: tuple[int, int, int, int]) -> None:
-        before = self._stat
-        grown = (
-            path == self._path
-            and before is not None
-            and now[:2] == before[:2]  # the same file
-            and now[2] > before[2]  # appended to: a same-size change is read again whole
-            and now[2] >= self._end
-            and _bytes_at(path, *self._last)
-        )
-        if not grown:
-            self._records, self._end, self._last = {}, 0, (0, b"")
-        end, last = self._end, self._last[0]
-        for end_of_line, data in scan_from(path, end):
-            last, end = end, end_of_line
-            # A damaged line's record is lost (its row's images are not adopted, as when a
-            # power cut loses one); a later line for the same row still stands.
-            if isinstance(data, dict) and isinstance(stem := data.get("stem"), str):
-                record, at = _record(data), data.get("at")
-                if record is not None:
-                    when = float(at) if isinstance(at, int | float) else 0.0
-                    self._records[stem] = (record, when)
-        self._path, self._stat, self._end = path, now, end
-        self._last = (last, _read_at(path, last, end - last))
+_index = JournalIndex("stem")  # the records of the last folder read, by stem
 
 
-def _read_at(path: Path, offset: int, size: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(size)
-    except OSError:
-        return b""
-
-
-def _bytes_at(path: Path, offset: int, data: bytes) -> bool:
-    """Whether ``path`` holds ``data`` at ``offset``."""
-    return _read_at(path, offset, len(data)) == data
-
-
-_index = _Index()
+def _indexed(out_dir: Path, stem: str) -> tuple[Provenance, float] | None:
+    """``stem``'s latest journal line: its record and when it was written."""
+    # A line that does not parse as a record does not hide the row's earlier one.
+    data = _index.get(out_dir / JOURNAL_FILE, stem, lambda line: _record(line) is not None)
+    record = None if data is None else _record(data)
+    if data is None or record is None:
+        return None
+    at = data.get("at")
+    return record, float(at) if isinstance(at, int | float) else 0.0
 
 
 def folder(out_dir: Path) -> Path:
@@ -303,7 +249,7 @@ def _make_folders(out_dir: Path) -> None:
 
 def read(out_dir: Path, stem: str) -> Provenance | None:
     """The record of the row whose file name stem is ``stem``; None if none (or unreadable)."""
-    found = _index.get(out_dir, stem)
+    found = _indexed(out_dir, stem)
     older = folder(out_dir) / stem  # an older version's file for the row
     if found is not None:
         try:
