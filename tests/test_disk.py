@@ -179,19 +179,26 @@ class Failing:
         return getattr(self.real, name)
 
 
+def torn_journal(path: Path, *, sole: bool, refusals: int) -> tuple[Journal, Any]:
+    """A journal holding ``{"n": 1}`` whose append of ``{"n": 2}`` failed after 5 bytes, with
+    its rollback's truncate failing (the first of ``refusals``); and its real file."""
+    journal = Journal(path, durable=False, sole=sole)
+    journal.open()
+    journal.append([{"n": 1}])
+    real = journal._file
+    journal._file = Failing(real, room=5, refusals=refusals)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        journal.append([{"n": 2}])
+    return journal, real
+
+
 @pytest.mark.parametrize("sole", [True, False])
 def test_a_rollback_that_fails_is_cut_off_before_the_next_append(
     tmp_path: Path, sole: bool
 ) -> None:
     """A failed append's rollback fails too: the torn part of the group is cut off before the
     next line, which would otherwise be glued to it and fail its checksum (a lost record)."""
-    journal = Journal(tmp_path / "j", durable=False, sole=sole)
-    journal.open()
-    journal.append([{"n": 1}])
-    real = journal._file
-    journal._file = Failing(real, room=5, refusals=1)  # type: ignore[assignment]
-    with pytest.raises(OSError, match="Input/output"):
-        journal.append([{"n": 2}])
+    journal, real = torn_journal(tmp_path / "j", sole=sole, refusals=1)
     assert (tmp_path / "j").stat().st_size > len(encode_line({"n": 1}))  # the torn part stays
     journal._file = Failing(real, room=1 << 20, refusals=0)  # type: ignore[assignment]
     journal.append([{"n": 2}])  # written again, as the run's writer does
@@ -204,13 +211,7 @@ def test_a_rollback_that_fails_is_cut_off_before_the_next_append(
 def test_a_journal_that_cannot_cut_a_torn_tail_appends_nothing_after_it(tmp_path: Path) -> None:
     """While the torn part cannot be cut off, appends raise and write nothing: the records stay
     unwritten (their rows pending), never glued to it."""
-    journal = Journal(tmp_path / "j", durable=False, sole=True)
-    journal.open()
-    journal.append([{"n": 1}])
-    real = journal._file
-    journal._file = Failing(real, room=5, refusals=2)  # type: ignore[assignment]
-    with pytest.raises(OSError, match="Input/output"):
-        journal.append([{"n": 2}])
+    journal, real = torn_journal(tmp_path / "j", sole=True, refusals=2)
     size = (tmp_path / "j").stat().st_size
     journal._file = Failing(real, room=1 << 20, refusals=1)  # type: ignore[assignment]
     with pytest.raises(OSError, match="Input/output"):
