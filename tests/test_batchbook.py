@@ -3,10 +3,12 @@ and ``cancel_requested`` appended from another process."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pipeline.store.batchbook import BATCH_DIR, BOOK_FILE, BatchBook, request_cancel
 from pipeline.store.bookjob import Phase
+from pipeline.store.journal import decode_line, encode_line
 
 
 def _planned(book: BatchBook, rows: list[str], model: str = "m") -> str:
@@ -186,3 +188,68 @@ def test_a_book_that_lost_its_tag_with_a_job_being_created_is_refused(tmp_path: 
     assert book.tag
     assert book.jobs["j0001"].display_name == f"nanobatch-{book.tag}-j0001"
     book.close()
+
+
+def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -> None:
+    """``cp -r out out2`` with a job in flight: each folder then plans a ``j0002`` of its own
+    rows. Under one tag both would be ``nanobatch-<tag>-j0002`` at Google, and a folder that
+    looks a job up by name (a crash while creating it) or sweeps its unneeded files would take
+    the other folder's. The copy takes a new tag; the job planned before keeps its name."""
+    original = tmp_path / "out"
+    original.mkdir()
+    book = BatchBook(original)
+    book.open()
+    shared = _planned(book, ["r1"])
+    tag = book.tag
+    book.close()
+    copy = tmp_path / "out2"
+    shutil.copytree(original, copy)
+
+    theirs, ours = BatchBook(original), BatchBook(copy)
+    theirs.open()
+    ours.open()
+    assert theirs.tag == tag  # the folder the book was made in keeps it
+    assert ours.tag not in ("", tag)
+    assert ours.jobs[shared].display_name == theirs.jobs[shared].display_name
+    assert _planned(ours, ["r2"]) == _planned(theirs, ["r3"]) == "j0002"
+    assert ours.jobs["j0002"].display_name != theirs.jobs["j0002"].display_name
+    ours.close()
+    theirs.close()
+
+    again = BatchBook(copy)  # reopened: the copy's tag and names stay
+    again.open()
+    assert again.tag == ours.tag
+    assert {j.job_id: j.display_name for j in again.jobs.values()} == {
+        shared: f"nanobatch-{tag}-{shared}",
+        "j0002": f"nanobatch-{ours.tag}-j0002",
+    }
+    again.close()
+    loaded = {j.job_id: j.display_name for j in BatchBook.load(original)}
+    assert loaded == {shared: f"nanobatch-{tag}-{shared}", "j0002": f"nanobatch-{tag}-j0002"}
+
+
+def test_a_book_from_before_folders_were_named_keeps_its_tag_where_it_is(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    book = BatchBook(out)
+    book.open()
+    job = _planned(book, ["r1"])
+    tag = book.tag
+    book.close()
+    path = out / BATCH_DIR / BOOK_FILE
+    first, *rest = path.read_bytes().splitlines(keepends=True)
+    opening = decode_line(first)
+    assert opening is not None
+    del opening["folder"]  # an opening line as the versions before wrote it
+    path.write_bytes(encode_line(opening) + b"".join(rest))
+
+    again = BatchBook(out)
+    again.open()
+    assert again.tag == tag
+    assert again.jobs[job].display_name == f"nanobatch-{tag}-{job}"
+    again.close()
+    shutil.copytree(out, tmp_path / "copy")  # named now: a copy made since is told apart
+    copied = BatchBook(tmp_path / "copy")
+    copied.open()
+    assert copied.tag != tag
+    copied.close()

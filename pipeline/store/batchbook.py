@@ -24,7 +24,10 @@ that a first line damaged on disk does not lose it); a job's display name at Goo
 ``nanobatch-<tag>-<job id>``, which is how a job whose ``created`` record a crash lost is
 found again (never created twice). A book that lost its tag (from before the tag was repeated)
 while a job may exist at Google under the lost name is refused (``BookTagLost``): a new tag
-would create that job a second time, billed twice. A torn last line (a crash mid-append) is
+would create that job a second time, billed twice. The ``opened`` line also names the folder
+(its inode): a book opened in another folder (a copy, or a move to another disk) takes a new
+tag there, so the jobs each folder plans from then on have names the other never looks for or
+deletes; a job keeps the name it was planned under. A torn last line (a crash mid-append) is
 dropped; a damaged line is skipped and counted (``damaged``), the lines after it still count: a
 job whose ``planned`` line is lost still appears (``incomplete``), from its later records.
 """
@@ -37,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pipeline.core.errors import UsageError
 from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase, apply
 from pipeline.store.journal import Damaged, Journal, encode_line, scan_journal
@@ -44,7 +49,9 @@ from pipeline.store.journal import Damaged, Journal, encode_line, scan_journal
 BATCH_DIR = ".batch"
 BOOK_FILE = "book.jsonl"
 DISPLAY_PREFIX = "nanobatch-"
-_OPENED = "opened"  # the book's first line: its tag
+_OPENED = "opened"  # the book's first line (and a copy's): its tag and folder
+
+log = structlog.get_logger("nanobatch")
 
 
 class BookTagLost(UsageError):
@@ -58,6 +65,7 @@ class BatchBook:
         self.out_dir = out_dir
         self.path = out_dir / BATCH_DIR / BOOK_FILE
         self.tag = ""
+        self.folder: int | None = None  # the inode of the folder the book was last opened in
         self.jobs: dict[str, BookJob] = {}  # by job id, in the order they were planned
         self.damaged = 0  # lines lost to damage on disk
         self._journal: Journal | None = None
@@ -76,13 +84,18 @@ class BatchBook:
             if isinstance(record, Damaged):
                 self.damaged += 1
                 continue
-            self.tag = self.tag or str(record.get("tag") or "")  # the first line's, or any
+            tag = str(record.get("tag") or "")
             if record.get("kind") == _OPENED:
+                self.tag = tag or self.tag  # the latest opening's (a copy takes a new one)
+                folder = record.get("folder")
+                self.folder = folder if isinstance(folder, int) else self.folder
                 continue
+            self.tag = self.tag or tag  # any record's, when the opening line was lost
             job_id = record.get("job")
             if isinstance(job_id, str):
-                self._job(job_id, incomplete=record.get("kind") != Phase.PLANNED.value)
-                apply(self.jobs[job_id], record)
+                job = self._job(job_id, incomplete=record.get("kind") != Phase.PLANNED.value,
+                                tag=tag)  # fmt: skip
+                apply(job, record)
 
     def refresh_cancels(self) -> list[BookJob]:
         """Cancels another process asked for since (``batch cancel`` beside a running run):
@@ -97,15 +110,17 @@ class BatchBook:
                 flagged.append(job)
         return flagged
 
-    def _job(self, job_id: str, *, incomplete: bool) -> BookJob:
+    def _job(self, job_id: str, *, incomplete: bool, tag: str = "") -> BookJob:
+        """The job, made on its first record under that record's tag (the one it was
+        planned under: a book copied since has another)."""
         job = self.jobs.get(job_id)
         if job is None:
-            job = BookJob(job_id, self.display_name(job_id), incomplete=incomplete)
+            job = BookJob(job_id, self.display_name(job_id, tag), incomplete=incomplete)
             self.jobs[job_id] = job
         return job
 
-    def display_name(self, job_id: str) -> str:
-        return f"{DISPLAY_PREFIX}{self.tag}-{job_id}"
+    def display_name(self, job_id: str, tag: str = "") -> str:
+        return f"{DISPLAY_PREFIX}{tag or self.tag}-{job_id}"
 
     def open(self) -> None:
         """Replay the book and open it for appending (a new book gets its tag first)."""
@@ -125,10 +140,32 @@ class BatchBook:
                     "and rerun: rows a job there answers are then paid for again"
                 )
             self.tag = secrets.token_hex(4)
-            now = datetime.now(UTC)
-            self._journal.append([{"kind": _OPENED, "tag": self.tag, "at": now}])
+            self._opened()
             for job in self.jobs.values():  # only an incomplete book can have jobs but no tag
                 job.display_name = self.display_name(job.job_id)
+            return
+        if self.folder is None:  # a book from before folders were named: this one is its own
+            self._opened()
+        elif self.folder != self._here():
+            # Copied here (or moved from another disk): the folder it came from may still
+            # plan jobs with the same ids under the old tag. The jobs planned before keep
+            # their names, and with them both folders' claim to them.
+            shared = [job.job_id for job in self.jobs.values() if job.holds_rows]
+            old, self.tag = self.tag, secrets.token_hex(4)
+            self._opened()
+            log.warning("batch.book_copied", tag=self.tag, was=old, shared_jobs=shared,
+                        meaning="this folder's book was made in another folder: jobs planned "
+                        "here from now on get names of their own")  # fmt: skip
+
+    def _here(self) -> int:
+        return os.stat(self.out_dir).st_ino
+
+    def _opened(self) -> None:
+        """Append the book's opening line: its tag and the folder it is open in."""
+        assert self._journal is not None
+        self.folder = self._here()
+        record = {"kind": _OPENED, "tag": self.tag, "folder": self.folder, "at": datetime.now(UTC)}
+        self._journal.append([record])
 
     def close(self) -> None:
         if self._journal is not None:
