@@ -190,18 +190,23 @@ def test_a_book_that_lost_its_tag_with_a_job_being_created_is_refused(tmp_path: 
     book.close()
 
 
+def _folder_with_a_job(out: Path) -> tuple[str, str]:
+    """``out`` made, with a book holding one planned job: the job's id and the book's tag."""
+    out.mkdir()
+    book = BatchBook(out)
+    book.open()
+    job = _planned(book, ["r1"])
+    book.close()
+    return job, book.tag
+
+
 def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -> None:
     """``cp -r out out2`` with a job in flight: each folder then plans a ``j0002`` of its own
     rows. Under one tag both would be ``nanobatch-<tag>-j0002`` at Google, and a folder that
     looks a job up by name (a crash while creating it) or sweeps its unneeded files would take
     the other folder's. The copy takes a new tag; the job planned before keeps its name."""
     original = tmp_path / "out"
-    original.mkdir()
-    book = BatchBook(original)
-    book.open()
-    shared = _planned(book, ["r1"])
-    tag = book.tag
-    book.close()
+    shared, tag = _folder_with_a_job(original)
     copy = tmp_path / "out2"
     shutil.copytree(original, copy)
 
@@ -230,12 +235,7 @@ def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -
 
 def test_a_book_from_before_folders_were_named_keeps_its_tag_where_it_is(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    book = BatchBook(out)
-    book.open()
-    job = _planned(book, ["r1"])
-    tag = book.tag
-    book.close()
+    job, tag = _folder_with_a_job(out)
     path = out / BATCH_DIR / BOOK_FILE
     first, *rest = path.read_bytes().splitlines(keepends=True)
     opening = decode_line(first)
