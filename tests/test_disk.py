@@ -10,6 +10,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from pipeline.emulator import EmulatorApp, EmulatorConfig, EmulatorTransport, Pa
 from pipeline.run.control import Halt
 from pipeline.run.scheduler import run_manifest
 from pipeline.store import storage
+from pipeline.store.batchbook import BatchBook, request_cancel
 from pipeline.store.journal import Journal, encode_line, scan_journal
+from pipeline.store.ledger import Ledger
+from pipeline.store.schema import AttemptRecord, LedgerRecord
 from tests.helpers import emulator, journal_records, run_config, write_csv
 
 ROWS = 40
@@ -221,6 +225,65 @@ def test_a_journal_that_cannot_cut_a_torn_tail_appends_nothing_after_it(tmp_path
     journal.close(remove=False)
 
     assert list(scan_journal(tmp_path / "j")) == [{"n": 1}, {"n": 3}]
+
+
+def attempt(row: str, n: int) -> AttemptRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return AttemptRecord(row, n, now, now, 1.0, 200, "ok", "", 0.0, True, cost_usd=0.04)
+
+
+@pytest.mark.parametrize("second_has_attempts", [True, False])
+def test_a_cut_still_pending_is_where_the_next_group_rolls_back_to(
+    tmp_path: Path, second_has_attempts: bool
+) -> None:
+    """A group's attempts fail to write and their rollbacks fail (a cut pending). The next
+    group's records then fail: its attempts are rolled back to where the cut leaves the
+    journal, not to the length the torn bytes gave it, so the cut is neither lost nor
+    misplaced, and no later attempt is glued to garbage (found by a review of 639ca56)."""
+    ledger = Ledger(tmp_path)
+    ledger.open()
+    attempts, records = ledger._attempts, ledger._records
+    real, real_records = attempts._file, records._file
+    attempts._file = Failing(real, room=5, refusals=2)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        ledger.append([LedgerRecord("a", 1, "succeeded", "", "m", "p")], [attempt("a", 1)])
+    attempts._file = real
+    records._file = Failing(real_records, room=0, refusals=0)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        ledger.append([LedgerRecord("a", 1, "succeeded", "", "m", "p")],
+                      [attempt("a", 1)] if second_has_attempts else [])  # fmt: skip
+    records._file = real_records
+    ledger.append([LedgerRecord("a", 1, "succeeded", "", "m", "p")],
+                  [attempt("a", 1), attempt("a", 2)])  # fmt: skip
+    found = list(scan_journal(attempts.path))
+    ledger.close()
+
+    assert [(r["row_id"], r["attempt"]) if isinstance(r, dict) else r for r in found] == [
+        ("a", 1),
+        ("a", 2),
+    ]
+
+
+def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> None:
+    """The batch book is appended to by ``batch cancel`` from another process, which closes a
+    torn tail with a newline first. A cut pending from a failed rollback must not delete that
+    process's fsynced line (the user's cancel): the torn bytes stay one damaged line of their
+    own instead (found by a review of 639ca56)."""
+    book = BatchBook(tmp_path)
+    book.open()
+    book.plan(model="m", request_file="f", size=1, sha256="x", rows=["a"], reserved_usd=1.0)
+    journal = book._journal
+    assert journal is not None
+    real = journal._file
+    journal._file = Failing(real, room=5, refusals=1)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        book.record("j0001", "uploaded", name="files/1")
+    journal._file = real
+    request_cancel(tmp_path, ["j0001"])  # `nanobatch batch cancel`, another process
+    book.record("j0001", "uploaded", name="files/1")  # the run goes on
+    book.close()
+
+    assert [job.cancel_requested for job in BatchBook.load(tmp_path)] == [True]
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ without holding the folder's records in memory (a million rows took ~840 MB)."""
 
 from __future__ import annotations
 
+import errno
+import io
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,29 @@ def test_a_resume_keeps_no_record_of_the_folder_in_memory(tmp_path: Path) -> Non
     assert found.cost_usd == 0.039
     assert provenance.read(tmp_path, "sku-999999") is None
     assert held < 40 * rows, held  # bytes still held (the code before: 15.5 MB)
+
+
+def test_a_latest_line_unreadable_at_lookup_revives_no_older_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index reads a row's lines back at lookup. When its latest line cannot be read (EIO
+    on a failing disk), an older line must not stand in for it: here the latest is a ``verify
+    --fix`` reject, and the older record would have its broken image adopted (found by a
+    review of f85033c)."""
+    files = (("images/a.png", "d" * 64),)
+    good = encode_line(provenance._line("a", provenance.Provenance("a", "fp-old", files)))
+    rejected = encode_line(provenance._line("a", provenance.Provenance("a", None, files)))
+    (tmp_path / provenance.JOURNAL_FILE).write_bytes(good + rejected + line("b", 1))
+    assert provenance.read(tmp_path, "a") == provenance.Provenance("a", None, files)
+
+    class Failing(io.BytesIO):
+        """The journal, whose rejected line cannot be read back."""
+
+        def readline(self, size: int | None = -1) -> bytes:
+            if self.tell() == len(good):
+                raise OSError(errno.EIO, "Input/output error")
+            return super().readline(size)
+
+    monkeypatch.setattr(journalindex, "open", lambda path, mode: Failing(Path(path).read_bytes()),
+                        raising=False)  # fmt: skip
+    assert provenance.read(tmp_path, "a") is None

@@ -147,8 +147,11 @@ class Journal:
         # system call per record on the event loop. Without, another process (``batch
         # cancel``) may have appended, and only the file knows.
         self._size: int | None = None
-        # Where a failed rollback should have cut the file (None: nothing left to cut).
+        # Where a failed rollback should have cut the file (None: nothing left to cut), and
+        # the file's length when it could not (None: unknown): without ``sole``, a length that
+        # differs since means another process appended after the torn bytes.
         self._torn: int | None = None
+        self._torn_end: int | None = None
 
     def open(self) -> None:
         """Open for appending, first cutting off a torn tail so new lines follow intact ones."""
@@ -161,6 +164,8 @@ class Journal:
     def mark(self) -> int:
         """The journal's length now, for ``rollback``."""
         assert self._file is not None, "journal not open"
+        if self._torn is not None:
+            return self._torn  # the length it has once the pending cut is made
         if self._size is None or not self._sole:
             self._size = os.fstat(self._file.fileno()).st_size
         return self._size
@@ -171,9 +176,14 @@ class Journal:
         # drops the torn tail meanwhile.
         if self._file is not None:
             self._size = None  # unknown until the truncate is known to have worked
-            self._torn = mark
-            with contextlib.suppress(OSError):
-                self._cut_torn()
+            self._torn, self._torn_end = mark, None
+            try:
+                self._file.truncate(mark)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self._torn_end = os.fstat(self._file.fileno()).st_size
+            else:
+                self._size, self._torn = mark, None
 
     def _cut_torn(self) -> None:
         """Cut off the part of a group a failed rollback left; raises ``OSError`` if it still
@@ -181,6 +191,17 @@ class Journal:
         record lost, and its row sent and paid for again."""
         assert self._file is not None
         assert self._torn is not None
+        if not self._sole:
+            size = os.fstat(self._file.fileno()).st_size
+            if size != self._torn_end:
+                # Another process appended since (``batch cancel``, which closes a torn tail
+                # with a newline first): its lines stay; the torn bytes are one damaged line.
+                with open(self.path, "rb") as f:  # ours is write-only
+                    f.seek(max(size - 1, 0))
+                    if size and f.read(1) != b"\n":
+                        self._file.write(b"\n")
+                self._size, self._torn = None, None
+                return
         self._file.truncate(self._torn)
         self._size, self._torn = self._torn, None
 

@@ -56,7 +56,11 @@ class JournalIndex:
         now = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
         with self._lock:
             if path != self._path or now != self._stat:
-                self._read(path, now)
+                try:
+                    self._read(path, now)
+                except BaseException:
+                    self._path = self._stat = None  # half read or unsorted: read again whole
+                    raise
             wanted = self.key_hash(key)
             hashes = self._hashes
             i = j = bisect.bisect_left(hashes, wanted)
@@ -67,7 +71,13 @@ class JournalIndex:
                 return None  # no line has the key (a pending row's usual answer)
             offsets = [*self._offsets[i:j], *(recent or ())]  # the recent ones are newer
             for offset in reversed(offsets):
-                record = _record_at(path, offset)
+                try:
+                    record = _record_at(path, offset)
+                except OSError:
+                    # Unreadable now (a failing disk): not damaged, so an older line must not
+                    # stand in for it (a verify --fix reject hiding a good record, a newer
+                    # request's fingerprint): no record, as for an unreadable older file.
+                    return None
                 if record is not None and record.get(self.field) == key and accept(record):
                     return record
         return None
@@ -138,12 +148,10 @@ def _values(column: Any) -> array[int]:
 
 
 def _record_at(path: Path, offset: int) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            line = f.readline()
-    except OSError:
-        return None
+    """The record of the line at ``offset`` (None: not an intact line); raises ``OSError``."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        line = f.readline()
     return decode_line(line)
 
 
