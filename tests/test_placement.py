@@ -1,7 +1,8 @@
 """A row's images are written on the event loop while the disk keeps up and in a worker thread
 when it does not (``store/placement.py``): after a slow write the loop waits on the disk for
-at most one write in ``THREADED_AFTER_SLOW + 1``, a spooled image is always moved in a thread,
-and a write that fails on the loop fails its row exactly as it does in a thread."""
+at most one write in ``THREADED_AFTER_SLOW + 1``; a run's first write, a spooled image and
+images held in memory beyond a size are written in a thread; and a write that fails on the loop
+fails its row exactly as it does in a thread."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from PIL import Image
 
 from pipeline.core.types import ImagePart, SpooledFile
 from pipeline.store.diskspace import DiskGuard
-from pipeline.store.placement import INLINE_MAX_S, THREADED_AFTER_SLOW, Placement
+from pipeline.store.placement import (
+    INLINE_MAX_BYTES,
+    INLINE_MAX_S,
+    THREADED_AFTER_SLOW,
+    Placement,
+)
 from pipeline.store.storage import IMAGES_DIR, StoredImage, store_images
 
 
@@ -62,7 +68,9 @@ async def test_writes_run_on_the_event_loop_while_the_disk_keeps_up(tmp_path: Pa
         assert isinstance(stored, list)
         assert (tmp_path / stored[0].rel_path).read_bytes() == png()
         assert (stored[0].width, stored[0].height) == (12, 8)
-    assert disk.threads == [threading.get_ident()] * 5
+    # The run's first write opens the provenance journal (read whole): in a thread.
+    assert disk.threads[0] != threading.get_ident()
+    assert disk.threads[1:] == [threading.get_ident()] * 4
     assert guard.stored_bytes == 5 * len(png())
 
 
@@ -70,15 +78,16 @@ async def test_after_a_slow_write_the_next_ones_go_to_worker_threads(tmp_path: P
     disk = Disk()
     guard = disk.guard(tmp_path)
     loop = threading.get_ident()
+    await guard.store("first", (ImagePart(png(), "image/png"),), disk.write)  # in a thread
     disk.seconds = INLINE_MAX_S * 3  # a slow disk: every write
     for i in range(2 * (THREADED_AFTER_SLOW + 1)):
         assert isinstance(
             await guard.store(f"r{i}", (ImagePart(png(), "image/png"),), disk.write), list
         )
-    on_loop = [i for i, thread in enumerate(disk.threads) if thread == loop]
+    on_loop = [i for i, thread in enumerate(disk.threads[1:]) if thread == loop]
     # One write on the loop, then THREADED_AFTER_SLOW in threads, then the loop tries again.
     assert on_loop == [0, THREADED_AFTER_SLOW + 1]
-    assert len(disk.threads) == 2 * (THREADED_AFTER_SLOW + 1)
+    assert len(disk.threads) == 1 + 2 * (THREADED_AFTER_SLOW + 1)
     disk.seconds = 0.0  # the disk recovers: after the threads' turn, the loop writes again
     for i in range(THREADED_AFTER_SLOW + 3):
         await guard.store(f"s{i}", (ImagePart(png(), "image/png"),), disk.write)
@@ -101,13 +110,32 @@ async def test_a_spooled_image_is_moved_in_a_worker_thread(tmp_path: Path) -> No
     assert disk.threads != [threading.get_ident()]
 
 
+async def test_images_held_in_memory_beyond_the_limit_are_written_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    """A batch job's result or a downloaded link is in memory whatever its size: hashing and
+    writing megabytes would stall the loop."""
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    await guard.store("first", (ImagePart(png(), "image/png"),), disk.write)
+    big = png() + bytes(INLINE_MAX_BYTES)  # a PNG with trailing bytes: kept as it came
+    stored = await guard.store("big", (ImagePart(big, "image/png"),), disk.write)
+    small = await guard.store("small", (ImagePart(png(), "image/png"),), disk.write)
+    assert isinstance(stored, list)
+    assert isinstance(small, list)
+    assert (tmp_path / stored[0].rel_path).read_bytes() == big
+    assert disk.threads[1] != threading.get_ident()
+    assert disk.threads[2] == threading.get_ident()
+
+
 async def test_a_write_that_fails_on_the_loop_fails_the_row_not_the_run(tmp_path: Path) -> None:
     disk = Disk()
     guard = disk.guard(tmp_path)
+    await guard.store("first", (ImagePart(png(), "image/png"),), disk.write)  # in a thread
     disk.error = OSError(errno.EIO, "Input/output error")
     written = await guard.store("row", (ImagePart(png(), "image/png"),), disk.write)
     assert isinstance(written, OSError)
     assert written.errno == errno.EIO
     assert disk.troubles == [disk.error]  # the disk guard stops the run from feeding
-    assert disk.threads == [threading.get_ident()]  # an I/O error is not tried again
-    assert guard.stored_bytes == 0
+    assert disk.threads[1:] == [threading.get_ident()]  # an I/O error is not tried again
+    assert guard.stored_bytes == len(png())  # the first row's

@@ -12,7 +12,10 @@ A slow disk must not stall every request in flight, so a write on the loop is ti
 took longer than ``INLINE_MAX_S`` sends the next ``THREADED_AFTER_SLOW`` writes to worker
 threads, after which one more is tried on the loop. On a disk that is always slow, the loop
 waits for one write in that many. An image already in a file (an answer spooled as it arrived,
-the large ones) is always moved and fsynced in a thread: its fsync flushes megabytes.
+the large ones) is always moved and fsynced in a thread: its fsync flushes megabytes; so are
+images held in memory beyond ``INLINE_MAX_BYTES`` (a batch job's results, a downloaded link).
+A run's first write goes to a thread too: it opens the provenance journal, which reads the
+journal whole to cut off a torn tail (~0.4 s for a million rows' lines).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pipeline.core.types import ImagePart
 
 INLINE_MAX_S = 0.005  # a write on the loop slower than this: the disk is not keeping up
 THREADED_AFTER_SLOW = 64  # writes sent to threads after a slow one, before the loop tries again
+INLINE_MAX_BYTES = 2 << 20  # a row's images above this are hashed and written in a thread
 
 
 class Placement:
@@ -31,11 +35,13 @@ class Placement:
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer  # times a write on the loop (a real clock: it measures the disk)
-        self._threaded = 0  # writes still to send to threads after a slow one
+        self._threaded = 1  # writes still to send to threads: the run's first, or after a slow one
 
     def inline(self, images: tuple[ImagePart, ...]) -> bool:
         """True: write ``images`` on the event loop (then report its time to ``took``)."""
         if any(image.spooled for image in images):
+            return False
+        if sum(image.size for image in images) > INLINE_MAX_BYTES:
             return False
         if self._threaded:
             self._threaded -= 1
