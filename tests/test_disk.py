@@ -6,6 +6,7 @@ fills a real tmpfs where the machine allows mounting one."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import subprocess
 import threading
@@ -284,6 +285,35 @@ def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> No
     book.close()
 
     assert [job.cancel_requested for job in BatchBook.load(tmp_path)] == [True]
+
+
+def test_a_pending_cut_waits_for_another_processs_append_to_finish(tmp_path: Path) -> None:
+    """``batch cancel`` appends under the book's lock; a pending cut takes it too, so the
+    append cannot fall between the cut's length check and its truncate (and be cut off)."""
+    book = BatchBook(tmp_path)
+    book.open()
+    book.plan(model="m", request_file="f", size=1, sha256="x", rows=["a"], reserved_usd=1.0)
+    journal = book._journal
+    assert journal is not None
+    real = journal._file
+    journal._file = Failing(real, room=5, refusals=1)  # type: ignore[assignment]
+    with pytest.raises(OSError, match="Input/output"):
+        book.record("j0001", "uploaded", name="files/1")
+    journal._file = real
+    other = os.open(book.path, os.O_RDWR)  # ``batch cancel``, mid-append
+    fcntl.flock(other, fcntl.LOCK_EX)
+    size = book.path.stat().st_size
+    going = threading.Thread(target=book.record, args=("j0001", "uploaded"), kwargs={"name": "f"})
+    going.start()
+    going.join(0.2)
+    try:
+        assert going.is_alive()  # the cut waits for the lock
+        assert book.path.stat().st_size == size
+    finally:
+        os.close(other)  # the lock with it
+        going.join()
+    book.close()
+    assert [r.get("kind") for r in journal_records(book.path)] == ["opened", "planned", "uploaded"]
 
 
 @pytest.fixture

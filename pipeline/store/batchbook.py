@@ -44,7 +44,7 @@ import structlog
 
 from pipeline.core.errors import UsageError
 from pipeline.store.bookjob import CANCEL_REQUESTED, BookJob, Phase, apply
-from pipeline.store.journal import Damaged, Journal, encode_line, scan_journal
+from pipeline.store.journal import Damaged, Journal, append_shared, scan_journal
 
 BATCH_DIR = ".batch"
 BOOK_FILE = "book.jsonl"
@@ -233,19 +233,8 @@ def held_rows(out_dir: Path) -> frozenset[str]:
 
 def request_cancel(out_dir: Path, job_ids: list[str], *, at: datetime | None = None) -> None:
     """Append ``cancel_requested`` for ``job_ids`` from another process (``batch cancel``),
-    while a run may hold the book open: one appended write, nothing truncated (a torn tail a
-    killed run left is closed with a newline first, so it stays one damaged line of its own)."""
-    path = out_dir / BATCH_DIR / BOOK_FILE
+    while a run may hold the book open: one appended write, nothing truncated
+    (``journal.append_shared``)."""
     stamp = at or datetime.now(UTC)
-    data = b"".join(encode_line({"kind": CANCEL_REQUESTED, "job": j, "at": stamp}) for j in job_ids)
-    if not data:
-        return
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    records = [{"kind": CANCEL_REQUESTED, "job": j, "at": stamp} for j in job_ids]
+    append_shared(out_dir / BATCH_DIR / BOOK_FILE, records)

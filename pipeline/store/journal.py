@@ -10,6 +10,7 @@ intact lines after it are kept (each line stands on its own, so one bad line cos
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -191,19 +192,29 @@ class Journal:
         record lost, and its row sent and paid for again."""
         assert self._file is not None
         assert self._torn is not None
-        if not self._sole:
-            size = os.fstat(self._file.fileno()).st_size
-            if size != self._torn_end:
-                # Another process appended since (``batch cancel``, which closes a torn tail
-                # with a newline first): its lines stay; the torn bytes are one damaged line.
-                with open(self.path, "rb") as f:  # ours is write-only
-                    f.seek(max(size - 1, 0))
-                    if size and f.read(1) != b"\n":
-                        self._file.write(b"\n")
-                self._size, self._torn = None, None
+        if self._sole:
+            self._file.truncate(self._torn)
+            self._size, self._torn = self._torn, None
+            return
+        # Under the lock other processes' appends take (``append_shared``): none can fall
+        # between this length check and the truncate.
+        fd = self._file.fileno()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size == self._torn_end:
+                self._file.truncate(self._torn)
+                self._size, self._torn = self._torn, None
                 return
-        self._file.truncate(self._torn)
-        self._size, self._torn = self._torn, None
+            # Another process appended since (closing the torn tail with a newline first): its
+            # lines stay, and the torn bytes are one damaged line of their own.
+            with open(self.path, "rb") as f:  # ours is write-only
+                f.seek(max(size - 1, 0))
+                if size and f.read(1) != b"\n":
+                    self._file.write(b"\n")
+            self._size, self._torn = None, None
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Write records as one group; with ``durable``, one fsync for the whole group.
@@ -247,3 +258,22 @@ class Journal:
             self._file = None
         if remove:
             self.path.unlink(missing_ok=True)
+
+
+def append_shared(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append ``records`` durably to a journal another process may hold open (a run's batch
+    book): one appended write under the lock a torn tail's cut takes, a torn tail a killed
+    process left closed with a newline first, so it stays one damaged line of its own."""
+    data = b"".join(encode_line(r) for r in records)
+    if not data:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # and the lock with it
