@@ -135,6 +135,18 @@ def test_an_empty_directory_has_no_jobs(tmp_path: Path) -> None:
     assert BatchBook.load(tmp_path) == []
 
 
+def tagless_book(out: Path, lines: int = 3) -> Path:
+    """A book as the versions before the tag was repeated wrote it: j0001 being created (its
+    first ``lines`` lines: 2, planned only)."""
+    path = out / BATCH_DIR / BOOK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book: list[dict[str, object]] = [{"kind": "opened", "tag": "0ld7a9ff"},
+             {"kind": "planned", "job": "j0001", "rows": ["r1"], "model": "m"},
+             {"kind": "creating", "job": "j0001"}]  # fmt: skip
+    path.write_bytes(b"".join(encode_line(line) for line in book[:lines]))
+    return path
+
+
 def _damage_first_line(tmp_path: Path) -> None:
     path = tmp_path / BATCH_DIR / BOOK_FILE
     data = bytearray(path.read_bytes())
@@ -167,21 +179,15 @@ def test_a_book_that_lost_its_tag_with_a_job_being_created_is_refused(tmp_path: 
     import pytest
 
     from pipeline.store.batchbook import BookTagLost
-    from pipeline.store.journal import encode_line
 
-    path = tmp_path / BATCH_DIR / BOOK_FILE
-    path.parent.mkdir(parents=True)
-    lines: list[dict[str, object]] = [{"kind": "opened", "tag": "0ld7a9ff"},
-             {"kind": "planned", "job": "j0001", "rows": ["r1"], "model": "m"},
-             {"kind": "creating", "job": "j0001"}]  # fmt: skip
-    path.write_bytes(b"".join(encode_line(line) for line in lines))
+    path = tagless_book(tmp_path)
     _damage_first_line(tmp_path)
     before = path.read_bytes()
     with pytest.raises(BookTagLost, match="j0001"):
         BatchBook(tmp_path).open()
     assert path.read_bytes() == before  # nothing appended, no new tag
 
-    path.write_bytes(b"".join(encode_line(line) for line in lines[:2]))
+    tagless_book(tmp_path, lines=2)
     _damage_first_line(tmp_path)
     book = BatchBook(tmp_path)
     book.open()  # planned only: never sent to Google under the lost name
@@ -201,12 +207,18 @@ def _folder_with_a_job(out: Path) -> tuple[str, str]:
 
 
 def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -> None:
-    """``cp -r out out2`` with a job in flight: each folder then plans a ``j0002`` of its own
-    rows. Under one tag both would be ``nanobatch-<tag>-j0002`` at Google, and a folder that
+    """``cp -r out out2`` with jobs on their way: each folder then plans a ``j0003`` of its own
+    rows. Under one tag both would be ``nanobatch-<tag>-j0003`` at Google, and a folder that
     looks a job up by name (a crash while creating it) or sweeps its unneeded files would take
-    the other folder's. The copy takes a new tag; the job planned before keeps its name."""
+    the other folder's. The copy takes a new tag; a job with something at Google keeps its name,
+    one with nothing there yet is named again (each folder makes its own)."""
     original = tmp_path / "out"
-    shared, tag = _folder_with_a_job(original)
+    sent, tag = _folder_with_a_job(original)
+    book = BatchBook(original)
+    book.open()
+    book.record(sent, Phase.UPLOAD_STARTED, session_url="http://session")
+    waiting = _planned(book, ["r2"])
+    book.close()
     copy = tmp_path / "out2"
     shutil.copytree(original, copy)
 
@@ -215,9 +227,11 @@ def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -
     ours.open()
     assert theirs.tag == tag  # the folder the book was made in keeps it
     assert ours.tag not in ("", tag)
-    assert ours.jobs[shared].display_name == theirs.jobs[shared].display_name
-    assert _planned(ours, ["r2"]) == _planned(theirs, ["r3"]) == "j0002"
-    assert ours.jobs["j0002"].display_name != theirs.jobs["j0002"].display_name
+    assert ours.jobs[sent].display_name == theirs.jobs[sent].display_name
+    assert ours.jobs[waiting].display_name == f"nanobatch-{ours.tag}-{waiting}"
+    assert theirs.jobs[waiting].display_name == f"nanobatch-{tag}-{waiting}"
+    assert _planned(ours, ["r3"]) == _planned(theirs, ["r4"]) == "j0003"
+    assert ours.jobs["j0003"].display_name != theirs.jobs["j0003"].display_name
     ours.close()
     theirs.close()
 
@@ -225,12 +239,14 @@ def test_a_copied_folder_plans_its_jobs_under_names_of_its_own(tmp_path: Path) -
     again.open()
     assert again.tag == ours.tag
     assert {j.job_id: j.display_name for j in again.jobs.values()} == {
-        shared: f"nanobatch-{tag}-{shared}",
-        "j0002": f"nanobatch-{ours.tag}-j0002",
+        sent: f"nanobatch-{tag}-{sent}",
+        waiting: f"nanobatch-{ours.tag}-{waiting}",
+        "j0003": f"nanobatch-{ours.tag}-j0003",
     }
+    assert again.jobs[waiting].phase is Phase.PLANNED
     again.close()
     loaded = {j.job_id: j.display_name for j in BatchBook.load(original)}
-    assert loaded == {shared: f"nanobatch-{tag}-{shared}", "j0002": f"nanobatch-{tag}-j0002"}
+    assert loaded == {j: f"nanobatch-{tag}-{j}" for j in (sent, waiting, "j0003")}
 
 
 def test_a_book_from_before_folders_were_named_keeps_its_tag_where_it_is(tmp_path: Path) -> None:

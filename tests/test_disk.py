@@ -265,12 +265,10 @@ def test_a_cut_still_pending_is_where_the_next_group_rolls_back_to(
     ]
 
 
-def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> None:
-    """The batch book is appended to by ``batch cancel`` from another process, which closes a
-    torn tail with a newline first. A cut pending from a failed rollback must not delete that
-    process's fsynced line (the user's cancel): the torn bytes stay one damaged line of their
-    own instead (found by a review of 639ca56)."""
-    book = BatchBook(tmp_path)
+def torn_book(out: Path) -> BatchBook:
+    """An open batch book holding j0001, whose append of ``uploaded`` failed midway and whose
+    rollback failed too: a cut pending."""
+    book = BatchBook(out)
     book.open()
     book.plan(model="m", request_file="f", size=1, sha256="x", rows=["a"], reserved_usd=1.0)
     journal = book._journal
@@ -280,6 +278,15 @@ def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> No
     with pytest.raises(OSError, match="Input/output"):
         book.record("j0001", "uploaded", name="files/1")
     journal._file = real
+    return book
+
+
+def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> None:
+    """The batch book is appended to by ``batch cancel`` from another process, which closes a
+    torn tail with a newline first. A cut pending from a failed rollback must not delete that
+    process's fsynced line (the user's cancel): the torn bytes stay one damaged line of their
+    own instead (found by a review of 639ca56)."""
+    book = torn_book(tmp_path)
     request_cancel(tmp_path, ["j0001"])  # `nanobatch batch cancel`, another process
     book.record("j0001", "uploaded", name="files/1")  # the run goes on
     book.close()
@@ -290,16 +297,7 @@ def test_a_pending_cut_keeps_what_another_process_appended(tmp_path: Path) -> No
 def test_a_pending_cut_waits_for_another_processs_append_to_finish(tmp_path: Path) -> None:
     """``batch cancel`` appends under the book's lock; a pending cut takes it too, so the
     append cannot fall between the cut's length check and its truncate (and be cut off)."""
-    book = BatchBook(tmp_path)
-    book.open()
-    book.plan(model="m", request_file="f", size=1, sha256="x", rows=["a"], reserved_usd=1.0)
-    journal = book._journal
-    assert journal is not None
-    real = journal._file
-    journal._file = Failing(real, room=5, refusals=1)  # type: ignore[assignment]
-    with pytest.raises(OSError, match="Input/output"):
-        book.record("j0001", "uploaded", name="files/1")
-    journal._file = real
+    book = torn_book(tmp_path)
     other = os.open(book.path, os.O_RDWR)  # ``batch cancel``, mid-append
     fcntl.flock(other, fcntl.LOCK_EX)
     size = book.path.stat().st_size

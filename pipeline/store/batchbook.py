@@ -24,12 +24,15 @@ that a first line damaged on disk does not lose it); a job's display name at Goo
 ``nanobatch-<tag>-<job id>``, which is how a job whose ``created`` record a crash lost is
 found again (never created twice). A book that lost its tag (from before the tag was repeated)
 while a job may exist at Google under the lost name is refused (``BookTagLost``): a new tag
-would create that job a second time, billed twice. The ``opened`` line also names the folder
-(its inode): a book opened in another folder (a copy, or a move to another disk) takes a new
-tag there, so the jobs each folder plans from then on have names the other never looks for or
-deletes; a job keeps the name it was planned under. A torn last line (a crash mid-append) is
-dropped; a damaged line is skipped and counted (``damaged``), the lines after it still count: a
-job whose ``planned`` line is lost still appears (``incomplete``), from its later records.
+would create that job a second time, billed twice. The book also knows its folder (the
+inode): a book opened in another folder (a copy, a move to another disk, a restore) takes a
+new tag there, so the jobs each folder plans from then on have names the other never looks for
+or deletes. Every record repeats the book's tag and folder (the latest wins, so a damaged
+opening line loses neither) and its job's name, so a job keeps the name it was planned under
+whatever tag the book has since and whichever of its lines survive. A torn last line (a crash
+mid-append) is dropped; a damaged line is skipped and counted (``damaged``), the lines after it
+still count: a job whose ``planned`` line is lost still appears (``incomplete``), from its later
+records.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ BATCH_DIR = ".batch"
 BOOK_FILE = "book.jsonl"
 DISPLAY_PREFIX = "nanobatch-"
 _OPENED = "opened"  # the book's first line (and a copy's): its tag and folder
+_RENAMED = "renamed"  # a job named again under a copy's tag, before anything of it was sent
 
 log = structlog.get_logger("nanobatch")
 
@@ -80,22 +84,32 @@ class BatchBook:
     def replay(self) -> None:
         """Read the book from disk (a torn last line dropped, damaged lines skipped)."""
         self.jobs, self.damaged = {}, 0
+        first_tags: dict[str, str] = {}  # the tag of each job's first record read
         for record in scan_journal(self.path):
             if isinstance(record, Damaged):
                 self.damaged += 1
                 continue
-            tag = str(record.get("tag") or "")
-            if record.get("kind") == _OPENED:
-                self.tag = tag or self.tag  # the latest opening's (a copy takes a new one)
-                folder = record.get("folder")
-                self.folder = folder if isinstance(folder, int) else self.folder
-                continue
-            self.tag = self.tag or tag  # any record's, when the opening line was lost
+            tag, folder = str(record.get("tag") or ""), record.get("folder")
+            if tag and isinstance(folder, int):
+                self.tag, self.folder = tag, folder  # the latest: a copy's new tag too
+            elif record.get("kind") == _OPENED:
+                self.tag = tag or self.tag  # an opening from before folders were named
+            else:
+                self.tag = self.tag or tag  # any record's, when the opening line was lost
             job_id = record.get("job")
-            if isinstance(job_id, str):
-                job = self._job(job_id, incomplete=record.get("kind") != Phase.PLANNED.value,
-                                tag=tag)  # fmt: skip
-                apply(job, record)
+            if record.get("kind") == _OPENED or not isinstance(job_id, str):
+                continue
+            job = self.jobs.get(job_id)
+            if job is None:
+                job = BookJob(job_id, "", incomplete=record.get("kind") != Phase.PLANNED.value)
+                self.jobs[job_id] = job
+                first_tags[job_id] = tag
+            if isinstance(name := record.get("name"), str) and name:
+                job.display_name = name  # the latest: a job renamed before anything was sent
+            apply(job, record)
+        for job in self.jobs.values():
+            if not job.display_name:  # no record names it: from a version before they did
+                job.display_name = self.display_name(job.job_id, first_tags[job.job_id])
 
     def refresh_cancels(self) -> list[BookJob]:
         """Cancels another process asked for since (``batch cancel`` beside a running run):
@@ -109,15 +123,6 @@ class BatchBook:
                 job.cancel_requested = True
                 flagged.append(job)
         return flagged
-
-    def _job(self, job_id: str, *, incomplete: bool, tag: str = "") -> BookJob:
-        """The job, made on its first record under that record's tag (the one it was
-        planned under: a book copied since has another)."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            job = BookJob(job_id, self.display_name(job_id, tag), incomplete=incomplete)
-            self.jobs[job_id] = job
-        return job
 
     def display_name(self, job_id: str, tag: str = "") -> str:
         return f"{DISPLAY_PREFIX}{tag or self.tag}-{job_id}"
@@ -148,11 +153,18 @@ class BatchBook:
             self._opened()
         elif self.folder != self._here():
             # Copied here (or moved from another disk): the folder it came from may still
-            # plan jobs with the same ids under the old tag. The jobs planned before keep
-            # their names, and with them both folders' claim to them.
-            shared = [job.job_id for job in self.jobs.values() if job.holds_rows]
+            # plan jobs with the same ids under the old tag. Jobs with something at Google
+            # keep their names (both folders hold them); the others are named again.
             old, self.tag = self.tag, secrets.token_hex(4)
             self._opened()
+            for job in self.jobs.values():
+                if job.phase is Phase.PLANNED and not job.incomplete:
+                    # Nothing of it at Google yet: under the new tag, so that each folder's
+                    # job for these rows is its own (the other folder plans one too).
+                    job.display_name = self.display_name(job.job_id)
+                    self.record(job.job_id, _RENAMED)
+            shared = [job.job_id for job in self.jobs.values() if job.holds_rows
+                      and job.display_name != self.display_name(job.job_id)]  # fmt: skip
             log.warning("batch.book_copied", tag=self.tag, was=old, shared_jobs=shared,
                         meaning="this folder's book was made in another folder: jobs planned "
                         "here from now on get names of their own")  # fmt: skip
@@ -215,10 +227,14 @@ class BatchBook:
         """Append one record (durably) and apply it; raises ``OSError`` if it cannot be written,
         in which case the action it announces must not be taken."""
         assert self._journal is not None, "book not open"
+        job = self.jobs.get(job_id)
+        name = job.display_name if job is not None else self.display_name(job_id)
         record = {"kind": str(kind), "job": job_id, "at": at or datetime.now(UTC), **fields,
-                  "tag": self.tag}  # fmt: skip
+                  "tag": self.tag, "folder": self.folder, "name": name}  # fmt: skip
         self._journal.append([record])
-        job = self._job(job_id, incomplete=str(kind) != Phase.PLANNED.value)
+        if job is None:
+            job = BookJob(job_id, name, incomplete=str(kind) != Phase.PLANNED.value)
+            self.jobs[job_id] = job
         apply(job, record)
         return job
 
