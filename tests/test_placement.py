@@ -12,6 +12,8 @@ import io
 import threading
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from PIL import Image
 
 from pipeline.core.types import ImagePart, SpooledFile
@@ -139,3 +141,27 @@ async def test_a_write_that_fails_on_the_loop_fails_the_row_not_the_run(tmp_path
     assert disk.troubles == [disk.error]  # the disk guard stops the run from feeding
     assert disk.threads[1:] == [threading.get_ident()]  # an I/O error is not tried again
     assert guard.stored_bytes == len(png())  # the first row's
+
+
+async def test_writes_while_the_first_is_being_made_go_to_threads_too(tmp_path: Path) -> None:
+    """The first write opens the provenance journal (read whole, under the lock every write
+    takes): a second write arriving meanwhile would wait for it on the loop."""
+    disk = Disk()
+    guard = disk.guard(tmp_path)
+    first_going, let_go = threading.Event(), threading.Event()
+    real_write = disk.write
+
+    def write(out: Path, stem: str, images: tuple[ImagePart, ...]) -> list[StoredImage]:
+        if stem == "first":
+            first_going.set()
+            assert let_go.wait(10)
+        return real_write(out, stem, images)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(guard.store, "first", (ImagePart(png(), "image/png"),), write)
+        await anyio.to_thread.run_sync(first_going.wait)
+        await guard.store("second", (ImagePart(png(), "image/png"),), write)
+        let_go.set()
+    await guard.store("third", (ImagePart(png(), "image/png"),), write)
+    loop = threading.get_ident()
+    assert [thread == loop for thread in disk.threads] == [False, False, True]

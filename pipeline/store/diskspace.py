@@ -158,7 +158,9 @@ class DiskGuard:
         (``placement``)."""
         placement = self.placement
         if not placement.inline(images):
-            return await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
+            stored = await anyio.to_thread.run_sync(write, self.out_dir, stem, images)
+            placement.made()
+            return stored
         started = placement.timer()
         try:
             return write(self.out_dir, stem, images)

@@ -14,8 +14,9 @@ threads, after which one more is tried on the loop. On a disk that is always slo
 waits for one write in that many. An image already in a file (an answer spooled as it arrived,
 the large ones) is always moved and fsynced in a thread: its fsync flushes megabytes; so are
 images held in memory beyond ``INLINE_MAX_BYTES`` (a batch job's results, a downloaded link).
-A run's first write goes to a thread too: it opens the provenance journal, which reads the
-journal whole to cut off a torn tail (~0.4 s for a million rows' lines).
+Until a run's first write has been made, in a thread, writes go to threads too: it opens the
+provenance journal, which reads the journal whole to cut off a torn tail (~0.4 s for a million
+rows' lines) under the lock every write takes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class Placement:
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
         self.timer = timer  # times a write on the loop (a real clock: it measures the disk)
-        self._threaded = 1  # writes still to send to threads: the run's first, or after a slow one
+        self._threaded = 0  # writes still to send to threads after a slow one
+        self._started = False  # a first write has been made (in a thread)
 
     def inline(self, images: tuple[ImagePart, ...]) -> bool:
         """True: write ``images`` on the event loop (then report its time to ``took``)."""
@@ -43,10 +45,16 @@ class Placement:
             return False
         if sum(image.size for image in images) > INLINE_MAX_BYTES:
             return False
+        if not self._started:
+            return False
         if self._threaded:
             self._threaded -= 1
             return False
         return True
+
+    def made(self) -> None:
+        """A write in a thread succeeded: the run's writes may go on the loop from now."""
+        self._started = True
 
     def took(self, seconds: float) -> None:
         """A write on the loop took ``seconds``: a slow one sends the next ones to threads."""
