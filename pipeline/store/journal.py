@@ -166,7 +166,10 @@ class Journal:
         """The journal's length now, for ``rollback``."""
         assert self._file is not None, "journal not open"
         if self._torn is not None:
-            return self._torn  # the length it has once the pending cut is made
+            # The length it has once the pending cut is made. (Where another process appends,
+            # the cut may keep the torn bytes instead; only the batch book is appended to so,
+            # and it is never marked from outside its own appends.)
+            return self._torn
         if self._size is None or not self._sole:
             self._size = os.fstat(self._file.fileno()).st_size
         return self._size
