@@ -30,14 +30,11 @@ def test_the_limit_never_drops_below_the_floor() -> None:
 
 async def test_one_burst_of_overload_answers_counts_once() -> None:
     limit = AdaptiveLimit(8, floor=1)
-    held = []
     for _ in range(8):
-        token = object()
-        await limit.limiter.acquire_on_behalf_of(token)
-        held.append(token)
+        await limit.limiter.acquire()
     # All eight in-flight requests come back 503: one decrease, not eight.
-    for token in held:
-        limit.limiter.release_on_behalf_of(token)
+    for _ in range(8):
+        limit.limiter.release()
         limit.on_overload()
     assert limit.limit == 4
     limit.on_overload()  # a new signal after the burst drained

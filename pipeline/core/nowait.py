@@ -1,9 +1,9 @@
-"""anyio's stream sends and receives and its capacity limiters' acquisitions, without a pass
-through the event loop when they need not wait.
+"""anyio's stream sends and receives, without a pass through the event loop when they need not
+wait (request slots: ``core.slots``).
 
 Each of anyio's begins with a checkpoint (a ``sleep(0)``), or ends with one: even when the
-item or the token is there, the task goes once round the event loop. These take the item or
-token at once when they can and fall back on anyio's own wait when they cannot; when they do
+item is there, the task goes once round the event loop. These take the item at once when they
+can and fall back on anyio's own wait when they cannot; when they do
 not wait they are not a cancellation point (the task's next real wait is).
 """
 
@@ -32,12 +32,3 @@ async def receive(stream: MemoryObjectReceiveStream[T]) -> T:
         return stream.receive_nowait()
     except anyio.WouldBlock:
         return await stream.receive()
-
-
-async def acquire(limiter: anyio.CapacityLimiter) -> None:
-    """``limiter.acquire()`` for the current task: at once when a token is free and nobody
-    waits for one (anyio's own rule, so waiters keep their turn)."""
-    try:
-        limiter.acquire_nowait()
-    except anyio.WouldBlock:
-        await limiter.acquire()

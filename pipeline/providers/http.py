@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx
 
-from pipeline.core import nowait
+from pipeline.core.slots import Slots
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
 from pipeline.providers.aiotransport import AiohttpTransport, Outgoing, default_tls
 from pipeline.providers.auth import Credentials
@@ -60,9 +60,9 @@ class Call:
 class HttpClient:
     """Sends prepared requests. Never raises for network trouble: it returns it."""
 
-    def __init__(self, http: httpx.AsyncClient, body_gate: anyio.CapacityLimiter | None = None):
+    def __init__(self, http: httpx.AsyncClient, body_gate: Slots | None = None):
         self._http = http
-        self._gate = body_gate or anyio.CapacityLimiter(BODY_READERS)
+        self._gate = body_gate or Slots(BODY_READERS)
         # Parsed URLs by text: a run sends thousands of requests to a handful of addresses, and
         # httpx parsed each one again (~1.5% of a 512 px run's CPU).
         self._urls: dict[str, httpx.URL] = {}
@@ -190,7 +190,7 @@ class HttpClient:
                     # back) until a reader is free, and is parsed before the reader is let go,
                     # so a few bodies are in memory at a time however many requests are in
                     # flight: 4K answers are ~25 MB each.
-                    await nowait.acquire(self._gate)
+                    await self._gate.acquire()
                     try:
                         return await read(response)
                     finally:
@@ -340,7 +340,7 @@ class ClientPool:
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None, workers: int) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
-        gate = anyio.CapacityLimiter(BODY_READERS)
+        gate = Slots(BODY_READERS)
         # None for an in-process transport (the emulator's: tests, --emulate): no connection.
         tls = default_tls() if transport is None else None
         self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]

@@ -24,9 +24,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
-
-from pipeline.core import nowait
+from pipeline.core.slots import Slots
 from pipeline.core.tiers import SHED
 from pipeline.core.types import Outcome, OutcomeKind
 
@@ -57,7 +55,7 @@ class AdaptiveLimit:
         self.cap = cap
         self.floor = max(1, min(default_floor(cap) if floor is None else floor, cap))
         self.decrease = decrease
-        self.limiter = anyio.CapacityLimiter(cap)
+        self.limiter = Slots(cap)
         self._limit = cap  # what AIMD allows; the limiter also lets slow requests' slots go
         self._slow = 0  # requests in flight past their slow threshold
         self._successes = 0  # since the last change
@@ -84,7 +82,7 @@ class AdaptiveLimit:
             self._slow += 1
             self._set(self._limit)
 
-        await nowait.acquire(self.limiter)
+        await self.limiter.acquire()
         try:
             timer = asyncio.get_running_loop().call_later(timeout_s * SLOW_FRACTION, slowed)
             try:
