@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,42 @@ def test_prices_are_keyed_by_route_model_size_and_tier(tmp_path: Path) -> None:
     assert loaded.per_image(FLASH, "1K", tier="priority", route="openai-chat") == 0.16
     assert loaded.per_image(FLASH, "2K", route="openai-chat") == 0.101  # the rest stays
     assert (loaded.refusal("openai-chat"), loaded.refusal("vertex")) == (0.01, 0.0)
+
+
+def test_a_table_remembers_prices_by_everything_they_depend_on(tmp_path: Path) -> None:
+    """Asked over and over in any order, a table answers as a fresh one would; a table made
+    from it (``replace``) remembers nothing of its prices."""
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({
+        "tiers": {"priority": 2.0}, "input_image_usd": {FLASH: 0.002},
+        "routes": {"openai-chat": {"images": {FLASH: {"1K": 0.08}}, "refusal_usd": 0.3}},
+    }))  # fmt: skip
+    asks = [
+        (model, size, inputs, batch, tier, route)
+        for model in (FLASH, "gemini-3-pro-image-preview", "models/unknown")
+        for size in ("512", "1K", "4K")
+        for inputs in (0, 3)
+        for batch in (False, True)
+        for tier in (Tier.STANDARD, Tier.FLEX, "priority")
+        for route in (None, "openai-chat")
+    ]
+    remembering = PriceTable.load(path)
+    answers: list[tuple[float, float, float]] = []
+    for _ in range(2):
+        random.Random(7).shuffle(asks)
+        for model, size, inputs, batch, tier, route in asks:
+            fresh = PriceTable.load(path)
+            for table in (remembering, fresh):
+                got = (
+                    table.per_image(model, size, batch=batch, tier=tier, route=route),
+                    table.input_cost(model, inputs, batch=batch, tier=tier, route=route),
+                    table.worst_case(model, size, inputs, batch=batch, tier=tier, route=route),
+                )
+                answers.append(got)
+            assert answers[-2] == answers[-1]
+    cheaper = replace(remembering, tiers={"standard": 0.1})
+    assert cheaper.per_image(FLASH, "1K") == pytest.approx(0.0067)
+    assert remembering.per_image(FLASH, "1K") == pytest.approx(0.067)
 
 
 def test_the_cap_reserves_standard_when_a_fallback_may_resend_and_settles_as_served() -> None:

@@ -37,6 +37,7 @@ DEFAULT_IMAGE_USD: dict[str, dict[str, float]] = {
 DEFAULT_INPUT_IMAGE_USD: dict[str, float] = {"gemini-3-pro-image-preview": 0.0011}
 # A tier's price as a fraction of the standard price.
 DEFAULT_TIER_FACTORS: dict[str, float] = {"standard": 1.0, "flex": 0.5, "priority": 1.8}
+_MEMO_MAX = 4096  # prices a table remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,11 @@ class PriceTable:
     input_image_usd: dict[str, float] = field(default_factory=lambda: DEFAULT_INPUT_IMAGE_USD)
     tiers: dict[str, float] = field(default_factory=lambda: DEFAULT_TIER_FACTORS)
     routes: dict[str, PriceTable] = field(default_factory=dict)  # a route's own, if it has one
+    # Prices already worked out, by what was asked: every attempt asks its worst case and its
+    # cost, ~40 calls a time otherwise (docs/benchmarks.md). Never copied by ``replace``.
+    _memo: dict[tuple[Any, ...], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def route(self, route: str | None) -> PriceTable:
         """The table ``route`` is billed by (this one unless it has its own)."""
@@ -78,6 +84,14 @@ class PriceTable:
         route: str | None = None,
     ) -> float:
         """The price of one output image at ``tier`` on ``route``."""
+        key = ("image", model, size, batch, tier, route)
+        if (known := self._memo.get(key)) is None:
+            known = self._remember(key, self._per_image(model, size, batch, tier, route))
+        return known
+
+    def _per_image(
+        self, model: str, size: str, batch: bool, tier: Tier | str, route: str | None
+    ) -> float:
         table = self.route(route)
         sizes = table.images.get(table._model(model))
         if sizes:
@@ -96,9 +110,12 @@ class PriceTable:
         route: str | None = None,
     ) -> float:
         """What a request's input images cost (priced for some models only)."""
-        table = self.route(route)
-        each = table.input_image_usd.get(table._model(model), 0.0)
-        return inputs * each * table.factor(tier, batch=batch)
+        key = ("inputs", model, inputs, batch, tier, route)
+        if (known := self._memo.get(key)) is None:
+            table = self.route(route)
+            each = table.input_image_usd.get(table._model(model), 0.0)
+            known = self._remember(key, inputs * each * table.factor(tier, batch=batch))
+        return known
 
     def refusal(self, route: str | None = None) -> float:
         """What a refusal costs on ``route`` (Google: nothing)."""
@@ -115,9 +132,19 @@ class PriceTable:
         route: str | None = None,
     ) -> float:
         """What one request can cost at most: its image (or refusal) plus its input images."""
-        image = self.per_image(model, size, batch=batch, tier=tier, route=route)
-        output = max(image, self.refusal(route))
-        return output + self.input_cost(model, inputs, batch=batch, tier=tier, route=route)
+        key = ("worst", model, size, inputs, batch, tier, route)
+        if (known := self._memo.get(key)) is None:
+            image = self.per_image(model, size, batch=batch, tier=tier, route=route)
+            output = max(image, self.refusal(route))
+            inputs_usd = self.input_cost(model, inputs, batch=batch, tier=tier, route=route)
+            known = self._remember(key, output + inputs_usd)
+        return known
+
+    def _remember(self, key: tuple[Any, ...], price: float) -> float:
+        if len(self._memo) >= _MEMO_MAX:  # a manifest of endless model names: start over
+            self._memo.clear()
+        self._memo[key] = price
+        return price
 
     @classmethod
     def load(cls, path: Path | None) -> PriceTable:
