@@ -66,18 +66,20 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def write_atomic(
-    path: Path, data: bytes, tmp_dir: Path | None = None, *, drop_cache: bool = False
+    path: str | Path, data: bytes, tmp_dir: str | Path | None = None, *, drop_cache: bool = False
 ) -> None:
     """Write ``data`` so that ``path`` is either complete or absent, even across a power cut.
 
     The temp file is next to ``path``, or in ``tmp_dir`` (same file system) when given.
     A failed write removes its temp file: a full disk gets its space back. ``drop_cache``:
-    the file is an output nothing reads back (``drop_cached``).
+    the file is an output nothing reads back (``drop_cached``). Paths may be text: a row's
+    image is named without ``pathlib``, whose joins cost more calls than the write.
     """
     if tmp_dir is None:
-        tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
+        path = Path(path)
+        tmp: str | Path = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
     else:
-        tmp = tmp_dir / f"{os.getpid()}-{next(_tmp_names)}"
+        tmp = f"{os.fspath(tmp_dir)}/{os.getpid()}-{next(_tmp_names)}"
     try:
         fd = _create(tmp, tmp_dir)
         try:
@@ -89,11 +91,12 @@ def write_atomic(
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
-def _create(tmp: Path, tmp_dir: Path | None) -> int:
+def _create(tmp: str | Path, tmp_dir: str | Path | None) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
         return os.open(tmp, flags, 0o644)
@@ -102,7 +105,8 @@ def _create(tmp: Path, tmp_dir: Path | None) -> int:
             raise
         # Made here, the first time it is missing, not checked before every image: a mkdir
         # and a stat per image were a fifth of a row's file system calls.
-        tmp_dir.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(tmp_dir)
         return os.open(tmp, flags, 0o644)
 
 
@@ -167,7 +171,8 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
     raises OSError if one would lead outside it (a symlinked folder).
     """
     stored = []
-    tmp_dir = out_dir / TMP_DIR  # made by write_atomic if missing
+    out = os.fspath(out_dir)  # paths as text: see write_atomic
+    tmp_dir = f"{out}/{TMP_DIR}"  # made by write_atomic if missing
     named = list(zip(output_names(row_id, images), images, strict=True))
     # Spooled images are made durable before any is renamed, so a failure (EIO) leaves every
     # spool in place for the disk guard's second try; one a first try moved is not looked for.
@@ -182,15 +187,15 @@ def store_images(out_dir: Path, row_id: str, images: tuple[ImagePart, ...]) -> l
             if image.spooled and rel not in moved:
                 synced[rel] = _synced(image.spooled.path)
         for rel, image in named:
-            target = out_dir / rel
-            if target.parent != out_dir / IMAGES_DIR:
-                make_folders(out_dir / IMAGES_DIR, target.parent)
+            target = f"{out}/{rel}"
+            if "/" in rel[len(IMAGES_DIR) + 1 :]:  # in a sub-folder of images/
+                make_folders(out_dir / IMAGES_DIR, (out_dir / rel).parent)
             if image.spooled:
                 # Written and hashed while the answer arrived, in DIR/.tmp/: moved, not
                 # rewritten; its header read before its pages are let go.
                 if rel not in moved:
                     os.replace(image.spooled.path, target)
-                width, height = image_size(target)
+                width, height = image_size(Path(target))
                 if rel in synced:
                     drop_cached(synced[rel])
             else:
