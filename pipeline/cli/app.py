@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline.cli import fastexit
 from pipeline.cli.batch import batch_app
 from pipeline.cli.commands import demo, emulator, rename, report, status, verify
 from pipeline.cli.params import (
@@ -246,5 +247,10 @@ app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:
-    """Console script entry point."""
-    app()
+    """Console script entry point: the process ends as soon as the command has
+    (``fastexit``)."""
+    try:
+        app()
+    except SystemExit as e:
+        fastexit.leave(e.code)
+    fastexit.leave(0)
