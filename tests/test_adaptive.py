@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from pipeline.core.types import Outcome, OutcomeKind
-from pipeline.run.online.adaptive import AdaptiveLimit
+from pipeline.run.online.adaptive import AdaptiveLimit, Holding
 
 
 def test_overload_halves_and_successes_raise_back_to_the_cap() -> None:
@@ -101,3 +101,34 @@ async def test_a_request_past_a_quarter_of_its_timeout_gives_its_slot_back() -> 
                 assert limit.limit == 1  # the AIMD limit itself did not change
         tg.cancel_scope.cancel()
     assert limit.limiter.total_tokens == 1  # the slow request gave its extra slot back
+
+
+async def test_a_held_slot_is_let_go_once_however_the_attempt_ends() -> None:
+    """Taken by the sender, let go when the row loop leaves ``Holding``: after a failure, after
+    a wait cancelled before the slot came (nothing taken, nothing given back), never twice."""
+    limit = AdaptiveLimit(1, floor=1)
+    taken: list[int] = []
+
+    async def attempt_that_fails() -> None:
+        with Holding() as held:
+            await held.take(limit.slot(timeout_s=60))
+            taken.append(limit.limiter.borrowed_tokens)
+            raise RuntimeError("the attempt failed")
+
+    with pytest.raises(RuntimeError):
+        await attempt_that_fails()
+    assert taken == [1]
+    assert limit.limiter.borrowed_tokens == 0
+
+    async with limit.slot(timeout_s=60):  # the pool's one slot, held elsewhere
+        with anyio.move_on_after(0.01) as waited, Holding() as held:
+            await held.take(limit.slot(timeout_s=60))
+        assert waited.cancelled_caught
+        assert limit.limiter.borrowed_tokens == 1  # the other holder's, untouched
+    assert limit.limiter.borrowed_tokens == 0
+
+    slot = limit.slot(timeout_s=60)
+    await slot.take()
+    slot.release()
+    slot.release()  # a second release is nothing: the token went back once
+    assert limit.limiter.borrowed_tokens == 0

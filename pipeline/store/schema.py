@@ -70,7 +70,10 @@ ATTEMPTS_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True, slots=True)
+# The two records are not frozen: a frozen dataclass sets each field through
+# ``object.__setattr__``, 3.2 us for 20 fields against 0.45 us (Python 3.11), and a row makes
+# one of each per attempt. Nothing changes a record once made; each is written and dropped.
+@dataclass(slots=True)
 class LedgerRecord:
     """One row of the ledger; field names are the column names (an external interface)."""
 
@@ -105,7 +108,7 @@ class LedgerRecord:
     batch_job: str | None = None  # the batch job ("batches/...") that answered it, if one did
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptRecord:
     """One HTTP attempt, for the post-mortem of a night (``attempts.parquet``)."""
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from pipeline.core.slots import Slots
 from pipeline.core.tiers import SHED
@@ -70,30 +68,11 @@ class AdaptiveLimit:
         # Slow requests' slots go back to the pool, but never past C in flight.
         self.limiter.total_tokens = min(self.cap, limit + self._slow)
 
-    @asynccontextmanager
-    async def slot(self, timeout_s: float) -> AsyncIterator[None]:
-        """Hold a slot for one request; past ``SLOW_FRACTION`` of its timeout it gives the slot
-        back to the pool (a timer on the event loop: no task, nothing polls)."""
-        slow = False
-
-        def slowed() -> None:
-            nonlocal slow
-            slow = True
-            self._slow += 1
-            self._set(self._limit)
-
-        await self.limiter.acquire()
-        try:
-            timer = asyncio.get_running_loop().call_later(timeout_s * SLOW_FRACTION, slowed)
-            try:
-                yield
-            finally:
-                timer.cancel()
-                if slow:
-                    self._slow -= 1
-                    self._set(self._limit)
-        finally:
-            self.limiter.release()
+    def slot(self, timeout_s: float) -> Slot:
+        """A slot for one request, taken by ``async with`` or ``Slot.take``; past
+        ``SLOW_FRACTION`` of its timeout it gives the slot back to the pool (a timer on the
+        event loop: no task, nothing polls)."""
+        return Slot(self, timeout_s)
 
     def on_answer(self, outcome: Outcome) -> None:
         """Adjust the limit to one attempt's outcome (call after its slot was released)."""
@@ -120,3 +99,72 @@ class AdaptiveLimit:
         if self._successes >= max(1, self.limit // 4) and self.limit < self.cap:
             self._successes = 0
             self._set(self.limit + 1)
+
+
+class Slot:
+    """One request's slot: taken (``take``, or entering ``async with``), then let go once
+    (``release``). A class, not a generator-based context manager or an exit stack around
+    one: a row holds a slot per attempt, and those layers were ~25 calls of every row."""
+
+    __slots__ = ("_limit", "_slow", "_timeout_s", "_timer")
+
+    def __init__(self, limit: AdaptiveLimit, timeout_s: float) -> None:
+        self._limit = limit
+        self._timeout_s = timeout_s
+        self._timer: asyncio.TimerHandle | None = None  # set while the slot is held
+        self._slow = False
+
+    async def take(self) -> None:
+        """Wait for the slot (a cancellation while waiting takes none)."""
+        await self._limit.limiter.acquire()
+        self._timer = asyncio.get_running_loop().call_later(
+            self._timeout_s * SLOW_FRACTION, self._slowed
+        )
+
+    def release(self) -> None:
+        """Let the slot go, if it was taken and not let go yet (never waits)."""
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        self._timer = None
+        limit = self._limit
+        if self._slow:
+            self._slow = False
+            limit._slow -= 1
+            limit._set(limit._limit)
+        limit.limiter.release()
+
+    def _slowed(self) -> None:
+        self._slow = True
+        limit = self._limit
+        limit._slow += 1
+        limit._set(limit._limit)
+
+    async def __aenter__(self) -> None:
+        await self.take()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Holding:
+    """The slot a row's attempt holds until its final outcome is recorded: taken by the
+    sender, let go when the row loop leaves ``with Holding()`` (a paid answer in hand counts
+    as a request in flight)."""
+
+    __slots__ = ("_slot",)
+
+    def __init__(self) -> None:
+        self._slot: Slot | None = None
+
+    async def take(self, slot: Slot) -> None:
+        await slot.take()
+        self._slot = slot
+
+    def __enter__(self) -> Holding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None

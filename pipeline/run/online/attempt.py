@@ -6,7 +6,6 @@ charged at its worst case and recorded as such: the server may still finish and 
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,6 +17,7 @@ from pipeline.providers.exchange import exchange
 from pipeline.providers.http import HttpClient
 from pipeline.run.control import Halt
 from pipeline.run.executor import Records, RunServices
+from pipeline.run.online.adaptive import Holding
 from pipeline.store.records import ABANDONED, CANCELLED, RowState
 
 if TYPE_CHECKING:  # the executor builds the senders: no import cycle at run time
@@ -43,7 +43,7 @@ class AttemptSender:
         row: RowState,
         request: PreparedRequest,
         records: Records,
-        slot: contextlib.AsyncExitStack,
+        slot: Holding,
     ) -> tuple[Outcome, float, float] | None:
         """One attempt: reserve its worst-case cost, take a slot (held by ``slot``), send,
         settle; the outcome, its latency and its cost. None if it was not sent (the cap, a
@@ -53,7 +53,7 @@ class AttemptSender:
         if not self.spend.reserve(reserved):
             self.control.drain(Halt.COST_CAP)
             return None
-        await slot.enter_async_context(self.pool.adaptive.slot(request.timeout_s))
+        await slot.take(self.pool.adaptive.slot(request.timeout_s))
         # A drain that began while this waited for a slot: send nothing more (the cap's own
         # drain excepted: this request fits under the cap, it holds its reservation).
         if self.control.draining and self.control.halt is not Halt.COST_CAP:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 
 import anyio
 
@@ -35,16 +36,10 @@ class DrainGrace:
         self._waits: set[anyio.CancelScope] = set()  # waits to end when the drain begins
         self._deadline = math.inf  # when in-flight requests are abandoned; set by a drain
 
-    @contextmanager
-    def flight(self) -> Iterator[anyio.CancelScope]:
-        """Run one request; ``scope.cancelled_caught`` afterwards means it was abandoned."""
-        scope = anyio.CancelScope(deadline=self._deadline)
-        self._scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
+    def flight(self) -> Flight:
+        """Run one request (``with grace.flight() as scope``); ``scope.cancelled_caught``
+        afterwards means it was abandoned."""
+        return Flight(self)
 
     @contextmanager
     def wait(self) -> Iterator[None]:
@@ -72,3 +67,33 @@ class DrainGrace:
         await control.sleep(math.inf)  # returns as soon as the run drains
         if control.draining:
             self.start_grace()
+
+
+class Flight:
+    """One request's cancel scope, known to the grace while the request runs. A class, not a
+    generator-based context manager: every request enters one (docs/benchmarks.md)."""
+
+    __slots__ = ("_grace", "_scope")
+
+    def __init__(self, grace: DrainGrace) -> None:
+        self._grace = grace
+        self._scope = anyio.CancelScope(deadline=grace._deadline)
+
+    def __enter__(self) -> anyio.CancelScope:
+        self._grace._scopes.add(self._scope)
+        try:
+            return self._scope.__enter__()
+        except BaseException:
+            self._grace._scopes.discard(self._scope)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        try:
+            return bool(self._scope.__exit__(exc_type, exc, tb))
+        finally:
+            self._grace._scopes.discard(self._scope)

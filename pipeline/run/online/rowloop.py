@@ -8,7 +8,6 @@ from the online executor (its slots, pacing and drain grace); one attempt and it
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,6 +22,7 @@ from pipeline.providers.base import PreparedRequest, Provider
 from pipeline.providers.http import HttpClient
 from pipeline.run.executor import Jobs, Records, RunServices
 from pipeline.run.final import final_record
+from pipeline.run.online.adaptive import Holding
 from pipeline.run.online.attempt import AttemptSender
 from pipeline.run.tiers import TierFallback
 from pipeline.store.records import RowState, invalid_record
@@ -92,7 +92,7 @@ class RowLoop:
                 return
             # The slot is held until a final answer is recorded: a paid answer in hand counts
             # as a request in flight, so a kill can lose at most --concurrency of them.
-            async with contextlib.AsyncExitStack() as slot:
+            with Holding() as slot:
                 sent = await self.sender.send(client, row, request, records, slot)
                 if sent is None:
                     return  # the cap or a drain: not sent (or abandoned), the row stays pending
