@@ -74,17 +74,66 @@ def test_the_status_is_the_one_system_exit_gives(
     assert result.stderr == stderr
 
 
-def test_output_that_cannot_be_flushed_fails_the_exit_as_cpython_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("code", ["0", "3"])
+def test_output_that_cannot_be_flushed_fails_the_exit_as_cpython_does(
+    tmp_path: Path, code: str
+) -> None:
     result = _leave(
         tmp_path,
-        """
+        f"""
         import os, sys
         sys.stdout.write("lost")
         os.close(sys.stdout.fileno())
-        fastexit.leave(0)
+        fastexit.leave({code})
         """,
     )
     assert result.returncode == 120
+
+
+def test_streams_closed_or_absent_are_skipped_as_cpython_skips_them(tmp_path: Path) -> None:
+    closed = _leave(tmp_path, "import sys\nsys.stdout.close()\nfastexit.leave(0)\n")
+    assert closed.returncode == 0
+    root = Path(__file__).parent.parent
+    for fd in (1, 2):  # started with no standard output, or no standard error (``>&-``)
+        helped = subprocess.run(  # noqa: PLW1510 (the status is what is tested)
+            [sys.executable, "-m", "pipeline", "--help"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if fd == 2 else None,
+            stderr=subprocess.DEVNULL if fd == 1 else None,
+            preexec_fn=lambda fd=fd: os.close(fd),
+            timeout=60,
+            env=ENV,
+            cwd=root,
+        )
+        assert helped.returncode == 0
+
+
+def test_idle_executor_workers_do_not_hold_the_exit(tmp_path: Path) -> None:
+    """CPython tells idle ``concurrent.futures`` workers to stop before it waits for threads."""
+    result = _leave(
+        tmp_path,
+        """
+        from concurrent.futures import ThreadPoolExecutor
+        ThreadPoolExecutor(2).submit(print, "done")
+        fastexit.leave(0)
+        """,
+    )
+    assert result.returncode == 0
+    assert result.stdout == b"done\n"
+
+
+def test_a_profiler_still_gets_its_results(tmp_path: Path) -> None:
+    """Under cProfile (or a coverage tracer) the interpreter exits as usual, so they save."""
+    profile = tmp_path / "p.prof"
+    result = subprocess.run(  # noqa: PLW1510 (the status is what is tested)
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "pipeline", "--help"],
+        capture_output=True,
+        timeout=60,
+        env=ENV,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0
+    assert profile.stat().st_size > 0
 
 
 def test_the_command_ends_with_its_status_and_its_whole_output(tmp_path: Path) -> None:

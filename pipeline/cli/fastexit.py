@@ -5,7 +5,8 @@ standard output and error, then finalises every module and collects what they he
 loaded ~700 modules (pyarrow, aiohttp, httpx, structlog, typer), and that last part took
 0.09-0.19 s after every command here, in which nothing is written: the run's files are durable
 and closed before its command returns (docs/benchmarks.md, "exit"). ``leave`` does the first
-three, as CPython does them, and then ends the process.
+three, as CPython does them, and then ends the process. Under a profiler or a coverage tracer
+it lets the interpreter exit as usual: they write their results as it does.
 """
 
 from __future__ import annotations
@@ -17,23 +18,37 @@ import sys
 import threading
 from typing import NoReturn
 
-_FLUSH_FAILED = 120  # CPython's status when it cannot flush standard output at exit
+_FLUSH_FAILED = 120  # CPython's status when it cannot flush standard output or error at exit
 
 
 def leave(code: object) -> NoReturn:
     """End the process with ``code`` as ``SystemExit(code)`` would, minus the teardown."""
+    if sys.getprofile() is not None or sys.gettrace() is not None or "coverage" in sys.modules:
+        raise SystemExit(code)  # cProfile's and coverage's results are saved on the way out
     status = _status(code)
-    current = threading.current_thread()
-    for thread in threading.enumerate():
-        if thread is not current and not thread.daemon:
-            thread.join()  # as CPython waits for them before it exits
+    _wait_for_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None or stream.closed:  # as CPython, which skips them too
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (``| head``), a terminal gone
-            status = status or _FLUSH_FAILED
+            status = _FLUSH_FAILED
     os._exit(status)
+
+
+def _wait_for_threads() -> None:
+    """What CPython does first at exit: idle ``concurrent.futures`` workers are told to stop,
+    then every non-daemon thread is waited for."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+        return
+    current = threading.current_thread()
+    for thread in threading.enumerate():  # an interpreter without the private hook
+        if thread is not current and not thread.daemon:
+            thread.join()
 
 
 def _status(code: object) -> int:
@@ -43,6 +58,7 @@ def _status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code & 0xFF
-    with contextlib.suppress(OSError, ValueError):
-        print(code, file=sys.stderr)
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(code, file=sys.stderr)
     return 1
