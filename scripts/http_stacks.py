@@ -113,6 +113,7 @@ def _aiohttp_pool() -> type:
     import aiohttp
     import anyio
 
+    from pipeline.core.slots import Slots
     from pipeline.core.types import NoAnswer, TransportFailure
     from pipeline.providers import http
     from pipeline.providers.bodies import TooLarge
@@ -155,7 +156,7 @@ def _aiohttp_pool() -> type:
     before_sending = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
     class AiohttpClient:
-        def __init__(self, session: aiohttp.ClientSession, gate: anyio.CapacityLimiter) -> None:
+        def __init__(self, session: aiohttp.ClientSession, gate: Slots) -> None:
             self._session = session
             self._gate = gate
 
@@ -184,8 +185,11 @@ def _aiohttp_pool() -> type:
                         ):
                             message = f"the server answered HTTP {response.status}, a redirect"
                             return NoAnswer(TransportFailure.REDIRECT, message, sent=True)
-                        async with self._gate:
+                        await self._gate.acquire()  # the same gate as the real client's
+                        try:
                             return await read(Response(response))
+                        finally:
+                            self._gate.release()
             except aiohttp.ServerTimeoutError as e:
                 return http.broke(TransportFailure.TIMEOUT, e, progress.maybe_sent, before_sending)
             except TimeoutError:
@@ -206,7 +210,7 @@ def _aiohttp_pool() -> type:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0),
                 trace_configs=[trace],
             )
-            self._client = AiohttpClient(self._session, anyio.CapacityLimiter(http.BODY_READERS))
+            self._client = AiohttpClient(self._session, Slots(http.BODY_READERS))
             self._workers = math.ceil(workers)
 
         async def close(self) -> None:
