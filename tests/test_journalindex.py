@@ -132,3 +132,31 @@ def test_a_latest_line_unreadable_at_lookup_revives_no_older_record(
     monkeypatch.setattr(journalindex, "open", lambda path, mode: Failing(Path(path).read_bytes()),
                         raising=False)  # fmt: skip
     assert provenance.read(tmp_path, "a") is None
+
+
+@pytest.mark.parametrize(
+    "stem", ['cat/"quoted"', "back\\slash", "caf\u00e9 \u732b", "tab\there", "plain"]
+)
+def test_keys_are_found_whatever_their_characters(
+    tmp_path: Path, index: JournalIndex, stem: str
+) -> None:
+    """A key is read from the line's start while the index is built; one with characters the
+    encoder escapes (quotes, backslashes, control characters) from the line decoded whole."""
+    path = tmp_path / "j"
+    append(path, line(stem, 1), line("other", 1), line(stem, 2))
+    assert index.get(path, stem) == {"stem": stem, "n": 2}
+    assert index.get(path, stem + "x") is None
+
+
+def test_a_damaged_line_that_still_names_its_key_does_not_hide_the_older_one(
+    tmp_path: Path, index: JournalIndex
+) -> None:
+    """The index takes a line's key without its checksum; the lookup checks it and passes a
+    damaged line over, as if it had never been indexed."""
+    path = tmp_path / "j"
+    damaged = bytearray(line("a", 2, files=["images/a.png"]))
+    damaged[-5] ^= 1  # in the record's body: its key still reads "a"
+    torn_key = bytearray(line("a", 3))
+    torn_key[len(b'00000000 {"stem":"')] = 0xFF  # the key's own bytes: not even UTF-8
+    append(path, line("a", 1), bytes(damaged), bytes(torn_key))
+    assert index.get(path, "a") == {"stem": "a", "n": 1}

@@ -76,7 +76,7 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _complete_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+def complete_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
     """(offset, line) of each newline-terminated line from byte ``start`` (a line's start)
     on; a torn last line is left out."""
     if not path.exists():
@@ -94,7 +94,7 @@ def _complete_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
 def scan_journal(path: Path) -> Iterator[dict[str, Any] | Damaged]:
     """Each record of a journal in order, and a ``Damaged`` for each complete line that fails
     its checksum; a torn last line (a crash while writing it) is left out."""
-    for offset, line in _complete_lines(path):
+    for offset, line in complete_lines(path):
         record = decode_line(line)
         yield record if record is not None else Damaged(offset, line)
 
@@ -102,7 +102,7 @@ def scan_journal(path: Path) -> Iterator[dict[str, Any] | Damaged]:
 def scan_from(path: Path, start: int) -> Iterator[tuple[int, dict[str, Any] | Damaged]]:
     """``scan_journal`` from byte ``start`` (where a line begins), each item with the offset
     just past its line: where a later scan of what was appended since goes on from."""
-    for offset, line in _complete_lines(path, start):
+    for offset, line in complete_lines(path, start):
         record = decode_line(line)
         yield offset + len(line), record if record is not None else Damaged(offset, line)
 
@@ -129,7 +129,7 @@ def keep_damaged(journal: Path) -> list[Damaged]:
 def complete_length(path: Path) -> int:
     """The byte length of a journal's complete lines (all but a torn tail), streamed."""
     good = 0
-    for offset, line in _complete_lines(path):
+    for offset, line in complete_lines(path):
         good = offset + len(line)
     return good
 
