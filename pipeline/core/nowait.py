@@ -3,8 +3,8 @@ wait (request slots: ``core.slots``).
 
 Each of anyio's begins with a checkpoint (a ``sleep(0)``), or ends with one: even when the
 item is there, the task goes once round the event loop. These take the item at once when they
-can and fall back on anyio's own wait when they cannot; when they do
-not wait they are not a cancellation point (the task's next real wait is).
+can and fall back on anyio's own wait when they cannot; when they do not wait they are not a
+cancellation point (the task's next real wait is).
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-import anyio
-
 
 class Slots:
     """Up to ``total_tokens`` holders at once; waiters are served in the order they came."""
@@ -43,12 +41,6 @@ class Slots:
     @property
     def borrowed_tokens(self) -> int:
         return self._borrowed
-
-    def acquire_nowait(self) -> None:
-        """Take a token; raises ``anyio.WouldBlock`` if none is free or someone waits."""
-        if self._waiters or self._borrowed >= self._total:
-            raise anyio.WouldBlock
-        self._borrowed += 1
 
     async def acquire(self) -> None:
         """Take a token: at once when one is free and nobody waits (not a cancellation point
