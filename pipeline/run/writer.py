@@ -18,24 +18,43 @@ log = structlog.get_logger("nanobatch")
 
 BATCH_TIER = "batch"  # the ledger's tier of a row a batch job answered (run.batch.fold)
 
+# Group commits are paced: under load a group starts at most every PACE_S, gathering whatever
+# arrives meanwhile. At 256 rows/s a commit (provenance, folders, ledger: three fsyncs and a
+# thread's hand-off) ran for every ~3.5 rows; gathered for 25 ms, every ~8, and a 512 px
+# row's CPU fell ~10% (docs/benchmarks.md). A record reaches the disk at most PACE_S later;
+# the row's images are already stored and its provenance line written, so a kill meanwhile
+# costs nothing (the next run adopts them). A quiet run (real latencies: a few rows a second)
+# commits each record at once, as before.
+PACE_S = 0.025
+# A group this large (a flood of invalid rows, a batch job's fold) is committed at once.
+FULL_GROUP = 64
+
 
 async def write(
     services: RunServices, ledger: Ledger, records: MemoryObjectReceiveStream[Record]
 ) -> None:
     """Append records to ``ledger`` until every sender closed its stream."""
-    result = services.result
+    result, clock = services.result, services.clock
+    last = -PACE_S  # when the last group's commit started, on the run's clock
     async with records:
         async for first in records:
             group = [first]
             # Whatever else is already waiting shares this fsync (group commit).
-            while True:
-                try:
-                    group.append(records.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            rows = [r for r in group if isinstance(r, LedgerRecord)]
-            attempts = [r for r in group if isinstance(r, AttemptRecord)]
-            written = not (rows or attempts) or await services.disk.append(ledger, rows, attempts)
+            ended = _gather(records, group)
+            # Shielded: records taken from the stream exist nowhere else, so a group in hand
+            # is committed however the run ends (the commit's thread could not be stopped
+            # halfway anyway).
+            with anyio.CancelScope(shield=True):
+                wait = last + PACE_S - clock.monotonic()
+                if wait > 0 and not ended and len(group) < FULL_GROUP and not _marked(group):
+                    await clock.sleep(wait)
+                    _gather(records, group)
+                last = clock.monotonic()
+                rows = [r for r in group if isinstance(r, LedgerRecord)]
+                attempts = [r for r in group if isinstance(r, AttemptRecord)]
+                written = not (rows or attempts) or await services.disk.append(
+                    ledger, rows, attempts
+                )
             for mark in group:
                 if isinstance(mark, Durable):  # every record sent before it is in this group
                     mark.ok = written
@@ -60,3 +79,19 @@ async def write(
                     attempts=row.attempts,
                     latency_ms=row.latency_ms,
                 )
+
+
+def _gather(records: MemoryObjectReceiveStream[Record], group: list[Record]) -> bool:
+    """Append what is waiting in ``records`` to ``group``; True once the stream has ended."""
+    while True:
+        try:
+            group.append(records.receive_nowait())
+        except anyio.WouldBlock:
+            return False
+        except anyio.EndOfStream:
+            return True
+
+
+def _marked(group: list[Record]) -> bool:
+    """Someone waits for this group to be durable (a ``Durable`` mark): no pacing."""
+    return any(type(record) is Durable for record in group)
