@@ -87,7 +87,8 @@ class HttpClient:
         headers = {**request.headers, **credentials.headers}
         read = functools.partial(feed_reader, reader=reader)
         method, body, timeout_s = request.method, request.body, request.timeout_s
-        return await self._exchange(Call(method, url, body, headers, timeout_s), read=read)
+        call = Call(method, url, body, headers, timeout_s)
+        return await self._exchange(call, read=read, api=True)
 
     async def fetch(
         self,
@@ -128,17 +129,20 @@ class HttpClient:
         names = {name.lower() for name in own}
         return [*((k, v) for k, v in self._defaults if k not in names), *own.items()]
 
-    async def _send(self, call: Call, progress: _Progress, link: bool) -> Arrived:
+    async def _send(self, call: Call, progress: _Progress, link: bool, api: bool) -> Arrived:
         """The answer's head. An API call goes straight to the transport: httpx's client
         would only add layers it never uses here (auth, cookies, hooks, a redirect loop that
         is not to be followed: ~0.1 ms of a 512 px answer's ~0.4 ms, scripts/bench_receive.py);
-        on aiohttp's sockets, with no httpx request or response at all. An image link's
-        download may follow redirects, which the client does."""
+        on aiohttp's sockets, with no httpx request or response at all, and a provider's API
+        call (``api``) on ``wire``'s leaner ones. An image link's download may follow
+        redirects, which the client does."""
         headers = self._headers(call.headers)
         if self._aiohttp is not None and not link:
             outgoing = Outgoing(
                 call.method, call.url, call.body, headers, self._timeout, progress.trace
             )
+            if api:
+                return await self._aiohttp.api_call(outgoing)
             return await self._aiohttp.call(outgoing)
         try:
             request = httpx.Request(
@@ -171,17 +175,19 @@ class HttpClient:
         read: Callable[[Arrived], Awaitable[T]],
         link: bool = False,
         hops: bool = False,
+        api: bool = False,
     ) -> T | NoAnswer:
         """The one place where transport exceptions become ``NoAnswer`` (never sent, or sent
         with no usable answer); an answer read whole is what ``read`` makes of it. ``link``:
         an image link's download, which may follow redirects (it carries no credential);
-        ``hops``: a redirect is an answer for ``read``, the caller follows it itself."""
+        ``hops``: a redirect is an answer for ``read``, the caller follows it itself;
+        ``api``: a provider's API call (``send``)."""
         progress = _Progress()
         try:
             # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
             with anyio.fail_after(call.timeout_s):
-                response = await self._send(call, progress, link)
+                response = await self._send(call, progress, link, api)
                 try:
                     if not link and not hops and response.is_redirect:
                         message = _redirect_message(response, call.url)

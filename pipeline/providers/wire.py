@@ -1,0 +1,398 @@
+"""API calls on asyncio's own sockets: HTTP/1.1 written in one piece and parsed by llhttp
+(``httptools``, uvicorn's parser), with keep-alive connections and nothing else.
+
+A 512 px answer through aiohttp's client cost ~0.33 ms of CPU; here ~0.09 (the same replay
+server and loop; docs/benchmarks.md, "HTTP stack"). aiohttp's session builds a request object,
+a response object, a timer context, a Task to write the body and a wake-up per 64 KB piece of
+the body for every call; this protocol wakes its caller when the head is in, then once per
+``WAKE_BYTES`` of body or when the answer is whole.
+
+Only a provider's API calls come here (``HttpClient.send``): no proxy, no credentials in the
+URL, no read or pool timeout. Everything else (proxies, uploads, downloads, token endpoints)
+stays on aiohttp (``aiotransport``). Exceptions are httpx's, with the meaning ``http.py``
+gives them: a connection that could not be made (``ConnectError``, ``ConnectTimeout``) never
+carried the request; once its bytes were written, a lost connection or a malformed answer
+(``RemoteProtocolError``, ``ReadError``) may have been billed. The request's ``trace`` hears
+``http11.send_request_headers.started`` just before they are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import httptools
+import httpx
+import yarl
+
+from pipeline.core.slots import Slots
+
+# Body bytes buffered before the reader is woken, and before the socket stops being read
+# (TCP then holds the server back): a few buffers per answer in flight, whatever its size.
+WAKE_BYTES = 256 * 1024
+PAUSE_BYTES = 512 * 1024
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+Key = tuple[str, str, int]  # scheme, host, port: an origin
+
+
+class _Unasked(Exception):
+    """Bytes after the answer, in the same read: llhttp stops there (``_break``)."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection and the answer it is receiving, if any."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost = False  # the connection is gone (or broken): never reused
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._busy = False  # a request was written and its answer is not whole yet
+        self._waiter: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head = False  # the answer's head is in
+        self.whole = False  # the answer is in, body and all
+        self.keep_alive = False
+        self.error: httpx.TransportError | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.paused = False
+        self.until_eof = False  # a body with neither a length nor chunks ends with the stream
+
+    # asyncio's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy or self.whole:  # bytes nobody asked for: never trusted again
+            self._break(httpx.RemoteProtocolError("unexpected bytes on an idle connection"))
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._break(httpx.RemoteProtocolError(type(e).__name__))
+
+    def eof_received(self) -> bool:
+        if self._busy and self.head and self.until_eof:
+            self._done(keep_alive=False)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._busy and not self.whole and self.error is None:
+            if exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
+                self.error = httpx.RemoteProtocolError("ServerDisconnected")
+            else:
+                self.error = httpx.ReadError(type(exc).__name__)
+        self._wake()
+
+    # llhttp's side
+
+    def on_message_begin(self) -> None:
+        if self.whole:  # a second answer to one request, in the same read: parsed no further
+            raise _Unasked
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer: the real one follows
+            self.raw_headers = []
+            return
+        self.status = status
+        self.head = True
+        names = {name.lower() for name, _ in self.raw_headers}
+        self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered >= PAUSE_BYTES and not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+        if self.buffered >= WAKE_BYTES:
+            self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.head:  # not an interim answer's end
+            self._done(keep_alive=self._parser.should_keep_alive())
+
+    # the caller's side
+
+    def _done(self, *, keep_alive: bool) -> None:
+        self.whole = True
+        self.keep_alive = keep_alive
+        self._wake()
+
+    def _break(self, error: httpx.TransportError) -> None:
+        if self.error is None and not self.whole:
+            self.error = error
+        self.lost = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def send(self, request: bytes) -> None:
+        """Write a request; its answer is read through ``head`` and ``body``."""
+        assert self.transport is not None
+        self._reset()
+        self._busy = True
+        self.transport.write(request)
+
+    async def wait_head(self) -> None:
+        while not self.head:
+            if self.error is not None:
+                raise self.error
+            if self.lost:
+                raise httpx.RemoteProtocolError("ServerDisconnected")
+            await self._wait()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            if self.chunks:
+                chunks, self.chunks, self.buffered = self.chunks, [], 0
+                if self.paused and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                for chunk in chunks:
+                    yield chunk
+                continue
+            if self.whole:
+                return
+            if self.error is not None:
+                raise self.error
+            if self.lost:
+                raise httpx.RemoteProtocolError("ServerDisconnected")
+            await self._wait()
+
+    def finish(self) -> bool:
+        """The answer's reader is done: True if the connection may carry another request."""
+        reusable = self.whole and self.keep_alive and not self.lost and not self.chunks
+        self._busy = False
+        if not reusable:
+            self.close()
+        elif self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return reusable
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class WireAnswer:
+    """An API call's answer (``bodies.Arrived``): headers as httpx gives them (names in lower
+    case, repeated ones joined with ", ")."""
+
+    __slots__ = ("_connection", "_key", "_wire", "headers", "status_code")
+
+    def __init__(
+        self, wire: Wire, key: Key, connection: _Connection, headers: dict[str, str]
+    ) -> None:
+        self._wire = wire
+        self._key = key
+        self._connection: _Connection | None = connection
+        self.status_code = connection.status
+        self.headers = headers
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in _REDIRECTS and "location" in self.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        assert self._connection is not None
+        return self._connection.body()
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._wire.done(self._key, connection)
+
+    def decoded(self) -> httpx.Response:
+        """This answer as an httpx response, which decodes a compressed body as it is read."""
+        return httpx.Response(
+            status_code=self.status_code,
+            headers=list(self.headers.items()),
+            stream=_Stream(self),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, answer: WireAnswer) -> None:
+        self._answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._answer.aiter_bytes():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._answer.aclose()
+
+
+class Wire:
+    """At most ``connections`` requests at once, each on a connection of its own (a request
+    beyond them waits, unsent, for one to end); keep-alive connections per origin, at most
+    ``connections`` of them idle, an idle one dropped after ``keepalive_s`` (before a server
+    would drop it)."""
+
+    def __init__(self, connections: int, tls: ssl.SSLContext, keepalive_s: float) -> None:
+        self._connections = connections
+        self._slots = Slots(connections)  # requests at once: each has a connection of its own
+        self._tls = tls
+        self._keepalive_s = keepalive_s
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._heads: dict[str, tuple[Key, bytes]] = {}  # by URL: key, request line
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        parsed: yarl.URL,
+        body: bytes | None,
+        headers: list[tuple[str, str]],
+        *,
+        connect_s: float | None,
+        trace: Trace | None,
+    ) -> WireAnswer:
+        """Send one request and return its answer once its head is in."""
+        if trace is not None:  # as aiotransport: a trace heard, so a failure to connect is known
+            await trace("wire.request.started", {})
+        key, start = self._head(method, url, parsed)
+        request = _request(start, headers, body)
+        await self._slots.acquire()  # waiting here, the request was never sent
+        connection = None
+        try:
+            connection = self._take(key) or await self._connect(key, connect_s)
+            if trace is not None:
+                await trace("http11.send_request_headers.started", {})
+            connection.send(request)
+            await connection.wait_head()
+        except BaseException:
+            if connection is not None:
+                connection.close()  # cancelled or broken mid-answer: never reused
+            self._slots.release()
+            raise
+        return WireAnswer(self, key, connection, head_dict(connection.raw_headers))
+
+    def _head(self, method: str, text: str, url: yarl.URL) -> tuple[Key, bytes]:
+        """The origin and request line of ``method`` on ``url`` (``text`` parsed)."""
+        known = self._heads.get(method + text)
+        if known is None:
+            if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
+                raise httpx.UnsupportedProtocol(url.scheme or "no scheme")
+            key = (url.scheme, url.raw_host, url.port)
+            start = _ascii(f"{method} {url.raw_path_qs} HTTP/1.1")
+            host = _ascii(f"Host: {url.host_port_subcomponent}")
+            if len(self._heads) >= 64:  # a run calls a handful of addresses
+                self._heads.clear()
+            known = self._heads[method + text] = (key, start + b"\r\n" + host)
+        return known
+
+    def _take(self, key: Key) -> _Connection | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.lost and now - connection.idle_since < self._keepalive_s:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, key: Key, connect_s: float | None) -> _Connection:
+        scheme, host, port = key
+        tls = self._tls if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        try:
+            made = loop.create_connection(
+                _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+            )
+            _, connection = await asyncio.wait_for(made, connect_s)
+        except TimeoutError as e:
+            raise httpx.ConnectTimeout(type(e).__name__) from e
+        except (OSError, ssl.SSLError, UnicodeError) as e:  # refused, DNS, TLS, a bad name
+            raise httpx.ConnectError(type(e).__name__) from e
+        return connection
+
+    def done(self, key: Key, connection: _Connection) -> None:
+        """A request's answer was read (or given up): its connection is kept idle if it can
+        carry another, and its request slot is let go."""
+        self._slots.release()
+        if not connection.finish():
+            return
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._connections:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        idle.append(connection)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
+
+def _request(start: bytes, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
+    lines = [start]
+    for name, value in headers:
+        lines.append(_ascii(f"{name}: {value}"))
+    if body is not None:
+        lines.append(b"content-length: %d" % len(body))
+    lines.append(b"\r\n")
+    head = b"\r\n".join(lines)
+    return head + body if body else head
+
+
+def _ascii(text: str) -> bytes:
+    """A request line or header line; one that would split into two is refused (a key or URL
+    holding a line break must not write headers of its own)."""
+    if "\r" in text or "\n" in text:
+        raise httpx.LocalProtocolError("a line break in a request header")
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError as e:
+        raise httpx.LocalProtocolError("a request header that is not ASCII") from e
+
+
+def head_dict(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """An answer's headers as httpx gives them: names in lower case, repeated ones joined with
+    ", ", the whole head decoded as ASCII, else UTF-8, else Latin-1 (httpx's rule; aiohttp's
+    own decoding would turn a stray Latin-1 byte into a lone surrogate no UTF-8 writer takes)."""
+    for encoding in ("ascii", "utf-8", "latin-1"):
+        try:
+            pairs = [(k.decode(encoding).lower(), v.decode(encoding)) for k, v in raw]
+        except UnicodeDecodeError:
+            continue
+        break
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return merged

@@ -1,0 +1,216 @@
+"""``wire``, the connections a provider's API calls go out on: answers framed every way HTTP/1.1
+frames them, connections reused only when nothing about them is in doubt, memory bounded
+while an answer waits for its reader, and whether a broken request may have been billed."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import anyio
+import httpx
+import pytest
+import trustme
+import yarl
+from anyio.abc import SocketStream
+
+from pipeline.providers import wire
+from pipeline.providers.wire import Wire, WireAnswer
+from tests.test_network_stack import read_request, serving
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+
+def new_wire(keepalive_s: float = 5.0, connections: int = 2) -> Wire:
+    return Wire(connections, ssl.create_default_context(), keepalive_s)
+
+
+async def call(w: Wire, url: str, headers: list[tuple[str, str]] | None = None) -> WireAnswer:
+    parsed = yarl.URL(url + "/v1/m:generateContent")
+    return await w.call(
+        "POST", str(parsed), parsed, b'{"a":1}', headers or [], connect_s=5.0, trace=None
+    )
+
+
+async def body(answer: WireAnswer) -> bytes:
+    try:
+        return b"".join([chunk async for chunk in answer.aiter_bytes()])
+    finally:
+        await answer.aclose()
+
+
+class Server:
+    """Answers each request on a connection with the next of ``answers``; counts both."""
+
+    def __init__(self, *answers: bytes, close: bool = False) -> None:
+        self.answers = list(answers)
+        self.close = close
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def __call__(self, stream: SocketStream) -> None:
+        self.connections += 1
+        while self.answers:
+            try:
+                self.requests.append(await read_request(stream))
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            await stream.send(self.answers.pop(0))
+            if self.close:
+                return
+
+
+async def test_a_kept_alive_connection_carries_the_next_request() -> None:
+    server = Server(OK, OK, OK)
+    w = new_wire()
+    async with serving(server) as url:
+        for _ in range(3):
+            assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert (server.connections, len(server.requests)) == (1, 3)
+    assert server.requests[0].startswith(b"POST /v1/m:generateContent HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "reused"),
+    [
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+         b"abcde", True),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + OK, b"{}", True),
+        (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}", b"{}", False),
+        (b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n{}", b"{}", False),
+    ],
+)  # fmt: skip
+async def test_every_framing_reaches_the_reader_whole(
+    answer: bytes, expected: bytes, reused: bool
+) -> None:
+    server = Server(answer, OK)
+    w = new_wire()
+    async with serving(server) as url:
+        assert await body(await call(w, url)) == expected
+        assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert server.connections == (1 if reused else 2)
+
+
+async def test_a_body_that_ends_with_the_connection_is_whole_and_the_connection_is_not_reused() -> (
+    None
+):
+    server = Server(b"HTTP/1.1 200 OK\r\n\r\nall of it", OK, close=True)
+    w = new_wire()
+    async with serving(server) as url:
+        assert await body(await call(w, url)) == b"all of it"
+        assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert server.connections == 2
+
+
+async def test_an_idle_connection_is_dropped_after_its_keepalive() -> None:
+    server = Server(OK, OK)
+    w = new_wire(keepalive_s=0.05)
+    async with serving(server) as url:
+        assert await body(await call(w, url)) == b"{}"
+        await anyio.sleep(0.1)
+        assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("extra", [b"HTTP/1.1 200 OK\r\n", OK.replace(b"{}", b"[]")])
+async def test_bytes_after_the_answer_mean_the_connection_is_never_reused(extra: bytes) -> None:
+    server = Server(OK + extra, OK)
+    w = new_wire()
+    async with serving(server) as url:
+        answer = await call(w, url)
+        assert (answer.status_code, answer.headers) == (200, {"content-length": "2"})
+        assert await body(answer) == b"{}"  # nothing of the unasked answer
+        assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert server.connections == 2
+
+
+async def test_a_malformed_answer_may_have_been_billed() -> None:
+    w = new_wire()
+    async with serving(Server(b"HTTP/1.1 abc\r\n\r\n")) as url:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await call(w, url)
+    w.close()
+
+
+async def test_a_header_that_would_split_is_refused_before_anything_is_sent() -> None:
+    server = Server(OK)
+    w = new_wire()
+    async with serving(server) as url:
+        with pytest.raises(httpx.LocalProtocolError):
+            await call(w, url, [("x-goog-api-key", "key\r\nx-evil: 1")])
+    w.close()
+    assert server.connections == 0
+
+
+async def test_an_answer_waiting_for_its_reader_holds_a_bounded_buffer() -> None:
+    big = bytes(range(256)) * (8 * 4096)  # 8 MB
+
+    async def answer(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big)
+
+    w = new_wire()
+    async with serving(answer) as url:
+        got = await call(w, url)
+        await anyio.sleep(0.3)  # the reader is late: the socket stops being read
+        connection = got._connection
+        assert connection is not None
+        assert connection.paused
+        assert connection.buffered < wire.PAUSE_BYTES + (1 << 20)
+        assert await body(got) == big
+    w.close()
+
+
+async def test_a_request_cancelled_mid_answer_lets_its_slot_and_connection_go() -> None:
+    async def trickle(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{")
+        await anyio.sleep_forever()
+
+    w = new_wire(connections=1)
+    async with serving(trickle) as url:
+        with anyio.move_on_after(0.2):
+            await body(await call(w, url))
+        # The one slot is free again, and the half-read connection is not kept.
+        with anyio.fail_after(2):
+            answer = await call(w, url)
+        await answer.aclose()
+    w.close()
+
+
+async def test_https_answers_over_a_verified_connection_and_a_bad_certificate_sends_nothing() -> (
+    None
+):
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(served)
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                requests.append(head + await reader.readexactly(length))
+                writer.write(OK)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=served)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    async with server:
+        w = Wire(2, trusting, 5.0)
+        for _ in range(2):
+            assert await body(await call(w, url)) == b"{}"
+        w.close()
+        assert len(requests) == 2
+        with pytest.raises(httpx.ConnectError):
+            await call(new_wire(), url)  # the system's CAs: not this server's
+    assert len(requests) == 2
