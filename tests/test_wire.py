@@ -166,21 +166,31 @@ async def test_an_answer_waiting_for_its_reader_holds_a_bounded_buffer() -> None
     w.close()
 
 
-async def test_a_request_cancelled_mid_answer_lets_its_slot_and_connection_go() -> None:
-    async def trickle(stream: SocketStream) -> None:
+@pytest.mark.parametrize("sent", [1, wire.WAKE_BYTES + 1])
+async def test_a_request_cancelled_mid_answer_lets_its_slot_and_connection_go(sent: int) -> None:
+    """Cancelled (the attempt's deadline) before its caller had the head, or while it read the
+    body: the one request slot is free again and the half-read connection is not kept."""
+    connections = 0
+
+    async def trickle_then_answer(stream: SocketStream) -> None:
+        nonlocal connections
+        connections += 1
         await read_request(stream)
-        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{")
-        await anyio.sleep_forever()
+        if connections == 1:
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (sent + 1))
+            await stream.send(b"x" * sent)
+            await anyio.sleep_forever()
+        await stream.send(OK)
 
     w = new_wire(connections=1)
-    async with serving(trickle) as url:
-        with anyio.move_on_after(0.2):
+    async with serving(trickle_then_answer) as url:
+        with anyio.move_on_after(0.2) as waited:
             await body(await call(w, url))
-        # The one slot is free again, and the half-read connection is not kept.
+        assert waited.cancelled_caught
         with anyio.fail_after(2):
-            answer = await call(w, url)
-        await answer.aclose()
+            assert await body(await call(w, url)) == b"{}"
     w.close()
+    assert connections == 2
 
 
 async def test_https_answers_over_a_verified_connection_and_a_bad_certificate_sends_nothing() -> (
@@ -214,3 +224,26 @@ async def test_https_answers_over_a_verified_connection_and_a_bad_certificate_se
         with pytest.raises(httpx.ConnectError):
             await call(new_wire(), url)  # the system's CAs: not this server's
     assert len(requests) == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("x-a", "1"), ("x-b", "2\r")],
+        [("x-a", "1\n"), ("x-b", "2")],
+        [("x\r\nx-evil", "1")],
+        [("x-a", "\ud800")],
+    ],
+)
+async def test_no_header_of_the_callers_can_split_or_break_the_request(
+    headers: list[tuple[str, str]],
+) -> None:
+    server = Server(OK)
+    w = new_wire()
+    async with serving(server) as url:
+        with pytest.raises(httpx.LocalProtocolError):
+            await call(w, url, headers)
+        # A header that is fine, in UTF-8 as aiohttp wrote it, still goes out.
+        assert await body(await call(w, url, [("x-note", "café")])) == b"{}"
+    w.close()
+    assert server.requests[0].count(b"x-note: caf\xc3\xa9\r\n") == 1

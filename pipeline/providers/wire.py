@@ -3,9 +3,9 @@
 
 A 512 px answer through aiohttp's client cost ~0.33 ms of CPU; here ~0.09 (the same replay
 server and loop; docs/benchmarks.md, "HTTP stack"). aiohttp's session builds a request object,
-a response object, a timer context, a Task to write the body and a wake-up per 64 KB piece of
-the body for every call; this protocol wakes its caller when the head is in, then once per
-``WAKE_BYTES`` of body or when the answer is whole.
+a response object, a timer context and a Task to write the body for every call, and wakes its
+caller for the head and per 64 KB of the body; this protocol wakes its caller once the answer
+is whole or ``WAKE_BYTES`` of its body are in, and then per ``WAKE_BYTES``.
 
 Only a provider's API calls come here (``HttpClient.send``): no proxy, no credentials in the
 URL, no read or pool timeout. Everything else (proxies, uploads, downloads, token endpoints)
@@ -115,7 +115,6 @@ class _Connection(asyncio.Protocol):
         self.head = True
         names = {name.lower() for name, _ in self.raw_headers}
         self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -164,7 +163,11 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
 
     async def wait_head(self) -> None:
-        while not self.head:
+        """Until the head is in with the whole body or ``WAKE_BYTES`` of it: a small answer
+        wakes its caller once, not twice."""
+        while not self.whole:
+            if self.head and (self.buffered >= WAKE_BYTES or self.lost):
+                return  # the body, or how it broke off, is the reader's
             if self.error is not None:
                 raise self.error
             if self.lost:
@@ -308,8 +311,8 @@ class Wire:
             if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
                 raise httpx.UnsupportedProtocol(url.scheme or "no scheme")
             key = (url.scheme, url.raw_host, url.port)
-            start = _ascii(f"{method} {url.raw_path_qs} HTTP/1.1")
-            host = _ascii(f"Host: {url.host_port_subcomponent}")
+            start = _encoded(f"{method} {url.raw_path_qs} HTTP/1.1")
+            host = _encoded(f"Host: {url.host_port_subcomponent}")
             if len(self._heads) >= 64:  # a run calls a handful of addresses
                 self._heads.clear()
             known = self._heads[method + text] = (key, start + b"\r\n" + host)
@@ -361,25 +364,24 @@ class Wire:
 
 
 def _request(start: bytes, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
-    lines = [start]
-    for name, value in headers:
-        lines.append(_ascii(f"{name}: {value}"))
+    fields = "\r\n".join([f"{name}: {value}" for name, value in headers])
+    head = start + b"\r\n" + _encoded(fields, len(headers) - 1) if headers else start
     if body is not None:
-        lines.append(b"content-length: %d" % len(body))
-    lines.append(b"\r\n")
-    head = b"\r\n".join(lines)
+        head += b"\r\ncontent-length: %d" % len(body)
+    head += b"\r\n\r\n"
     return head + body if body else head
 
 
-def _ascii(text: str) -> bytes:
-    """A request line or header line; one that would split into two is refused (a key or URL
-    holding a line break must not write headers of its own)."""
-    if "\r" in text or "\n" in text:
+def _encoded(text: str, breaks: int = 0) -> bytes:
+    """Request lines as bytes (UTF-8, as aiohttp wrote them), ``breaks`` the line breaks that
+    separate them: one more would let a key or URL holding a line break write a header of
+    its own, and is refused before anything is sent."""
+    if text.count("\r") != breaks or text.count("\n") != breaks:
         raise httpx.LocalProtocolError("a line break in a request header")
     try:
-        return text.encode("ascii")
-    except UnicodeEncodeError as e:
-        raise httpx.LocalProtocolError("a request header that is not ASCII") from e
+        return text.encode()
+    except UnicodeEncodeError as e:  # a lone surrogate
+        raise httpx.LocalProtocolError("a request header that does not encode") from e
 
 
 def head_dict(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
