@@ -8,13 +8,11 @@ and the counters one place where a row becomes done.
 from __future__ import annotations
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from pipeline.core import logs
 from pipeline.run.executor import Durable, Record, RunServices
 from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
-
-log = structlog.get_logger("nanobatch")
 
 BATCH_TIER = "batch"  # the ledger's tier of a row a batch job answered (run.batch.fold)
 
@@ -71,7 +69,7 @@ async def write(
                 if row.tier == BATCH_TIER:  # answered by a batch job (the summary's split)
                     result.batch_rows += 1
                     result.batch_usd += row.cost_usd or 0.0
-                log.debug(
+                logs.debug(
                     "row.finished",
                     row_id=row.row_id,
                     status=row.status,

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
-import structlog
 
-from pipeline.core import nowait
+from pipeline.core import logs, nowait
 from pipeline.core.models import effective_size
 from pipeline.core.retry import Action, decide
 from pipeline.core.types import InvalidRow, Job, Outcome, Status
@@ -29,8 +28,6 @@ from pipeline.store.records import RowState, invalid_record
 
 if TYPE_CHECKING:  # the executor builds the loop: no import cycle at run time
     from pipeline.run.online.executor import OnlineExecutor
-
-log = structlog.get_logger("nanobatch")
 
 
 class RowLoop:
@@ -100,7 +97,7 @@ class RowLoop:
                 decision = decide(
                     outcome, row.retry, self.config.retry, self.pool.rng, self.clock.now()
                 )
-                log.debug(
+                logs.debug(
                     "row.attempt",
                     row_id=job.row_id,
                     attempt=row.attempts,
