@@ -183,6 +183,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._bypass: dict[str, bool] = {}  # host -> NO_PROXY names it
         self._urls: dict[str, yarl.URL] = {}  # parsed, by text
         self._wire = Wire(connections, tls, keepalive_s)  # API calls, where it can carry them
+        self._wired: dict[str, yarl.URL] = {}  # addresses wire carries calls to, parsed
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on the first request: aiohttp binds a session to the running event loop.
@@ -235,15 +236,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """A provider's API call: on ``wire``'s connections (~a quarter of aiohttp's CPU per
         answer) unless it needs what only aiohttp does here (a proxy, credentials in the URL,
         a read or pool timeout); a compressed body comes back as an httpx response."""
-        with _translated(None):
-            parsed = self._parsed(call.url)
+        parsed = self._wired.get(call.url)
+        if parsed is None:
+            with _translated(None):
+                parsed = self._parsed(call.url)
+            if self._proxy(parsed) is not None or parsed.raw_user is not None:
+                return await self.call(call)
+            if len(self._wired) >= _MAX_URLS:
+                self._wired.clear()
+            self._wired[call.url] = parsed  # the environment's proxies are read once
         timeouts = call.timeouts
-        if (
-            self._proxy(parsed) is not None
-            or parsed.raw_user is not None
-            or timeouts.get("read") is not None
-            or timeouts.get("pool") is not None
-        ):
+        if timeouts.get("read") is not None or timeouts.get("pool") is not None:
             return await self.call(call)
         answer = await self._wire.call(
             call.method,

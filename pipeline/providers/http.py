@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import anyio
 import httpx
 
+from pipeline.core.deadline import FailAfter
 from pipeline.core.slots import Slots
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
 from pipeline.providers.aiotransport import AiohttpTransport, Outgoing, default_tls
@@ -184,9 +184,9 @@ class HttpClient:
         ``api``: a provider's API call (``send``)."""
         progress = _Progress()
         try:
-            # httpx timeouts bound each socket operation; fail_after bounds the whole attempt,
+            # httpx timeouts bound each socket operation; FailAfter bounds the whole attempt,
             # which is what matters when a server trickles a slow body.
-            with anyio.fail_after(call.timeout_s):
+            with FailAfter(call.timeout_s):
                 response = await self._send(call, progress, link, api)
                 try:
                     if not link and not hops and response.is_redirect:
