@@ -5,6 +5,7 @@ while an answer waits for its reader, and whether a broken request may have been
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ssl
 
 import anyio
@@ -14,9 +15,15 @@ import trustme
 import yarl
 from anyio.abc import SocketStream
 
+from pipeline.core.types import Job, Outcome
+from pipeline.plan.sources import SourceCache
 from pipeline.providers import wire
+from pipeline.providers.auth import ApiKeyAuth
+from pipeline.providers.gemini.provider import GeminiProvider
+from pipeline.providers.http import HttpClient, new_http_client
 from pipeline.providers.wire import Wire, WireAnswer
-from tests.test_network_stack import read_request, serving
+from tests.helpers import Recorder
+from tests.test_network_stack import KEY, read_request, serving
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
 
@@ -247,3 +254,24 @@ async def test_no_header_of_the_callers_can_split_or_break_the_request(
         assert await body(await call(w, url, [("x-note", "café")])) == b"{}"
     w.close()
     assert server.requests[0].count(b"x-note: caf\xc3\xa9\r\n") == 1
+
+
+async def test_a_compressed_answer_with_a_non_ascii_header_is_read_and_lets_its_slot_go() -> None:
+    """httpx's response (which decodes the body) is given the head as it came: the decoded
+    strings would be encoded again as ASCII, and a Latin-1 byte raised out of ``send``."""
+    packed = gzip.compress(b"{}")
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\nx-note: caf\xe9\r\n"
+        + b"content-length: %d\r\n\r\n" % len(packed)
+        + packed
+    )
+    async with serving(Server(answer, answer)) as url, new_http_client(None, 1) as http:
+        provider = GeminiProvider(url, ApiKeyAuth(KEY), timeouts_s={"1K": 5.0})
+        request = provider.prepare(Job("r", 1, "p", (), "m", None, None), SourceCache())
+        client = HttpClient(http)
+        for _ in range(2):  # the one request slot is free again
+            reader = Recorder()
+            with anyio.fail_after(2):
+                outcome = await client.send(request, await provider.auth.credentials(), reader)
+            assert isinstance(outcome, Outcome)
+            assert (bytes(reader.body), reader.headers["x-note"]) == (b"{}", "caf\u00e9")

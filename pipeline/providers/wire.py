@@ -239,9 +239,12 @@ class WireAnswer:
 
     def decoded(self) -> httpx.Response:
         """This answer as an httpx response, which decodes a compressed body as it is read."""
+        assert self._connection is not None
         return httpx.Response(
             status_code=self.status_code,
-            headers=list(self.headers.items()),
+            # The head as it came: httpx would encode decoded strings again as ASCII, and a
+            # Latin-1 byte would raise here, the request sent and its slot never let go.
+            headers=self._connection.raw_headers,
             stream=_Stream(self),
             extensions={"http_version": b"HTTP/1.1"},
         )
