@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import time
+from typing import Any
 
 import anyio
 import httpx
@@ -275,3 +277,58 @@ async def test_a_compressed_answer_with_a_non_ascii_header_is_read_and_lets_its_
                 outcome = await client.send(request, await provider.auth.credentials(), reader)
             assert isinstance(outcome, Outcome)
             assert (bytes(reader.body), reader.headers["x-note"]) == (b"{}", "caf\u00e9")
+
+
+@pytest.mark.parametrize("late", ["slot", "connection"])
+async def test_a_deadline_that_passes_as_a_request_gets_its_turn_sends_nothing(
+    late: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot or connection handed over in the same turn of the loop as the attempt's deadline
+    passes: the await that took it has finished, so anyio's cancellation lands only at the
+    next await, which must come before the request is written (it would be billed)."""
+    server = Server(OK, OK)
+    w = new_wire(connections=1)
+    heard: list[str] = []
+
+    async def trace(name: str, info: dict[str, object]) -> None:
+        heard.append(name)
+
+    async with serving(server) as url:
+        loop = asyncio.get_running_loop()
+        parsed = yarl.URL(url + "/v1/m:generateContent")
+        holding = await call(w, url)  # the one slot, and the connection the next would reuse
+        assert [chunk async for chunk in holding.aiter_bytes()] == [b"{}"]
+        connection = holding._connection
+        assert connection is not None
+        if late == "slot":
+
+            def turn() -> None:  # the slot goes to the waiting request...
+                w.done(holding._key, connection)
+                time.sleep(0.25)  # ...and the loop is busy past its deadline
+
+            loop.call_later(0.1, turn)
+        else:
+            await holding.aclose()
+            connection.close()  # the next request connects anew
+            real = loop.create_connection
+
+            async def connect(*args: Any, **kwargs: Any) -> Any:
+                made = await real(*args, **kwargs)
+                ready = loop.create_future()
+
+                def turn() -> None:  # the connection is made as the deadline passes
+                    ready.set_result(None)
+                    scope.cancel()
+
+                loop.call_soon(turn)
+                await ready
+                return made
+
+            monkeypatch.setattr(loop, "create_connection", connect)
+        with anyio.move_on_after(0.2) as scope:
+            await w.call("POST", str(parsed), parsed, b"{}", [], connect_s=5.0, trace=trace)
+        assert scope.cancelled_caught
+        assert heard == ["wire.request.started"]
+        await anyio.sleep(0.05)
+    w.close()
+    assert len(server.requests) == 1

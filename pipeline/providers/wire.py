@@ -24,6 +24,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httptools
 import httpx
 import yarl
@@ -292,10 +294,16 @@ class Wire:
             await trace("wire.request.started", {})
         key, start = self._head(method, url, parsed)
         request = _request(start, headers, body)
+        waits = self._slots.borrowed_tokens >= self._slots.total_tokens
         await self._slots.acquire()  # waiting here, the request was never sent
         connection = None
         try:
-            connection = self._take(key) or await self._connect(key, connect_s)
+            connection = self._take(key)
+            if connection is None:
+                connection = await self._connect(key, connect_s)
+                waits = True
+            if waits:  # the attempt's deadline may have passed as the slot or connection came
+                await _in_time()
             if trace is not None:
                 await trace("http11.send_request_headers.started", {})
             connection.send(request)
@@ -364,6 +372,15 @@ class Wire:
             for connection in idle:
                 connection.close()
         self._idle.clear()
+
+
+async def _in_time() -> None:
+    """Returns only while the attempt's deadline (anyio's, around the exchange) has not passed.
+    One that passed in the loop turn that handed over a slot or connection (the await already
+    done: anyio cancels at the next one; a busy loop runs the woken task before the overdue
+    timer) would otherwise be heard only after the write, a billed request for nothing."""
+    while anyio.current_effective_deadline() <= anyio.current_time():
+        await anyio.lowlevel.checkpoint()  # where the cancellation lands
 
 
 def _request(start: bytes, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
