@@ -5,6 +5,7 @@ while an answer waits for its reader, and whether a broken request may have been
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import ssl
 import time
@@ -332,3 +333,18 @@ async def test_a_deadline_that_passes_as_a_request_gets_its_turn_sends_nothing(
         await anyio.sleep(0.05)
     w.close()
     assert len(server.requests) == 1
+
+
+async def test_a_head_that_never_ends_is_refused_before_it_fills_memory() -> None:
+    async def endless(stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nx-a: ")
+        with contextlib.suppress(anyio.BrokenResourceError):
+            for _ in range(64):
+                await stream.send(b"a" * (1 << 20))
+
+    w = new_wire()
+    async with serving(endless) as url:
+        with anyio.fail_after(1), pytest.raises(httpx.RemoteProtocolError):
+            await call(w, url)
+    w.close()

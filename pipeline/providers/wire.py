@@ -36,6 +36,9 @@ from pipeline.core.slots import Slots
 # (TCP then holds the server back): a few buffers per answer in flight, whatever its size.
 WAKE_BYTES = 256 * 1024
 PAUSE_BYTES = 512 * 1024
+# An answer's head (interim answers included): an API's is a few KB. Unbounded, llhttp's
+# header callbacks would gather an endless one in memory (and copy it again at every read).
+MAX_HEAD_BYTES = 64 * 1024
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -69,6 +72,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self.until_eof = False  # a body with neither a length nor chunks ends with the stream
+        self.head_bytes = 0  # read while the head was not yet in
 
     # asyncio's side
 
@@ -80,10 +84,15 @@ class _Connection(asyncio.Protocol):
         if not self._busy or self.whole:  # bytes nobody asked for: never trusted again
             self._break(httpx.RemoteProtocolError("unexpected bytes on an idle connection"))
             return
+        if not self.head:
+            self.head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             self._break(httpx.RemoteProtocolError(type(e).__name__))
+            return
+        if not self.head and self.head_bytes > MAX_HEAD_BYTES:  # all it read was head
+            self._break(httpx.RemoteProtocolError(f"a head over {MAX_HEAD_BYTES // 1024} KB"))
 
     def eof_received(self) -> bool:
         if self._busy and self.head and self.until_eof:
