@@ -348,3 +348,13 @@ async def test_a_head_that_never_ends_is_refused_before_it_fills_memory() -> Non
         with anyio.fail_after(1), pytest.raises(httpx.RemoteProtocolError):
             await call(w, url)
     w.close()
+
+
+async def test_header_values_come_without_surrounding_whitespace_as_on_aiohttp() -> None:
+    server = Server(b"HTTP/1.1 200 OK\r\nx-a: b \t\r\nx-b:\t c\r\ncontent-length: 2\r\n\r\n{}")
+    w = new_wire()
+    async with serving(server) as url:
+        answer = await call(w, url)
+        assert answer.headers == {"x-a": "b", "x-b": "c", "content-length": "2"}
+        await answer.aclose()
+    w.close()

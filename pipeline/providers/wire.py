@@ -115,7 +115,8 @@ class _Connection(asyncio.Protocol):
             raise _Unasked
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw_headers.append((name, value))
+        # llhttp drops the whitespace before a value, not after it; aiohttp and h11 drop both.
+        self.raw_headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
