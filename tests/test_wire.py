@@ -358,3 +358,11 @@ async def test_header_values_come_without_surrounding_whitespace_as_on_aiohttp()
         assert answer.headers == {"x-a": "b", "x-b": "c", "content-length": "2"}
         await answer.aclose()
     w.close()
+
+
+async def test_a_body_whose_last_transfer_coding_is_not_chunked_ends_with_the_connection() -> None:
+    server = Server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nall of it", close=True)
+    w = new_wire()
+    async with serving(server) as url:
+        assert await body(await call(w, url)) == b"all of it"
+    w.close()

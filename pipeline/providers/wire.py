@@ -125,8 +125,16 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.head = True
-        names = {name.lower() for name, _ in self.raw_headers}
-        self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
+        # No length, and chunked not the last transfer coding (``gzip`` alone): llhttp reads the
+        # body until the stream ends, so its end is the answer's.
+        length = chunked = False
+        for name, value in self.raw_headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = True
+            elif lower == b"transfer-encoding":
+                chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
+        self.until_eof = not length and not chunked
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
