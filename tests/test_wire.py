@@ -366,3 +366,16 @@ async def test_a_body_whose_last_transfer_coding_is_not_chunked_ends_with_the_co
     async with serving(server) as url:
         assert await body(await call(w, url)) == b"all of it"
     w.close()
+
+
+async def test_an_answer_to_head_has_no_body_and_its_connection_is_not_reused() -> None:
+    server = Server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", OK)
+    w = new_wire()
+    async with serving(server) as url:
+        parsed = yarl.URL(url + "/v1/files")
+        with anyio.fail_after(2):
+            answer = await w.call("HEAD", str(parsed), parsed, b"", [], connect_s=5.0, trace=None)
+            assert (answer.status_code, await body(answer)) == (200, b"")
+            assert await body(await call(w, url)) == b"{}"
+    w.close()
+    assert server.connections == 2

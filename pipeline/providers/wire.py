@@ -58,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._busy = False  # a request was written and its answer is not whole yet
+        self._bodiless = False  # that request was HEAD: its answer has no body, whatever it says
         self._waiter: asyncio.Future[None] | None = None
         self._reset()
 
@@ -125,6 +126,9 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.head = True
+        if self._bodiless:  # llhttp cannot be told: it would wait for the length the head names
+            self._done(keep_alive=False)
+            return
         # No length, and chunked not the last transfer coding (``gzip`` alone): llhttp reads the
         # body until the stream ends, so its end is the answer's.
         length = chunked = False
@@ -175,11 +179,12 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         await waiter
 
-    def send(self, request: bytes) -> None:
+    def send(self, request: bytes, *, bodiless: bool = False) -> None:
         """Write a request; its answer is read through ``head`` and ``body``."""
         assert self.transport is not None
         self._reset()
         self._busy = True
+        self._bodiless = bodiless
         self.transport.write(request)
 
     async def wait_head(self) -> None:
@@ -324,7 +329,7 @@ class Wire:
                 await _in_time()
             if trace is not None:
                 await trace("http11.send_request_headers.started", {})
-            connection.send(request)
+            connection.send(request, bodiless=method == "HEAD")
             await connection.wait_head()
         except BaseException:
             if connection is not None:
