@@ -21,7 +21,9 @@ from anyio.abc import SocketStream
 from pipeline.core.types import Job, Outcome
 from pipeline.plan.sources import SourceCache
 from pipeline.providers import wire
+from pipeline.providers.aiotransport import AiohttpTransport, Outgoing
 from pipeline.providers.auth import ApiKeyAuth
+from pipeline.providers.bodies import Arrived
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient, new_http_client
 from pipeline.providers.wire import Wire, WireAnswer
@@ -42,7 +44,7 @@ async def call(w: Wire, url: str, headers: list[tuple[str, str]] | None = None) 
     )
 
 
-async def body(answer: WireAnswer) -> bytes:
+async def body(answer: Arrived) -> bytes:
     try:
         return b"".join([chunk async for chunk in answer.aiter_bytes()])
     finally:
@@ -379,3 +381,28 @@ async def test_an_answer_to_head_has_no_body_and_its_connection_is_not_reused() 
             assert await body(await call(w, url)) == b"{}"
     w.close()
     assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\nx-a: b\ncontent-length: 2\n\n{}",  # bare line feeds
+        b"HTTP/1.1 200 OK\r\nx-a: b\r\n c\r\ncontent-length: 2\r\n\r\n{}",  # a folded value
+        b"HTTP/1.1 200 OK\r\nx-a: \x01b\x7f\r\ncontent-length: 2\r\n\r\n{}",  # control bytes
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2  \r\n{}\r\n0\r\n\r\n",
+    ],
+)
+async def test_a_sloppy_answer_aiohttp_reads_is_read_the_same(head: bytes) -> None:
+    """The answer to a billed request: refused, it would be paid for again on the retry.
+    aiohttp's response parser (llhttp too) is lenient in these ways (not in framing)."""
+    transport = AiohttpTransport(2, ssl.create_default_context(), 5.0)
+    try:
+        async with serving(Server(head, head)) as url:
+            outgoing = Outgoing("POST", url + "/v1/m:generateContent", b"{}", [], {}, None)
+            aiohttp_answer = await transport.call(outgoing)
+            expected = (dict(aiohttp_answer.headers), await body(aiohttp_answer))
+            wire_answer = await transport.api_call(outgoing)
+            assert isinstance(wire_answer, WireAnswer)
+            assert (wire_answer.headers, await body(wire_answer)) == expected
+    finally:
+        await transport.aclose()

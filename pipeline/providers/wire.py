@@ -57,6 +57,13 @@ class _Connection(asyncio.Protocol):
         self.lost = False  # the connection is gone (or broken): never reused
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
+        # As aiohttp reads answers (its parser is llhttp too): an answer to a billed request
+        # that it took and this refused would be paid for again. Framing stays strict.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True,  # a folded value, control bytes in a value
+            lenient_optional_cr_before_lf=True,  # bare line feeds
+            lenient_spaces_after_chunk_size=True,
+        )
         self._busy = False  # a request was written and its answer is not whole yet
         self._bodiless = False  # that request was HEAD: its answer has no body, whatever it says
         self._waiter: asyncio.Future[None] | None = None
