@@ -20,7 +20,7 @@ from anyio.abc import SocketStream
 
 from pipeline.core.types import Job, Outcome
 from pipeline.plan.sources import SourceCache
-from pipeline.providers import wire
+from pipeline.providers import wireconn
 from pipeline.providers.aiotransport import AiohttpTransport, Outgoing
 from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.bodies import Arrived
@@ -173,12 +173,12 @@ async def test_an_answer_waiting_for_its_reader_holds_a_bounded_buffer() -> None
         connection = got._connection
         assert connection is not None
         assert connection.paused
-        assert connection.buffered < wire.PAUSE_BYTES + (1 << 20)
+        assert connection.buffered < wireconn.PAUSE_BYTES + (1 << 20)
         assert await body(got) == big
     w.close()
 
 
-@pytest.mark.parametrize("sent", [1, wire.WAKE_BYTES + 1])
+@pytest.mark.parametrize("sent", [1, wireconn.WAKE_BYTES + 1])
 async def test_a_request_cancelled_mid_answer_lets_its_slot_and_connection_go(sent: int) -> None:
     """Cancelled (the attempt's deadline) before its caller had the head, or while it read the
     body: the one request slot is free again and the half-read connection is not kept."""
@@ -406,3 +406,13 @@ async def test_a_sloppy_answer_aiohttp_reads_is_read_the_same(head: bytes) -> No
             assert (wire_answer.headers, await body(wire_answer)) == expected
     finally:
         await transport.aclose()
+
+
+async def test_an_answer_done_after_the_wire_closed_closes_its_connection() -> None:
+    server = Server(OK, OK)
+    w = new_wire()
+    async with serving(server) as url:
+        answer = await call(w, url)
+        w.close()  # the run ends while an answer is still being read
+        assert await body(answer) == b"{}"
+        assert not any(w._idle.values())  # its connection was closed, not kept

@@ -26,219 +26,16 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import httptools
 import httpx
 import yarl
 
 from pipeline.core.slots import Slots
+from pipeline.providers.wireconn import Connection
 
-# Body bytes buffered before the reader is woken, and before the socket stops being read
-# (TCP then holds the server back): a few buffers per answer in flight, whatever its size.
-WAKE_BYTES = 256 * 1024
-PAUSE_BYTES = 512 * 1024
-# An answer's head (interim answers included): an API's is a few KB. Unbounded, llhttp's
-# header callbacks would gather an endless one in memory (and copy it again at every read).
-MAX_HEAD_BYTES = 64 * 1024
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 Key = tuple[str, str, int]  # scheme, host, port: an origin
-
-
-class _Unasked(Exception):
-    """Bytes after the answer, in the same read: llhttp stops there (``_break``)."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection and the answer it is receiving, if any."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.lost = False  # the connection is gone (or broken): never reused
-        self.idle_since = 0.0
-        self._parser = httptools.HttpResponseParser(self)
-        # As aiohttp reads answers (its parser is llhttp too): an answer to a billed request
-        # that it took and this refused would be paid for again. Framing stays strict.
-        self._parser.set_dangerous_leniencies(
-            lenient_headers=True,  # a folded value, control bytes in a value
-            lenient_optional_cr_before_lf=True,  # bare line feeds
-            lenient_spaces_after_chunk_size=True,
-        )
-        self._busy = False  # a request was written and its answer is not whole yet
-        self._bodiless = False  # that request was HEAD: its answer has no body, whatever it says
-        self._waiter: asyncio.Future[None] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.head = False  # the answer's head is in
-        self.whole = False  # the answer is in, body and all
-        self.keep_alive = False
-        self.error: httpx.TransportError | None = None
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.paused = False
-        self.until_eof = False  # a body with neither a length nor chunks ends with the stream
-        self.head_bytes = 0  # read while the head was not yet in
-
-    # asyncio's side
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if not self._busy or self.whole:  # bytes nobody asked for: never trusted again
-            self._break(httpx.RemoteProtocolError("unexpected bytes on an idle connection"))
-            return
-        if not self.head:
-            self.head_bytes += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._break(httpx.RemoteProtocolError(type(e).__name__))
-            return
-        if not self.head and self.head_bytes > MAX_HEAD_BYTES:  # all it read was head
-            self._break(httpx.RemoteProtocolError(f"a head over {MAX_HEAD_BYTES // 1024} KB"))
-
-    def eof_received(self) -> bool:
-        if self._busy and self.head and self.until_eof:
-            self._done(keep_alive=False)
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self._busy and not self.whole and self.error is None:
-            if exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
-                self.error = httpx.RemoteProtocolError("ServerDisconnected")
-            else:
-                self.error = httpx.ReadError(type(exc).__name__)
-        self._wake()
-
-    # llhttp's side
-
-    def on_message_begin(self) -> None:
-        if self.whole:  # a second answer to one request, in the same read: parsed no further
-            raise _Unasked
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp drops the whitespace before a value, not after it; aiohttp and h11 drop both.
-        self.raw_headers.append((name, value.rstrip(b" \t")))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:  # an interim answer: the real one follows
-            self.raw_headers = []
-            return
-        self.status = status
-        self.head = True
-        if self._bodiless:  # llhttp cannot be told: it would wait for the length the head names
-            self._done(keep_alive=False)
-            return
-        # No length, and chunked not the last transfer coding (``gzip`` alone): llhttp reads the
-        # body until the stream ends, so its end is the answer's.
-        length = chunked = False
-        for name, value in self.raw_headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                length = True
-            elif lower == b"transfer-encoding":
-                chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
-        self.until_eof = not length and not chunked
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered >= PAUSE_BYTES and not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-            self.paused = True
-        if self.buffered >= WAKE_BYTES:
-            self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.head:  # not an interim answer's end
-            self._done(keep_alive=self._parser.should_keep_alive())
-
-    # the caller's side
-
-    def _done(self, *, keep_alive: bool) -> None:
-        self.whole = True
-        self.keep_alive = keep_alive
-        self._wake()
-
-    def _break(self, error: httpx.TransportError) -> None:
-        if self.error is None and not self.whole:
-            self.error = error
-        self.lost = True
-        if self.transport is not None:
-            self.transport.abort()
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        await waiter
-
-    def send(self, request: bytes, *, bodiless: bool = False) -> None:
-        """Write a request; its answer is read through ``head`` and ``body``."""
-        assert self.transport is not None
-        self._reset()
-        self._busy = True
-        self._bodiless = bodiless
-        self.transport.write(request)
-
-    async def wait_head(self) -> None:
-        """Until the head is in with the whole body or ``WAKE_BYTES`` of it: a small answer
-        wakes its caller once, not twice."""
-        while not self.whole:
-            if self.head and (self.buffered >= WAKE_BYTES or self.lost):
-                return  # the body, or how it broke off, is the reader's
-            if self.error is not None:
-                raise self.error
-            if self.lost:
-                raise httpx.RemoteProtocolError("ServerDisconnected")
-            await self._wait()
-
-    async def body(self) -> AsyncIterator[bytes]:
-        while True:
-            if self.chunks:
-                chunks, self.chunks, self.buffered = self.chunks, [], 0
-                if self.paused and self.transport is not None:
-                    self.paused = False
-                    self.transport.resume_reading()
-                for chunk in chunks:
-                    yield chunk
-                continue
-            if self.whole:
-                return
-            if self.error is not None:
-                raise self.error
-            if self.lost:
-                raise httpx.RemoteProtocolError("ServerDisconnected")
-            await self._wait()
-
-    def finish(self) -> bool:
-        """The answer's reader is done: True if the connection may carry another request."""
-        reusable = self.whole and self.keep_alive and not self.lost and not self.chunks
-        self._busy = False
-        if not reusable:
-            self.close()
-        elif self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return reusable
-
-    def close(self) -> None:
-        self.lost = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class WireAnswer:
@@ -248,11 +45,11 @@ class WireAnswer:
     __slots__ = ("_connection", "_key", "_wire", "headers", "status_code")
 
     def __init__(
-        self, wire: Wire, key: Key, connection: _Connection, headers: dict[str, str]
+        self, wire: Wire, key: Key, connection: Connection, headers: dict[str, str]
     ) -> None:
         self._wire = wire
         self._key = key
-        self._connection: _Connection | None = connection
+        self._connection: Connection | None = connection
         self.status_code = connection.status
         self.headers = headers
 
@@ -305,7 +102,8 @@ class Wire:
         self._slots = Slots(connections)  # requests at once: each has a connection of its own
         self._tls = tls
         self._keepalive_s = keepalive_s
-        self._idle: dict[Key, list[_Connection]] = {}
+        self._idle: dict[Key, list[Connection]] = {}
+        self._closed = False
         self._heads: dict[str, tuple[Key, bytes]] = {}  # by URL: key, request line
 
     async def call(
@@ -359,23 +157,34 @@ class Wire:
             known = self._heads[method + text] = (key, start + b"\r\n" + host)
         return known
 
-    def _take(self, key: Key) -> _Connection | None:
+    def _take(self, key: Key) -> Connection | None:
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             connection = idle.pop()
-            if not connection.lost and now - connection.idle_since < self._keepalive_s:
+            transport = connection.transport
+            if (
+                not connection.lost
+                and now - connection.idle_since < self._keepalive_s
+                and not (transport is None or transport.is_closing())  # closed, not yet lost
+            ):
                 return connection
             connection.close()
         return None
 
-    async def _connect(self, key: Key, connect_s: float | None) -> _Connection:
+    async def _connect(self, key: Key, connect_s: float | None) -> Connection:
         scheme, host, port = key
         tls = self._tls if scheme == "https" else None
         loop = asyncio.get_running_loop()
         try:
             made = loop.create_connection(
-                _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+                Connection,
+                host,
+                port,
+                ssl=tls,
+                server_hostname=host if tls else None,
+                # As aiohttp: the next address after 250 ms (a host whose IPv6 is black-holed).
+                happy_eyeballs_delay=0.25,
             )
             _, connection = await asyncio.wait_for(made, connect_s)
         except TimeoutError as e:
@@ -384,20 +193,22 @@ class Wire:
             raise httpx.ConnectError(type(e).__name__) from e
         return connection
 
-    def done(self, key: Key, connection: _Connection) -> None:
+    def done(self, key: Key, connection: Connection) -> None:
         """A request's answer was read (or given up): its connection is kept idle if it can
         carry another, and its request slot is let go."""
         self._slots.release()
         if not connection.finish():
             return
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= self._connections:
+        if self._closed or len(idle) >= self._connections:
             connection.close()
             return
         connection.idle_since = time.monotonic()
         idle.append(connection)
 
     def close(self) -> None:
+        """Close the idle connections, and each busy one as its answer is done."""
+        self._closed = True
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
