@@ -17,7 +17,7 @@ from anyio.abc import SocketStream
 from pipeline.core.config import ApiKey
 from pipeline.core.types import Job, NoAnswer, Outcome, TransportFailure
 from pipeline.plan.sources import SourceCache
-from pipeline.providers.aiotransport import _translated
+from pipeline.providers import aiosession
 from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient, new_http_client
@@ -218,7 +218,7 @@ def test_aiohttp_failures_become_the_httpx_failure_that_says_the_same(
     error: Exception, translated: type[Exception]
 ) -> None:
     request = httpx.Request("POST", "http://api.invalid/?key=secret")
-    with pytest.raises(translated) as caught, _translated(request):
+    with pytest.raises(translated) as caught, aiosession.translated(request):
         raise error
     assert type(caught.value) is translated
     assert "secret" not in str(caught.value)

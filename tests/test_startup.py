@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+from tests.helpers import TEST_KEY, slow_emulator, write_csv
 
 # Packages (and our own modules) a command loads in its body when it needs them.
 HEAVY = ("pyarrow", "httpx", "httpx2", "aiohttp", "pipeline.emulator", "rich", "PIL", "structlog")
@@ -60,3 +64,22 @@ def test_a_run_does_not_load_httpx_s_command_line_tool() -> None:
     assert importlib.util.find_spec("click") is not None  # else this test would prove nothing
     assert present(loaded, ("click",)) == []
     assert "httpx" in loaded
+
+
+def test_a_run_over_http_never_loads_aiohttp(tmp_path: Path) -> None:
+    """API calls go out on ``wire``: aiohttp (~0.17 s of start-up) is for proxies, uploads,
+    downloads and links. Read from the interpreter's own import trace of a real run."""
+    manifest = write_csv(
+        tmp_path / "m.csv", [{"id": f"r{n}", "prompt": "a lamp"} for n in range(3)]
+    )
+    with slow_emulator("0") as server:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "pipeline", "run", str(manifest),
+             "--out", str(tmp_path / "out"), "--base-url", server.base_url],
+            env={**os.environ, "GEMINI_API_KEY": TEST_KEY},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "pipeline.providers.wire" in imported  # else this test would prove nothing
+    assert present(imported, ("aiohttp", "pipeline.providers.aiosession")) == []

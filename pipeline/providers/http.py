@@ -29,7 +29,7 @@ import httpx
 from pipeline.core.deadline import FailAfter
 from pipeline.core.slots import Slots
 from pipeline.core.types import NoAnswer, Outcome, RawResponse, TransportFailure
-from pipeline.providers.aiotransport import AiohttpTransport, Outgoing, default_tls
+from pipeline.providers.aiotransport import AiohttpTransport, Outgoing
 from pipeline.providers.auth import Credentials
 from pipeline.providers.base import AnswerReader, PreparedRequest
 from pipeline.providers.bodies import (
@@ -314,10 +314,11 @@ def new_http_client(
     tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client with no global timeout; on the network (no ``transport``), over
-    aiohttp's connections, at most ``connections`` of them (``aiotransport``: httpx's own
-    transport cost about three times the CPU per answer received, docs/benchmarks.md)."""
+    ``aiotransport``'s connections, at most ``connections`` of them (httpx's own transport
+    cost several times the CPU per answer received, docs/benchmarks.md); ``tls`` None: the
+    default context, loaded by the first https connection."""
     if transport is None:
-        transport = AiohttpTransport(connections, tls or default_tls(), KEEPALIVE_S)
+        transport = AiohttpTransport(connections, tls, KEEPALIVE_S)
     client = httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(None, connect=30.0),
@@ -347,9 +348,7 @@ class ClientPool:
     def __init__(self, transport: httpx.AsyncBaseTransport | None, workers: int) -> None:
         pools = max(1, math.ceil(workers / WORKERS_PER_POOL))
         gate = Slots(BODY_READERS)
-        # None for an in-process transport (the emulator's: tests, --emulate): no connection.
-        tls = default_tls() if transport is None else None
-        self._http = [new_http_client(transport, WORKERS_PER_POOL, tls) for _ in range(pools)]
+        self._http = [new_http_client(transport, WORKERS_PER_POOL) for _ in range(pools)]
         self._clients = [HttpClient(h, gate) for h in self._http]
 
     def for_worker(self, index: int) -> HttpClient:

@@ -19,6 +19,7 @@ carried the request; once its bytes were written, a lost connection or a malform
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,10 +33,17 @@ import yarl
 from pipeline.core.slots import Slots
 from pipeline.providers.wireconn import Connection
 
-_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+REDIRECTS = frozenset((301, 302, 303, 307, 308))
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 Key = tuple[str, str, int]  # scheme, host, port: an origin
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """httpx's TLS defaults and CA bundle, loaded once per process and only when a connection
+    needs it (20-50 ms): one context serves every client and connection."""
+    return httpx.create_ssl_context()
 
 
 class WireAnswer:
@@ -55,7 +63,7 @@ class WireAnswer:
 
     @property
     def is_redirect(self) -> bool:
-        return self.status_code in _REDIRECTS and "location" in self.headers
+        return self.status_code in REDIRECTS and "location" in self.headers
 
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         assert self._connection is not None
@@ -97,10 +105,10 @@ class Wire:
     ``connections`` of them idle, an idle one dropped after ``keepalive_s`` (before a server
     would drop it)."""
 
-    def __init__(self, connections: int, tls: ssl.SSLContext, keepalive_s: float) -> None:
+    def __init__(self, connections: int, tls: ssl.SSLContext | None, keepalive_s: float) -> None:
         self._connections = connections
         self._slots = Slots(connections)  # requests at once: each has a connection of its own
-        self._tls = tls
+        self._tls = tls  # None: the default one, loaded by the first https connection
         self._keepalive_s = keepalive_s
         self._idle: dict[Key, list[Connection]] = {}
         self._closed = False
@@ -174,7 +182,7 @@ class Wire:
 
     async def _connect(self, key: Key, connect_s: float | None) -> Connection:
         scheme, host, port = key
-        tls = self._tls if scheme == "https" else None
+        tls = (self._tls or default_tls()) if scheme == "https" else None
         loop = asyncio.get_running_loop()
         try:
             made = loop.create_connection(
