@@ -26,7 +26,10 @@ from collections.abc import Callable
 
 from pipeline.core.types import ImagePart
 
-INLINE_MAX_S = 0.005  # a write on the loop slower than this: the disk is not keeping up
+# A write on the loop slower than this: the disk is not keeping up. Not 5 ms: this VM's
+# fsync passes 5 ms about once in 600 writes (5.1-9.3 ms), and each trip sent 64 writes to
+# threads, a tenth of a 5,000-row run's, for nothing (docs/benchmarks.md).
+INLINE_MAX_S = 0.010
 THREADED_AFTER_SLOW = 64  # writes sent to threads after a slow one, before the loop tries again
 INLINE_MAX_BYTES = 2 << 20  # a row's images above this are hashed and written in a thread
 
