@@ -8,8 +8,10 @@
   ``httpx`` before the pipeline is imported.
 - ``httpx-aiohttp``: httpx's client on ``httpx_aiohttp.AiohttpTransport`` (aiohttp's sockets
   and C parser under httpx's request and response objects).
-- ``aiotransport``: httpx's client on ``pipeline.providers.aiotransport`` (aiohttp's sockets
-  and parser, the project's own exception translation and trace events).
+- ``aiotransport``: the default, what users get: httpx's client on
+  ``pipeline.providers.aiotransport``, whose API calls (``HttpClient.send``) go out on
+  ``wire`` (asyncio's sockets, llhttp) and everything else on aiohttp's sockets, with the
+  project's own exception translation and trace events.
 - ``aiohttp``: aiohttp directly, a client with ``HttpClient``'s methods and rules (no
   redirects for API calls, the whole attempt under one deadline, the body fed to the reader as
   it arrives, "sent" from aiohttp's trace of the request headers).
@@ -165,7 +167,12 @@ def _aiohttp_pool() -> type:
         download = http.HttpClient.download
 
         async def _exchange(
-            self, call: http.Call, *, read: Callable[[Any], Awaitable[T]], link: bool = False
+            self,
+            call: http.Call,
+            *,
+            read: Callable[[Any], Awaitable[T]],
+            link: bool = False,
+            api: bool = False,  # HttpClient.send's: aiohttp carries every call here
         ) -> T | NoAnswer:
             progress = Progress()
             try:
