@@ -41,8 +41,11 @@ def record(row_id: str) -> LedgerRecord:
 Feed = Callable[[MemoryObjectSendStream[Record]], Awaitable[None]]
 
 
-async def writing(tmp_path: Path, clock: VirtualClock, feed: Feed) -> tuple[Counted, RunServices]:
-    """Run the writer over what ``feed(send)`` sends, to the end of the stream."""
+async def writing(
+    tmp_path: Path, clock: VirtualClock, feed: Feed, *, cancel: bool = False
+) -> tuple[Counted, RunServices]:
+    """Run the writer over what ``feed(send)`` sends, to the end of the stream (``cancel``:
+    the writer's task group cancelled once ``feed`` returns)."""
     services = RunServices(run_config(tmp_path / "m.csv", tmp_path, clock=clock))
     ledger = Counted(tmp_path, clock)
     ledger.open()
@@ -52,6 +55,8 @@ async def writing(tmp_path: Path, clock: VirtualClock, feed: Feed) -> tuple[Coun
             tg.start_soon(writer.write, services, ledger, receive)
             async with send:
                 await feed(send)
+                if cancel:
+                    tg.cancel_scope.cancel()
     finally:
         ledger.close()
     return ledger, services
@@ -114,19 +119,12 @@ async def test_a_durable_mark_is_not_paced(tmp_path: Path, clock: VirtualClock) 
 async def test_a_group_waiting_for_its_pace_is_committed_when_the_run_is_cancelled(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
-    services = RunServices(run_config(tmp_path / "m.csv", tmp_path, clock=clock))
-    ledger = Counted(tmp_path, clock)
-    ledger.open()
-    send, receive = anyio.create_memory_object_stream[Record](256)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.write, services, ledger, receive)
-            await send.send(record("first"))
-            await clock.sleep(0.001)
-            await send.send(record("second"))  # waits for the pace
-            await anyio.lowlevel.checkpoint()
-            tg.cancel_scope.cancel()
-    finally:
-        ledger.close()
+    async def feed(send: MemoryObjectSendStream[Record]) -> None:
+        await send.send(record("first"))
+        await clock.sleep(0.001)
+        await send.send(record("second"))  # waits for the pace
+        await anyio.lowlevel.checkpoint()
+
+    ledger, _ = await writing(tmp_path, clock, feed, cancel=True)
 
     assert [group for _, group in ledger.groups] == [["first"], ["second"]]
