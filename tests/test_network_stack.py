@@ -162,6 +162,26 @@ async def test_a_host_that_does_not_encode_is_never_sent() -> None:
         assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, False)
 
 
+async def test_a_host_that_does_not_encode_is_never_sent_behind_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same behind a proxy (HTTP_PROXY): NO_PROXY is matched against the host's name,
+    which bad punycode does not have; the proxy is never reached."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with new_http_client(None, 1) as http:
+        client = HttpClient(http)
+        answers: list[object] = [
+            await client.fetch("POST", "http://xn--a.example/x", b"{}", {}, 5.0),
+            await client.download("http://xn--a.example/x.png", 5.0),
+        ]
+    answers.append(await exchange("http://xn--a.example", Recorder()))  # an API call
+    for answer in answers:
+        assert isinstance(answer, NoAnswer)
+        assert (answer.failure, answer.sent) == (TransportFailure.CONNECTION, False)
+
+
 async def test_a_server_that_read_the_request_and_hung_up_may_have_billed() -> None:
     async def hang_up(stream: SocketStream) -> None:
         await read_request(stream)

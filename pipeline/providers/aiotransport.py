@@ -142,7 +142,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         proxy = self._proxies.get(url.scheme)
         if proxy is None:
             return None
-        host = url.host or ""
+        try:
+            host = url.host or ""
+        except UnicodeError as e:  # bad punycode: refused before any connection, as unproxied
+            raise httpx.ConnectError("UnicodeError") from e
         if host not in self._bypass:
             self._bypass[host] = bool(urllib.request.proxy_bypass(host))
         return None if self._bypass[host] else proxy
