@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import anyio
@@ -21,7 +22,11 @@ from pipeline.providers import aiosession
 from pipeline.providers.auth import ApiKeyAuth
 from pipeline.providers.gemini.provider import GeminiProvider
 from pipeline.providers.http import HttpClient, new_http_client
-from tests.helpers import Recorder
+from pipeline.providers.wire import default_tls
+from pipeline.run.scheduler import run_manifest
+from pipeline.store.inflight import InFlight
+from pipeline.store.spend import spent_in
+from tests.helpers import Recorder, run_config, write_csv
 
 KEY = ApiKey("test-key-0123456789", "test")
 
@@ -291,3 +296,26 @@ async def test_a_deadline_counts_a_request_sent_only_once_it_had_its_connection(
         answer = answers[name]
         assert isinstance(answer, NoAnswer)
         assert (answer.failure, answer.sent) == (TransportFailure.TIMEOUT, sent), name
+
+
+async def test_a_ca_bundle_that_does_not_load_stops_the_run_before_anything_is_noted_as_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TLS context is loaded by the first https connection, which comes after its request
+    was noted in flight: a CA bundle that cannot be read (a wrong SSL_CERT_FILE) must stop an
+    https run before that, as it did when every client loaded it, not leave requests that
+    never went out to be charged at their worst case by the next run."""
+    manifest = write_csv(
+        tmp_path / "m.csv", [{"id": f"r{n}", "prompt": "a lamp"} for n in range(4)]
+    )
+    out = tmp_path / "out"
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    config = run_config(manifest, out, base_url="https://127.0.0.1:9", concurrency=2)
+    default_tls.cache_clear()  # another test may have loaded it already
+    try:
+        with pytest.raises(FileNotFoundError):
+            await run_manifest(config)
+    finally:
+        default_tls.cache_clear()
+    assert InFlight(out).recover() == []
+    assert spent_in(out) == 0.0

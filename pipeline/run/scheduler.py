@@ -6,6 +6,7 @@ a failed task group into the one error the user caused, and count what is left f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -16,6 +17,7 @@ from pipeline.plan.checkpass import CheckedManifest
 from pipeline.providers.base import Provider
 from pipeline.providers.http import ClientPool
 from pipeline.providers.registry import provider_for
+from pipeline.providers.wire import default_tls
 from pipeline.run import start as runstart
 from pipeline.run.batch.executor import BatchExecutor
 from pipeline.run.online import OnlineExecutor, workers
@@ -87,6 +89,10 @@ async def run_manifest(
             # The one pass over the manifest (with --strict, every row checked); its rows are
             # kept until what is left after the run has been counted from them.
             checked = await anyio.to_thread.run_sync(runstart.check, config, ledger)
+            if transport is None and urlsplit(config.base_url).scheme == "https":
+                # Else the first connection loads it, after its request was noted as sent: a
+                # CA bundle that does not load (SSL_CERT_FILE) stops the run here, unsent.
+                default_tls()
             async with ClientPool(transport, workers(config)) as pool:
                 result = await Pipeline(checked.config, pool, ledger).run(observers, checked)
         except BaseExceptionGroup as group:
