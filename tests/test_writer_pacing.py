@@ -3,6 +3,7 @@ someone waits for them, and never dropped by a cancellation."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -42,12 +43,17 @@ Feed = Callable[[MemoryObjectSendStream[Record]], Awaitable[None]]
 
 
 async def writing(
-    tmp_path: Path, clock: VirtualClock, feed: Feed, *, cancel: bool = False
+    tmp_path: Path,
+    clock: VirtualClock,
+    feed: Feed,
+    *,
+    cancel: bool = False,
+    disk: type[Counted] = Counted,
 ) -> tuple[Counted, RunServices]:
     """Run the writer over what ``feed(send)`` sends, to the end of the stream (``cancel``:
-    the writer's task group cancelled once ``feed`` returns)."""
+    the writer's task group cancelled once ``feed`` returns), into a ``disk`` ledger."""
     services = RunServices(run_config(tmp_path / "m.csv", tmp_path, clock=clock))
-    ledger = Counted(tmp_path, clock)
+    ledger = disk(tmp_path, clock)
     ledger.open()
     send, receive = anyio.create_memory_object_stream[Record](256)
     try:
@@ -128,3 +134,40 @@ async def test_a_group_waiting_for_its_pace_is_committed_when_the_run_is_cancell
     ledger, _ = await writing(tmp_path, clock, feed, cancel=True)
 
     assert [group for _, group in ledger.groups] == [["first"], ["second"]]
+
+
+class Refusing(Counted):
+    """A ledger whose disk refuses its first group, even with the reserve freed."""
+
+    def __init__(self, out_dir: Path, clock: VirtualClock) -> None:
+        super().__init__(out_dir, clock)
+        self.refusals = 2  # DiskGuard tries twice
+
+    def append(
+        self, records: Sequence[LedgerRecord], attempts: Sequence[AttemptRecord] = ()
+    ) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().append(records, attempts)
+
+
+async def test_a_durable_mark_after_records_the_disk_refused_is_not_ok(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """A mark vouches for every record sent before it: one the disk refused in an earlier
+    group too (a fold's last record committed alone, the mark then in a group of its own)."""
+    marks: list[bool] = []
+
+    async def feed(send: MemoryObjectSendStream[Record]) -> None:
+        await send.send(record("refused"))
+        await clock.sleep(0.001)  # its group was refused before the mark is sent
+        mark = Durable()
+        await send.send(mark)
+        await mark.written.wait()
+        marks.append(mark.ok)
+
+    _, services = await writing(tmp_path, clock, feed, disk=Refusing)
+
+    assert services.result.unrecorded == 1
+    assert marks == [False]

@@ -34,6 +34,7 @@ async def write(
     """Append records to ``ledger`` until every sender closed its stream."""
     result, clock = services.result, services.clock
     last = -PACE_S  # when the last group's commit started, on the run's clock
+    refused = False  # the disk refused a group: no later mark can vouch for what came before
     async with records:
         async for first in records:
             group = [first]
@@ -53,9 +54,10 @@ async def write(
                 written = not (rows or attempts) or await services.disk.append(
                     ledger, rows, attempts
                 )
+            refused = refused or not written
             for mark in group:
-                if isinstance(mark, Durable):  # every record sent before it is in this group
-                    mark.ok = written
+                if isinstance(mark, Durable):  # every record sent before it: here or earlier
+                    mark.ok = not refused
                     mark.written.set()
             if not written:
                 # The disk refused them even with the reserve freed: these rows stay
