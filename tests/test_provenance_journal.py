@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline.core.clock import VirtualClock
 from pipeline.core.types import ImagePart
+from pipeline.emulator import parse_latency
 from pipeline.store import journal as journal_lines
 from pipeline.store import provenance
 from pipeline.store.journal import decode_line
@@ -64,7 +66,7 @@ def test_storing_a_row_fsyncs_its_images_and_nothing_for_its_record(
 
 
 async def test_a_run_makes_each_rows_provenance_durable_before_its_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: VirtualClock
 ) -> None:
     """At every fsync of the ledger's journal, each succeeded row it holds has its provenance
     line in what an fsync of the provenance journal already covered."""
@@ -89,8 +91,10 @@ async def test_a_run_makes_each_rows_provenance_durable_before_its_record(
             commits.append({r for r in done if b'"stem":"%s"' % r.encode() not in durable})
 
     monkeypatch.setattr(os, "fsync", fsync)
-    # One at a time: the rows reach the writer in several groups, each its own commit.
-    await run(run_config(write_csv(tmp_path / "m.csv", rows), out, concurrency=1), emulator())
+    # One at a time, each answer slower than the writer's pace: the rows reach the writer in
+    # several groups, each its own commit.
+    config = run_config(write_csv(tmp_path / "m.csv", rows), out, concurrency=1, clock=clock)
+    await run(config, emulator(clock=clock, latency=parse_latency("0.1")))
 
     assert len(commits) >= 2
     assert commits == [set()] * len(commits)

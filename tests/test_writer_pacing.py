@@ -11,13 +11,14 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import pytest
 from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.core.clock import VirtualClock
 from pipeline.run import writer
 from pipeline.run.executor import Durable, Record, RunServices
 from pipeline.store.ledger import AttemptRecord, Ledger, LedgerRecord
-from tests.helpers import run_config
+from tests.helpers import emulator, run, run_config, write_csv
 
 
 class Counted(Ledger):
@@ -171,3 +172,23 @@ async def test_a_durable_mark_after_records_the_disk_refused_is_not_ok(
 
     assert services.result.unrecorded == 1
     assert marks == [False]
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+async def test_a_flood_of_records_moves_at_least_a_full_group_per_pace(
+    tmp_path: Path, clock: VirtualClock, concurrency: int
+) -> None:
+    """Invalid rows go to the writer as fast as the plan yields them. While the writer waits
+    for its pace they fill the stream and the producer waits: a stream holding fewer than a
+    full group (4 records per request slot, below 16 slots) held a flood to one small group
+    per pace (2,000 invalid rows at --concurrency 1: 5 s of waiting)."""
+    rows = 2000
+    manifest = write_csv(tmp_path / "m.csv", [
+        {"id": f"r{n}", "prompt": "x", "aspect_ratio": "5:3"} for n in range(rows)
+    ])  # fmt: skip
+    config = run_config(manifest, tmp_path / "out", clock=clock, concurrency=concurrency)
+
+    result = await run(config, emulator(clock=clock))
+
+    assert result.by_status["invalid"] == rows
+    assert result.duration_s <= rows / writer.FULL_GROUP * writer.PACE_S

@@ -110,8 +110,10 @@ class RunShell:
         services, config, control = self.services, self.services.config, self.services.control
         batches = iter(begun.planner)
         jobs_send, jobs_recv = anyio.create_memory_object_stream[Job](config.concurrency)
+        # At least a full group: while the writer waits for its pace, what arrives waits here,
+        # and a flood (invalid rows, a fold) must fill a group to be committed at once.
         rec_send, rec_recv = anyio.create_memory_object_stream[Record](
-            config.concurrency * RECORDS_PER_JOB_SLOT
+            max(config.concurrency * RECORDS_PER_JOB_SLOT, writer.FULL_GROUP)
         )
         log.info("run.started", manifest=str(config.manifest), done_before=len(begun.done))
         async with anyio.create_task_group() as tg:
