@@ -5,9 +5,10 @@ The HTTP layer (``http.py``) keeps speaking httpx, so its rules stay where they 
 redirects for API calls, one deadline for the whole attempt, the body gate, the one place where
 exceptions become ``NoAnswer``) and every fake, the in-process emulator included, is still an
 httpx transport. Only the real sockets change: an answer received through httpcore and h11
-cost about three times the CPU it cost through aiohttp, and through aiohttp about four times
-what it costs through ``wire`` (docs/benchmarks.md, "HTTP stack"). Every exception that leaves
-here is httpx's, with the meaning ``http.py`` gives it (``aiosession`` has the table).
+cost about three times the CPU it cost through aiohttp, and through aiohttp 2.5 times what it
+costs through ``wire`` at 512 px, 1.3 times at 1K and 4K (docs/benchmarks.md, "HTTP
+stack"). Every exception that leaves here is httpx's, with the meaning ``http.py`` gives it
+(``aiosession`` has the table).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return aiosession.answer(await self._request(call, None))
 
     async def api_call(self, call: Outgoing) -> aiosession.Answer | WireAnswer | httpx.Response:
-        """A provider's API call: on ``wire``'s connections (~a quarter of aiohttp's CPU per
+        """A provider's API call: on ``wire``'s connections (0.4x aiohttp's CPU per 512 px
         answer) unless it needs what only aiohttp does here (a proxy, credentials in the URL,
         a read or pool timeout); a compressed body comes back as an httpx response."""
         parsed = self._wired.get(call.url)

@@ -1,11 +1,12 @@
 """API calls on asyncio's own sockets: HTTP/1.1 written in one piece and parsed by llhttp
 (``httptools``, uvicorn's parser), with keep-alive connections and nothing else.
 
-A 512 px answer through aiohttp's client cost ~0.33 ms of CPU; here ~0.09 (the same replay
-server and loop; docs/benchmarks.md, "HTTP stack"). aiohttp's session builds a request object,
-a response object, a timer context and a Task to write the body for every call, and wakes its
-caller for the head and per 64 KB of the body; this protocol wakes its caller once the answer
-is whole or ``WAKE_BYTES`` of its body are in, and then per ``WAKE_BYTES``.
+A 512 px answer through aiohttp's client costs ~0.30 ms of CPU; here ~0.12 (1K 0.67 and 0.50,
+4K 7.4 and 5.6: ``scripts/bench_receive.py``, docs/benchmarks.md, "HTTP stack"). aiohttp's
+session builds a request object, a response object, a timer context and a Task to write the
+body for every call, and wakes its caller for the head and per 64 KB of the body; this
+protocol wakes its caller once the answer is whole or ``WAKE_BYTES`` of its body are in, and
+then per ``WAKE_BYTES``.
 
 Only a provider's API calls come here (``HttpClient.send``): no proxy, no credentials in the
 URL, no read or pool timeout. Everything else (proxies, uploads, downloads, token endpoints)

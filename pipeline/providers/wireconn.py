@@ -180,10 +180,7 @@ class Connection(asyncio.Protocol):
         while not self.whole:
             if self.head and (self.buffered >= WAKE_BYTES or self.lost):
                 return  # the body, or how it broke off, is the reader's
-            if self.error is not None:
-                raise self.error
-            if self.lost:
-                raise httpx.RemoteProtocolError("ServerDisconnected")
+            self._raise_if_broken()
             await self._wait()
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -198,11 +195,16 @@ class Connection(asyncio.Protocol):
                 continue
             if self.whole:
                 return
-            if self.error is not None:
-                raise self.error
-            if self.lost:
-                raise httpx.RemoteProtocolError("ServerDisconnected")
+            self._raise_if_broken()
             await self._wait()
+
+    def _raise_if_broken(self) -> None:
+        """The answer will not come whole: say how, as http.py reads it (it may have been
+        billed)."""
+        if self.error is not None:
+            raise self.error
+        if self.lost:
+            raise httpx.RemoteProtocolError("ServerDisconnected")
 
     def finish(self) -> bool:
         """The answer's reader is done: True if the connection may carry another request."""

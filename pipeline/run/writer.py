@@ -19,10 +19,12 @@ BATCH_TIER = "batch"  # the ledger's tier of a row a batch job answered (run.bat
 # Group commits are paced: under load a group starts at most every PACE_S, gathering whatever
 # arrives meanwhile. At 256 rows/s a commit (provenance, folders, ledger: three fsyncs and a
 # thread's hand-off) ran for every ~3.5 rows; gathered for 25 ms, every ~8, and a 512 px
-# row's CPU fell ~10% (docs/benchmarks.md). A record reaches the disk at most PACE_S later;
-# the row's images are already stored and its provenance line written, so a kill meanwhile
-# costs nothing (the next run adopts them). A quiet run (real latencies: a few rows a second)
-# commits each record at once, as before.
+# row's CPU fell ~7% (median of nine pairs, docs/benchmarks.md). A record reaches the disk at
+# most PACE_S later. A row with images loses nothing to a kill meanwhile (they are stored and
+# their provenance line written: the next run adopts them); a refusal's record lost to a kill
+# sends that row again, a window the commit's own few milliseconds already opened, now wider
+# by up to PACE_S. A quiet run (real latencies: a few rows a second) commits each record at
+# once, as before.
 PACE_S = 0.025
 # A group this large (a flood of invalid rows, a batch job's fold) is committed at once.
 FULL_GROUP = 64
